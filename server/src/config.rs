@@ -1,0 +1,175 @@
+//! The validated server configuration. A `Config` that passed [`Config::validate`] can be
+//! started without any further checks; every limit it carries is the one enforced.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP address, IPv4 or IPv6; port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix stream socket path.
+    Unix(PathBuf),
+}
+
+/// Which CPUs the workers run on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Cpus {
+    /// Every CPU the process may use (its affinity mask, which honours cpusets).
+    #[default]
+    Allowed,
+    /// These CPUs, one worker each unless `workers` says otherwise.
+    List(Vec<usize>),
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening sockets.
+    pub listen: Vec<Listen>,
+    /// CPUs to pin workers to.
+    pub cpus: Cpus,
+    /// Number of workers; `None` means one per CPU in `cpus`.
+    pub workers: Option<usize>,
+    /// Provided buffers per worker (a power of two, at most 32768).
+    pub buffers: u32,
+    /// Bytes per provided buffer.
+    pub buffer_size: u32,
+    /// Most bytes a connection may hold received but not yet echoed.
+    pub max_conn_buffer: u32,
+    /// Most open connections in the whole process; further ones are closed at once.
+    pub max_conns: usize,
+    /// Close connections that neither send nor receive for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Use a kernel submission-polling thread per worker.
+    pub sqpoll: bool,
+    /// Sends of at least this many bytes use SEND_ZC; `None` disables zero-copy send.
+    pub zc_threshold: Option<u32>,
+    /// How long open connections may keep echoing after shutdown begins.
+    pub drain_timeout: Duration,
+    /// Submission queue entries per worker ring.
+    pub ring_entries: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))],
+            cpus: Cpus::Allowed,
+            workers: None,
+            buffers: 1024,
+            buffer_size: 16 * 1024,
+            max_conn_buffer: 256 * 1024,
+            max_conns: 65_536,
+            idle_timeout: None,
+            sqpoll: false,
+            zc_threshold: None,
+            drain_timeout: Duration::from_secs(5),
+            ring_entries: 1024,
+        }
+    }
+}
+
+/// The port used when no listener is given.
+pub const DEFAULT_PORT: u16 = 7007;
+
+/// A configuration that cannot work, naming the setting at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A setting is out of its range.
+    #[error("{flag}: {problem}")]
+    Invalid {
+        /// The command-line flag of the setting.
+        flag: &'static str,
+        /// What is wrong with its value.
+        problem: String,
+    },
+}
+
+fn invalid(flag: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { flag, problem: problem.into() }
+}
+
+impl Config {
+    /// Checks every setting against the limits the engine relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(invalid("--tcp/--unix", "no listener given"));
+        }
+        if !self.buffers.is_power_of_two() || !(2..=32_768).contains(&self.buffers) {
+            return Err(invalid(
+                "--buffers",
+                format!("{} is not a power of two between 2 and 32768", self.buffers),
+            ));
+        }
+        if !(64..=(1 << 30)).contains(&self.buffer_size) {
+            return Err(invalid("--buffer-size", "must be between 64 B and 1 GiB"));
+        }
+        if self.max_conn_buffer < self.buffer_size {
+            return Err(invalid(
+                "--max-conn-buffer",
+                format!(
+                    "{} is smaller than --buffer-size {}: a connection could never receive",
+                    self.max_conn_buffer, self.buffer_size
+                ),
+            ));
+        }
+        if u64::from(self.buffers) * u64::from(self.buffer_size) > 1 << 34 {
+            return Err(invalid("--buffers", "buffers × buffer size exceeds 16 GiB per worker"));
+        }
+        if self.max_conns == 0 {
+            return Err(invalid("--max-conns", "must be at least 1"));
+        }
+        if self.workers == Some(0) {
+            return Err(invalid("--workers", "must be at least 1"));
+        }
+        if let Cpus::List(list) = &self.cpus {
+            if list.is_empty() {
+                return Err(invalid("--cpus", "empty list"));
+            }
+        }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(invalid("--idle-timeout", "must be more than 0"));
+        }
+        if !(8..=32_768).contains(&self.ring_entries) {
+            return Err(invalid("--ring-entries", "must be between 8 and 32768"));
+        }
+        for listen in &self.listen {
+            if let Listen::Unix(path) = listen {
+                if path.as_os_str().len() >= 108 {
+                    return Err(invalid(
+                        "--unix",
+                        format!("path {} is longer than 107 bytes", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_buffers() {
+        let c = Config { buffers: 1000, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--buffers"));
+        let c = Config { max_conn_buffer: 100, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--max-conn-buffer"));
+    }
+
+    #[test]
+    fn rejects_long_unix_path() {
+        let c = Config { listen: vec![Listen::Unix("x".repeat(200).into())], ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--unix"));
+    }
+}

@@ -1,0 +1,27 @@
+//! ringecho: a thread-per-core io_uring echo server.
+//!
+//! Each worker owns a pinned thread, an io_uring, SO_REUSEPORT listeners and a provided
+//! buffer ring; a received buffer is sent back as it is, with no copy in user space, and
+//! returns to the ring once its send completes. See `DESIGN.md` for the reasons.
+//!
+//! ```no_run
+//! let handle = ringecho::Server::start(ringecho::Config::default())?;
+//! println!("{}", handle.local_addrs()[0]);
+//! handle.shutdown();
+//! let totals = handle.join();
+//! # Ok::<(), ringecho::StartError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod ring;
+pub mod server;
+pub mod stats;
+pub mod sys;
+pub mod units;
+mod uring;
+
+pub use config::{Config, Cpus, Listen};
+pub use server::{BoundAddr, Server, ServerHandle, StartError};
+pub use stats::{Counters, Snapshot};

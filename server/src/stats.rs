@@ -1,0 +1,200 @@
+//! Per-worker counters and their sum.
+//!
+//! Each worker owns one [`WorkerStats`], on its own cache lines, and is its only writer:
+//! it counts into plain integers on the hot path and publishes them with relaxed stores
+//! once per loop turn. Readers sum the workers on demand; a snapshot is consistent per
+//! counter, not across counters.
+
+use crossbeam_utils::CachePadded;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident: $kind:ident ),* $(,)?) => {
+        /// One worker's figures, as plain numbers (a worker's private tally, or a sum).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        /// The published copy of one worker's [`Counters`].
+        #[derive(Debug, Default)]
+        pub struct WorkerStats {
+            $( $name: AtomicU64, )*
+        }
+
+        impl WorkerStats {
+            /// Publishes `c`; only the owning worker calls this.
+            pub(crate) fn publish(&self, c: &Counters) {
+                $( self.$name.store(c.$name, Ordering::Relaxed); )*
+            }
+
+            /// Reads the last published figures.
+            pub fn load(&self) -> Counters {
+                Counters { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        impl Counters {
+            /// Adds `other` into `self`: sums for counters and gauges, the lowest for
+            /// low-water marks, the highest for high-water marks.
+            pub fn merge(&mut self, other: &Counters) {
+                $( merge_one!($kind, self.$name, other.$name); )*
+            }
+
+            /// The names and values, in declaration order (for the text format).
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name), )* ]
+            }
+        }
+    };
+}
+
+macro_rules! merge_one {
+    (sum, $a:expr, $b:expr) => {
+        $a += $b
+    };
+    (min, $a:expr, $b:expr) => {
+        $a = $a.min($b)
+    };
+    (max, $a:expr, $b:expr) => {
+        $a = $a.max($b)
+    };
+}
+
+counters! {
+    /// Connections accepted and kept.
+    accepted: sum,
+    /// Connections open now.
+    open: sum,
+    /// Connections closed (after being accepted and kept).
+    closed: sum,
+    /// Connections closed at once because `--max-conns` were already open.
+    refused: sum,
+    /// Connections closed by `--idle-timeout`.
+    idle_closed: sum,
+    /// Connections closed when the drain timeout ran out.
+    drain_closed: sum,
+    /// Bytes received.
+    bytes_in: sum,
+    /// Bytes sent.
+    bytes_out: sum,
+    /// Receive completions that carried data.
+    recv_ops: sum,
+    /// Send completions.
+    sends: sum,
+    /// Sends that moved fewer bytes than asked, and were resubmitted for the rest.
+    short_sends: sum,
+    /// Sends that went out as SEND_ZC.
+    zc_sends: sum,
+    /// Times a connection stopped receiving because its queue reached `--max-conn-buffer`.
+    pauses: sum,
+    /// Connections paused now.
+    paused: sum,
+    /// Bytes received and not yet sent, now.
+    queued_bytes: sum,
+    /// The most bytes any one connection held queued at once.
+    conn_queue_high_water: max,
+    /// Provided buffers in the kernel's hands now.
+    buf_ring_available: sum,
+    /// The fewest provided buffers the kernel had at any moment (per worker; lowest shown).
+    buf_ring_low_water: min,
+    /// Provided buffers per worker, in all.
+    buf_ring_size: sum,
+    /// Receives that ended because the buffer ring was empty (re-armed later).
+    enobufs: sum,
+    /// Connections reset by the peer.
+    err_reset: sum,
+    /// Sends to a peer that had gone (EPIPE).
+    err_pipe: sum,
+    /// Accept failures.
+    err_accept: sum,
+    /// Other socket errors.
+    err_other: sum,
+}
+
+/// The published figures of every worker.
+#[derive(Debug, Default)]
+pub struct StatsRegistry {
+    workers: Vec<CachePadded<WorkerStats>>,
+}
+
+impl StatsRegistry {
+    pub(crate) fn new(workers: usize) -> Self {
+        StatsRegistry { workers: (0..workers).map(|_| CachePadded::new(WorkerStats::default())).collect() }
+    }
+
+    pub(crate) fn worker(&self, index: usize) -> &WorkerStats {
+        &self.workers[index]
+    }
+
+    /// A snapshot: each worker's figures and their total.
+    pub fn snapshot(&self) -> Snapshot {
+        let per_worker: Vec<Counters> = self.workers.iter().map(|w| w.load()).collect();
+        let mut total = Counters { buf_ring_low_water: u64::MAX, ..Counters::default() };
+        for w in &per_worker {
+            total.merge(w);
+        }
+        if per_worker.is_empty() {
+            total.buf_ring_low_water = 0;
+        }
+        Snapshot { total, per_worker }
+    }
+}
+
+/// The server's figures at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// All workers together.
+    pub total: Counters,
+    /// Each worker, in worker order.
+    pub per_worker: Vec<Counters>,
+}
+
+impl Snapshot {
+    /// One line of `name=value` pairs for the total, leaving out zero error counters.
+    pub fn text_line(&self) -> String {
+        self.total
+            .fields()
+            .into_iter()
+            .filter(|(name, v)| *v != 0 || !name.starts_with("err_"))
+            .map(|(name, v)| format!("{name}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The snapshot as one line of JSON.
+    pub fn json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sums_and_keeps_extremes() {
+        let reg = StatsRegistry::new(2);
+        reg.worker(0).publish(&Counters {
+            bytes_in: 10,
+            buf_ring_low_water: 5,
+            conn_queue_high_water: 7,
+            ..Counters::default()
+        });
+        reg.worker(1).publish(&Counters {
+            bytes_in: 32,
+            buf_ring_low_water: 3,
+            conn_queue_high_water: 2,
+            ..Counters::default()
+        });
+        let s = reg.snapshot();
+        assert_eq!(s.total.bytes_in, 42);
+        assert_eq!(s.total.buf_ring_low_water, 3);
+        assert_eq!(s.total.conn_queue_high_water, 7);
+        assert_eq!(s.per_worker.len(), 2);
+        assert!(s.text_line().contains("bytes_in=42"));
+        let json: serde_json::Value = serde_json::from_str(&s.json_line()).unwrap();
+        assert_eq!(json["total"]["bytes_in"], 42);
+    }
+}
