@@ -113,7 +113,21 @@ pub fn build(entries: u32, sqpoll: bool) -> Result<(IoUring, TaskRun), UringErro
 
 /// Creates a small ring and checks the features the engine relies on; returns which
 /// optional ones the kernel has.
+///
+/// The probe runs on a thread of its own: tearing down a DEFER_TASKRUN ring queues task
+/// work on the thread that created it, and a blocking socket call with a timeout on that
+/// thread would then fail with a spurious EINTR (seen on Linux 6.18).
 pub fn probe() -> Result<Features, UringError> {
+    std::thread::scope(|s| s.spawn(probe_here).join()).unwrap_or_else(|_| {
+        Err(UringError::Missing {
+            feature: "a probe thread",
+            kernel: "any",
+            source: io::Error::other("probe panicked"),
+        })
+    })
+}
+
+fn probe_here() -> Result<Features, UringError> {
     let (mut ring, _) = build(8, false)?;
     let mut buf_ring = BufRing::new(2, 64, 0).map_err(|source| UringError::Missing {
         feature: "memory for a buffer ring",

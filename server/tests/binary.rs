@@ -1,0 +1,155 @@
+//! End-to-end tests of the `ringecho` binary: start-up output, signals, limits, usage
+//! errors.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+use util::*;
+
+/// SIGTERM while clients are mid-echo: the server drains, every byte the clients sent
+/// before the signal comes back, and it exits 0 with totals on stdout.
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    if !uring_available() {
+        return;
+    }
+    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "10s"], 1);
+    let addr = server.tcp(0);
+    let mut clients = Vec::new();
+    for id in 0..4u64 {
+        let s = connect(addr);
+        let data = payload(id, 4 << 20);
+        let mut writer = s.try_clone().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = std::thread::spawn(move || {
+            writer.write_all(&data).unwrap();
+            tx.send(()).unwrap(); // everything is in the socket: "sent before the signal"
+            data
+        });
+        let mut reader = s.try_clone().unwrap();
+        let r = std::thread::spawn(move || {
+            let mut back = Vec::new();
+            reader.read_to_end(&mut back).unwrap();
+            back
+        });
+        clients.push((s, w, rx, r));
+    }
+    for (_, _, rx, _) in &clients {
+        rx.recv_timeout(IO_TIMEOUT).expect("client finished writing");
+    }
+    server.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    for (s, w, _, r) in clients {
+        let sent = w.join().unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let back = r.join().unwrap();
+        assert_eq!(back.len(), sent.len());
+        assert!(back == sent);
+    }
+    let (code, out) = server.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(out.contains("totals:") && out.contains("accepted=4"), "{out}");
+    assert!(out.contains(&format!("bytes_out={}", 4 * (4 << 20))), "{out}");
+}
+
+/// The drain timeout bounds shutdown: a client that keeps the connection open is closed.
+#[test]
+fn drain_timeout_bounds_shutdown() {
+    if !uring_available() {
+        return;
+    }
+    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "300ms"], 1);
+    let mut s = connect(server.tcp(0));
+    assert_eq!(echo_once(&mut s, b"hi").unwrap(), b"hi");
+    server.signal(libc::SIGINT);
+    let mut buf = [0u8; 8];
+    assert_eq!(s.read(&mut buf).unwrap(), 0, "closed by the server after the drain timeout");
+    let (code, out) = server.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("drain_closed=1"), "{out}");
+}
+
+/// --max-conns 2: the third connection is closed at once and counted.
+#[test]
+fn max_conns_refuses_the_third() {
+    if !uring_available() {
+        return;
+    }
+    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--max-conns", "2"], 1);
+    let addr = server.tcp(0);
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    assert_eq!(echo_once(&mut a, b"a").unwrap(), b"a");
+    assert_eq!(echo_once(&mut b, b"b").unwrap(), b"b");
+    let mut c = connect(addr);
+    let _ = c.write_all(b"c");
+    let mut buf = [0u8; 1];
+    match c.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("third connection was served: {other:?}"),
+    }
+    // The first two still work.
+    assert_eq!(echo_once(&mut a, b"again").unwrap(), b"again");
+    drop((a, b, c));
+    server.signal(libc::SIGTERM);
+    let (code, out) = server.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("refused=1") && out.contains("accepted=2"), "{out}");
+}
+
+/// Bad flags exit 2 and name the flag; an address in use names the address.
+#[test]
+fn usage_errors_exit_2_and_name_the_flag() {
+    for (args, needle) in [
+        (&["--buffer-size", "lots"][..], "--buffer-size"),
+        (&["--buffers", "1000"][..], "--buffers"),
+        (&["--max-conn-buffer", "1KiB"][..], "--max-conn-buffer"),
+        (&["--drain-timeout", "forever"][..], "--drain-timeout"),
+        (&["--cpus", "0-"][..], "--cpus"),
+        (&["--tcp", "localhost"][..], "--tcp"),
+        (&["--no-such-flag"][..], "--no-such-flag"),
+    ] {
+        let (code, err) = run_binary(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn address_in_use_names_the_address() {
+    if !uring_available() {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, err) = run_binary(&["--tcp", &addr]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&addr) && err.to_lowercase().contains("in use"), "{err}");
+}
+
+/// A stale Unix socket file is replaced; a live one is not.
+#[test]
+fn unix_socket_stale_replaced_live_refused() {
+    if !uring_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap()); // leaves a stale file
+    let server = Binary::start(&["--unix", path.to_str().unwrap()], 1);
+    assert_eq!(server.addrs[0], format!("unix {}", path.display()));
+    let mut u = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(echo_once(&mut u, b"ping").unwrap(), b"ping");
+
+    let (code, err) = run_binary(&["--unix", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains(path.to_str().unwrap()) && err.contains("listening there"), "{err}");
+    drop(u);
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait(Duration::from_secs(10)).0, Some(0));
+}
