@@ -1,14 +1,15 @@
 //! The command line: clap derive, help from doc comments, human units. [`Args::to_config`]
 //! turns it into a validated [`Config`]; any error names the flag at fault.
 
-use crate::config::{Config, ConfigError, Cpus, Listen};
+use crate::config::{Config, ConfigError, Cpus, Endpoint, Listen, Mode};
 use crate::units;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A thread-per-core io_uring echo server (RFC 862) for TCP and Unix stream sockets.
+/// A thread-per-core io_uring echo server (RFC 862) for TCP, UDP and Unix sockets, with
+/// discard (RFC 863) and source modes.
 #[derive(Debug, Parser)]
 #[command(
     name = "ringecho",
@@ -16,20 +17,45 @@ use std::time::Duration;
     after_help = "Examples:\n  \
         ringecho                                   # echo on 127.0.0.1:7007, one worker per CPU\n  \
         ringecho --tcp [::1]:0 --unix /tmp/echo.sock --stats 1s\n  \
+        ringecho --tcp 127.0.0.1:7007 --tcp discard@127.0.0.1:7009 --udp 127.0.0.1:7007\n  \
+        ringecho --udp [::]:7007 --udp-rate-limit 1000         # public bind: limit replies\n  \
         taskset -c 0 ringecho --tcp 127.0.0.1:7007 --max-conn-buffer 64KiB\n\n\
-        Bound addresses are printed on stdout, one per line: `listening tcp 127.0.0.1:40123`.\n\
+        A listener address may start with a mode: echo@, discard@ or source@ (stream only);\n\
+        without one, --mode applies.\n\
+        Bound addresses are printed on stdout, one per line: `listening tcp 127.0.0.1:40123`\n\
+        (followed by the mode when it is not echo).\n\
         SIGINT/SIGTERM stop accepting, drain open connections for --drain-timeout, print totals."
 )]
 pub struct Args {
-    /// TCP address to listen on (IPv4 or IPv6, port 0 for any); repeatable.
-    /// Default, when neither --tcp nor --unix is given: 127.0.0.1:7007.
-    #[arg(long, value_name = "ADDR")]
-    pub tcp: Vec<SocketAddr>,
+    /// TCP address to listen on (IPv4 or IPv6, port 0 for any), optionally `MODE@ADDR`;
+    /// repeatable. Default, when no listener is given: 127.0.0.1:7007.
+    #[arg(long, value_name = "[MODE@]ADDR", value_parser = parse_spec::<SocketAddr>)]
+    pub tcp: Vec<Spec<SocketAddr>>,
 
-    /// Unix stream socket path to listen on; repeatable. A stale socket file is replaced
-    /// only if nothing listens on it.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Vec<PathBuf>,
+    /// Unix stream socket path to listen on, optionally `MODE@PATH`; repeatable. A stale
+    /// socket file is replaced only if nothing listens on it.
+    #[arg(long, value_name = "[MODE@]PATH", value_parser = parse_spec::<PathBuf>)]
+    pub unix: Vec<Spec<PathBuf>>,
+
+    /// UDP address to listen on (IPv4 or IPv6), optionally `echo@` or `discard@`;
+    /// repeatable. Each datagram is answered with exactly its own bytes, never more.
+    #[arg(long, value_name = "[MODE@]ADDR", value_parser = parse_spec::<SocketAddr>)]
+    pub udp: Vec<Spec<SocketAddr>>,
+
+    /// Unix datagram socket path to listen on, optionally `echo@` or `discard@`;
+    /// repeatable. Replies go to the sender's bound path; unbound senders are counted.
+    #[arg(long, value_name = "[MODE@]PATH", value_parser = parse_spec::<PathBuf>)]
+    pub unixgram: Vec<Spec<PathBuf>>,
+
+    /// Mode of listeners given without a `MODE@` prefix.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    pub mode: Mode,
+
+    /// Most datagram replies per second to one source address (token bucket with a
+    /// tenth of a second of burst, per worker, bounded table); the rest are dropped and
+    /// counted. Use it when binding to a public address.
+    #[arg(long, value_name = "PPS")]
+    pub udp_rate_limit: Option<u32>,
 
     /// Number of workers (default: one per CPU in --cpus, or per CPU this process may use).
     #[arg(long, value_name = "N")]
@@ -97,6 +123,31 @@ pub enum StatsFormat {
     Json,
 }
 
+/// A listener address with an optional `MODE@` prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec<T> {
+    /// The mode, when given.
+    pub mode: Option<Mode>,
+    /// The address or path.
+    pub addr: T,
+}
+
+fn parse_spec<T: std::str::FromStr>(text: &str) -> Result<Spec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let (mode, rest) = match text.split_once('@') {
+        Some((prefix, rest)) => match <Mode as ValueEnum>::from_str(prefix, false) {
+            Ok(mode) => (Some(mode), rest),
+            Err(_) => (None, text),
+        },
+        None => (None, text),
+    };
+    let addr =
+        rest.parse::<T>().map_err(|e| format!("{rest:?}: {e} (expected [echo@|discard@|source@]ADDRESS)"))?;
+    Ok(Spec { mode, addr })
+}
+
 /// A parsed `--cpus` value (a newtype, so clap takes it as one value, not many).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
@@ -113,11 +164,19 @@ fn parse_u32_size(text: &str) -> Result<u32, String> {
 impl Args {
     /// The validated configuration these arguments describe.
     pub fn to_config(&self) -> Result<Config, ConfigError> {
-        let mut listen: Vec<Listen> = self.tcp.iter().copied().map(Listen::Tcp).collect();
-        listen.extend(self.unix.iter().cloned().map(Listen::Unix));
+        let endpoint = |mode: Option<Mode>, listen| Endpoint { listen, mode: mode.unwrap_or(self.mode) };
+        let mut listen: Vec<Endpoint> = Vec::new();
+        listen.extend(self.tcp.iter().map(|s| endpoint(s.mode, Listen::Tcp(s.addr))));
+        listen.extend(self.unix.iter().map(|s| endpoint(s.mode, Listen::Unix(s.addr.clone()))));
+        listen.extend(self.udp.iter().map(|s| endpoint(s.mode, Listen::Udp(s.addr))));
+        listen.extend(self.unixgram.iter().map(|s| endpoint(s.mode, Listen::UnixGram(s.addr.clone()))));
         let defaults = Config::default();
         let config = Config {
-            listen: if listen.is_empty() { defaults.listen } else { listen },
+            listen: if listen.is_empty() {
+                defaults.listen.into_iter().map(|e| Endpoint { mode: self.mode, ..e }).collect()
+            } else {
+                listen
+            },
             cpus: self.cpus.clone().map_or(Cpus::Allowed, |c| Cpus::List(c.0)),
             workers: self.workers,
             buffers: self.buffers,
@@ -129,6 +188,7 @@ impl Args {
             zc_threshold: self.zc_threshold,
             drain_timeout: self.drain_timeout,
             ring_entries: self.ring_entries,
+            udp_rate_limit: self.udp_rate_limit,
         };
         config.validate()?;
         Ok(config)
@@ -146,7 +206,7 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback() {
         let config = parse(&[]).unwrap().to_config().unwrap();
-        assert_eq!(config.listen, vec![Listen::Tcp("127.0.0.1:7007".parse().unwrap())]);
+        assert_eq!(config.listen, vec![Listen::Tcp("127.0.0.1:7007".parse().unwrap()).into()]);
         assert_eq!(config.max_conn_buffer, 256 * 1024);
     }
 
@@ -170,6 +230,31 @@ mod tests {
         assert_eq!(c.cpus, Cpus::List(vec![0]));
         assert_eq!(c.idle_timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.listen.len(), 2);
+    }
+
+    #[test]
+    fn modes_per_listener() {
+        let a = parse(&[
+            "--mode",
+            "discard",
+            "--tcp",
+            "127.0.0.1:1",
+            "--tcp",
+            "echo@127.0.0.1:2",
+            "--udp",
+            "[::1]:3",
+            "--unix",
+            "source@/tmp/a@b",
+        ])
+        .unwrap();
+        let c = a.to_config().unwrap();
+        let modes: Vec<Mode> = c.listen.iter().map(|e| e.mode).collect();
+        assert_eq!(modes, vec![Mode::Discard, Mode::Echo, Mode::Source, Mode::Discard]);
+        assert_eq!(c.listen[2].listen, Listen::Unix("/tmp/a@b".into()));
+        let e = parse(&["--udp", "source@127.0.0.1:1"]).unwrap().to_config().unwrap_err().to_string();
+        assert!(e.contains("--udp"), "{e}");
+        let e = parse(&["--tcp", "bogus@127.0.0.1:1"]).unwrap_err().to_string();
+        assert!(e.contains("--tcp"), "{e}");
     }
 
     #[test]

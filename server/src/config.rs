@@ -12,6 +12,72 @@ pub enum Listen {
     Tcp(SocketAddr),
     /// A Unix stream socket path.
     Unix(PathBuf),
+    /// A UDP address, IPv4 or IPv6.
+    Udp(SocketAddr),
+    /// A Unix datagram socket path.
+    UnixGram(PathBuf),
+}
+
+impl Listen {
+    /// Whether this is a datagram transport.
+    pub fn is_datagram(&self) -> bool {
+        matches!(self, Listen::Udp(_) | Listen::UnixGram(_))
+    }
+
+    /// The command-line flag that creates it.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Listen::Tcp(_) => "--tcp",
+            Listen::Unix(_) => "--unix",
+            Listen::Udp(_) => "--udp",
+            Listen::UnixGram(_) => "--unixgram",
+        }
+    }
+}
+
+/// What a listener does with what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// RFC 862: send back every byte (every datagram) received.
+    #[default]
+    Echo,
+    /// RFC 863: read and drop.
+    Discard,
+    /// Write a repeating, verifiable pattern as fast as the peer reads (stream only), for
+    /// one-way throughput tests. Byte `i` of the stream is `i % 251`.
+    Source,
+}
+
+impl Mode {
+    /// The name used on the command line and in `mode@address`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Discard => "discard",
+            Mode::Source => "source",
+        }
+    }
+}
+
+/// A listener and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Transport and address.
+    pub listen: Listen,
+    /// What it does.
+    pub mode: Mode,
+}
+
+impl From<Listen> for Endpoint {
+    fn from(listen: Listen) -> Self {
+        Endpoint { listen, mode: Mode::Echo }
+    }
+}
+
+/// The byte at offset `i` of a `source` stream.
+pub fn source_byte(i: u64) -> u8 {
+    (i % 251) as u8
 }
 
 /// Which CPUs the workers run on.
@@ -28,7 +94,7 @@ pub enum Cpus {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Listening sockets.
-    pub listen: Vec<Listen>,
+    pub listen: Vec<Endpoint>,
     /// CPUs to pin workers to.
     pub cpus: Cpus,
     /// Number of workers; `None` means one per CPU in `cpus`.
@@ -51,12 +117,15 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Submission queue entries per worker ring.
     pub ring_entries: u32,
+    /// Most datagram replies per second to one source address (per worker), `None` for
+    /// no limit.
+    pub udp_rate_limit: Option<u32>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)))],
+            listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))).into()],
             cpus: Cpus::Allowed,
             workers: None,
             buffers: 1024,
@@ -68,6 +137,7 @@ impl Default for Config {
             zc_threshold: None,
             drain_timeout: Duration::from_secs(5),
             ring_entries: 1024,
+            udp_rate_limit: None,
         }
     }
 }
@@ -136,15 +206,22 @@ impl Config {
         if !(8..=32_768).contains(&self.ring_entries) {
             return Err(invalid("--ring-entries", "must be between 8 and 32768"));
         }
-        for listen in &self.listen {
-            if let Listen::Unix(path) = listen {
+        for endpoint in &self.listen {
+            let flag = endpoint.listen.flag();
+            if let Listen::Unix(path) | Listen::UnixGram(path) = &endpoint.listen {
                 if path.as_os_str().len() >= 108 {
-                    return Err(invalid(
-                        "--unix",
-                        format!("path {} is longer than 107 bytes", path.display()),
-                    ));
+                    return Err(invalid(flag, format!("path {} is longer than 107 bytes", path.display())));
                 }
             }
+            if endpoint.listen.is_datagram() && endpoint.mode == Mode::Source {
+                return Err(invalid(
+                    flag,
+                    "source mode is for stream listeners (a datagram source would amplify)",
+                ));
+            }
+        }
+        if self.udp_rate_limit == Some(0) {
+            return Err(invalid("--udp-rate-limit", "must be at least 1 datagram per second"));
         }
         Ok(())
     }
@@ -169,7 +246,14 @@ mod tests {
 
     #[test]
     fn rejects_long_unix_path() {
-        let c = Config { listen: vec![Listen::Unix("x".repeat(200).into())], ..Config::default() };
+        let c = Config { listen: vec![Listen::Unix("x".repeat(200).into()).into()], ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().starts_with("--unix"));
+    }
+
+    #[test]
+    fn rejects_datagram_source() {
+        let udp = Endpoint { listen: Listen::Udp("127.0.0.1:0".parse().unwrap()), mode: Mode::Source };
+        let c = Config { listen: vec![udp], ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--udp"));
     }
 }

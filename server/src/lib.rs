@@ -1,4 +1,4 @@
-//! ringecho: a thread-per-core io_uring echo server.
+//! ringecho: a thread-per-core io_uring echo server for TCP, UDP and Unix sockets.
 //!
 //! Each worker owns a pinned thread, an io_uring, SO_REUSEPORT listeners and a provided
 //! buffer ring; a received buffer is sent back as it is, with no copy in user space, and
@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod ratelimit;
 pub mod ring;
 pub mod server;
 pub mod stats;
@@ -22,6 +23,6 @@ pub mod sys;
 pub mod units;
 mod uring;
 
-pub use config::{Config, Cpus, Listen};
+pub use config::{Config, Cpus, Endpoint, Listen, Mode};
 pub use server::{BoundAddr, Server, ServerHandle, StartError};
 pub use stats::{Counters, Snapshot};

@@ -29,8 +29,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let handle = Server::start(config)?;
     {
         let mut out = std::io::stdout().lock();
-        for addr in handle.local_addrs() {
-            writeln!(out, "listening {addr}")?;
+        for line in handle.listening_lines() {
+            writeln!(out, "{line}")?;
         }
         out.flush()?;
     }

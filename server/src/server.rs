@@ -2,10 +2,10 @@
 //! before [`Server::start`] returns, so every start-up error (a bad flag, an address in
 //! use, io_uring switched off) surfaces there, synchronously.
 
-use crate::config::{Config, ConfigError, Cpus, Listen};
+use crate::config::{Config, ConfigError, Cpus, Listen, Mode};
 use crate::ring::{self, Features, TaskRun, UringError};
 use crate::stats::{Snapshot, StatsRegistry};
-use crate::uring::worker::{self, WorkerSetup};
+use crate::uring::worker::{self, ListenerSetup, SockKind, WorkerSetup};
 use socket2::{Domain, Socket, Type};
 use std::fmt;
 use std::io;
@@ -58,6 +58,10 @@ pub enum BoundAddr {
     Tcp(SocketAddr),
     /// A Unix stream socket.
     Unix(PathBuf),
+    /// UDP, with the port actually bound.
+    Udp(SocketAddr),
+    /// A Unix datagram socket.
+    UnixGram(PathBuf),
 }
 
 impl fmt::Display for BoundAddr {
@@ -65,6 +69,8 @@ impl fmt::Display for BoundAddr {
         match self {
             BoundAddr::Tcp(a) => write!(f, "tcp {a}"),
             BoundAddr::Unix(p) => write!(f, "unix {}", p.display()),
+            BoundAddr::Udp(a) => write!(f, "udp {a}"),
+            BoundAddr::UnixGram(p) => write!(f, "unixgram {}", p.display()),
         }
     }
 }
@@ -83,32 +89,51 @@ impl Server {
         let workers = config.workers.unwrap_or(cpus.len());
 
         let mut addrs = Vec::new();
+        let mut modes = Vec::new();
         let mut unix_paths = Vec::new();
-        // listeners[w] = the sockets worker w accepts on.
-        let mut listeners: Vec<Vec<Arc<OwnedFd>>> = vec![Vec::new(); workers];
-        for listen in &config.listen {
-            match listen {
-                Listen::Tcp(addr) => {
+        // listeners[w] = the sockets worker w serves.
+        let mut listeners: Vec<Vec<ListenerSetup>> = (0..workers).map(|_| Vec::new()).collect();
+        for endpoint in &config.listen {
+            let mode = endpoint.mode;
+            let listen_err = |source| StartError::Listen { addr: describe(&endpoint.listen), source };
+            match &endpoint.listen {
+                Listen::Tcp(addr) | Listen::Udp(addr) => {
+                    let datagram = endpoint.listen.is_datagram();
                     let mut bound = *addr;
                     for per_worker in listeners.iter_mut() {
-                        let sock = tcp_listener(bound)
-                            .map_err(|source| StartError::Listen { addr: addr.to_string(), source })?;
+                        // Each worker gets its own SO_REUSEPORT socket; after the first,
+                        // they bind the port the first one got (port 0 resolved).
+                        let sock = inet_socket(bound, datagram).map_err(listen_err)?;
                         bound = sock.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(bound);
-                        per_worker.push(Arc::new(sock.into()));
+                        let kind = if datagram {
+                            SockKind::Datagram { namelen: sockaddr_len(bound.is_ipv6()) }
+                        } else {
+                            SockKind::Stream
+                        };
+                        per_worker.push(ListenerSetup { fd: Arc::new(sock.into()), kind, mode });
                     }
-                    addrs.push(BoundAddr::Tcp(bound));
+                    addrs.push(if datagram { BoundAddr::Udp(bound) } else { BoundAddr::Tcp(bound) });
                 }
-                Listen::Unix(path) => {
-                    let sock = unix_listener(path)
-                        .map_err(|source| StartError::Listen { addr: path.display().to_string(), source })?;
+                Listen::Unix(path) | Listen::UnixGram(path) => {
+                    let datagram = endpoint.listen.is_datagram();
+                    let sock = Arc::new(OwnedFd::from(unix_socket(path, datagram).map_err(listen_err)?));
                     unix_paths.push(path.clone());
-                    let sock = Arc::new(OwnedFd::from(sock));
+                    let kind = if datagram {
+                        SockKind::Datagram { namelen: std::mem::size_of::<libc::sockaddr_un>() as u32 }
+                    } else {
+                        SockKind::Stream
+                    };
                     for per_worker in listeners.iter_mut() {
-                        per_worker.push(sock.clone());
+                        per_worker.push(ListenerSetup { fd: sock.clone(), kind, mode });
                     }
-                    addrs.push(BoundAddr::Unix(path.clone()));
+                    addrs.push(if datagram {
+                        BoundAddr::UnixGram(path.clone())
+                    } else {
+                        BoundAddr::Unix(path.clone())
+                    });
                 }
             }
+            modes.push(mode);
         }
 
         let shared = Arc::new(Shared {
@@ -122,6 +147,7 @@ impl Server {
             threads: Vec::new(),
             wakes: Vec::new(),
             addrs,
+            modes,
             unix_paths,
             task_run: TaskRun::Plain,
             features,
@@ -178,23 +204,44 @@ fn resolve_cpus(config: &Config) -> Result<Vec<usize>, StartError> {
     Ok(cpus)
 }
 
-fn tcp_listener(addr: SocketAddr) -> io::Result<Socket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+fn describe(listen: &Listen) -> String {
+    match listen {
+        Listen::Tcp(a) | Listen::Udp(a) => a.to_string(),
+        Listen::Unix(p) | Listen::UnixGram(p) => p.display().to_string(),
+    }
+}
+
+/// Bytes of the largest source address a datagram listener of this family receives.
+fn sockaddr_len(ipv6: bool) -> u32 {
+    if ipv6 {
+        std::mem::size_of::<libc::sockaddr_in6>() as u32
+    } else {
+        std::mem::size_of::<libc::sockaddr_in>() as u32
+    }
+}
+
+fn inet_socket(addr: SocketAddr, datagram: bool) -> io::Result<Socket> {
+    let ty = if datagram { Type::DGRAM } else { Type::STREAM };
+    let sock = Socket::new(Domain::for_address(addr), ty.cloexec(), None)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
-    // Accepted sockets inherit it: echo replies must not wait for Nagle.
-    sock.set_tcp_nodelay(true)?;
+    if !datagram {
+        // Accepted sockets inherit it: echo replies must not wait for Nagle.
+        sock.set_tcp_nodelay(true)?;
+    }
     sock.bind(&addr.into())?;
-    sock.listen(BACKLOG)?;
+    if !datagram {
+        sock.listen(BACKLOG)?;
+    }
     Ok(sock)
 }
 
-/// Binds a Unix stream socket at `path`, replacing a stale socket file only when nothing
-/// listens on it; any other file at that path is left alone and reported.
-fn unix_listener(path: &Path) -> io::Result<Socket> {
+/// Binds a Unix socket at `path`, replacing a stale socket file only when nothing is
+/// bound to it; any other file at that path is left alone and reported.
+fn unix_socket(path: &Path, datagram: bool) -> io::Result<Socket> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -203,17 +250,25 @@ fn unix_listener(path: &Path) -> io::Result<Socket> {
                 "a file that is not a socket is in the way",
             ));
         }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
+        let probe = if datagram {
+            std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(path)).map(drop)
+        } else {
+            std::os::unix::net::UnixStream::connect(path).map(drop)
+        };
+        match probe {
+            Ok(()) => {
                 return Err(io::Error::new(io::ErrorKind::AddrInUse, "another server is listening there"));
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
             Err(e) => return Err(e),
         }
     }
-    let sock = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+    let ty = if datagram { Type::DGRAM } else { Type::STREAM };
+    let sock = Socket::new(Domain::UNIX, ty.cloexec(), None)?;
     sock.bind(&socket2::SockAddr::unix(path)?)?;
-    sock.listen(BACKLOG)?;
+    if !datagram {
+        sock.listen(BACKLOG)?;
+    }
     Ok(sock)
 }
 
@@ -234,6 +289,7 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<()>>,
     wakes: Vec<Arc<OwnedFd>>,
     addrs: Vec<BoundAddr>,
+    modes: Vec<Mode>,
     unix_paths: Vec<PathBuf>,
     task_run: TaskRun,
     features: Features,
@@ -246,11 +302,32 @@ impl ServerHandle {
         &self.addrs
     }
 
+    /// The start-up lines, one per listener: `listening tcp 127.0.0.1:40123`, with the
+    /// mode appended when it is not echo (`listening tcp 127.0.0.1:7009 discard`).
+    pub fn listening_lines(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .zip(&self.modes)
+            .map(|(addr, mode)| match mode {
+                Mode::Echo => format!("listening {addr}"),
+                other => format!("listening {addr} {}", other.name()),
+            })
+            .collect()
+    }
+
+    /// The first UDP address.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find_map(|a| match a {
+            BoundAddr::Udp(a) => Some(*a),
+            _ => None,
+        })
+    }
+
     /// The first TCP address, for tests and the built-in load target.
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.addrs.iter().find_map(|a| match a {
             BoundAddr::Tcp(a) => Some(*a),
-            BoundAddr::Unix(_) => None,
+            _ => None,
         })
     }
 

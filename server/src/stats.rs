@@ -101,6 +101,20 @@ counters! {
     buf_ring_low_water: min,
     /// Provided buffers per worker, in all.
     buf_ring_size: sum,
+    /// Datagrams received.
+    dgrams_in: sum,
+    /// Datagrams answered.
+    dgrams_echoed: sum,
+    /// Datagrams read and dropped by a discard listener.
+    dgrams_discarded: sum,
+    /// Datagrams dropped because they did not fit a buffer (never echoed in part).
+    dgram_drop_truncated: sum,
+    /// Datagrams dropped by `--udp-rate-limit`.
+    dgram_drop_rate_limited: sum,
+    /// Datagrams from an unbound Unix sender, which cannot be answered.
+    dgram_drop_unanswerable: sum,
+    /// Datagram replies the kernel refused to send.
+    dgram_drop_send_error: sum,
     /// Receives that ended because the buffer ring was empty (re-armed later).
     enobufs: sum,
     /// Connections reset by the peer.

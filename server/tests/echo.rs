@@ -164,7 +164,7 @@ fn ipv6_and_unix_stream() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("echo.sock");
     let Some(h) = start(|c| {
-        c.listen = vec![Listen::Tcp("[::1]:0".parse().unwrap()), Listen::Unix(path.clone())];
+        c.listen = vec![Listen::Tcp("[::1]:0".parse().unwrap()).into(), Listen::Unix(path.clone()).into()];
     }) else {
         return;
     };

@@ -7,6 +7,7 @@
 //! - with a receive limit, `queued_bytes` never exceeds `max_conn_buffer`;
 //! - every buffer handed in comes out exactly once, by `on_sent` or `take_unsent`.
 
+use crate::config::Mode;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -57,6 +58,10 @@ pub struct Conn {
     pub generation: u8,
     /// Where the connection is in its life.
     pub phase: Phase,
+    /// What the connection does (its listener's mode).
+    pub mode: Mode,
+    /// `source` mode: bytes of the pattern sent so far.
+    pub source_offset: u64,
     queue: VecDeque<Chunk>,
     queued_bytes: u32,
     /// A multishot receive is armed.
@@ -88,11 +93,12 @@ pub enum RecvAction {
 
 impl Conn {
     /// Makes a free slot an open connection.
-    pub fn open(&mut self, now: Instant) {
+    pub fn open(&mut self, mode: Mode, now: Instant) {
         debug_assert_eq!(self.phase, Phase::Free);
         *self = Conn {
             generation: self.generation,
             phase: Phase::Open,
+            mode,
             last_active: Some(now),
             ..Conn::default()
         };
@@ -234,7 +240,7 @@ mod tests {
         #[test]
         fn bound_order_and_buffers(evs in proptest::collection::vec(ev(), 1..300)) {
             let mut c = Conn::default();
-            c.open(Instant::now());
+            c.open(Mode::Echo, Instant::now());
             let mut next_bid = 0u16;
             let mut limit_left: Option<u32> = None;
             let mut sent_order = Vec::new();
@@ -283,7 +289,7 @@ mod tests {
     #[test]
     fn in_flight_chunk_is_not_taken() {
         let mut c = Conn::default();
-        c.open(Instant::now());
+        c.open(Mode::Echo, Instant::now());
         c.on_data(1, 10);
         c.on_data(2, 10);
         assert_eq!(c.start_send(), Some(Chunk { bid: 1, offset: 0, len: 10 }));
@@ -298,7 +304,7 @@ mod tests {
     #[test]
     fn pause_without_limits_cancels() {
         let mut c = Conn::default();
-        c.open(Instant::now());
+        c.open(Mode::Echo, Instant::now());
         assert_eq!(c.recv_action(100, 50, false), RecvAction::Arm(None));
         c.recv_armed = true;
         c.on_data(0, 100);

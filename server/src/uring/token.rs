@@ -26,6 +26,12 @@ pub enum Kind {
     Tick = 8,
     /// A read of the worker's wake-up eventfd.
     Wake = 9,
+    /// Multishot recvmsg on a datagram listener; `slot` is the listener index.
+    DgramRecv = 10,
+    /// A datagram reply; `slot` is the listener index, `bid` the buffer it comes from.
+    DgramSend = 11,
+    /// A send of the `source` pattern on a connection.
+    SourceSend = 12,
 }
 
 impl Kind {
@@ -40,6 +46,9 @@ impl Kind {
             7 => Kind::Cancel,
             8 => Kind::Tick,
             9 => Kind::Wake,
+            10 => Kind::DgramRecv,
+            11 => Kind::DgramSend,
+            12 => Kind::SourceSend,
             _ => return None,
         })
     }
@@ -90,7 +99,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(kind in 1u8..=9, slot: u32, generation: u8, bid: u16) {
+        fn round_trip(kind in 1u8..=12, slot: u32, generation: u8, bid: u16) {
             let t = Token { kind: Kind::from_u8(kind).unwrap(), slot, generation, bid };
             prop_assert_eq!(Token::decode(t.encode()), Some(t));
         }

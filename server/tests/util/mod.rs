@@ -17,7 +17,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// (after saying why) when this machine cannot run io_uring.
 pub fn start(tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
     let mut config = Config {
-        listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap())],
+        listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap()).into()],
         drain_timeout: Duration::from_secs(2),
         ..Config::default()
     };

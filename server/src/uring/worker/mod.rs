@@ -1,0 +1,421 @@
+//! The per-CPU event loop of the `uring` backend.
+//!
+//! Each turn: publish returned buffers and counters, submit every queued SQE and wait for
+//! at least one completion (one `io_uring_enter`), then dispatch each completion by its
+//! token. Buffers follow DESIGN.md's "buffer's life": a receive completion hands a buffer
+//! to user space, the echo sends that same memory, and the buffer goes back to the ring
+//! after its send (for SEND_ZC, after the notification). Stream connections live in
+//! [`stream`], datagram listeners in [`dgram`].
+//!
+//! Invariant: every operation this worker submits points only into memory that outlives
+//! its last completion — the buffer ring (dropped after the ring), the static `source`
+//! pattern, or boxed fields of the worker, which [`Worker::finish`] keeps alive until the
+//! kernel has answered every operation.
+
+mod dgram;
+mod stream;
+
+use super::conn::Conn;
+use super::token::{Kind, Token};
+use crate::config::{Config, Mode};
+use crate::ratelimit::RateLimiter;
+use crate::ring::{self, BufRing, Features, TaskRun};
+use crate::server::Shared;
+use crate::stats::Counters;
+use dgram::{DgramState, SourceKey};
+use io_uring::{Submitter, cqueue, opcode, squeue, types};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+/// How often a worker wakes by itself: idle timeouts, the drain deadline and back-off of
+/// failing accepts and receives are checked at this granularity.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Most sources a worker's rate limiter tracks one by one.
+const RATE_LIMIT_SOURCES: usize = 65_536;
+
+/// What kind of socket a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SockKind {
+    /// Accepts connections.
+    Stream,
+    /// Receives datagrams; `namelen` bytes are reserved for the source address.
+    Datagram { namelen: u32 },
+}
+
+/// One listening socket as a worker sees it.
+pub(crate) struct ListenerSetup {
+    pub fd: Arc<OwnedFd>,
+    pub kind: SockKind,
+    pub mode: Mode,
+}
+
+/// What a worker is given when it starts.
+pub(crate) struct WorkerSetup {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// Its own SO_REUSEPORT TCP and UDP sockets, and the shared Unix ones.
+    pub listeners: Vec<ListenerSetup>,
+    pub wake: Arc<OwnedFd>,
+    pub shared: Arc<Shared>,
+    pub features: Features,
+}
+
+/// Runs a worker to completion. Reports set-up success or failure on `ready` before
+/// serving.
+pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>) {
+    let config = &setup.shared.config;
+    let fail = |msg: String| {
+        let _ = ready.send(Err(format!("worker {}: {msg}", setup.index)));
+    };
+    if let Some(cpu) = setup.cpu {
+        if let Err(e) = crate::sys::pin_current_thread(cpu) {
+            return fail(format!("cannot pin to CPU {cpu}: {e}"));
+        }
+    }
+    // Declared before the ring, so dropped after it: the kernel may write the buffers
+    // until the ring is gone.
+    let mut buf_ring = match BufRing::new(config.buffers as u16, config.buffer_size, 0) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("buffer ring of {} × {} B: {e}", config.buffers, config.buffer_size)),
+    };
+    let (mut uring, mode) = match ring::build(config.ring_entries, config.sqpoll) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
+    if let Err(e) = unsafe { buf_ring.register(&uring.submitter()) } {
+        return fail(format!("registering the buffer ring: {e}"));
+    }
+    let table = file_table_size(config);
+    if let Err(e) = uring.submitter().register_files_sparse(table) {
+        return fail(format!("registering {table} direct descriptors: {e}"));
+    }
+    let (mut submitter, sq, cq) = uring.split();
+    // A registered ring fd saves a descriptor lookup per io_uring_enter; optional.
+    let _ = submitter.register_ring_fd();
+    let now = Instant::now();
+    let dgram = setup
+        .listeners
+        .iter()
+        .map(|l| match l.kind {
+            SockKind::Datagram { namelen } => DgramState::new(namelen),
+            SockKind::Stream => DgramState::new(0),
+        })
+        .collect();
+    let rate_limiter =
+        config.udp_rate_limit.map(|pps| RateLimiter::new(pps, (pps / 10).max(1), RATE_LIMIT_SOURCES, now));
+    let mut worker = Worker {
+        submitter,
+        sq,
+        cq,
+        buf_ring: &mut buf_ring,
+        conns: (0..table).map(|_| Conn::default()).collect(),
+        dgram,
+        rate_limiter,
+        zc_notifs: vec![0; config.buffers as usize],
+        zc_release: vec![false; config.buffers as usize],
+        starved: Vec::new(),
+        backoff: Vec::new(),
+        counters: Counters::default(),
+        open: 0,
+        inflight: 0,
+        now,
+        draining: None,
+        wake_buf: Box::new(0),
+        tick_spec: Box::new(types::Timespec::from(TICK)),
+        setup: &setup,
+        limits: setup.features.recv_total_limit,
+        buffers_returned: false,
+    };
+    let _ = ready.send(Ok(mode));
+    if let Err(e) = worker.serve() {
+        eprintln!("ringecho: worker {} stopped: {e}", setup.index);
+    }
+    worker.publish();
+}
+
+/// Direct descriptors per worker: room for `--max-conns` plus those being refused, within
+/// the kernel's limits (RLIMIT_NOFILE and 2^20).
+fn file_table_size(config: &Config) -> u32 {
+    let nofile = crate::sys::raise_nofile_limit().unwrap_or(1024);
+    let want = config.max_conns.saturating_add(64) as u64;
+    want.min(nofile).min(1 << 20) as u32
+}
+
+pub(super) struct Worker<'a> {
+    submitter: Submitter<'a>,
+    sq: io_uring::SubmissionQueue<'a>,
+    cq: io_uring::CompletionQueue<'a>,
+    buf_ring: &'a mut BufRing,
+    conns: Vec<Conn>,
+    /// Per listener (meaningful for datagram ones): the receive's state and msghdr.
+    dgram: Vec<DgramState>,
+    rate_limiter: Option<RateLimiter<SourceKey>>,
+    /// SEND_ZC notifications still to come, per buffer.
+    zc_notifs: Vec<u16>,
+    /// Buffers fully sent whose return waits for their SEND_ZC notifications.
+    zc_release: Vec<bool>,
+    /// Connections whose receive ended with ENOBUFS.
+    starved: Vec<u32>,
+    /// Listeners whose accept or receive failed; re-armed at the next tick, so a failing
+    /// operation (EMFILE, a full table) cannot spin.
+    backoff: Vec<usize>,
+    counters: Counters,
+    open: u64,
+    /// Operations submitted whose last completion has not arrived.
+    inflight: u64,
+    now: Instant,
+    /// When shutdown began, the instant open connections are forced closed.
+    draining: Option<Instant>,
+    /// Target of the eventfd read; boxed so its address is stable while the read is in
+    /// flight.
+    wake_buf: Box<u64>,
+    /// The tick's interval; the kernel copies it at submission, boxed all the same.
+    tick_spec: Box<types::Timespec>,
+    setup: &'a WorkerSetup,
+    limits: bool,
+    buffers_returned: bool,
+}
+
+impl Worker<'_> {
+    fn config(&self) -> &Config {
+        &self.setup.shared.config
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        for i in 0..self.setup.listeners.len() {
+            self.arm_listener(i);
+        }
+        self.arm_wake();
+        self.arm_tick();
+        loop {
+            self.buf_ring.publish();
+            self.publish();
+            if self.draining.is_some() && self.open == 0 && self.conns_settled() {
+                return self.finish();
+            }
+            self.wait()?;
+            self.now = Instant::now();
+            while let Some(cqe) = self.cq.next() {
+                self.dispatch(cqe);
+            }
+            if self.buffers_returned {
+                self.buffers_returned = false;
+                self.rearm_starved();
+            }
+        }
+    }
+
+    /// No refused connection is still being closed.
+    fn conns_settled(&self) -> bool {
+        !self.conns.iter().any(|c| c.phase != super::conn::Phase::Free)
+    }
+
+    fn wait(&mut self) -> io::Result<()> {
+        self.sq.sync();
+        match self.submitter.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
+            Err(e) => return Err(e),
+        }
+        self.sq.sync();
+        self.cq.sync();
+        Ok(())
+    }
+
+    /// Cancels what is left (receives, accepts, the tick, the wake-up read) and waits for
+    /// it, so nothing the kernel holds points into this worker's memory when it goes.
+    fn finish(&mut self) -> io::Result<()> {
+        self.push(
+            opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                .build()
+                .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
+        );
+        let give_up = Instant::now() + Duration::from_secs(1);
+        while self.inflight > 0 && Instant::now() < give_up {
+            let ts = types::Timespec::from(Duration::from_millis(50));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            self.sq.sync();
+            match self.submitter.submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e) => return Err(e),
+            }
+            self.cq.sync();
+            while let Some(cqe) = self.cq.next() {
+                self.dispatch(cqe);
+            }
+        }
+        self.buf_ring.publish();
+        Ok(())
+    }
+
+    /// Queues an SQE, flushing the queue to the kernel when it is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: see the module invariant: every SQE this worker builds points only
+            // into memory that lives until its last completion.
+            if unsafe { self.sq.push(&entry) }.is_ok() {
+                self.inflight += 1;
+                return;
+            }
+            self.sq.sync();
+            if let Err(e) = self.submitter.submit() {
+                if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) {
+                    eprintln!("ringecho: submit failed: {e}");
+                }
+            }
+            self.sq.sync();
+        }
+    }
+
+    fn publish(&mut self) {
+        let c = &mut self.counters;
+        c.open = self.open;
+        c.buf_ring_available = u64::from(self.buf_ring.available());
+        c.buf_ring_low_water = u64::from(self.buf_ring.low_water());
+        c.buf_ring_size = u64::from(self.buf_ring.count());
+        self.setup.shared.stats.worker(self.setup.index).publish(c);
+    }
+
+    fn arm_listener(&mut self, listener: usize) {
+        match self.setup.listeners[listener].kind {
+            SockKind::Stream => self.arm_accept(listener),
+            SockKind::Datagram { .. } => self.arm_dgram(listener),
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let fd = self.setup.wake.as_raw_fd();
+        let buf = &mut *self.wake_buf as *mut u64 as *mut u8;
+        self.push(
+            opcode::Read::new(types::Fd(fd), buf, 8).build().user_data(Token::new(Kind::Wake, 0, 0).encode()),
+        );
+    }
+
+    fn arm_tick(&mut self) {
+        self.push(
+            opcode::Timeout::new(&*self.tick_spec as *const _)
+                .flags(types::TimeoutFlags::MULTISHOT)
+                .build()
+                .user_data(Token::new(Kind::Tick, 0, 0).encode()),
+        );
+    }
+
+    fn dispatch(&mut self, cqe: cqueue::Entry) {
+        let (res, flags) = (cqe.result(), cqe.flags());
+        let more = cqueue::more(flags);
+        if !more {
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+        let Some(token) = Token::decode(cqe.user_data()) else {
+            self.counters.err_other += 1;
+            return;
+        };
+        match token.kind {
+            Kind::Accept => self.on_accept(token.slot as usize, res, more),
+            Kind::Recv => self.on_recv(token, res, flags, more),
+            Kind::Send => self.on_send(token, res, false, more),
+            Kind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token.bid),
+            Kind::SendZc => self.on_send(token, res, true, more),
+            Kind::SourceSend => self.on_source_sent(token, res),
+            Kind::Close => self.on_close(token),
+            Kind::CloseRefused => self.on_refused_closed(token),
+            Kind::Cancel => self.on_cancelled(token),
+            Kind::DgramRecv => self.on_dgram_recv(token.slot as usize, res, flags, more),
+            Kind::DgramSend => self.on_dgram_sent(token, res),
+            Kind::Tick => self.on_tick(more),
+            Kind::Wake => self.on_wake(),
+        }
+    }
+
+    /// Returns a buffer user space is done with, or marks it to return after its
+    /// outstanding SEND_ZC notifications.
+    fn release_buf(&mut self, bid: u16) {
+        if self.zc_notifs[usize::from(bid)] > 0 {
+            self.zc_release[usize::from(bid)] = true;
+        } else {
+            self.give_back(bid);
+        }
+    }
+
+    fn give_back(&mut self, bid: u16) {
+        if self.buf_ring.provide(bid).is_err() {
+            self.counters.err_other += 1;
+        } else {
+            self.buffers_returned = true;
+        }
+    }
+
+    fn on_zc_notif(&mut self, bid: u16) {
+        let i = usize::from(bid);
+        self.zc_notifs[i] = self.zc_notifs[i].saturating_sub(1);
+        if self.zc_notifs[i] == 0 && std::mem::take(&mut self.zc_release[i]) {
+            self.give_back(bid);
+        }
+    }
+
+    /// Buffers came back: re-arm the receives that ran dry.
+    fn rearm_starved(&mut self) {
+        for slot in std::mem::take(&mut self.starved) {
+            self.conns[slot as usize].starved = false;
+            self.progress(slot);
+        }
+        for listener in 0..self.dgram.len() {
+            if std::mem::take(&mut self.dgram[listener].starved) && self.draining.is_none() {
+                self.arm_dgram(listener);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, more: bool) {
+        for listener in std::mem::take(&mut self.backoff) {
+            if self.draining.is_none() {
+                self.arm_listener(listener);
+            }
+        }
+        if let Some(idle) = self.config().idle_timeout {
+            self.close_idle(idle);
+        }
+        if self.draining.is_some_and(|deadline| self.now >= deadline) {
+            self.force_close_all();
+        }
+        if !more {
+            self.arm_tick();
+        }
+    }
+
+    fn on_wake(&mut self) {
+        if !self.setup.shared.shutdown.load(Ordering::Acquire) {
+            self.arm_wake();
+            return;
+        }
+        if self.draining.is_some() {
+            return;
+        }
+        let deadline = self.now + self.config().drain_timeout;
+        self.draining = Some(deadline);
+        self.backoff.clear();
+        // Stop accepting connections and receiving datagrams; open connections go on.
+        for i in 0..self.setup.listeners.len() {
+            let kind = match self.setup.listeners[i].kind {
+                SockKind::Stream => Kind::Accept,
+                SockKind::Datagram { .. } => Kind::DgramRecv,
+            };
+            let target = Token::new(kind, i as u32, 0).encode();
+            self.push(
+                opcode::AsyncCancel::new(target)
+                    .build()
+                    .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
+            );
+        }
+        if self.now >= deadline {
+            self.force_close_all();
+        }
+    }
+}
