@@ -5,7 +5,10 @@
 # servers interleaved so drift hits both alike; then RSS with 10,000 idle connections.
 #
 # usage: scripts/measure-server.sh [RUNS] [DURATION]   (defaults: 3 runs of 5s)
-# Servers: ringecho (uring) and benches' epoll-server (a minimal single-threaded mio loop).
+#        TRANSPORT=udp scripts/measure-server.sh ...
+# TCP servers: ringecho (uring) and benches' epoll-server (a minimal single-threaded mio loop).
+# UDP servers: ringecho --udp and benches' udp-echo-floor (a blocking recvfrom/sendto loop);
+# the client then uses 8 connected UDP sockets, one datagram in flight each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -30,12 +33,23 @@ start() { # name, command...
     taskset -c "$SERVER_CPU" "$@" >"$out/$name.out" 2>"$out/$name.err" &
     PID[$name]=$!
     PIDS+=("$!")
-    for _ in $(seq 100); do grep -q '^listening tcp' "$out/$name.out" && break; sleep 0.05; done
-    ADDR[$name]=$(awk '/^listening tcp/ {print $3; exit}' "$out/$name.out")
+    for _ in $(seq 100); do grep -q '^listening' "$out/$name.out" && break; sleep 0.05; done
+    ADDR[$name]=$(awk '/^listening/ {print $3; exit}' "$out/$name.out")
 }
-start uring "$BIN/ringecho" --tcp 127.0.0.1:0 --max-conns 20000
-start epoll "$BIN/epoll-server" 127.0.0.1:0
-SERVERS=(uring epoll)
+TRANSPORT=${TRANSPORT:-tcp}
+if [ "$TRANSPORT" = udp ]; then
+    start uring "$BIN/ringecho" --udp 127.0.0.1:0
+    start floor "$BIN/udp-echo-floor" 127.0.0.1:0
+    SERVERS=(uring floor)
+    CELLS=("8 64" "8 1400")
+    CLIENT_FLAGS=(--udp)
+else
+    start uring "$BIN/ringecho" --tcp 127.0.0.1:0 --max-conns 20000
+    start epoll "$BIN/epoll-server" 127.0.0.1:0
+    SERVERS=(uring epoll)
+    CELLS=("1 64" "50 64" "500 512")
+    CLIENT_FLAGS=()
+fi
 
 echo "kernel $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
 echo "servers on CPU $SERVER_CPU, epoll-client on CPU $CLIENT_CPU, $RUNS interleaved runs of $DUR (+1s warm-up)"
@@ -44,13 +58,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"; }
 
 printf '%-10s %-6s %10s %12s %9s %9s   %s\n' cell server "msg/s" "cpu-µs/msg" "p50 µs" "p99 µs" "runs (msg/s)"
-for cell in "1 64" "50 64" "500 512"; do
+for cell in "${CELLS[@]}"; do
     read -r conns size <<<"$cell"
     for s in "${SERVERS[@]}"; do : >"$out/$s.rate"; : >"$out/$s.cpu"; : >"$out/$s.p50"; : >"$out/$s.p99"; done
     for _ in $(seq "$RUNS"); do
         for s in "${SERVERS[@]}"; do
             before=$(cpu_ticks "${PID[$s]}")
-            line=" $(taskset -c "$CLIENT_CPU" "$BIN/epoll-client" "${ADDR[$s]}" -c "$conns" -s "$size" -d "$DUR" --warmup 1s)"
+            line=" $(taskset -c "$CLIENT_CPU" "$BIN/epoll-client" "${CLIENT_FLAGS[@]}" "${ADDR[$s]}" -c "$conns" -s "$size" -d "$DUR" --warmup 1s)"
             after=$(cpu_ticks "${PID[$s]}")
             field rate "$line" >>"$out/$s.rate"
             field p50_us "$line" >>"$out/$s.p50"
@@ -65,6 +79,7 @@ for cell in "1 64" "50 64" "500 512"; do
     done
 done
 
+[ "$TRANSPORT" = udp ] && exit 0
 for s in "${SERVERS[@]}"; do
     python3 - "${ADDR[$s]}" "${PID[$s]}" "$s" <<'PY'
 import socket, sys, resource

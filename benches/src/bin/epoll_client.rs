@@ -7,7 +7,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
@@ -30,6 +30,10 @@ struct Args {
     /// Warm-up before measuring.
     #[arg(long, default_value = "1s", value_parser = ringecho::units::parse_duration)]
     warmup: Duration,
+    /// UDP instead of TCP: each "connection" is a connected UDP socket with one datagram
+    /// in flight; a datagram unanswered for 100 ms is counted lost and sent again.
+    #[arg(long)]
+    udp: bool,
 }
 
 struct Conn {
@@ -43,6 +47,9 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.size == 0 || args.connections == 0 {
         bail!("--size and --connections must be at least 1");
+    }
+    if args.udp {
+        return udp(&args);
     }
     let mut poll = Poll::new()?;
     let mut conns = Vec::with_capacity(args.connections);
@@ -143,4 +150,71 @@ fn pump(
             }
         }
     }
+}
+
+/// The UDP variant: connected sockets, one datagram in flight each.
+fn udp(args: &Args) -> anyhow::Result<()> {
+    let mut poll = Poll::new()?;
+    let local: SocketAddr = if args.addr.is_ipv6() { "[::1]:0".parse()? } else { "127.0.0.1:0".parse()? };
+    let mut socks = Vec::new();
+    for i in 0..args.connections {
+        let mut s = UdpSocket::bind(local)?;
+        s.connect(args.addr)?;
+        poll.registry().register(&mut s, Token(i), Interest::READABLE)?;
+        socks.push((s, Instant::now()));
+    }
+    let msg = vec![0x5au8; args.size];
+    let mut buf = vec![0u8; 65_536];
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut events = Events::with_capacity(1024);
+    let measure_from = Instant::now() + args.warmup;
+    let end = measure_from + args.duration;
+    let (mut count, mut total, mut lost) = (0u64, 0u64, 0u64);
+    for (s, started) in socks.iter_mut() {
+        s.send(&msg)?;
+        *started = Instant::now();
+    }
+    while Instant::now() < end {
+        poll.poll(&mut events, Some(Duration::from_millis(20)))?;
+        let now = Instant::now();
+        for ev in events.iter() {
+            let (s, started) = &mut socks[ev.token().0];
+            loop {
+                match s.recv(&mut buf) {
+                    Ok(_) => {
+                        total += 1;
+                        if now >= measure_from {
+                            count += 1;
+                            let _ = hist.record(started.elapsed().as_nanos() as u64);
+                        }
+                        s.send(&msg)?;
+                        *started = Instant::now();
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => bail!("recv: {e}"),
+                }
+            }
+        }
+        for (s, started) in socks.iter_mut() {
+            if started.elapsed() > Duration::from_millis(100) {
+                lost += 1;
+                s.send(&msg)?;
+                *started = Instant::now();
+            }
+        }
+    }
+    println!(
+        "connections={} size={} msgs={} total_msgs={} rate={:.0} p50_us={:.1} p99_us={:.1} p999_us={:.1} errors={} lost={}",
+        args.connections,
+        args.size,
+        count,
+        total,
+        count as f64 / args.duration.as_secs_f64(),
+        hist.value_at_quantile(0.5) as f64 / 1e3,
+        hist.value_at_quantile(0.99) as f64 / 1e3,
+        hist.value_at_quantile(0.999) as f64 / 1e3,
+        0,
+        lost
+    );
+    Ok(())
 }
