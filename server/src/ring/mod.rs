@@ -9,9 +9,10 @@ pub mod buf_ring;
 
 pub use buf_ring::BufRing;
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{CompletionQueue, IoUring, SubmissionQueue, Submitter, cqueue, opcode, squeue, types};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 /// How a ring was set up, for the start-up log and the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +195,89 @@ fn probe_here() -> Result<Features, UringError> {
     }
     drop(ring);
     Ok(Features { recv_total_limit, send_zc })
+}
+
+/// The submit/complete half of a ring, split once so that the queues stay mapped and the
+/// registered ring fd (which saves a descriptor lookup per `io_uring_enter`) stays in use.
+/// It counts operations in flight: one per SQE pushed, until its last completion (one
+/// without `MORE`) comes back.
+pub struct Driver<'a> {
+    submitter: Submitter<'a>,
+    sq: SubmissionQueue<'a>,
+    cq: CompletionQueue<'a>,
+    inflight: u64,
+}
+
+impl<'a> Driver<'a> {
+    /// Splits `ring` for driving.
+    pub fn new(ring: &'a mut IoUring) -> Driver<'a> {
+        let (mut submitter, sq, cq) = ring.split();
+        let _ = submitter.register_ring_fd();
+        Driver { submitter, sq, cq, inflight: 0 }
+    }
+
+    /// Operations submitted whose last completion has not arrived.
+    pub fn inflight(&self) -> u64 {
+        self.inflight
+    }
+
+    /// Queues an SQE, flushing the queue to the kernel when it is full.
+    ///
+    /// # Safety
+    /// Every buffer, address or structure `entry` points to must stay valid, and not be
+    /// written by user space where the kernel writes it, until the operation's last
+    /// completion has been taken from [`Driver::next`] (or the ring is dropped).
+    pub unsafe fn push(&mut self, entry: &squeue::Entry) {
+        loop {
+            // SAFETY: the caller guarantees the entry's memory outlives the operation.
+            if unsafe { self.sq.push(entry) }.is_ok() {
+                self.inflight += 1;
+                return;
+            }
+            self.sq.sync();
+            if let Err(e) = self.submitter.submit() {
+                if !transient(&e) {
+                    eprintln!("io_uring submit failed: {e}");
+                }
+            }
+            self.sq.sync();
+        }
+    }
+
+    /// Submits what is queued and waits for at least `want` completions, or until
+    /// `timeout` passes. Interruptions and timeouts are not errors.
+    pub fn wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
+        self.sq.sync();
+        let res = match timeout {
+            None => self.submitter.submit_and_wait(want),
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.submitter.submit_with_args(want, &args)
+            }
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        self.sq.sync();
+        self.cq.sync();
+        Ok(())
+    }
+
+    /// The next completion, if any; counts the operation finished when it is its last.
+    pub fn next(&mut self) -> Option<cqueue::Entry> {
+        let cqe = self.cq.next()?;
+        if !cqueue::more(cqe.flags()) {
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+        Some(cqe)
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN))
 }
 
 /// A multishot receive into the buffer group. With `total_limit`, the receive ends by

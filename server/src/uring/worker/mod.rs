@@ -19,11 +19,11 @@ use super::conn::Conn;
 use super::token::{Kind, Token};
 use crate::config::{Config, Mode};
 use crate::ratelimit::RateLimiter;
-use crate::ring::{self, BufRing, Features, TaskRun};
+use crate::ring::{self, BufRing, Driver, Features, TaskRun};
 use crate::server::Shared;
 use crate::stats::Counters;
 use dgram::{DgramState, SourceKey};
-use io_uring::{Submitter, cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
@@ -95,9 +95,7 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
     if let Err(e) = uring.submitter().register_files_sparse(table) {
         return fail(format!("registering {table} direct descriptors: {e}"));
     }
-    let (mut submitter, sq, cq) = uring.split();
-    // A registered ring fd saves a descriptor lookup per io_uring_enter; optional.
-    let _ = submitter.register_ring_fd();
+    let driver = Driver::new(&mut uring);
     let now = Instant::now();
     let dgram = setup
         .listeners
@@ -110,9 +108,7 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
     let rate_limiter =
         config.udp_rate_limit.map(|pps| RateLimiter::new(pps, (pps / 10).max(1), RATE_LIMIT_SOURCES, now));
     let mut worker = Worker {
-        submitter,
-        sq,
-        cq,
+        driver,
         buf_ring: &mut buf_ring,
         conns: (0..table).map(|_| Conn::default()).collect(),
         dgram,
@@ -123,7 +119,6 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
         backoff: Vec::new(),
         counters: Counters::default(),
         open: 0,
-        inflight: 0,
         now,
         draining: None,
         wake_buf: Box::new(0),
@@ -148,9 +143,7 @@ fn file_table_size(config: &Config) -> u32 {
 }
 
 pub(super) struct Worker<'a> {
-    submitter: Submitter<'a>,
-    sq: io_uring::SubmissionQueue<'a>,
-    cq: io_uring::CompletionQueue<'a>,
+    driver: Driver<'a>,
     buf_ring: &'a mut BufRing,
     conns: Vec<Conn>,
     /// Per listener (meaningful for datagram ones): the receive's state and msghdr.
@@ -167,8 +160,6 @@ pub(super) struct Worker<'a> {
     backoff: Vec<usize>,
     counters: Counters,
     open: u64,
-    /// Operations submitted whose last completion has not arrived.
-    inflight: u64,
     now: Instant,
     /// When shutdown began, the instant open connections are forced closed.
     draining: Option<Instant>,
@@ -199,9 +190,9 @@ impl Worker<'_> {
             if self.draining.is_some() && self.open == 0 && self.conns_settled() {
                 return self.finish();
             }
-            self.wait()?;
+            self.driver.wait(1, None)?;
             self.now = Instant::now();
-            while let Some(cqe) = self.cq.next() {
+            while let Some(cqe) = self.driver.next() {
                 self.dispatch(cqe);
             }
             if self.buffers_returned {
@@ -216,18 +207,6 @@ impl Worker<'_> {
         !self.conns.iter().any(|c| c.phase != super::conn::Phase::Free)
     }
 
-    fn wait(&mut self) -> io::Result<()> {
-        self.sq.sync();
-        match self.submitter.submit_and_wait(1) {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {}
-            Err(e) => return Err(e),
-        }
-        self.sq.sync();
-        self.cq.sync();
-        Ok(())
-    }
-
     /// Cancels what is left (receives, accepts, the tick, the wake-up read) and waits for
     /// it, so nothing the kernel holds points into this worker's memory when it goes.
     fn finish(&mut self) -> io::Result<()> {
@@ -237,17 +216,9 @@ impl Worker<'_> {
                 .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
         );
         let give_up = Instant::now() + Duration::from_secs(1);
-        while self.inflight > 0 && Instant::now() < give_up {
-            let ts = types::Timespec::from(Duration::from_millis(50));
-            let args = types::SubmitArgs::new().timespec(&ts);
-            self.sq.sync();
-            match self.submitter.submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
-                Err(e) => return Err(e),
-            }
-            self.cq.sync();
-            while let Some(cqe) = self.cq.next() {
+        while self.driver.inflight() > 0 && Instant::now() < give_up {
+            self.driver.wait(1, Some(Duration::from_millis(50)))?;
+            while let Some(cqe) = self.driver.next() {
                 self.dispatch(cqe);
             }
         }
@@ -255,23 +226,11 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Queues an SQE, flushing the queue to the kernel when it is full.
+    /// Queues an SQE.
     fn push(&mut self, entry: squeue::Entry) {
-        loop {
-            // SAFETY: see the module invariant: every SQE this worker builds points only
-            // into memory that lives until its last completion.
-            if unsafe { self.sq.push(&entry) }.is_ok() {
-                self.inflight += 1;
-                return;
-            }
-            self.sq.sync();
-            if let Err(e) = self.submitter.submit() {
-                if !matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) {
-                    eprintln!("ringecho: submit failed: {e}");
-                }
-            }
-            self.sq.sync();
-        }
+        // SAFETY: see the module invariant: every SQE this worker builds points only into
+        // memory that lives until its last completion.
+        unsafe { self.driver.push(&entry) };
     }
 
     fn publish(&mut self) {
@@ -310,9 +269,6 @@ impl Worker<'_> {
     fn dispatch(&mut self, cqe: cqueue::Entry) {
         let (res, flags) = (cqe.result(), cqe.flags());
         let more = cqueue::more(flags);
-        if !more {
-            self.inflight = self.inflight.saturating_sub(1);
-        }
         let Some(token) = Token::decode(cqe.user_data()) else {
             self.counters.err_other += 1;
             return;
