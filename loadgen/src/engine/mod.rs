@@ -1,0 +1,371 @@
+//! The load engine: one pinned worker per CPU, each with its own io_uring and its share
+//! of the connections; per-worker histograms merged at the end.
+//!
+//! Time: every timestamp is nanoseconds since the common start instant, read once per
+//! loop turn. A message's latency is measured from its *intended* send time (open loop:
+//! when the schedule said it was due; closed loop: when the previous reply freed its
+//! slot), so a stalled server shows up in full (no coordinated omission); the service
+//! time from the actual send is recorded beside it.
+
+mod dgram;
+mod stream;
+
+use crate::hist::{self, Hist};
+use crate::plan::{Model, Plan, Stop};
+use crate::target::Target;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// Counts of one run (or one worker's part of it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Measured messages sent (after the warm-up).
+    pub sent: u64,
+    /// Measured messages answered in full.
+    pub completed: u64,
+    /// Messages sent and answered during the warm-up (not in the histograms).
+    pub warmup_completed: u64,
+    /// Bytes sent, warm-up included.
+    pub bytes_sent: u64,
+    /// Bytes received, warm-up included.
+    pub bytes_received: u64,
+    /// Connections refused.
+    pub connect_refused: u64,
+    /// Connections that timed out.
+    pub connect_timeout: u64,
+    /// Other connect failures.
+    pub connect_other: u64,
+    /// Connections reset by the peer.
+    pub reset: u64,
+    /// Connections the peer closed while replies were due.
+    pub unexpected_eof: u64,
+    /// Other socket errors.
+    pub socket_errors: u64,
+    /// Messages lost with a failed connection (sent, never answered).
+    pub failed_messages: u64,
+    /// Echoed bytes that differed from what was sent (`--verify`).
+    pub mismatched_bytes: u64,
+    /// Messages with at least one mismatched byte (`--verify`).
+    pub mismatched_messages: u64,
+    /// Bytes received beyond what was sent (a server talking out of turn).
+    pub unsolicited_bytes: u64,
+    /// Datagrams unanswered within `--udp-timeout`.
+    pub lost: u64,
+    /// Datagram replies that arrived after a later one.
+    pub reordered: u64,
+    /// Datagram replies answered twice.
+    pub duplicates: u64,
+    /// Datagram replies that came after their timeout (already counted lost).
+    pub late: u64,
+    /// Replies that are not ours (wrong header or flow).
+    pub garbage: u64,
+    /// Messages still unanswered when the drain after the stop ended.
+    pub unanswered_at_end: u64,
+    /// Bytes of the measured messages answered in full (each way).
+    pub bytes_echoed: u64,
+    /// Open-loop messages not sent because the per-worker backlog was full.
+    pub backlog_overflow: u64,
+}
+
+macro_rules! add_all {
+    ($a:expr, $b:expr, $($f:ident),*) => { $( $a.$f += $b.$f; )* };
+}
+
+impl Counters {
+    /// Adds `o` into `self`.
+    pub fn merge(&mut self, o: &Counters) {
+        add_all!(
+            self, o, sent, completed, warmup_completed, bytes_sent, bytes_received, connect_refused, connect_timeout,
+            connect_other, reset, unexpected_eof, socket_errors, failed_messages, mismatched_bytes,
+            mismatched_messages, unsolicited_bytes, lost, reordered, duplicates, late, garbage, unanswered_at_end,
+            backlog_overflow, bytes_echoed
+        );
+    }
+
+    /// Messages that failed one way or another (each counted once).
+    pub fn failed(&self) -> u64 {
+        self.failed_messages + self.mismatched_messages + self.lost + self.unanswered_at_end + self.backlog_overflow
+    }
+}
+
+/// What one worker measured.
+pub struct WorkerResult {
+    /// Counts.
+    pub counters: Counters,
+    /// Latency from the intended send time.
+    pub latency: Hist,
+    /// Latency from the actual send (service time).
+    pub service: Hist,
+    /// Per-second latency histograms: (start ns since the run began, histogram).
+    pub intervals: Vec<(u64, Hist)>,
+    /// CPU time the worker thread used.
+    pub cpu: Duration,
+    /// Connection set-up latencies (ns), one per connection.
+    pub connect: Hist,
+}
+
+/// Live figures the workers publish for the progress line.
+#[derive(Default)]
+pub struct Live {
+    /// Measured messages completed so far, per worker.
+    pub completed: Vec<AtomicU64>,
+    /// Failures so far, per worker.
+    pub failed: Vec<AtomicU64>,
+}
+
+/// Why the run could not happen at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The target cannot be reached.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// The target.
+        target: String,
+        /// The first error seen.
+        source: std::io::Error,
+    },
+    /// io_uring or another set-up step failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// State shared by the workers and the caller.
+pub struct Shared {
+    /// The plan.
+    pub plan: Plan,
+    /// Where load goes (resolved; the built-in server's address when there is one).
+    pub target: Target,
+    /// Set to stop the run early (Ctrl-C).
+    pub interrupted: Arc<AtomicBool>,
+    /// Live figures.
+    pub live: Live,
+    /// The instant all timestamps count from.
+    pub start: Instant,
+}
+
+/// Per-worker schedule and bookkeeping shared by the stream and datagram engines.
+pub(crate) struct Clock {
+    pub start: Instant,
+    /// Warm-up ends, ns.
+    pub warm_end: u64,
+    /// Scheduling stops, ns (u64::MAX for a request-bound run).
+    pub stop_at: u64,
+    /// Measured messages this worker should complete (request-bound runs).
+    pub budget: Option<u64>,
+    /// Open loop: ns between this worker's messages, and when the next is due.
+    pub interval: Option<f64>,
+    pub next_due: f64,
+    /// Closed loop: messages in flight per connection.
+    pub depth: u32,
+    rng: StdRng,
+    size: (u32, u32),
+    interval_start: u64,
+}
+
+impl Clock {
+    fn new(shared: &Shared, worker: usize, workers: usize) -> Clock {
+        let plan = &shared.plan;
+        let warm_end = plan.warmup.as_nanos() as u64;
+        let (stop_at, budget) = match plan.stop {
+            Stop::Duration(d) => (warm_end + d.as_nanos() as u64, None),
+            Stop::Requests(n) => {
+                let share = n / workers as u64 + u64::from((worker as u64) < n % workers as u64);
+                (u64::MAX, Some(share))
+            }
+        };
+        let (interval, depth) = match plan.model {
+            Model::Open { rate } => (Some(1e9 * workers as f64 / rate), 0),
+            Model::Closed { depth } => (None, depth),
+        };
+        Clock {
+            start: shared.start,
+            warm_end,
+            stop_at,
+            budget,
+            interval,
+            // Workers start evenly staggered through one interval, not all at once.
+            next_due: interval.map_or(0.0, |i| i * worker as f64 / workers as f64),
+            depth,
+            rng: StdRng::seed_from_u64(plan.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            size: (plan.size.min, plan.size.max),
+            interval_start: 0,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// The size of the next message.
+    pub fn next_size(&mut self) -> u32 {
+        if self.size.0 == self.size.1 { self.size.0 } else { self.rng.random_range(self.size.0..=self.size.1) }
+    }
+}
+
+/// Latency recording shared by both engines.
+pub(crate) struct Recorder {
+    pub counters: Counters,
+    pub latency: Hist,
+    pub service: Hist,
+    pub intervals: Vec<(u64, Hist)>,
+    current: Hist,
+    pub connect: Hist,
+    worker: usize,
+}
+
+impl Recorder {
+    fn new(worker: usize) -> Recorder {
+        Recorder {
+            counters: Counters::default(),
+            latency: hist::new(),
+            service: hist::new(),
+            intervals: Vec::new(),
+            current: hist::new(),
+            connect: hist::new(),
+            worker,
+        }
+    }
+
+    /// Records a completed message of `size` bytes.
+    pub fn complete(&mut self, clock: &mut Clock, now: u64, intended: u64, sent: u64, size: u64) {
+        if intended < clock.warm_end {
+            self.counters.warmup_completed += 1;
+            return;
+        }
+        self.counters.completed += 1;
+        self.counters.bytes_echoed += size;
+        let corrected = now.saturating_sub(intended);
+        hist::record(&mut self.latency, corrected);
+        hist::record(&mut self.service, now.saturating_sub(sent));
+        self.roll(clock, now);
+        hist::record(&mut self.current, corrected);
+    }
+
+    /// Starts a new per-second interval histogram when a second boundary has passed.
+    fn roll(&mut self, clock: &mut Clock, now: u64) {
+        const SEC: u64 = 1_000_000_000;
+        if now < clock.warm_end {
+            return;
+        }
+        if clock.interval_start == 0 {
+            clock.interval_start = clock.warm_end;
+        }
+        while now >= clock.interval_start + SEC {
+            let h = std::mem::replace(&mut self.current, hist::new());
+            self.intervals.push((clock.interval_start, h));
+            clock.interval_start += SEC;
+        }
+    }
+
+    fn publish(&self, live: &Live) {
+        live.completed[self.worker].store(self.counters.completed, Ordering::Relaxed);
+        live.failed[self.worker].store(self.counters.failed(), Ordering::Relaxed);
+    }
+
+    fn finish(mut self, clock: &mut Clock, cpu: Duration) -> WorkerResult {
+        let end = clock.now();
+        self.roll(clock, end);
+        if !self.current.is_empty() {
+            self.intervals.push((clock.interval_start, std::mem::replace(&mut self.current, hist::new())));
+        }
+        WorkerResult {
+            counters: self.counters,
+            latency: self.latency,
+            service: self.service,
+            intervals: self.intervals,
+            cpu,
+            connect: self.connect,
+        }
+    }
+}
+
+/// CPU time used by the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Runs the plan against `target`: connects every worker's share, starts them together,
+/// and returns each worker's result. Fails (without measuring) only if no connection at
+/// all could be made.
+pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
+    let cpus = shared.plan.cpus.clone();
+    let workers = cpus.len();
+    let barrier = Arc::new(Barrier::new(workers));
+    let mut handles = Vec::new();
+    for (index, cpu) in cpus.into_iter().enumerate() {
+        let shared = shared.clone();
+        let barrier = barrier.clone();
+        let conns = share_of(shared.plan.connections, index, workers);
+        let first_conn = (0..index).map(|w| share_of(shared.plan.connections, w, workers)).sum::<u32>();
+        let h = std::thread::Builder::new()
+            .name(format!("ringload-{index}"))
+            .spawn(move || -> Result<WorkerResult, RunError> {
+                let _ = ringecho::sys::pin_current_thread(cpu);
+                let args = WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
+                if shared.target.is_datagram() { dgram::run(args) } else { stream::run(args) }
+            })
+            .map_err(|e| RunError::Setup(format!("spawning a worker: {e}")))?;
+        handles.push(h);
+    }
+    let mut results = Vec::new();
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(r)) => results.push(r),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(RunError::Setup("a worker panicked".into()));
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+fn share_of(total: u32, index: usize, workers: usize) -> u32 {
+    total / workers as u32 + u32::from((index as u32) < total % workers as u32)
+}
+
+pub(crate) struct WorkerArgs<'a> {
+    pub index: usize,
+    pub workers: usize,
+    pub first_conn: u32,
+    pub conns: u32,
+    pub shared: &'a Shared,
+    pub barrier: &'a Barrier,
+}
+
+/// Classifies a connect error into the counters.
+fn count_connect_error(c: &mut Counters, e: &std::io::Error) {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => c.connect_refused += 1,
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => c.connect_timeout += 1,
+        _ => c.connect_other += 1,
+    }
+}
+
+/// How long the worker waits in one turn: until the next message is due (open loop),
+/// the stop, or a housekeeping tick, whichever is first.
+fn wait_budget(clock: &Clock, now: u64, tick: Duration) -> Duration {
+    let mut until = now + tick.as_nanos() as u64;
+    if let Some(_i) = clock.interval {
+        until = until.min(clock.next_due.ceil() as u64);
+    }
+    if clock.stop_at != u64::MAX {
+        until = until.min(clock.stop_at);
+    }
+    Duration::from_nanos(until.saturating_sub(now).max(1_000))
+}

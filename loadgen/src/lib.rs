@@ -1,0 +1,163 @@
+//! ringload: an io_uring load generator for echo servers, with latency measured from
+//! each message's intended send time (no coordinated omission).
+//!
+//! [`run`] takes a validated [`Plan`] and returns a [`Report`]; with no target it starts
+//! a ringecho server in-process on loopback and measures that, pinned apart from the load
+//! when the machine has more than one CPU.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod engine;
+pub mod header;
+pub mod hist;
+pub mod payload;
+pub mod plan;
+pub mod report;
+pub mod target;
+
+pub use plan::{Model, Plan, SizeSpec, Stop};
+pub use report::Report;
+pub use target::Target;
+
+use engine::{Live, RunError, Shared};
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the run talks to the person watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A line per second on stderr.
+    Show,
+    /// Nothing.
+    Hide,
+    /// A line per second when stderr is a terminal.
+    Auto,
+}
+
+/// Runs `plan`. `interrupted` may be set (by a Ctrl-C handler) to stop early; the report
+/// then covers what ran.
+pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Result<Report, RunError> {
+    let mut plan = plan;
+    let mut builtin_server = None;
+    let target = match &plan.target {
+        Some(t) => t.clone(),
+        None => {
+            let (server, server_cpus, load_cpus) = start_builtin(&plan)?;
+            plan.cpus = load_cpus;
+            let addr = server.tcp_addr().ok_or_else(|| RunError::Setup("built-in server has no address".into()))?;
+            builtin_server = Some((server, server_cpus));
+            Target::Tcp(addr)
+        }
+    };
+    let workers = plan.cpus.len();
+    let live = Live {
+        completed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+    };
+    let start = Instant::now();
+    let shared = Arc::new(Shared { plan: plan.clone(), target: target.clone(), interrupted: interrupted.clone(), live, start });
+    let show = match progress {
+        Progress::Show => true,
+        Progress::Hide => false,
+        Progress::Auto => std::io::stderr().is_terminal(),
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let progress_thread = show.then(|| spawn_progress(shared.clone(), done.clone()));
+    let results = engine::run(shared.clone());
+    done.store(true, Ordering::Relaxed);
+    if let Some(t) = progress_thread {
+        let _ = t.join();
+    }
+    let results = results?;
+    let wall = start.elapsed();
+
+    let mut counters = engine::Counters::default();
+    let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
+    let mut intervals: Vec<(u64, hist::Hist)> = Vec::new();
+    let mut load_cpu = Duration::ZERO;
+    for r in &results {
+        counters.merge(&r.counters);
+        let _ = latency.add(&r.latency);
+        let _ = service.add(&r.service);
+        let _ = connect.add(&r.connect);
+        load_cpu += r.cpu;
+        for (start_ns, h) in &r.intervals {
+            match intervals.iter_mut().find(|(s, _)| s == start_ns) {
+                Some((_, acc)) => {
+                    let _ = acc.add(h);
+                }
+                None => intervals.push((*start_ns, h.clone())),
+            }
+        }
+    }
+    intervals.sort_by_key(|(s, _)| *s);
+    let was_interrupted = interrupted.load(Ordering::Relaxed);
+    let measured = match plan.duration() {
+        Some(d) if !was_interrupted => d,
+        _ => wall.saturating_sub(plan.warmup).saturating_sub(plan.drain.min(Duration::from_millis(0))),
+    };
+    let builtin = builtin_server.map(|(server, server_cpus)| {
+        let stats = server.stats().total;
+        server.shutdown();
+        let _ = server.join();
+        report::Builtin { server_cpus, server_bytes_in: stats.bytes_in, server_bytes_out: stats.bytes_out }
+    });
+    let mut report = Report {
+        plan,
+        target: target.to_string(),
+        builtin,
+        elapsed: measured,
+        counters,
+        latency,
+        service,
+        connect,
+        intervals,
+        load_cpu,
+        wall,
+        interrupted: was_interrupted,
+        warnings: Vec::new(),
+        failed_checks: Vec::new(),
+    };
+    report.assess();
+    Ok(report)
+}
+
+/// Starts the built-in server: on the first allowed CPU, with the load on the others
+/// (when there are others).
+fn start_builtin(plan: &Plan) -> Result<(ringecho::ServerHandle, Vec<usize>, Vec<usize>), RunError> {
+    let allowed = ringecho::sys::allowed_cpus().unwrap_or_default();
+    let server_cpu = allowed.iter().copied().find(|c| !plan.cpus.contains(c)).or_else(|| allowed.first().copied());
+    let server_cpus: Vec<usize> = server_cpu.into_iter().collect();
+    let load_cpus = plan.cpus.clone();
+    let config = ringecho::Config {
+        listen: vec![ringecho::Listen::Tcp("127.0.0.1:0".parse().expect("literal address")).into()],
+        cpus: if server_cpus.is_empty() { ringecho::Cpus::Allowed } else { ringecho::Cpus::List(server_cpus.clone()) },
+        workers: Some(1),
+        ..ringecho::Config::default()
+    };
+    let server = ringecho::Server::start(config).map_err(|e| RunError::Setup(format!("built-in server: {e}")))?;
+    Ok((server, server_cpus, load_cpus))
+}
+
+fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut last = 0u64;
+        let mut tick = shared.start + Duration::from_secs(1);
+        while !done.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < tick {
+                std::thread::sleep((tick - now).min(Duration::from_millis(50)));
+                continue;
+            }
+            tick += Duration::from_secs(1);
+            let completed: u64 = shared.live.completed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+            let failed: u64 = shared.live.failed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
+            let secs = shared.start.elapsed().as_secs_f64();
+            let phase = if secs < shared.plan.warmup.as_secs_f64() { " (warm-up)" } else { "" };
+            eprintln!("[{secs:5.1}s] {}{phase}, {completed} answered, {failed} failed", report::rate((completed - last) as f64));
+            last = completed;
+        }
+    })
+}

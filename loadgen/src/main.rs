@@ -1,0 +1,76 @@
+//! The `ringload` binary: parse, open the output files (so a bad path fails before any
+//! load), run, report, exit with the code the report implies.
+
+use anyhow::Context;
+use clap::Parser;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use ringload::cli::Args;
+use ringload::{Progress, Report};
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<u8> {
+    let plan = args.to_plan()?;
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let mut json_file = match &args.json {
+        Some(p) if !json_to_stdout => Some(File::create(p).with_context(|| format!("--json {}", p.display()))?),
+        _ => None,
+    };
+    let mut hdr_file = match &args.hdr_log {
+        Some(p) => Some(File::create(p).with_context(|| format!("--hdr-log {}", p.display()))?),
+        None => None,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).context("installing SIGINT handler")?;
+    let progress = if args.no_progress { Progress::Hide } else { Progress::Auto };
+    let mut report = ringload::run(plan, interrupted, progress)?;
+    report.check(args.max_p99, args.max_error_rate);
+
+    if json_to_stdout {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{}", report.text());
+    }
+    if let Some(f) = json_file.as_mut() {
+        serde_json::to_writer_pretty(&mut *f, &report.json()).context("--json")?;
+        writeln!(f)?;
+    }
+    if let Some(f) = hdr_file.as_mut() {
+        write_hdr_log(f, &report).context("--hdr-log")?;
+    }
+    if report.counters.completed == 0 && !report.interrupted {
+        eprintln!("error: no message was answered by {}", report.target);
+    }
+    Ok(report.exit_code() as u8)
+}
+
+fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
+    let mut serializer = V2DeflateSerializer::new();
+    let mut builder = IntervalLogWriterBuilder::new();
+    builder.add_comment(&format!("ringload {} against {}", env!("CARGO_PKG_VERSION"), report.target));
+    builder.add_comment("values in nanoseconds, from the intended send time");
+    builder.with_max_value_divisor(1e6);
+    let mut log = builder.begin_log_with(f, &mut serializer)?;
+    for (start_ns, h) in &report.intervals {
+        let start = std::time::Duration::from_nanos(*start_ns);
+        log.write_histogram(h, start, std::time::Duration::from_secs(1), None)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! The result of a run: figures, warnings, the exit code they imply, and their two
+//! renderings — a human report (stdout) and a documented JSON document
+//! (`schema/result.schema.json`) that carries the full histograms.
+
+use crate::engine::Counters;
+use crate::hist::{self, Hist};
+use crate::plan::{Model, Plan};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Version of the JSON document; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A run's result.
+pub struct Report {
+    /// The plan as run.
+    pub plan: Plan,
+    /// The target as resolved.
+    pub target: String,
+    /// The built-in server, when there was one.
+    pub builtin: Option<Builtin>,
+    /// Measured time (after warm-up), actual.
+    pub elapsed: Duration,
+    /// Counts.
+    pub counters: Counters,
+    /// Latency from the intended send time.
+    pub latency: Hist,
+    /// Latency from the actual send.
+    pub service: Hist,
+    /// Connection set-up times.
+    pub connect: Hist,
+    /// Per-second latency histograms (start ns since the run began).
+    pub intervals: Vec<(u64, Hist)>,
+    /// CPU time the load workers used.
+    pub load_cpu: Duration,
+    /// Wall time the load workers ran (warm-up, measure and drain).
+    pub wall: Duration,
+    /// The run was cut short by Ctrl-C.
+    pub interrupted: bool,
+    /// What went against the user's interest.
+    pub warnings: Vec<Warning>,
+    /// Thresholds that failed.
+    pub failed_checks: Vec<String>,
+}
+
+/// The built-in ringecho server's part in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Builtin {
+    /// CPUs the server ran on.
+    pub server_cpus: Vec<usize>,
+    /// Messages the server echoed during the whole run (warm-up included), as bytes in.
+    pub server_bytes_in: u64,
+    /// Bytes the server sent.
+    pub server_bytes_out: u64,
+}
+
+/// A warning, with its hint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Warning {
+    /// The load workers were busy nearly all the time.
+    ClientSaturated {
+        /// Share of the workers' wall time spent on CPU.
+        busy: f64,
+    },
+    /// Open loop: the achieved rate fell short of the requested one.
+    RateShortfall {
+        /// Requested messages per second.
+        requested: f64,
+        /// Achieved messages per second.
+        achieved: f64,
+    },
+    /// Some messages failed.
+    Errors {
+        /// Failed messages.
+        failed: u64,
+    },
+    /// The built-in server and the load share a CPU.
+    SharedCpu,
+    /// Ctrl-C cut the run short.
+    Interrupted,
+}
+
+impl Warning {
+    /// The sentence shown to a person.
+    pub fn message(&self) -> String {
+        match self {
+            Warning::ClientSaturated { busy } => format!(
+                "load generator CPU saturated ({:.0}% busy) — results are bounded by the client; give it more CPUs (--cpus) or fewer connections",
+                busy * 100.0
+            ),
+            Warning::RateShortfall { requested, achieved } => format!(
+                "achieved {} of the {} requested — the target (or the client) could not keep up; latency includes the backlog",
+                rate(*achieved),
+                rate(*requested)
+            ),
+            Warning::Errors { failed } => {
+                format!("{failed} messages failed — see the error counts; latency covers the answered ones only")
+            }
+            Warning::SharedCpu => {
+                "the built-in server shares a CPU with the load: figures measure both at once".into()
+            }
+            Warning::Interrupted => "interrupted: the figures cover the run up to Ctrl-C".into(),
+        }
+    }
+}
+
+impl Report {
+    /// Answered messages per second in the measured window.
+    pub fn throughput(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 { self.counters.completed as f64 / secs } else { 0.0 }
+    }
+
+    /// Failed ÷ (answered + failed).
+    pub fn error_rate(&self) -> f64 {
+        let failed = self.counters.failed();
+        let total = failed + self.counters.completed;
+        if total == 0 { 0.0 } else { failed as f64 / total as f64 }
+    }
+
+    /// Fills `warnings`.
+    pub fn assess(&mut self) {
+        let busy = if self.wall.is_zero() {
+            0.0
+        } else {
+            self.load_cpu.as_secs_f64() / (self.wall.as_secs_f64() * self.plan.cpus.len() as f64)
+        };
+        if busy >= 0.9 {
+            self.warnings.push(Warning::ClientSaturated { busy });
+        }
+        if let Model::Open { rate } = self.plan.model {
+            let achieved = self.throughput();
+            if achieved < rate * 0.98 && !self.interrupted {
+                self.warnings.push(Warning::RateShortfall { requested: rate, achieved });
+            }
+        }
+        let failed = self.counters.failed();
+        if failed > 0 {
+            self.warnings.push(Warning::Errors { failed });
+        }
+        if let Some(b) = &self.builtin {
+            if b.server_cpus.iter().any(|c| self.plan.cpus.contains(c)) {
+                self.warnings.push(Warning::SharedCpu);
+            }
+        }
+        if self.interrupted {
+            self.warnings.push(Warning::Interrupted);
+        }
+    }
+
+    /// The exit code: 0 success, 1 a check failed, 2 nothing was answered, 130
+    /// interrupted.
+    pub fn exit_code(&self) -> i32 {
+        if self.counters.completed == 0 && !self.interrupted {
+            2
+        } else if self.interrupted {
+            130
+        } else if !self.failed_checks.is_empty() {
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Checks the thresholds the user set.
+    pub fn check(&mut self, max_p99: Option<Duration>, max_error_rate: Option<f64>) {
+        if let Some(limit) = max_p99 {
+            let p99 = self.latency.value_at_quantile(0.99);
+            if p99 as u128 > limit.as_nanos() {
+                self.failed_checks.push(format!("p99 {} > --max-p99 {}", ns(p99 as f64), ns(limit.as_nanos() as f64)));
+            }
+        }
+        let rate = self.error_rate();
+        if let Some(limit) = max_error_rate {
+            if rate > limit {
+                self.failed_checks.push(format!("error rate {:.4}% > --max-error-rate {:.4}%", rate * 100.0, limit * 100.0));
+            }
+        }
+        if self.plan.verify && self.counters.mismatched_bytes > 0 {
+            self.failed_checks.push(format!(
+                "--verify: {} bytes in {} messages differed from what was sent",
+                self.counters.mismatched_bytes, self.counters.mismatched_messages
+            ));
+        }
+    }
+
+    /// The human report.
+    pub fn text(&self) -> String {
+        let p = &self.plan;
+        let mut o = String::new();
+        let builtin = match &self.builtin {
+            Some(b) => format!(" (built-in ringecho on CPU {})", list(&b.server_cpus)),
+            None => String::new(),
+        };
+        let _ = writeln!(o, "target      {}{builtin}", self.target);
+        let model = match p.model {
+            Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
+            Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
+        };
+        let size =
+            if p.size.min == p.size.max { bytes(p.size.min) } else { format!("{}..{}", bytes(p.size.min), bytes(p.size.max)) };
+        let _ = writeln!(o, "load        {model}, {size} messages{}", if p.verify { ", verified" } else { "" });
+        let _ = writeln!(
+            o,
+            "time        {:.2} s measured (+{:.2} s warm-up), {} worker{} on CPU {}",
+            self.elapsed.as_secs_f64(),
+            p.warmup.as_secs_f64(),
+            p.cpus.len(),
+            if p.cpus.len() == 1 { "" } else { "s" },
+            list(&p.cpus)
+        );
+        let _ = writeln!(o);
+        let mbps = self.counters.bytes_echoed as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6;
+        let _ = writeln!(o, "throughput  {}   {mbps:.2} MB/s each way", rate(self.throughput()));
+        let _ = writeln!(
+            o,
+            "            {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   {}",
+            "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean ± stdev"
+        );
+        let open = matches!(p.model, Model::Open { .. });
+        let label = if open { "latency*" } else { "latency" };
+        let _ = writeln!(o, "{}", hist_row(label, &self.latency));
+        if open {
+            let _ = writeln!(o, "{}", hist_row("service", &self.service));
+            let _ = writeln!(o, "            * from the intended send time (coordinated omission corrected)");
+        }
+        let _ = writeln!(o);
+        let c = &self.counters;
+        let _ = writeln!(
+            o,
+            "messages    {} answered, {} failed ({:.3}%){}",
+            c.completed,
+            c.failed(),
+            self.error_rate() * 100.0,
+            if c.warmup_completed > 0 { format!(", {} in warm-up", c.warmup_completed) } else { String::new() }
+        );
+        let errors: Vec<String> = [
+            ("connect refused", c.connect_refused),
+            ("connect timeout", c.connect_timeout),
+            ("connect failed", c.connect_other),
+            ("reset", c.reset),
+            ("unexpected EOF", c.unexpected_eof),
+            ("socket errors", c.socket_errors),
+            ("lost with connection", c.failed_messages),
+            ("mismatched messages", c.mismatched_messages),
+            ("mismatched bytes", c.mismatched_bytes),
+            ("unsolicited bytes", c.unsolicited_bytes),
+            ("unanswered at end", c.unanswered_at_end),
+            ("backlog overflow", c.backlog_overflow),
+            ("garbage replies", c.garbage),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+        let _ = writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
+        if self.target.starts_with("udp") || self.target.starts_with("unixgram") {
+            let sent = c.sent.max(1) as f64;
+            let _ = writeln!(
+                o,
+                "datagrams   lost {} ({:.2}%), reordered {}, duplicates {}, late {}",
+                c.lost,
+                c.lost as f64 / sent * 100.0,
+                c.reordered,
+                c.duplicates,
+                c.late
+            );
+        }
+        let all_msgs = (c.completed + c.warmup_completed).max(1) as f64;
+        let _ = writeln!(
+            o,
+            "load CPU    {} per message ({:.0}% of {} CPU{})",
+            ns(self.load_cpu.as_nanos() as f64 / all_msgs),
+            self.load_cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9) * 100.0,
+            p.cpus.len(),
+            if p.cpus.len() == 1 { "" } else { "s" }
+        );
+        for w in &self.warnings {
+            let _ = writeln!(o, "warning: {}", w.message());
+        }
+        for f in &self.failed_checks {
+            let _ = writeln!(o, "FAILED: {f}");
+        }
+        o
+    }
+
+    /// The JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        let summary = |h: &Hist| {
+            serde_json::json!({
+                "count": h.len(),
+                "min": if h.is_empty() { 0 } else { h.min() },
+                "p50": h.value_at_quantile(0.5),
+                "p90": h.value_at_quantile(0.9),
+                "p99": h.value_at_quantile(0.99),
+                "p999": h.value_at_quantile(0.999),
+                "p9999": h.value_at_quantile(0.9999),
+                "max": h.max(),
+                "mean": h.mean(),
+                "stdev": h.stdev(),
+                "histogram": hist::encode(h),
+            })
+        };
+        serde_json::json!({
+            "schema_version": SCHEMA_VERSION,
+            "tool": "ringload",
+            "version": env!("CARGO_PKG_VERSION"),
+            "target": self.target,
+            "transport": self.target.split("://").next().unwrap_or(""),
+            "builtin": self.builtin,
+            "plan": self.plan,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "interrupted": self.interrupted,
+            "counters": self.counters,
+            "throughput": {
+                "msgs_per_s": self.throughput(),
+                "bytes_per_s_each_way": self.counters.bytes_echoed as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            },
+            "error_rate": self.error_rate(),
+            "latency": {
+                "unit": "ns",
+                "corrected": summary(&self.latency),
+                "service": summary(&self.service),
+                "connect": summary(&self.connect),
+            },
+            "load_cpu_s": self.load_cpu.as_secs_f64(),
+            "warnings": self.warnings.iter().map(|w| {
+                let mut v = serde_json::to_value(w).unwrap_or_default();
+                v["message"] = w.message().into();
+                v
+            }).collect::<Vec<_>>(),
+            "failed_checks": self.failed_checks,
+            "exit_code": self.exit_code(),
+        })
+    }
+}
+
+fn list(cpus: &[usize]) -> String {
+    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn hist_row(label: &str, h: &Hist) -> String {
+    if h.is_empty() {
+        return format!("{label:<11} (no samples)");
+    }
+    let q = |q: f64| ns(h.value_at_quantile(q) as f64);
+    format!(
+        "{label:<11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   {} ± {}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        q(0.9999),
+        ns(h.max() as f64),
+        ns(h.mean()),
+        ns(h.stdev())
+    )
+}
+
+/// A duration in nanoseconds, in the unit that suits it.
+pub fn ns(v: f64) -> String {
+    if v < 1e3 {
+        format!("{v:.0}ns")
+    } else if v < 1e6 {
+        format!("{:.1}µs", v / 1e3)
+    } else if v < 1e9 {
+        format!("{:.2}ms", v / 1e6)
+    } else {
+        format!("{:.2}s", v / 1e9)
+    }
+}
+
+/// A message rate in the unit that suits it.
+pub fn rate(v: f64) -> String {
+    if v < 1e3 {
+        format!("{v:.1} msg/s")
+    } else if v < 1e6 {
+        format!("{:.2}K msg/s", v / 1e3)
+    } else {
+        format!("{:.3}M msg/s", v / 1e6)
+    }
+}
+
+fn bytes(v: u32) -> String {
+    if v >= 1 << 20 && v % (1 << 20) == 0 {
+        format!("{} MiB", v >> 20)
+    } else if v >= 1 << 10 && v % (1 << 10) == 0 {
+        format!("{} KiB", v >> 10)
+    } else {
+        format!("{v} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_pick_themselves() {
+        assert_eq!(ns(950.0), "950ns");
+        assert_eq!(ns(13_200.0), "13.2µs");
+        assert_eq!(ns(1_520_000.0), "1.52ms");
+        assert_eq!(ns(2.5e9), "2.50s");
+        assert_eq!(rate(999.0), "999.0 msg/s");
+        assert_eq!(rate(174_320.0), "174.32K msg/s");
+        assert_eq!(rate(2_000_000.0), "2.000M msg/s");
+        assert_eq!(bytes(64), "64 B");
+        assert_eq!(bytes(4096), "4 KiB");
+    }
+}
