@@ -142,12 +142,18 @@ impl Args {
                 }
                 list.0.clone()
             }
-            (None, Some(0)) => return Err(PlanError { flag: "--threads", problem: "must be at least 1".into() }),
+            (None, Some(0)) => {
+                return Err(PlanError { flag: "--threads", problem: "must be at least 1".into() });
+            }
             (None, Some(n)) => (0..n).map(|i| allowed[i % allowed.len()]).collect(),
             (None, None) => {
                 // With the built-in server, leave it the first CPU when there is more
                 // than one.
-                if self.target.is_none() && allowed.len() > 1 { allowed[1..].to_vec() } else { allowed.clone() }
+                if self.target.is_none() && allowed.len() > 1 {
+                    allowed[1..].to_vec()
+                } else {
+                    allowed.clone()
+                }
             }
         };
         let cpus: Vec<usize> = cpus.into_iter().take(self.connections.max(1) as usize).collect();
@@ -173,7 +179,10 @@ impl Args {
         };
         if let Some(r) = self.max_error_rate {
             if !(0.0..=1.0).contains(&r) {
-                return Err(PlanError { flag: "--max-error-rate", problem: "a fraction between 0 and 1".into() });
+                return Err(PlanError {
+                    flag: "--max-error-rate",
+                    problem: "a fraction between 0 and 1".into(),
+                });
             }
         }
         plan.validate()?;

@@ -46,7 +46,8 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
         None => {
             let (server, server_cpus, load_cpus) = start_builtin(&plan)?;
             plan.cpus = load_cpus;
-            let addr = server.tcp_addr().ok_or_else(|| RunError::Setup("built-in server has no address".into()))?;
+            let addr =
+                server.tcp_addr().ok_or_else(|| RunError::Setup("built-in server has no address".into()))?;
             builtin_server = Some((server, server_cpus));
             Target::Tcp(addr)
         }
@@ -57,7 +58,13 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
         failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
     };
     let start = Instant::now();
-    let shared = Arc::new(Shared { plan: plan.clone(), target: target.clone(), interrupted: interrupted.clone(), live, start });
+    let shared = Arc::new(Shared {
+        plan: plan.clone(),
+        target: target.clone(),
+        interrupted: interrupted.clone(),
+        live,
+        start,
+    });
     let show = match progress {
         Progress::Show => true,
         Progress::Hide => false,
@@ -128,16 +135,22 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
 /// (when there are others).
 fn start_builtin(plan: &Plan) -> Result<(ringecho::ServerHandle, Vec<usize>, Vec<usize>), RunError> {
     let allowed = ringecho::sys::allowed_cpus().unwrap_or_default();
-    let server_cpu = allowed.iter().copied().find(|c| !plan.cpus.contains(c)).or_else(|| allowed.first().copied());
+    let server_cpu =
+        allowed.iter().copied().find(|c| !plan.cpus.contains(c)).or_else(|| allowed.first().copied());
     let server_cpus: Vec<usize> = server_cpu.into_iter().collect();
     let load_cpus = plan.cpus.clone();
     let config = ringecho::Config {
         listen: vec![ringecho::Listen::Tcp("127.0.0.1:0".parse().expect("literal address")).into()],
-        cpus: if server_cpus.is_empty() { ringecho::Cpus::Allowed } else { ringecho::Cpus::List(server_cpus.clone()) },
+        cpus: if server_cpus.is_empty() {
+            ringecho::Cpus::Allowed
+        } else {
+            ringecho::Cpus::List(server_cpus.clone())
+        },
         workers: Some(1),
         ..ringecho::Config::default()
     };
-    let server = ringecho::Server::start(config).map_err(|e| RunError::Setup(format!("built-in server: {e}")))?;
+    let server =
+        ringecho::Server::start(config).map_err(|e| RunError::Setup(format!("built-in server: {e}")))?;
     Ok((server, server_cpus, load_cpus))
 }
 
@@ -156,7 +169,10 @@ fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::Jo
             let failed: u64 = shared.live.failed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
             let secs = shared.start.elapsed().as_secs_f64();
             let phase = if secs < shared.plan.warmup.as_secs_f64() { " (warm-up)" } else { "" };
-            eprintln!("[{secs:5.1}s] {}{phase}, {completed} answered, {failed} failed", report::rate((completed - last) as f64));
+            eprintln!(
+                "[{secs:5.1}s] {}{phase}, {completed} answered, {failed} failed",
+                report::rate((completed - last) as f64)
+            );
             last = completed;
         }
     })

@@ -29,7 +29,9 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     let plan = args.to_plan()?;
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut json_file = match &args.json {
-        Some(p) if !json_to_stdout => Some(File::create(p).with_context(|| format!("--json {}", p.display()))?),
+        Some(p) if !json_to_stdout => {
+            Some(File::create(p).with_context(|| format!("--json {}", p.display()))?)
+        }
         _ => None,
     };
     let mut hdr_file = match &args.hdr_log {
@@ -37,7 +39,8 @@ fn run(args: &Args) -> anyhow::Result<u8> {
         None => None,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone()).context("installing SIGINT handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
+        .context("installing SIGINT handler")?;
     let progress = if args.no_progress { Progress::Hide } else { Progress::Auto };
     let mut report = ringload::run(plan, interrupted, progress)?;
     report.check(args.max_p99, args.max_error_rate);

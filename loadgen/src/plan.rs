@@ -101,7 +101,10 @@ impl Plan {
         }
         let datagram = self.target.as_ref().is_some_and(Target::is_datagram);
         if datagram && self.size.min < crate::header::LEN as u32 {
-            return Err(err("--size", format!("datagrams carry a {}-byte header: --size must be at least that", crate::header::LEN)));
+            return Err(err(
+                "--size",
+                format!("datagrams carry a {}-byte header: --size must be at least that", crate::header::LEN),
+            ));
         }
         if datagram && self.size.max > 65_507 {
             return Err(err("--size", "a UDP datagram carries at most 65,507 bytes"));

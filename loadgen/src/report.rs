@@ -96,7 +96,9 @@ impl Warning {
                 rate(*requested)
             ),
             Warning::Errors { failed } => {
-                format!("{failed} messages failed — see the error counts; latency covers the answered ones only")
+                format!(
+                    "{failed} messages failed — see the error counts; latency covers the answered ones only"
+                )
             }
             Warning::SharedCpu => {
                 "the built-in server shares a CPU with the load: figures measure both at once".into()
@@ -169,13 +171,21 @@ impl Report {
         if let Some(limit) = max_p99 {
             let p99 = self.latency.value_at_quantile(0.99);
             if p99 as u128 > limit.as_nanos() {
-                self.failed_checks.push(format!("p99 {} > --max-p99 {}", ns(p99 as f64), ns(limit.as_nanos() as f64)));
+                self.failed_checks.push(format!(
+                    "p99 {} > --max-p99 {}",
+                    ns(p99 as f64),
+                    ns(limit.as_nanos() as f64)
+                ));
             }
         }
         let rate = self.error_rate();
         if let Some(limit) = max_error_rate {
             if rate > limit {
-                self.failed_checks.push(format!("error rate {:.4}% > --max-error-rate {:.4}%", rate * 100.0, limit * 100.0));
+                self.failed_checks.push(format!(
+                    "error rate {:.4}% > --max-error-rate {:.4}%",
+                    rate * 100.0,
+                    limit * 100.0
+                ));
             }
         }
         if self.plan.verify && self.counters.mismatched_bytes > 0 {
@@ -199,9 +209,13 @@ impl Report {
             Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
             Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
         };
-        let size =
-            if p.size.min == p.size.max { bytes(p.size.min) } else { format!("{}..{}", bytes(p.size.min), bytes(p.size.max)) };
-        let _ = writeln!(o, "load        {model}, {size} messages{}", if p.verify { ", verified" } else { "" });
+        let size = if p.size.min == p.size.max {
+            bytes(p.size.min)
+        } else {
+            format!("{}..{}", bytes(p.size.min), bytes(p.size.max))
+        };
+        let _ =
+            writeln!(o, "load        {model}, {size} messages{}", if p.verify { ", verified" } else { "" });
         let _ = writeln!(
             o,
             "time        {:.2} s measured (+{:.2} s warm-up), {} worker{} on CPU {}",
@@ -216,8 +230,8 @@ impl Report {
         let _ = writeln!(o, "throughput  {}   {mbps:.2} MB/s each way", rate(self.throughput()));
         let _ = writeln!(
             o,
-            "            {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   {}",
-            "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean ± stdev"
+            "            {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   mean ± stdev",
+            "p50", "p90", "p99", "p99.9", "p99.99", "max"
         );
         let open = matches!(p.model, Model::Open { .. });
         let label = if open { "latency*" } else { "latency" };
@@ -234,7 +248,11 @@ impl Report {
             c.completed,
             c.failed(),
             self.error_rate() * 100.0,
-            if c.warmup_completed > 0 { format!(", {} in warm-up", c.warmup_completed) } else { String::new() }
+            if c.warmup_completed > 0 {
+                format!(", {} in warm-up", c.warmup_completed)
+            } else {
+                String::new()
+            }
         );
         let errors: Vec<String> = [
             ("connect refused", c.connect_refused),
@@ -255,7 +273,8 @@ impl Report {
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
-        let _ = writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
+        let _ =
+            writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
         if self.target.starts_with("udp") || self.target.starts_with("unixgram") {
             let sent = c.sent.max(1) as f64;
             let _ = writeln!(
@@ -271,9 +290,9 @@ impl Report {
         let all_msgs = (c.completed + c.warmup_completed).max(1) as f64;
         let _ = writeln!(
             o,
-            "load CPU    {} per message ({:.0}% of {} CPU{})",
+            "load CPU    {} per message ({:.0}% of {} CPU{} busy)",
             ns(self.load_cpu.as_nanos() as f64 / all_msgs),
-            self.load_cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9) * 100.0,
+            self.load_cpu.as_secs_f64() / (self.wall.as_secs_f64() * p.cpus.len() as f64).max(1e-9) * 100.0,
             p.cpus.len(),
             if p.cpus.len() == 1 { "" } else { "s" }
         );

@@ -46,7 +46,10 @@ impl Target {
         };
         let path = |rest: &str| -> Result<PathBuf, TargetError> {
             if !rest.starts_with('/') || rest.len() < 2 {
-                return Err(TargetError::Address(text.to_owned(), "expected an absolute path: unix:///tmp/echo.sock".into()));
+                return Err(TargetError::Address(
+                    text.to_owned(),
+                    "expected an absolute path: unix:///tmp/echo.sock".into(),
+                ));
             }
             if rest.len() >= 108 {
                 return Err(TargetError::Address(text.to_owned(), "path longer than 107 bytes".into()));

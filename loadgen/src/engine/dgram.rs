@@ -7,7 +7,9 @@
 //! Memory the kernel sees: each send points into one of the flow's send slots, which is
 //! not reused until that send completes; receives land in the worker's buffer ring.
 
-use super::{Clock, Recorder, RunError, WorkerArgs, WorkerResult, count_connect_error, thread_cpu, wait_budget};
+use super::{
+    Clock, Recorder, RunError, WorkerArgs, WorkerResult, count_connect_error, thread_cpu, wait_budget,
+};
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use crate::target::Target;
@@ -63,8 +65,11 @@ fn token(kind: u64, slot: usize, flow: usize) -> u64 {
 fn open(target: &Target, id: u32) -> std::io::Result<(OwnedFd, Option<PathBuf>)> {
     match target {
         Target::Udp(addr) => {
-            let local: std::net::SocketAddr =
-                if addr.is_ipv6() { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() } else { ([0, 0, 0, 0], 0).into() };
+            let local: std::net::SocketAddr = if addr.is_ipv6() {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                ([0, 0, 0, 0], 0).into()
+            };
             let s = std::net::UdpSocket::bind(local)?;
             s.connect(addr)?;
             Ok((s.into(), None))
@@ -94,10 +99,12 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let max_size = plan.size.max as usize;
 
     // Declared before the ring: the kernel writes these buffers until the ring is gone.
-    let mut buf_ring = BufRing::new(2048, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    let mut buf_ring =
+        BufRing::new(2048, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
     let (mut uring, _) = ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
     // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
-    unsafe { buf_ring.register(&uring.submitter()) }.map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    unsafe { buf_ring.register(&uring.submitter()) }
+        .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
 
     let mut flows = Vec::new();
     let mut first_error = None;
@@ -139,7 +146,8 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
 
     let mut driver = Driver::new(&mut uring);
     let timeout = plan.udp_timeout.as_nanos() as u64;
-    let mut w = Dgram { driver: &mut driver, buf_ring: &mut buf_ring, pattern: &pattern, flows, verify: plan.verify };
+    let mut w =
+        Dgram { driver: &mut driver, buf_ring: &mut buf_ring, pattern: &pattern, flows, verify: plan.verify };
     let mut now = clock.now();
     for i in 0..w.flows.len() {
         w.arm_recv(i);
@@ -168,7 +176,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
         let scheduling = stopping_since.is_none();
-        while let Some(cqe) = w.driver.next() {
+        while let Some(cqe) = w.driver.completion() {
             w.dispatch(cqe, now, &mut clock, &mut rec, scheduling);
         }
         for i in 0..w.flows.len() {
@@ -215,8 +223,10 @@ impl Flow {
     }
 
     fn waiting_measured(&self, warm_end: u64) -> u64 {
-        self.entries.iter().filter(|e| matches!(e, Entry::Waiting { intended, .. } if *intended >= warm_end)).count()
-            as u64
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Waiting { intended, .. } if *intended >= warm_end))
+            .count() as u64
     }
 
     fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
@@ -310,7 +320,8 @@ impl Dgram<'_, '_> {
             let slot = f.free.pop().expect("not empty");
             let buf = &mut f.slots[slot][..size];
             Header { flow: id, seq, sent_ns: now }.encode(&mut buf[..header::LEN]);
-            buf[header::LEN..].copy_from_slice(self.pattern.slice(payload_offset(id, seq), size - header::LEN));
+            buf[header::LEN..]
+                .copy_from_slice(self.pattern.slice(payload_offset(id, seq), size - header::LEN));
             let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), size as u32)
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
@@ -330,9 +341,17 @@ impl Dgram<'_, '_> {
         self.push(ring::recv_multishot(fd, group, None).user_data(token(KIND_RECV, 0, i)));
     }
 
-    fn dispatch(&mut self, cqe: cqueue::Entry, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn dispatch(
+        &mut self,
+        cqe: cqueue::Entry,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let data = cqe.user_data();
-        let (kind, slot, i) = (data >> 56, ((data >> 32) & 0xff_ffff) as usize, (data & 0xffff_ffff) as usize);
+        let (kind, slot, i) =
+            (data >> 56, ((data >> 32) & 0xff_ffff) as usize, (data & 0xffff_ffff) as usize);
         let (res, flags) = (cqe.result(), cqe.flags());
         match kind {
             KIND_SEND => {
@@ -352,7 +371,16 @@ impl Dgram<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_recv(&mut self, i: usize, res: i32, flags: u32, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn on_recv(
+        &mut self,
+        i: usize,
+        res: i32,
+        flags: u32,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let bid = cqueue::buffer_select(flags);
         if let Some(bid) = bid {
             self.buf_ring.mark_taken(bid);
@@ -387,7 +415,16 @@ impl Dgram<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_reply(&mut self, i: usize, bid: u16, n: u32, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn on_reply(
+        &mut self,
+        i: usize,
+        bid: u16,
+        n: u32,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let data = self.buf_ring.bytes(bid, n);
         let f = &mut self.flows[i];
         let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
@@ -441,7 +478,15 @@ impl Dgram<'_, '_> {
 
     /// Marks datagrams unanswered for `timeout` as lost (oldest first: sequences are sent
     /// in order).
-    fn expire(&mut self, i: usize, now: u64, timeout: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn expire(
+        &mut self,
+        i: usize,
+        now: u64,
+        timeout: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let mut replaced = 0;
         let f = &mut self.flows[i];
         for e in f.entries.iter_mut() {
@@ -468,13 +513,15 @@ impl Dgram<'_, '_> {
 
     /// Cancels every operation and waits (bounded) for the kernel to answer them all.
     fn cancel_all(&mut self) {
-        self.push(opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0, 0)));
+        self.push(
+            opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0, 0)),
+        );
         let give_up = Instant::now() + Duration::from_secs(2);
         while self.driver.inflight() > 0 && Instant::now() < give_up {
             if self.driver.wait(1, Some(Duration::from_millis(50))).is_err() {
                 break;
             }
-            while let Some(cqe) = self.driver.next() {
+            while let Some(cqe) = self.driver.completion() {
                 if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
                     self.buf_ring.mark_taken(bid);
                     let _ = self.buf_ring.provide(bid);

@@ -78,16 +78,41 @@ impl Counters {
     /// Adds `o` into `self`.
     pub fn merge(&mut self, o: &Counters) {
         add_all!(
-            self, o, sent, completed, warmup_completed, bytes_sent, bytes_received, connect_refused, connect_timeout,
-            connect_other, reset, unexpected_eof, socket_errors, failed_messages, mismatched_bytes,
-            mismatched_messages, unsolicited_bytes, lost, reordered, duplicates, late, garbage, unanswered_at_end,
-            backlog_overflow, bytes_echoed
+            self,
+            o,
+            sent,
+            completed,
+            warmup_completed,
+            bytes_sent,
+            bytes_received,
+            connect_refused,
+            connect_timeout,
+            connect_other,
+            reset,
+            unexpected_eof,
+            socket_errors,
+            failed_messages,
+            mismatched_bytes,
+            mismatched_messages,
+            unsolicited_bytes,
+            lost,
+            reordered,
+            duplicates,
+            late,
+            garbage,
+            unanswered_at_end,
+            backlog_overflow,
+            bytes_echoed
         );
     }
 
     /// Messages that failed one way or another (each counted once).
     pub fn failed(&self) -> u64 {
-        self.failed_messages + self.mismatched_messages + self.lost + self.unanswered_at_end + self.backlog_overflow
+        self.failed_messages
+            + self.mismatched_messages
+            + self.lost
+            + self.unanswered_at_end
+            + self.backlog_overflow
     }
 }
 
@@ -201,7 +226,11 @@ impl Clock {
 
     /// The size of the next message.
     pub fn next_size(&mut self) -> u32 {
-        if self.size.0 == self.size.1 { self.size.0 } else { self.rng.random_range(self.size.0..=self.size.1) }
+        if self.size.0 == self.size.1 {
+            self.size.0
+        } else {
+            self.rng.random_range(self.size.0..=self.size.1)
+        }
     }
 }
 
@@ -310,7 +339,8 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
             .name(format!("ringload-{index}"))
             .spawn(move || -> Result<WorkerResult, RunError> {
                 let _ = ringecho::sys::pin_current_thread(cpu);
-                let args = WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
+                let args =
+                    WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
                 if shared.target.is_datagram() { dgram::run(args) } else { stream::run(args) }
             })
             .map_err(|e| RunError::Setup(format!("spawning a worker: {e}")))?;

@@ -5,7 +5,9 @@
 //! land in the worker's provided buffer ring. Both outlive the ring (declared first), and
 //! the worker cancels and waits out every operation before it returns.
 
-use super::{Clock, Recorder, RunError, WorkerArgs, WorkerResult, count_connect_error, thread_cpu, wait_budget};
+use super::{
+    Clock, Recorder, RunError, WorkerArgs, WorkerResult, count_connect_error, thread_cpu, wait_budget,
+};
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, squeue, types};
@@ -57,7 +59,11 @@ fn token(kind: u64, conn: usize) -> u64 {
 fn connect(target: &Target, timeout: Duration) -> std::io::Result<OwnedFd> {
     match target {
         Target::Tcp(addr) => {
-            let sock = socket2::Socket::new(socket2::Domain::for_address(*addr), socket2::Type::STREAM.cloexec(), None)?;
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(*addr),
+                socket2::Type::STREAM.cloexec(),
+                None,
+            )?;
             sock.connect_timeout(&(*addr).into(), timeout)?;
             sock.set_tcp_nodelay(true)?;
             Ok(sock.into())
@@ -75,10 +81,12 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let mut clock = Clock::new(shared, args.index, args.workers);
 
     // Declared before the ring: the kernel writes these buffers until the ring is gone.
-    let mut buf_ring = BufRing::new(1024, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    let mut buf_ring =
+        BufRing::new(1024, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
     let (mut uring, _) = ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
     // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
-    unsafe { buf_ring.register(&uring.submitter()) }.map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    unsafe { buf_ring.register(&uring.submitter()) }
+        .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
 
     let mut conns = Vec::new();
     let mut first_error = None;
@@ -116,7 +124,13 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     }
 
     let mut driver = Driver::new(&mut uring);
-    let mut w = Stream { driver: &mut driver, buf_ring: &mut buf_ring, pattern: &pattern, conns, verify: plan.verify };
+    let mut w = Stream {
+        driver: &mut driver,
+        buf_ring: &mut buf_ring,
+        pattern: &pattern,
+        conns,
+        verify: plan.verify,
+    };
     let mut now = clock.now();
     for i in 0..w.conns.len() {
         w.arm_recv(i);
@@ -132,7 +146,10 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         rec.publish(&shared.live);
         let interrupted = shared.interrupted.load(Ordering::Relaxed);
         if stopping_since.is_none()
-            && (now >= clock.stop_at || clock.budget == Some(0) || interrupted || w.conns.iter().all(|c| c.dead))
+            && (now >= clock.stop_at
+                || clock.budget == Some(0)
+                || interrupted
+                || w.conns.iter().all(|c| c.dead))
         {
             stopping_since = Some(now);
         }
@@ -145,7 +162,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         let wait = wait_budget(&clock, now, TICK);
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
-        while let Some(cqe) = w.driver.next() {
+        while let Some(cqe) = w.driver.completion() {
             w.dispatch(cqe, now, &mut clock, &mut rec, stopping_since.is_none());
         }
         // Open loop: hand out every message that has fallen due.
@@ -218,7 +235,13 @@ impl Stream<'_, '_> {
         }
         let size = u64::from(clock.next_size());
         let c = &mut self.conns[i];
-        c.fifo.push_back(Msg { start: c.scheduled, end: c.scheduled + size, intended, sent: 0, corrupt: false });
+        c.fifo.push_back(Msg {
+            start: c.scheduled,
+            end: c.scheduled + size,
+            intended,
+            sent: 0,
+            corrupt: false,
+        });
         c.scheduled += size;
     }
 
@@ -258,7 +281,14 @@ impl Stream<'_, '_> {
         self.push(entry);
     }
 
-    fn dispatch(&mut self, cqe: cqueue::Entry, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn dispatch(
+        &mut self,
+        cqe: cqueue::Entry,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let (kind, i) = (cqe.user_data() >> 32, (cqe.user_data() & 0xffff_ffff) as usize);
         let (res, flags) = (cqe.result(), cqe.flags());
         match kind {
@@ -283,7 +313,16 @@ impl Stream<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_recv(&mut self, i: usize, res: i32, flags: u32, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn on_recv(
+        &mut self,
+        i: usize,
+        res: i32,
+        flags: u32,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         let bid = cqueue::buffer_select(flags);
         if let Some(bid) = bid {
             self.buf_ring.mark_taken(bid);
@@ -319,7 +358,16 @@ impl Stream<'_, '_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_data(&mut self, i: usize, bid: u16, n: u32, now: u64, clock: &mut Clock, rec: &mut Recorder, scheduling: bool) {
+    fn on_data(
+        &mut self,
+        i: usize,
+        bid: u16,
+        n: u32,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
         rec.counters.bytes_received += u64::from(n);
         let data = self.buf_ring.bytes(bid, n);
         let c = &mut self.conns[i];
@@ -378,13 +426,15 @@ impl Stream<'_, '_> {
 
     /// Cancels every operation and waits (bounded) for the kernel to answer them all.
     fn cancel_all(&mut self) {
-        self.push(opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0)));
+        self.push(
+            opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0)),
+        );
         let give_up = Instant::now() + Duration::from_secs(2);
         while self.driver.inflight() > 0 && Instant::now() < give_up {
             if self.driver.wait(1, Some(Duration::from_millis(50))).is_err() {
                 break;
             }
-            while let Some(cqe) = self.driver.next() {
+            while let Some(cqe) = self.driver.completion() {
                 if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
                     self.buf_ring.mark_taken(bid);
                     let _ = self.buf_ring.provide(bid);

@@ -226,7 +226,7 @@ impl<'a> Driver<'a> {
     /// # Safety
     /// Every buffer, address or structure `entry` points to must stay valid, and not be
     /// written by user space where the kernel writes it, until the operation's last
-    /// completion has been taken from [`Driver::next`] (or the ring is dropped).
+    /// completion has been taken from [`Driver::completion`] (or the ring is dropped).
     pub unsafe fn push(&mut self, entry: &squeue::Entry) {
         loop {
             // SAFETY: the caller guarantees the entry's memory outlives the operation.
@@ -267,7 +267,7 @@ impl<'a> Driver<'a> {
     }
 
     /// The next completion, if any; counts the operation finished when it is its last.
-    pub fn next(&mut self) -> Option<cqueue::Entry> {
+    pub fn completion(&mut self) -> Option<cqueue::Entry> {
         let cqe = self.cq.next()?;
         if !cqueue::more(cqe.flags()) {
             self.inflight = self.inflight.saturating_sub(1);

@@ -192,7 +192,7 @@ impl Worker<'_> {
             }
             self.driver.wait(1, None)?;
             self.now = Instant::now();
-            while let Some(cqe) = self.driver.next() {
+            while let Some(cqe) = self.driver.completion() {
                 self.dispatch(cqe);
             }
             if self.buffers_returned {
@@ -218,7 +218,7 @@ impl Worker<'_> {
         let give_up = Instant::now() + Duration::from_secs(1);
         while self.driver.inflight() > 0 && Instant::now() < give_up {
             self.driver.wait(1, Some(Duration::from_millis(50)))?;
-            while let Some(cqe) = self.driver.next() {
+            while let Some(cqe) = self.driver.completion() {
                 self.dispatch(cqe);
             }
         }
