@@ -18,7 +18,8 @@ use std::time::Duration;
         ringload tcp://127.0.0.1:7007 -c 500 --size 512 -d 30s\n  \
         ringload tcp://[::1]:7007 --rate 20000 --max-p99 2ms   # open loop, exit 1 if p99 > 2 ms\n  \
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
-        ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n\n\
+        ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
+        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
         Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify); 2 usage or\n\
         runtime error, or nothing answered; 130 interrupted (the partial report is printed)."
 )]
@@ -83,6 +84,11 @@ pub struct Args {
     /// Seed for message sizes and payloads.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Connection churn: connect, echo M messages, close, repeat (closed loop); reports
+    /// connects per second and connect latency.
+    #[arg(long, value_name = "M", conflicts_with = "rate")]
+    pub churn: Option<u32>,
 
     /// Write the result as JSON to FILE (`-` for stdout, replacing the text report).
     #[arg(long, value_name = "FILE")]
@@ -176,6 +182,7 @@ impl Args {
             connect_timeout: self.connect_timeout,
             drain: self.drain,
             seed: self.seed,
+            churn: self.churn,
         };
         if let Some(r) = self.max_error_rate {
             if !(0.0..=1.0).contains(&r) {

@@ -71,6 +71,9 @@ pub struct Plan {
     pub drain: Duration,
     /// Seed for sizes and payloads.
     pub seed: u64,
+    /// Connection churn: close each connection after this many messages and open a new
+    /// one (closed loop, stream transports).
+    pub churn: Option<u32>,
 }
 
 /// A plan that cannot run, naming the flag.
@@ -131,6 +134,14 @@ impl Plan {
         }
         if self.cpus.len() > self.connections as usize {
             return Err(err("--threads", "more workers than connections"));
+        }
+        if let Some(m) = self.churn {
+            if m == 0 {
+                return Err(err("--churn", "at least 1 message per connection"));
+            }
+            if datagram || matches!(self.model, Model::Open { .. }) {
+                return Err(err("--churn", "needs a stream target and the closed loop"));
+            }
         }
         if self.udp_timeout.is_zero() {
             return Err(err("--udp-timeout", "must be more than 0"));

@@ -287,6 +287,18 @@ impl Report {
                 c.late
             );
         }
+        if p.churn.is_some() {
+            let secs = self.elapsed.as_secs_f64().max(1e-9);
+            let _ = writeln!(
+                o,
+                "connects    {} ({:.0}/s), connect p50 {} p99 {} max {}",
+                c.connects,
+                c.connects as f64 / secs,
+                ns(self.connect.value_at_quantile(0.5) as f64),
+                ns(self.connect.value_at_quantile(0.99) as f64),
+                ns(self.connect.max() as f64)
+            );
+        }
         let all_msgs = (c.completed + c.warmup_completed).max(1) as f64;
         let _ = writeln!(
             o,

@@ -173,3 +173,23 @@ fn counts_agree_with_the_server() {
     assert_eq!(b.server_bytes_out, c.bytes_received);
     assert_eq!(c.bytes_received, (c.completed + c.warmup_completed) * 64);
 }
+
+/// Churn: every connection carries M messages and is replaced; connects are counted and
+/// timed, and nothing fails.
+#[test]
+fn churn_reconnects_every_m_messages() {
+    if !uring_available() {
+        return;
+    }
+    let r = run(plan(None, |p| {
+        p.connections = 4;
+        p.churn = Some(5);
+        p.stop = Stop::Requests(500);
+    }));
+    let c = r.counters;
+    assert_eq!(c.completed, 500, "{c:?}");
+    assert_eq!(c.failed(), 0, "{c:?}");
+    // 4 first connections carry 20 messages, then one new connection per 5 messages.
+    assert!((92..=104).contains(&c.connects), "{} connects", c.connects);
+    assert!(r.connect.len() >= c.connects);
+}

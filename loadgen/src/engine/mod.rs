@@ -68,18 +68,15 @@ pub struct Counters {
     pub bytes_echoed: u64,
     /// Open-loop messages not sent because the per-worker backlog was full.
     pub backlog_overflow: u64,
-}
-
-macro_rules! add_all {
-    ($a:expr, $b:expr, $($f:ident),*) => { $( $a.$f += $b.$f; )* };
+    /// Connections opened after the warm-up (churn mode).
+    pub connects: u64,
 }
 
 impl Counters {
-    /// Adds `o` into `self`.
+    /// Adds `o` into `self`. The destructuring is exhaustive: a new counter that is not
+    /// merged does not compile.
     pub fn merge(&mut self, o: &Counters) {
-        add_all!(
-            self,
-            o,
+        let Counters {
             sent,
             completed,
             warmup_completed,
@@ -101,9 +98,34 @@ impl Counters {
             late,
             garbage,
             unanswered_at_end,
+            bytes_echoed,
             backlog_overflow,
-            bytes_echoed
-        );
+            connects,
+        } = *o;
+        self.sent += sent;
+        self.completed += completed;
+        self.warmup_completed += warmup_completed;
+        self.bytes_sent += bytes_sent;
+        self.bytes_received += bytes_received;
+        self.connect_refused += connect_refused;
+        self.connect_timeout += connect_timeout;
+        self.connect_other += connect_other;
+        self.reset += reset;
+        self.unexpected_eof += unexpected_eof;
+        self.socket_errors += socket_errors;
+        self.failed_messages += failed_messages;
+        self.mismatched_bytes += mismatched_bytes;
+        self.mismatched_messages += mismatched_messages;
+        self.unsolicited_bytes += unsolicited_bytes;
+        self.lost += lost;
+        self.reordered += reordered;
+        self.duplicates += duplicates;
+        self.late += late;
+        self.garbage += garbage;
+        self.unanswered_at_end += unanswered_at_end;
+        self.bytes_echoed += bytes_echoed;
+        self.backlog_overflow += backlog_overflow;
+        self.connects += connects;
     }
 
     /// Messages that failed one way or another (each counted once).

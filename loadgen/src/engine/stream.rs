@@ -21,6 +21,7 @@ const TICK: Duration = Duration::from_millis(10);
 const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
 const KIND_OTHER: u64 = 3;
+const KIND_CONNECT: u64 = 4;
 /// Most messages queued on one connection in open loop before new ones are refused
 /// (counted as `backlog_overflow`): the run says the target fell behind instead of
 /// growing without bound.
@@ -50,6 +51,14 @@ struct Conn {
     recv_armed: bool,
     starved: bool,
     dead: bool,
+    /// Churn: messages scheduled since this connection was opened.
+    since_connect: u64,
+    /// Churn: our write side is shut; the server's EOF ends the connection.
+    churning: bool,
+    /// Churn: open a new connection once nothing of the old one is in flight.
+    reconnect: bool,
+    /// Churn: when the connect in flight started (ns).
+    connect_started: Option<u64>,
 }
 
 fn token(kind: u64, conn: usize) -> u64 {
@@ -108,6 +117,10 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
                     recv_armed: false,
                     starved: false,
                     dead: false,
+                    since_connect: 0,
+                    churning: false,
+                    reconnect: false,
+                    connect_started: None,
                 });
             }
             Err(e) => {
@@ -123,6 +136,13 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         return Err(RunError::Connect { target: shared.target.to_string(), source });
     }
 
+    let addr = match &shared.target {
+        Target::Tcp(a) => socket2::SockAddr::from(*a),
+        Target::Unix(p) => {
+            socket2::SockAddr::unix(p).map_err(|e| RunError::Setup(format!("{}: {e}", p.display())))?
+        }
+        _ => return Err(RunError::Setup("not a stream target".into())),
+    };
     let mut driver = Driver::new(&mut uring);
     let mut w = Stream {
         driver: &mut driver,
@@ -130,6 +150,8 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         pattern: &pattern,
         conns,
         verify: plan.verify,
+        churn: plan.churn.map(u64::from),
+        addr: &addr,
     };
     let mut now = clock.now();
     for i in 0..w.conns.len() {
@@ -149,7 +171,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             && (now >= clock.stop_at
                 || clock.budget == Some(0)
                 || interrupted
-                || w.conns.iter().all(|c| c.dead))
+                || w.conns.iter().all(Conn::gone))
         {
             stopping_since = Some(now);
         }
@@ -184,6 +206,10 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
                 w.conns[i].starved = false;
                 w.arm_recv(i);
             }
+            let c = &w.conns[i];
+            if c.reconnect && !c.send_in_flight && !c.recv_armed && stopping_since.is_none() {
+                w.reconnect(i, now, &mut rec);
+            }
         }
     }
     for c in &w.conns {
@@ -198,12 +224,22 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     Ok(rec.finish(&mut clock, cpu))
 }
 
+impl Conn {
+    /// Dead for good: failed, not between two churn connections.
+    fn gone(&self) -> bool {
+        self.dead && !self.reconnect && !self.churning && self.connect_started.is_none()
+    }
+}
+
 struct Stream<'a, 'd> {
     driver: &'a mut Driver<'d>,
     buf_ring: &'a mut BufRing,
     pattern: &'a Pattern,
     conns: Vec<Conn>,
     verify: bool,
+    churn: Option<u64>,
+    /// The target's address, for churn's connects (it outlives every connect op).
+    addr: &'a socket2::SockAddr,
 }
 
 impl Stream<'_, '_> {
@@ -225,6 +261,13 @@ impl Stream<'_, '_> {
     }
 
     fn schedule(&mut self, i: usize, intended: u64, clock: &mut Clock, rec: &mut Recorder) {
+        if let Some(m) = self.churn {
+            let c = &mut self.conns[i];
+            if c.since_connect >= m || c.dead {
+                return;
+            }
+            c.since_connect += 1;
+        }
         if intended >= clock.warm_end {
             match clock.budget.as_mut() {
                 Some(0) => return,
@@ -294,6 +337,7 @@ impl Stream<'_, '_> {
         match kind {
             KIND_SEND => self.on_send(i, res, now, rec),
             KIND_RECV => self.on_recv(i, res, flags, now, clock, rec, scheduling),
+            KIND_CONNECT => self.on_connected(i, res, now, clock, rec, scheduling),
             _ => {}
         }
     }
@@ -336,7 +380,12 @@ impl Stream<'_, '_> {
             }
         } else if res == 0 {
             let c = &mut self.conns[i];
-            if !c.dead {
+            if c.churning {
+                // The end churn asked for: open the next connection.
+                c.churning = false;
+                c.dead = true;
+                c.reconnect = true;
+            } else if !c.dead {
                 rec.counters.unexpected_eof += 1;
                 rec.counters.failed_messages += c.fifo.len() as u64;
                 c.fifo.clear();
@@ -404,6 +453,72 @@ impl Stream<'_, '_> {
         // Closed loop: each answered message frees a slot for the next.
         if clock.interval.is_none() && scheduling {
             for _ in 0..completed {
+                self.schedule(i, now, clock, rec);
+            }
+            self.pump_send(i, now);
+        }
+        // Churn: all M answered; shut our side, and the server's EOF ends it.
+        let c = &mut self.conns[i];
+        if self.churn.is_some_and(|m| c.since_connect >= m) && c.fifo.is_empty() && !c.churning {
+            c.churning = true;
+            let _ = socket2::SockRef::from(&c.fd).shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// Churn: replaces connection `i`'s socket with a new one and connects it.
+    fn reconnect(&mut self, i: usize, now: u64, rec: &mut Recorder) {
+        let domain = self.addr.domain();
+        let sock = match socket2::Socket::new(domain, socket2::Type::STREAM.cloexec(), None) {
+            Ok(s) => s,
+            Err(e) => {
+                super::count_connect_error(&mut rec.counters, &e);
+                return;
+            }
+        };
+        if domain != socket2::Domain::UNIX {
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        let c = &mut self.conns[i];
+        c.fd = sock.into();
+        c.reconnect = false;
+        c.scheduled = 0;
+        c.submitted = 0;
+        c.received = 0;
+        c.first_unsent = 0;
+        c.since_connect = 0;
+        c.fifo.clear();
+        c.connect_started = Some(now);
+        let entry =
+            opcode::Connect::new(types::Fd(c.fd.as_raw_fd()), self.addr.as_ptr().cast(), self.addr.len())
+                .build()
+                .user_data(token(KIND_CONNECT, i));
+        self.push(entry);
+    }
+
+    fn on_connected(
+        &mut self,
+        i: usize,
+        res: i32,
+        now: u64,
+        clock: &mut Clock,
+        rec: &mut Recorder,
+        scheduling: bool,
+    ) {
+        let c = &mut self.conns[i];
+        let started = c.connect_started.take().unwrap_or(now);
+        if res < 0 {
+            super::count_connect_error(&mut rec.counters, &std::io::Error::from_raw_os_error(-res));
+            c.reconnect = true;
+            return;
+        }
+        if started >= clock.warm_end {
+            rec.counters.connects += 1;
+            crate::hist::record(&mut rec.connect, now.saturating_sub(started));
+        }
+        c.dead = false;
+        self.arm_recv(i);
+        if scheduling {
+            for _ in 0..clock.depth {
                 self.schedule(i, now, clock, rec);
             }
             self.pump_send(i, now);

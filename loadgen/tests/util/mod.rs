@@ -36,6 +36,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         connect_timeout: Duration::from_secs(2),
         drain: Duration::from_secs(1),
         seed: 1,
+        churn: None,
     };
     tweak(&mut p);
     p.validate().unwrap();
