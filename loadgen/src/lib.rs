@@ -101,9 +101,12 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
     }
     intervals.sort_by_key(|(s, _)| *s);
     let was_interrupted = interrupted.load(Ordering::Relaxed);
+    // The measured window: the planned duration, or (request-bound or interrupted) from
+    // the end of the warm-up to the last answer.
+    let last = results.iter().map(|r| r.last_completion).max().unwrap_or(0);
     let measured = match plan.duration() {
         Some(d) if !was_interrupted => d,
-        _ => wall.saturating_sub(plan.warmup).saturating_sub(plan.drain.min(Duration::from_millis(0))),
+        _ => Duration::from_nanos(last).saturating_sub(plan.warmup),
     };
     let builtin = builtin_server.map(|(server, server_cpus)| {
         let stats = server.stats().total;

@@ -119,3 +119,40 @@ fn usage_errors_exit_2() {
         assert!(t0.elapsed() < Duration::from_secs(2), "{args:?} ran load first");
     }
 }
+
+/// Ctrl-C prints the partial report and exits 130.
+#[test]
+fn sigint_prints_partial_report_and_exits_130() {
+    if !uring_available() {
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_ringload"))
+        .args(["-c", "2", "-d", "60s", "-w", "0s", "--no-progress"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before any thread starts: wait for the load workers.
+    let threads = || {
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse::<u32>().unwrap_or(0)))
+            })
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while threads() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "ringload never started its workers");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let t1 = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t1.elapsed() < Duration::from_secs(5), "slow to stop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("throughput") && stdout.contains("interrupted"), "{stdout}");
+}

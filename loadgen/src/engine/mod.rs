@@ -152,6 +152,8 @@ pub struct WorkerResult {
     pub cpu: Duration,
     /// Connection set-up latencies (ns), one per connection.
     pub connect: Hist,
+    /// When the last measured message was answered (ns since the run began).
+    pub last_completion: u64,
 }
 
 /// Live figures the workers publish for the progress line.
@@ -265,6 +267,7 @@ pub(crate) struct Recorder {
     current: Hist,
     pub connect: Hist,
     worker: usize,
+    last_completion: u64,
 }
 
 impl Recorder {
@@ -277,6 +280,7 @@ impl Recorder {
             current: hist::new(),
             connect: hist::new(),
             worker,
+            last_completion: 0,
         }
     }
 
@@ -288,6 +292,7 @@ impl Recorder {
         }
         self.counters.completed += 1;
         self.counters.bytes_echoed += size;
+        self.last_completion = self.last_completion.max(now);
         let corrected = now.saturating_sub(intended);
         hist::record(&mut self.latency, corrected);
         hist::record(&mut self.service, now.saturating_sub(sent));
@@ -329,6 +334,7 @@ impl Recorder {
             intervals: self.intervals,
             cpu,
             connect: self.connect,
+            last_completion: self.last_completion,
         }
     }
 }
