@@ -1,7 +1,7 @@
 //! The command line: clap derive, help from doc comments, human units. [`Args::to_config`]
 //! turns it into a validated [`Config`]; any error names the flag at fault.
 
-use crate::config::{Config, ConfigError, Cpus, Endpoint, Listen, Mode};
+use crate::config::{Backend, Config, ConfigError, Cpus, Endpoint, Listen, Mode};
 use crate::units;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
@@ -46,6 +46,11 @@ pub struct Args {
     /// repeatable. Replies go to the sender's bound path; unbound senders are counted.
     #[arg(long, value_name = "[MODE@]PATH", value_parser = parse_spec::<PathBuf>)]
     pub unixgram: Vec<Spec<PathBuf>>,
+
+    /// The engine: uring (io_uring per core), epoll (mio per core; works where io_uring
+    /// is off) or threads (a blocking thread per connection).
+    #[arg(long, value_enum, default_value_t = Backend::Uring)]
+    pub backend: Backend,
 
     /// Mode of listeners given without a `MODE@` prefix.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
@@ -177,6 +182,7 @@ impl Args {
             } else {
                 listen
             },
+            backend: self.backend,
             cpus: self.cpus.clone().map_or(Cpus::Allowed, |c| Cpus::List(c.0)),
             workers: self.workers,
             buffers: self.buffers,

@@ -75,9 +75,50 @@ impl From<Listen> for Endpoint {
     }
 }
 
+/// The `source` pattern, long enough to send up to 64 KiB from any phase of it.
+pub(crate) static SOURCE_PATTERN: [u8; SOURCE_PATTERN_LEN] = source_pattern();
+pub(crate) const SOURCE_CHUNK: usize = 64 * 1024;
+const SOURCE_PATTERN_LEN: usize = SOURCE_CHUNK + 251;
+
+const fn source_pattern() -> [u8; SOURCE_PATTERN_LEN] {
+    let mut p = [0u8; SOURCE_PATTERN_LEN];
+    let mut i = 0;
+    while i < SOURCE_PATTERN_LEN {
+        p[i] = (i % 251) as u8;
+        i += 1;
+    }
+    p
+}
+
 /// The byte at offset `i` of a `source` stream.
 pub fn source_byte(i: u64) -> u8 {
     (i % 251) as u8
+}
+
+/// The engine behind the same command line, stats and modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Hand-rolled io_uring per core: multishot accept/receive, buffer ring, no copies.
+    #[default]
+    Uring,
+    /// mio (epoll) per core, readiness-based, pooled buffers; for kernels or containers
+    /// without io_uring, and the comparison floor.
+    Epoll,
+    /// One blocking thread per connection (the classic threading server): the textbook
+    /// floor.
+    Threads,
+}
+
+impl Backend {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Uring => "uring",
+            Backend::Epoll => "epoll",
+            Backend::Threads => "threads",
+        }
+    }
 }
 
 /// Which CPUs the workers run on.
@@ -95,6 +136,8 @@ pub enum Cpus {
 pub struct Config {
     /// Listening sockets.
     pub listen: Vec<Endpoint>,
+    /// The engine.
+    pub backend: Backend,
     /// CPUs to pin workers to.
     pub cpus: Cpus,
     /// Number of workers; `None` means one per CPU in `cpus`.
@@ -126,6 +169,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))).into()],
+            backend: Backend::Uring,
             cpus: Cpus::Allowed,
             workers: None,
             buffers: 1024,

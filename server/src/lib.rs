@@ -15,14 +15,16 @@
 
 pub mod cli;
 pub mod config;
+mod epoll;
 pub mod ratelimit;
 pub mod ring;
 pub mod server;
 pub mod stats;
 pub mod sys;
+mod threads;
 pub mod units;
 mod uring;
 
-pub use config::{Config, Cpus, Endpoint, Listen, Mode};
+pub use config::{Backend, Config, Cpus, Endpoint, Listen, Mode};
 pub use server::{BoundAddr, Server, ServerHandle, StartError};
 pub use stats::{Counters, Snapshot};

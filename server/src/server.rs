@@ -2,10 +2,10 @@
 //! before [`Server::start`] returns, so every start-up error (a bad flag, an address in
 //! use, io_uring switched off) surfaces there, synchronously.
 
-use crate::config::{Config, ConfigError, Cpus, Listen, Mode};
+use crate::config::{Backend, Config, ConfigError, Cpus, Listen, Mode};
 use crate::ring::{self, Features, TaskRun, UringError};
 use crate::stats::{Snapshot, StatsRegistry};
-use crate::uring::worker::{self, ListenerSetup, SockKind, WorkerSetup};
+use crate::uring::worker;
 use socket2::{Domain, Socket, Type};
 use std::fmt;
 use std::io;
@@ -15,6 +15,33 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+
+/// What kind of socket a listener is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SockKind {
+    /// Accepts connections.
+    Stream,
+    /// Receives datagrams; `namelen` bytes are reserved for the source address.
+    Datagram { namelen: u32 },
+}
+
+/// One listening socket as a worker sees it.
+pub(crate) struct ListenerSetup {
+    pub fd: Arc<OwnedFd>,
+    pub kind: SockKind,
+    pub mode: Mode,
+}
+
+/// What a worker is given when it starts.
+pub(crate) struct WorkerSetup {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// Its own SO_REUSEPORT TCP and UDP sockets, and the shared Unix ones.
+    pub listeners: Vec<ListenerSetup>,
+    pub wake: Arc<OwnedFd>,
+    pub shared: Arc<Shared>,
+    pub features: Features,
+}
 
 /// Listen backlog; the kernel caps it at net.core.somaxconn.
 const BACKLOG: i32 = 4096;
@@ -84,9 +111,11 @@ impl Server {
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         config.validate()?;
         crate::sys::raise_nofile_limit().ok();
-        let features = ring::probe()?;
+        let backend = config.backend;
+        let features = if backend == Backend::Uring { ring::probe()? } else { Features::default() };
         let cpus = resolve_cpus(&config)?;
-        let workers = config.workers.unwrap_or(cpus.len());
+        // A thread per connection needs no per-CPU workers: one set of listeners.
+        let workers = if backend == Backend::Threads { 1 } else { config.workers.unwrap_or(cpus.len()) };
 
         let mut addrs = Vec::new();
         let mut modes = Vec::new();
@@ -168,7 +197,11 @@ impl Server {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
                 .name(format!("ringecho-{index}"))
-                .spawn(move || worker::run(setup, tx))
+                .spawn(move || match backend {
+                    Backend::Uring => worker::run(setup, tx),
+                    Backend::Epoll => crate::epoll::run(setup, tx),
+                    Backend::Threads => crate::threads::run(setup, tx),
+                })
                 .map_err(|e| StartError::Worker(format!("spawning worker {index}: {e}")))?;
             handle.threads.push(thread);
             handle.wakes.push(wake);
@@ -354,8 +387,20 @@ impl ServerHandle {
     /// A one-line description of the engine, for the start-up log.
     pub fn describe(&self) -> String {
         let cpus: Vec<String> = self.cpus.iter().map(|c| c.map_or("-".into(), |c| c.to_string())).collect();
+        if self.shared.config.backend != Backend::Uring {
+            return format!(
+                "{} backend, {} worker{} on CPUs [{}], {} × {} B buffers each, per-connection bound {} B",
+                self.shared.config.backend.name(),
+                self.threads.len(),
+                if self.threads.len() == 1 { "" } else { "s" },
+                cpus.join(","),
+                self.shared.config.buffers,
+                self.shared.config.buffer_size,
+                self.shared.config.max_conn_buffer,
+            );
+        }
         format!(
-            "{} workers on CPUs [{}], ring {:?}, {} × {} B buffers each, per-connection bound {} B ({}), SEND_ZC {}",
+            "uring backend, {} workers on CPUs [{}], ring {:?}, {} × {} B buffers each, per-connection bound {} B ({}), SEND_ZC {}",
             self.threads.len(),
             cpus.join(","),
             self.task_run,

@@ -75,6 +75,14 @@ pub fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
+/// Reads (and so resets) an eventfd's counter; blocks while it is zero.
+pub fn eventfd_read(fd: &OwnedFd) -> io::Result<u64> {
+    let mut value: u64 = 0;
+    // SAFETY: we pass a pointer to 8 writable bytes, as eventfd requires.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    if n == 8 { Ok(value) } else { Err(io::Error::last_os_error()) }
+}
+
 /// The value of `/proc/sys/kernel/io_uring_disabled`, if the kernel has the setting.
 pub fn io_uring_disabled_sysctl() -> Option<u8> {
     std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok()?.trim().parse().ok()

@@ -3,6 +3,7 @@
 
 mod util;
 
+use ringecho::Backend;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -10,12 +11,11 @@ use util::*;
 
 /// SIGTERM while clients are mid-echo: the server drains, every byte the clients sent
 /// before the signal comes back, and it exits 0 with totals on stdout.
-#[test]
-fn sigterm_drains_and_exits_zero() {
-    if !uring_available() {
+fn sigterm_drains_and_exits_zero(backend: Backend) {
+    if !available(backend) {
         return;
     }
-    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "10s"], 1);
+    let server = Binary::start_on(backend, &["--tcp", "127.0.0.1:0", "--drain-timeout", "10s"], 1);
     let addr = server.tcp(0);
     let mut clients = Vec::new();
     for id in 0..4u64 {
@@ -56,12 +56,11 @@ fn sigterm_drains_and_exits_zero() {
 }
 
 /// The drain timeout bounds shutdown: a client that keeps the connection open is closed.
-#[test]
-fn drain_timeout_bounds_shutdown() {
-    if !uring_available() {
+fn drain_timeout_bounds_shutdown(backend: Backend) {
+    if !available(backend) {
         return;
     }
-    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--drain-timeout", "300ms"], 1);
+    let server = Binary::start_on(backend, &["--tcp", "127.0.0.1:0", "--drain-timeout", "300ms"], 1);
     let mut s = connect(server.tcp(0));
     assert_eq!(echo_once(&mut s, b"hi").unwrap(), b"hi");
     server.signal(libc::SIGINT);
@@ -73,12 +72,11 @@ fn drain_timeout_bounds_shutdown() {
 }
 
 /// --max-conns 2: the third connection is closed at once and counted.
-#[test]
-fn max_conns_refuses_the_third() {
-    if !uring_available() {
+fn max_conns_refuses_the_third(backend: Backend) {
+    if !available(backend) {
         return;
     }
-    let server = Binary::start(&["--tcp", "127.0.0.1:0", "--max-conns", "2"], 1);
+    let server = Binary::start_on(backend, &["--tcp", "127.0.0.1:0", "--max-conns", "2"], 1);
     let addr = server.tcp(0);
     let mut a = connect(addr);
     let mut b = connect(addr);
@@ -153,3 +151,5 @@ fn unix_socket_stale_replaced_live_refused() {
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait(Duration::from_secs(10)).0, Some(0));
 }
+
+for_each_backend!(sigterm_drains_and_exits_zero, drain_timeout_bounds_shutdown, max_conns_refuses_the_third);

@@ -2,7 +2,7 @@
 
 mod util;
 
-use ringecho::{Endpoint, Listen, Mode};
+use ringecho::{Backend, Endpoint, Listen, Mode};
 use std::io::{Read, Write};
 use util::*;
 
@@ -17,12 +17,11 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// 1 GiB into a discard listener: every byte counted, the server's RSS does not grow
 /// with it.
-#[test]
-fn discard_takes_a_gigabyte_in_bounded_memory() {
-    if !uring_available() {
+fn discard_takes_a_gigabyte_in_bounded_memory(backend: Backend) {
+    if !available(backend) {
         return;
     }
-    let server = Binary::start(&["--tcp", "discard@127.0.0.1:0", "--workers", "1"], 1);
+    let server = Binary::start_on(backend, &["--tcp", "discard@127.0.0.1:0", "--workers", "1"], 1);
     assert!(server.addrs[0].ends_with(" discard"), "{:?}", server.addrs);
     let addr: std::net::SocketAddr = server.addrs[0].split(' ').nth(1).unwrap().parse().unwrap();
     let chunk = payload(5, 1 << 20);
@@ -50,9 +49,8 @@ fn discard_takes_a_gigabyte_in_bounded_memory() {
 }
 
 /// A client reads 100 MiB from a source listener and checks the pattern.
-#[test]
-fn source_streams_a_verifiable_pattern() {
-    let Some(h) = start(|c| {
+fn source_streams_a_verifiable_pattern(backend: Backend) {
+    let Some(h) = start(backend, |c| {
         c.listen = vec![Endpoint { listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()), mode: Mode::Source }];
     }) else {
         return;
@@ -77,3 +75,5 @@ fn source_streams_a_verifiable_pattern() {
     assert_settled(&h);
     assert!(h.stats().total.bytes_out >= 100 << 20);
 }
+
+for_each_backend!(discard_takes_a_gigabyte_in_bounded_memory, source_streams_a_verifiable_pattern);

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use ringecho::{Config, Listen, Server, ServerHandle, StartError};
+use ringecho::{Backend, Config, Listen, Server, ServerHandle, StartError};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -13,10 +13,23 @@ use std::time::{Duration, Instant};
 /// of hanging it.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts an in-process server on 127.0.0.1:0 with `tweak` applied, or returns `None`
-/// (after saying why) when this machine cannot run io_uring.
-pub fn start(tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
+/// Instantiates each named test, a `fn(Backend)`, once per backend, in modules named
+/// after them: `uring::name`, `epoll::name`, `threads::name`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod uring { $( #[test] fn $name() { super::$name(ringecho::Backend::Uring) } )* }
+        mod epoll { $( #[test] fn $name() { super::$name(ringecho::Backend::Epoll) } )* }
+        mod threads { $( #[test] fn $name() { super::$name(ringecho::Backend::Threads) } )* }
+    };
+}
+
+/// Starts an in-process server of `backend` on 127.0.0.1:0 with `tweak` applied, or
+/// returns `None` (after saying why) when the backend needs io_uring and this machine
+/// cannot run it.
+pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
     let mut config = Config {
+        backend,
         listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap()).into()],
         drain_timeout: Duration::from_secs(2),
         ..Config::default()
@@ -30,6 +43,11 @@ pub fn start(tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
         }
         Err(e) => panic!("server failed to start: {e}"),
     }
+}
+
+/// Whether `backend` can run here (for binary tests, which cannot see `StartError`).
+pub fn available(backend: Backend) -> bool {
+    backend != Backend::Uring || uring_available()
 }
 
 /// Whether io_uring works here (for binary tests, which cannot see `StartError`).
@@ -117,6 +135,13 @@ pub struct Binary {
 }
 
 impl Binary {
+    /// Starts the binary with `--backend` and reads `listeners` address lines.
+    pub fn start_on(backend: Backend, args: &[&str], listeners: usize) -> Binary {
+        let mut all = vec!["--backend", backend.name()];
+        all.extend_from_slice(args);
+        Binary::start(&all, listeners)
+    }
+
     /// Starts the binary and reads `listeners` address lines.
     pub fn start(args: &[&str], listeners: usize) -> Binary {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringecho"))

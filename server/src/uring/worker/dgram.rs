@@ -4,8 +4,9 @@
 //! more than one per request; what is not answered is dropped and counted by reason, so
 //! that, once idle, `dgrams_in = dgrams_echoed + dgrams_discarded + dgram_drop_*`.
 
-use super::{SockKind, Worker};
+use super::Worker;
 use crate::config::Mode;
+use crate::server::SockKind;
 use crate::uring::token::{Kind, Token};
 use io_uring::{cqueue, opcode, types};
 use std::os::fd::AsRawFd;

@@ -17,16 +17,15 @@ mod stream;
 
 use super::conn::Conn;
 use super::token::{Kind, Token};
-use crate::config::{Config, Mode};
+use crate::config::Config;
 use crate::ratelimit::RateLimiter;
-use crate::ring::{self, BufRing, Driver, Features, TaskRun};
-use crate::server::Shared;
+use crate::ring::{self, BufRing, Driver, TaskRun};
+use crate::server::{SockKind, WorkerSetup};
 use crate::stats::Counters;
 use dgram::{DgramState, SourceKey};
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
@@ -37,33 +36,6 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// Most sources a worker's rate limiter tracks one by one.
 const RATE_LIMIT_SOURCES: usize = 65_536;
-
-/// What kind of socket a listener is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SockKind {
-    /// Accepts connections.
-    Stream,
-    /// Receives datagrams; `namelen` bytes are reserved for the source address.
-    Datagram { namelen: u32 },
-}
-
-/// One listening socket as a worker sees it.
-pub(crate) struct ListenerSetup {
-    pub fd: Arc<OwnedFd>,
-    pub kind: SockKind,
-    pub mode: Mode,
-}
-
-/// What a worker is given when it starts.
-pub(crate) struct WorkerSetup {
-    pub index: usize,
-    pub cpu: Option<usize>,
-    /// Its own SO_REUSEPORT TCP and UDP sockets, and the shared Unix ones.
-    pub listeners: Vec<ListenerSetup>,
-    pub wake: Arc<OwnedFd>,
-    pub shared: Arc<Shared>,
-    pub features: Features,
-}
 
 /// Runs a worker to completion. Reports set-up success or failure on `ready` before
 /// serving.

@@ -4,30 +4,16 @@
 //! is submitted only when no other operation of that connection is in flight, so no
 //! completion can land on a reused slot (tokens carry the slot's generation as well).
 
-use super::{SockKind, Worker};
-use crate::config::{Mode, source_byte};
+use super::Worker;
+use crate::config::{Mode, SOURCE_CHUNK, SOURCE_PATTERN, source_byte};
 use crate::ring;
+use crate::server::SockKind;
 use crate::uring::conn::{CloseReason, Conn, Phase, RecvAction};
 use crate::uring::token::{Kind, Token};
 use io_uring::{cqueue, opcode, types};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-/// The `source` pattern, long enough to send up to 64 KiB from any phase of it.
-static SOURCE_PATTERN: [u8; SOURCE_PATTERN_LEN] = source_pattern();
-const SOURCE_CHUNK: usize = 64 * 1024;
-const SOURCE_PATTERN_LEN: usize = SOURCE_CHUNK + 251;
-
-const fn source_pattern() -> [u8; SOURCE_PATTERN_LEN] {
-    let mut p = [0u8; SOURCE_PATTERN_LEN];
-    let mut i = 0;
-    while i < SOURCE_PATTERN_LEN {
-        p[i] = (i % 251) as u8;
-        i += 1;
-    }
-    p
-}
 
 impl Worker<'_> {
     pub(super) fn arm_accept(&mut self, listener: usize) {
