@@ -22,6 +22,7 @@ pub mod server;
 pub mod stats;
 pub mod sys;
 mod threads;
+mod tokio_uring_backend;
 pub mod units;
 mod uring;
 

@@ -201,6 +201,7 @@ impl Server {
                     Backend::Uring => worker::run(setup, tx),
                     Backend::Epoll => crate::epoll::run(setup, tx),
                     Backend::Threads => crate::threads::run(setup, tx),
+                    Backend::TokioUring => crate::tokio_uring_backend::run(setup, tx),
                 })
                 .map_err(|e| StartError::Worker(format!("spawning worker {index}: {e}")))?;
             handle.threads.push(thread);

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Instantiates each named test, a `fn(Backend)`, once per backend, in modules named
-/// after them: `uring::name`, `epoll::name`, `threads::name`.
+/// after them: `uring::name`, `epoll::name`, `threads::name`, `tokio_uring::name`.
 #[macro_export]
 macro_rules! for_each_backend {
     ($($name:ident),* $(,)?) => {
         mod uring { $( #[test] fn $name() { super::$name(ringecho::Backend::Uring) } )* }
         mod epoll { $( #[test] fn $name() { super::$name(ringecho::Backend::Epoll) } )* }
         mod threads { $( #[test] fn $name() { super::$name(ringecho::Backend::Threads) } )* }
+        mod tokio_uring { $( #[test] fn $name() { super::$name(ringecho::Backend::TokioUring) } )* }
     };
 }
 
@@ -28,6 +29,9 @@ macro_rules! for_each_backend {
 /// returns `None` (after saying why) when the backend needs io_uring and this machine
 /// cannot run it.
 pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
+    if !available(backend) {
+        return None;
+    }
     let mut config = Config {
         backend,
         listen: vec![Listen::Tcp("127.0.0.1:0".parse().unwrap()).into()],
@@ -47,7 +51,7 @@ pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Server
 
 /// Whether `backend` can run here (for binary tests, which cannot see `StartError`).
 pub fn available(backend: Backend) -> bool {
-    backend != Backend::Uring || uring_available()
+    !matches!(backend, Backend::Uring | Backend::TokioUring) || uring_available()
 }
 
 /// Whether io_uring works here (for binary tests, which cannot see `StartError`).
