@@ -9,27 +9,32 @@
 # and results/<timestamp>/summary.md, with ratios against the epoll backend measured in
 # the same run.
 #
-# usage: scripts/bench.sh [--quick] [--seconds N]
-#   --quick: a subset that takes a minute or two.
+# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N]
+#   --quick: a subset that takes a few minutes.
+#   --runs N: runs per cell (backends interleaved), the median by msg/s is reported
+#             (default 1 with --quick, 3 without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0
 SECONDS_PER_CELL=
+RUNS=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
         --seconds) SECONDS_PER_CELL=$2; shift ;;
-        *) echo "usage: $0 [--quick] [--seconds N]" >&2; exit 2 ;;
+        --runs) RUNS=$2; shift ;;
+        *) echo "usage: $0 [--quick] [--seconds N] [--runs N]" >&2; exit 2 ;;
     esac
     shift
 done
 cargo build --release -q -p ringecho -p ringload
 OUT="results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
-exec python3 - "$OUT" "$QUICK" "$SECONDS_PER_CELL" <<'PY'
+exec python3 - "$OUT" "$QUICK" "$SECONDS_PER_CELL" "$RUNS" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
-out, quick, secs = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+out, quick, secs, runs = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
 secs = float(secs) if secs else (2.0 if quick else 5.0)
+runs = int(runs) if runs else (1 if quick else 3)
 B = "target/release"
 cpus = sorted(os.sched_getaffinity(0))
 pin = len(cpus) >= 2
@@ -47,10 +52,12 @@ else:
 def taskset(cpu):
     return ["taskset", "-c", cpu] if cpu is not None else []
 
-def start_server(backend, extra=()):
+# Large enough for the largest UDP cell's datagrams (and their recvmsg header).
+BIG_BUFFERS = ("--buffer-size", "66KiB")
+
+def start_server(backend, extra=BIG_BUFFERS):
     cmd = taskset(server_cpu) + [f"{B}/ringecho", "--backend", backend, "--tcp", "127.0.0.1:0",
-                                 "--udp", "127.0.0.1:0", "--workers", "1", "--max-conns", "20000",
-                                 "--buffer-size", "66KiB", "--buffers", "1024", "--max-conn-buffer", "256KiB", *extra]
+                                 "--udp", "127.0.0.1:0", "--workers", "1", "--max-conns", "20000", *extra]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     addrs = {}
     for _ in range(2):
@@ -76,7 +83,7 @@ def proc_status(pid, key):
             return int(line.split()[1])
     return 0
 
-def run_cell(backend, transport, conns, size, extra=()):
+def run_cell(backend, transport, conns, size, extra=BIG_BUFFERS):
     p, addrs = start_server(backend, extra)
     try:
         cpu0 = proc_cpu(p.pid)
@@ -101,10 +108,17 @@ def run_cell(backend, transport, conns, size, extra=()):
 rows = []
 print(f"{len(cpus)} CPUs, kernel {os.uname().release}; server CPU {server_cpu}, ringload CPU {client_cpu}; "
       f"{secs}s per cell (+0.5s warm-up)", flush=True)
+print(f"{runs} run(s) per cell, backends interleaved; the median run by msg/s is kept", flush=True)
 for transport, cells in (("tcp", tcp_cells), ("udp", udp_cells)):
     for conns, size in cells:
+        tries = {b: [] for b in backends}
+        for _ in range(runs):
+            for backend in backends:
+                tries[backend].append(run_cell(backend, transport, conns, size))
         for backend in backends:
-            d = run_cell(backend, transport, conns, size)
+            ok = sorted((d for d in tries[backend] if "error" not in d), key=lambda d: d["throughput"]["msgs_per_s"])
+            d = ok[len(ok) // 2] if ok else tries[backend][0]
+            d["runs_msgs_per_s"] = [t["throughput"]["msgs_per_s"] for t in tries[backend] if "error" not in t]
             name = f"{backend}-{transport}-{conns}x{size}"
             with open(f"{out}/{name}.json", "w") as f:
                 json.dump(d, f, indent=1)
@@ -121,10 +135,10 @@ for transport, cells in (("tcp", tcp_cells), ("udp", udp_cells)):
             rows.append((transport, conns, size, backend, row))
             print(f"{name:<28} {row['rate']:>10.0f} msg/s  p99 {row['p99']:>8.1f} µs  server {row['cpu']:.2f} µs/msg", flush=True)
 
-# Idle connections: RSS with 10,000 open.
+# Idle connections: RSS with 10,000 open, default buffer size.
 idle = {}
 for backend in backends:
-    p, addrs = start_server(backend)
+    p, addrs = start_server(backend, ())
     try:
         host, port = addrs["tcp"].rsplit(":", 1)
         before = proc_status(p.pid, "VmRSS")
@@ -145,6 +159,7 @@ for backend in backends:
 # SEND_ZC on and off (uring), large messages.
 zc = {}
 for label, extra in (("copy", ()), ("zerocopy", ("--zc-threshold", "16KiB"))):
+    extra = BIG_BUFFERS + extra
     d = run_cell("uring", "tcp", 50, 65536, extra)
     zc[label] = d
     if "error" not in d:
@@ -157,7 +172,8 @@ md = []
 md.append(f"# ringecho benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
 md.append(f"Machine: {len(cpus)} CPUs ({open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}), "
           f"Linux {os.uname().release}. Server on CPU {server_cpu}, ringload on CPU {client_cpu}; "
-          f"{secs:g} s per cell after 0.5 s warm-up; closed loop, depth 1; a fresh server per cell. "
+          f"{secs:g} s per cell after 0.5 s warm-up, median of {runs} interleaved run(s); closed loop, depth 1; "
+          f"a fresh server per run, `--workers 1 --buffer-size 66KiB`. "
           f"Ratios are against the epoll backend in the same run.\n")
 md.append("| transport | conns × size | backend | msg/s | × epoll | p50 µs | p99 µs | p99.9 µs | server µs/msg | × epoll | peak RSS MiB |")
 md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")

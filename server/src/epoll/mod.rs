@@ -74,6 +74,9 @@ struct Conn {
     paused: bool,
     source_offset: u64,
     last_active: Instant,
+    /// Registered for writability too (only while a write would block: otherwise every
+    /// ACK that frees send space would wake the worker for nothing).
+    want_write: bool,
 }
 
 /// Runs an epoll worker to completion; reports set-up on `ready`.
@@ -311,11 +314,7 @@ impl<'a> Worker<'a> {
             });
             let fd = stream.fd();
             let registered = nonblocking.and_then(|()| {
-                self.poll.registry().register(
-                    &mut SourceFd(&fd),
-                    Token(CONN_BASE + slot),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
+                self.poll.registry().register(&mut SourceFd(&fd), Token(CONN_BASE + slot), Interest::READABLE)
             });
             if registered.is_err() {
                 self.shared().open_conns.fetch_sub(1, Ordering::Relaxed);
@@ -332,6 +331,7 @@ impl<'a> Worker<'a> {
                 paused: false,
                 source_offset: 0,
                 last_active: self.now,
+                want_write: false,
             });
             self.counters.accepted += 1;
             self.open += 1;
@@ -345,6 +345,7 @@ impl<'a> Worker<'a> {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
         let mut budget = TURN_BUDGET;
         let mut failed = false;
+        let mut write_blocked = false;
         'turn: while budget > 0 {
             budget -= 1;
             // Source: write the pattern until the socket is full (edge-triggered: the next
@@ -361,7 +362,10 @@ impl<'a> Worker<'a> {
                             self.counters.sends += 1;
                             conn.last_active = self.now;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => full = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            full = true;
+                            write_blocked = true;
+                        }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
                             count_error(&mut self.counters, &e);
@@ -391,7 +395,10 @@ impl<'a> Worker<'a> {
                             conn.queue[0].1 += n;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        write_blocked = true;
+                        break;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         count_error(&mut self.counters, &e);
@@ -399,6 +406,9 @@ impl<'a> Worker<'a> {
                         break 'turn;
                     }
                 }
+            }
+            if conn.mode == Mode::Echo && conn.queue.is_empty() {
+                write_blocked = false;
             }
             // Read, if the queue has room.
             if conn.read_eof {
@@ -465,6 +475,14 @@ impl<'a> Worker<'a> {
         let done = conn.read_eof && conn.queue.is_empty();
         if failed || done {
             self.close(slot);
+        } else if write_blocked != conn.want_write {
+            conn.want_write = write_blocked;
+            let interest = if write_blocked { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let fd = conn.stream.fd();
+            if self.poll.registry().reregister(&mut SourceFd(&fd), Token(CONN_BASE + slot), interest).is_err() {
+                self.counters.err_other += 1;
+                self.close(slot);
+            }
         }
         // Buffers came back: give starved connections another go.
         if !self.free_bufs.is_empty() && !self.starved.is_empty() {
