@@ -43,7 +43,7 @@ tick = os.sysconf("SC_CLK_TCK")
 
 backends = ["uring", "epoll", "tokio-uring", "threads"]
 if quick:
-    tcp_cells = [(1, 64), (50, 64), (500, 512), (50, 4096)]
+    tcp_cells = [(1, 64), (50, 64), (500, 512), (5000, 512), (50, 4096)]
     udp_cells = [(8, 64), (8, 1400)]
 else:
     tcp_cells = [(c, s) for c in (1, 50, 500, 5000) for s in (64, 512, 4096, 65536)]

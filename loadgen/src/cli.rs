@@ -1,8 +1,9 @@
 //! The command line: clap derive, human units, examples in `--help`.
 
 use crate::plan::{Model, Plan, PlanError, SizeSpec, Stop};
+use crate::results::Format;
 use crate::target::Target;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ringecho::units;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,10 +21,94 @@ use std::time::Duration;
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
         ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
-        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify); 2 usage or\n\
-        runtime error, or nothing answered; 130 interrupted (the partial report is printed)."
+        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
+        regression); 2 usage or runtime error, or nothing answered; 130 interrupted (the partial\n\
+        report is printed).",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    /// Work on saved results instead of running load.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The load to run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands working on saved JSON results.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Merge results of runs that ran at the same time (several load machines, same
+    /// --start-at): histograms added, counters summed, percentiles recomputed exactly.
+    Merge {
+        /// Result files (--json output).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the merged result here (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Re-render saved results, one row each.
+    Report {
+        /// Result files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Compare NEW against BASE: throughput and percentiles with ratios; exit 1 if any
+    /// is worse than --tolerance.
+    Compare {
+        /// The baseline result.
+        base: PathBuf,
+        /// The result to judge.
+        new: PathBuf,
+        /// Allowed change for the worse, e.g. 5% or 0.05.
+        #[arg(long, default_value = "5%", value_parser = parse_fraction)]
+        tolerance: f64,
+    },
+    /// Plot the latency percentile distribution of results (.json), or throughput and
+    /// p99 over time from an interval log (.hlog), as SVG.
+    Plot {
+        /// Result files (.json), or one interval log (.hlog).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The SVG file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+/// `5%` or `0.05`.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let (num, scale) = match text.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (text, 1.0),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a fraction (e.g. 5% or 0.05)"))?;
+    let v = v / scale;
+    if !(0.0..=10.0).contains(&v) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(v)
+}
+
+/// When to start: Unix seconds or RFC 3339.
+pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        if (0.0..1e11).contains(&secs) {
+            return Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|_| format!("{text:?}: expected Unix seconds or RFC 3339 (2026-11-25T12:00:00Z)"))
+}
+
+/// The load-running arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH or unixgram:///PATH. None: a built-in
     /// ringecho server on a loopback port, on its own CPU.
     pub target: Option<Target>,
@@ -109,6 +194,15 @@ pub struct Args {
     /// No progress line, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Wait until this moment to start (Unix seconds or RFC 3339), so that several load
+    /// machines begin together.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
+
+    /// A name for this run, carried in the JSON result (and used by merge and plot).
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
 }
 
 /// A parsed `--cpus` value.
@@ -134,7 +228,7 @@ pub fn parse_size_spec(text: &str) -> Result<SizeSpec, String> {
     }
 }
 
-impl Args {
+impl RunArgs {
     /// The validated plan.
     pub fn to_plan(&self) -> Result<Plan, PlanError> {
         let allowed = ringecho::sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
@@ -205,6 +299,26 @@ mod tests {
         Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied()))
     }
 
+    fn plan_of(args: &[&str]) -> Result<Plan, PlanError> {
+        parse(args).unwrap().run.to_plan()
+    }
+
+    #[test]
+    fn subcommands_and_times() {
+        assert!(matches!(
+            parse(&["merge", "a.json", "b.json"]).unwrap().command,
+            Some(Command::Merge { .. })
+        ));
+        assert!(parse(&["merge"]).is_err());
+        assert_eq!(parse_fraction("5%"), Ok(0.05));
+        assert_eq!(parse_fraction("0.2"), Ok(0.2));
+        assert!(parse_fraction("lots").is_err());
+        let t = parse_start_at("1700000000").unwrap();
+        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
+        assert!(parse_start_at("2026-11-25T12:00:00Z").is_ok());
+        assert!(parse_start_at("tomorrow").is_err());
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size_spec("64"), Ok(SizeSpec { min: 64, max: 64 }));
@@ -214,15 +328,15 @@ mod tests {
 
     #[test]
     fn plans() {
-        let p = parse(&["tcp://127.0.0.1:1", "--rate", "1000", "-c", "4"]).unwrap().to_plan().unwrap();
+        let p = plan_of(&["tcp://127.0.0.1:1", "--rate", "1000", "-c", "4"]).unwrap();
         assert_eq!(p.model, Model::Open { rate: 1000.0 });
-        let e = parse(&["udp://127.0.0.1:1", "--size", "8"]).unwrap().to_plan().unwrap_err();
+        let e = plan_of(&["udp://127.0.0.1:1", "--size", "8"]).unwrap_err();
         assert_eq!(e.flag, "--size");
-        let e = parse(&["tcp://127.0.0.1:1", "--depth", "0"]).unwrap().to_plan().unwrap_err();
+        let e = plan_of(&["tcp://127.0.0.1:1", "--depth", "0"]).unwrap_err();
         assert_eq!(e.flag, "--depth");
         assert!(parse(&["tcp://127.0.0.1:1", "--rate", "5", "--depth", "2"]).is_err());
         assert!(parse(&["http://x"]).is_err());
-        let e = parse(&["tcp://127.0.0.1:1", "--max-error-rate", "2"]).unwrap().to_plan().unwrap_err();
+        let e = plan_of(&["tcp://127.0.0.1:1", "--max-error-rate", "2"]).unwrap_err();
         assert_eq!(e.flag, "--max-error-rate");
     }
 }

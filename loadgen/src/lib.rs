@@ -12,7 +12,9 @@ pub mod header;
 pub mod hist;
 pub mod payload;
 pub mod plan;
+pub mod plot;
 pub mod report;
+pub mod results;
 pub mod target;
 
 pub use plan::{Model, Plan, SizeSpec, Stop};
@@ -39,6 +41,17 @@ pub enum Progress {
 /// Runs `plan`. `interrupted` may be set (by a Ctrl-C handler) to stop early; the report
 /// then covers what ran.
 pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Result<Report, RunError> {
+    run_at(plan, interrupted, progress, None)
+}
+
+/// [`run`], but the load starts at `start_at` (the built-in server and the connections
+/// are set up first, so every machine's first message goes out at that moment).
+pub fn run_at(
+    plan: Plan,
+    interrupted: Arc<AtomicBool>,
+    progress: Progress,
+    start_at: Option<std::time::SystemTime>,
+) -> Result<Report, RunError> {
     let mut plan = plan;
     let mut builtin_server = None;
     let target = match &plan.target {
@@ -57,6 +70,27 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
         completed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
         failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
     };
+    if let Some(at) = start_at {
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(wait) if wait > Duration::from_secs(24 * 3600) => {
+                return Err(RunError::Setup("--start-at is more than a day away".into()));
+            }
+            Ok(wait) => {
+                let until = Instant::now() + wait;
+                while Instant::now() < until && !interrupted.load(Ordering::Relaxed) {
+                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+                }
+            }
+            Err(late) => eprintln!(
+                "warning: --start-at passed {:.3} s ago; starting now",
+                late.duration().as_secs_f64()
+            ),
+        }
+    }
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let start = Instant::now();
     let shared = Arc::new(Shared {
         plan: plan.clone(),
@@ -82,7 +116,7 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
 
     let mut counters = engine::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
-    let mut intervals: Vec<(u64, hist::Hist)> = Vec::new();
+    let mut intervals: Vec<(u64, u64, hist::Hist)> = Vec::new();
     let mut load_cpu = Duration::ZERO;
     for r in &results {
         counters.merge(&r.counters);
@@ -90,16 +124,17 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
         let _ = service.add(&r.service);
         let _ = connect.add(&r.connect);
         load_cpu += r.cpu;
-        for (start_ns, h) in &r.intervals {
-            match intervals.iter_mut().find(|(s, _)| s == start_ns) {
-                Some((_, acc)) => {
+        for (start_ns, length, h) in &r.intervals {
+            match intervals.iter_mut().find(|(s, _, _)| s == start_ns) {
+                Some((_, len, acc)) => {
+                    *len = (*len).max(*length);
                     let _ = acc.add(h);
                 }
-                None => intervals.push((*start_ns, h.clone())),
+                None => intervals.push((*start_ns, *length, h.clone())),
             }
         }
     }
-    intervals.sort_by_key(|(s, _)| *s);
+    intervals.sort_by_key(|(s, _, _)| *s);
     let was_interrupted = interrupted.load(Ordering::Relaxed);
     // The measured window: the planned duration, or (request-bound or interrupted) from
     // the end of the warm-up to the last answer.
@@ -129,6 +164,8 @@ pub fn run(plan: Plan, interrupted: Arc<AtomicBool>, progress: Progress) -> Resu
         interrupted: was_interrupted,
         warnings: Vec::new(),
         failed_checks: Vec::new(),
+        label: None,
+        started_unix,
     };
     report.assess();
     Ok(report)

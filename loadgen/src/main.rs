@@ -5,7 +5,8 @@ use anyhow::Context;
 use clap::Parser;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use ringload::cli::Args;
+use ringload::cli::{Args, Command, RunArgs};
+use ringload::results::{self, Saved};
 use ringload::{Progress, Report};
 use std::fs::File;
 use std::io::Write;
@@ -26,6 +27,57 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<u8> {
+    match &args.command {
+        Some(cmd) => results_command(cmd),
+        None => load(&args.run),
+    }
+}
+
+fn load_all(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Saved>> {
+    files.iter().map(|f| Saved::load(f).map_err(anyhow::Error::from)).collect()
+}
+
+fn results_command(cmd: &Command) -> anyhow::Result<u8> {
+    match cmd {
+        Command::Merge { files, output } => {
+            let (merged, warnings) = results::merge(&load_all(files)?)?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            let text = serde_json::to_string_pretty(&merged)?;
+            match output {
+                Some(p) => std::fs::write(p, text + "\n").with_context(|| format!("-o {}", p.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(0)
+        }
+        Command::Report { files, format } => {
+            print!("{}", results::render(&load_all(files)?, *format));
+            Ok(0)
+        }
+        Command::Compare { base, new, tolerance } => {
+            let (b, n) = (Saved::load(base)?, Saved::load(new)?);
+            let deltas = results::compare(&b, &n, *tolerance);
+            print!("{}", results::render_compare(&b, &n, &deltas));
+            Ok(u8::from(deltas.iter().any(|d| d.regression)))
+        }
+        Command::Plot { files, output } => {
+            let logs = files.iter().filter(|f| f.extension().is_some_and(|e| e == "hlog")).count();
+            if logs > 0 {
+                anyhow::ensure!(
+                    files.len() == 1,
+                    "plot takes one interval log (.hlog), or result files (.json)"
+                );
+                ringload::plot::intervals(&files[0], output)?;
+            } else {
+                ringload::plot::percentiles(&load_all(files)?, output)?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn load(args: &RunArgs) -> anyhow::Result<u8> {
     let plan = args.to_plan()?;
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut json_file = match &args.json {
@@ -42,7 +94,8 @@ fn run(args: &Args) -> anyhow::Result<u8> {
     signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
         .context("installing SIGINT handler")?;
     let progress = if args.no_progress { Progress::Hide } else { Progress::Auto };
-    let mut report = ringload::run(plan, interrupted, progress)?;
+    let mut report = ringload::run_at(plan, interrupted, progress, args.start_at)?;
+    report.label = args.label.clone();
     report.check(args.max_p99, args.max_error_rate);
 
     if json_to_stdout {
@@ -70,9 +123,9 @@ fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
     builder.add_comment("values in nanoseconds, from the intended send time");
     builder.with_max_value_divisor(1e6);
     let mut log = builder.begin_log_with(f, &mut serializer)?;
-    for (start_ns, h) in &report.intervals {
+    for (start_ns, length_ns, h) in &report.intervals {
         let start = std::time::Duration::from_nanos(*start_ns);
-        log.write_histogram(h, start, std::time::Duration::from_secs(1), None)
+        log.write_histogram(h, start, std::time::Duration::from_nanos(*length_ns), None)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Version of the JSON document; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u64 = 1;
 
 /// A run's result.
 pub struct Report {
@@ -30,8 +30,8 @@ pub struct Report {
     pub service: Hist,
     /// Connection set-up times.
     pub connect: Hist,
-    /// Per-second latency histograms (start ns since the run began).
-    pub intervals: Vec<(u64, Hist)>,
+    /// Per-second latency histograms (start and length, ns since the run began).
+    pub intervals: Vec<(u64, u64, Hist)>,
     /// CPU time the load workers used.
     pub load_cpu: Duration,
     /// Wall time the load workers ran (warm-up, measure and drain).
@@ -42,6 +42,10 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// Thresholds that failed.
     pub failed_checks: Vec<String>,
+    /// The run's label (`--label`).
+    pub label: Option<String>,
+    /// When the measured run began (after any `--start-at` wait), Unix seconds.
+    pub started_unix: f64,
 }
 
 /// The built-in ringecho server's part in a run.
@@ -319,21 +323,15 @@ impl Report {
 
     /// The JSON document.
     pub fn json(&self) -> serde_json::Value {
-        let summary = |h: &Hist| {
-            serde_json::json!({
-                "count": h.len(),
-                "min": if h.is_empty() { 0 } else { h.min() },
-                "p50": h.value_at_quantile(0.5),
-                "p90": h.value_at_quantile(0.9),
-                "p99": h.value_at_quantile(0.99),
-                "p999": h.value_at_quantile(0.999),
-                "p9999": h.value_at_quantile(0.9999),
-                "max": h.max(),
-                "mean": h.mean(),
-                "stdev": h.stdev(),
-                "histogram": hist::encode(h),
-            })
-        };
+        let mut doc = self.json_body(summary_json);
+        if let Some(label) = &self.label {
+            doc["label"] = label.clone().into();
+        }
+        doc["started_unix"] = self.started_unix.into();
+        doc
+    }
+
+    fn json_body(&self, summary: fn(&Hist) -> serde_json::Value) -> serde_json::Value {
         serde_json::json!({
             "schema_version": SCHEMA_VERSION,
             "tool": "ringload",
@@ -366,6 +364,24 @@ impl Report {
             "exit_code": self.exit_code(),
         })
     }
+}
+
+/// The JSON summary of a latency histogram: count, percentiles (ns), and the histogram
+/// itself, encoded.
+pub fn summary_json(h: &Hist) -> serde_json::Value {
+    serde_json::json!({
+        "count": h.len(),
+        "min": if h.is_empty() { 0 } else { h.min() },
+        "p50": h.value_at_quantile(0.5),
+        "p90": h.value_at_quantile(0.9),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "p9999": h.value_at_quantile(0.9999),
+        "max": h.max(),
+        "mean": h.mean(),
+        "stdev": h.stdev(),
+        "histogram": hist::encode(h),
+    })
 }
 
 fn list(cpus: &[usize]) -> String {

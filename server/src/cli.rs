@@ -114,6 +114,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Serve the counters in the Prometheus text format at http://ADDR/metrics (per
+    /// worker and in total), e.g. 127.0.0.1:9107.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+
     /// Submission queue entries per worker ring.
     #[arg(long, value_name = "N", default_value_t = Config::default().ring_entries)]
     pub ring_entries: u32,
@@ -195,6 +200,7 @@ impl Args {
             drain_timeout: self.drain_timeout,
             ring_entries: self.ring_entries,
             udp_rate_limit: self.udp_rate_limit,
+            metrics: self.metrics,
         };
         config.validate()?;
         Ok(config)

@@ -167,6 +167,8 @@ pub struct Config {
     /// Most datagram replies per second to one source address (per worker), `None` for
     /// no limit.
     pub udp_rate_limit: Option<u32>,
+    /// Serve Prometheus metrics over HTTP here.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -186,6 +188,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(5),
             ring_entries: 1024,
             udp_rate_limit: None,
+            metrics: None,
         }
     }
 }

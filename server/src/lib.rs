@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 mod epoll;
+pub mod metrics;
 pub mod ratelimit;
 pub mod ring;
 pub mod server;

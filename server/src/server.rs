@@ -181,6 +181,7 @@ impl Server {
             task_run: TaskRun::Plain,
             features,
             cpus: Vec::new(),
+            metrics: None,
         };
         for (index, worker_listeners) in listeners.into_iter().enumerate() {
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
@@ -212,6 +213,13 @@ impl Server {
                 Ok(Err(msg)) => return Err(StartError::Worker(msg)),
                 Err(_) => return Err(StartError::Worker(format!("worker {index} exited during set-up"))),
             }
+        }
+        if let Some(addr) = handle.shared.config.metrics {
+            let source = handle.stats_source();
+            let stop = Arc::new(AtomicBool::new(false));
+            let (bound, thread) = crate::metrics::serve(addr, move || source.snapshot(), stop.clone())
+                .map_err(|source| StartError::Listen { addr: format!("--metrics {addr}"), source })?;
+            handle.metrics = Some((bound, stop, thread));
         }
         Ok(handle)
     }
@@ -328,6 +336,7 @@ pub struct ServerHandle {
     task_run: TaskRun,
     features: Features,
     cpus: Vec<Option<usize>>,
+    metrics: Option<(SocketAddr, Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
 impl ServerHandle {
@@ -337,7 +346,8 @@ impl ServerHandle {
     }
 
     /// The start-up lines, one per listener: `listening tcp 127.0.0.1:40123`, with the
-    /// mode appended when it is not echo (`listening tcp 127.0.0.1:7009 discard`).
+    /// mode appended when it is not echo (`listening tcp 127.0.0.1:7009 discard`), and
+    /// `listening metrics 127.0.0.1:9107` last when `--metrics` is on.
     pub fn listening_lines(&self) -> Vec<String> {
         self.addrs
             .iter()
@@ -346,7 +356,13 @@ impl ServerHandle {
                 Mode::Echo => format!("listening {addr}"),
                 other => format!("listening {addr} {}", other.name()),
             })
+            .chain(self.metrics_addr().map(|a| format!("listening metrics {a}")))
             .collect()
+    }
+
+    /// Where `--metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.0)
     }
 
     /// The first UDP address.
@@ -443,6 +459,10 @@ impl ServerHandle {
         }
         for path in self.unix_paths.drain(..) {
             let _ = std::fs::remove_file(path);
+        }
+        if let Some((_, stop, thread)) = self.metrics.take() {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
         }
     }
 }

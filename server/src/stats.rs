@@ -10,12 +10,16 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident: $kind:ident ),* $(,)?) => {
+    ($( #[doc = $doc:literal] $name:ident: $kind:ident ),* $(,)?) => {
         /// One worker's figures, as plain numbers (a worker's private tally, or a sum).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
         pub struct Counters {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( #[doc = $doc] pub $name: u64, )*
         }
+
+        /// Each figure's name, description, and whether it is a gauge (a level that goes
+        /// up and down) rather than a counter.
+        pub const FIELDS: &[(&str, &str, bool)] = &[ $( (stringify!($name), $doc.trim_ascii(), is_gauge(stringify!($name))), )* ];
 
         /// The published copy of one worker's [`Counters`].
         #[derive(Debug, Default)]
@@ -48,6 +52,43 @@ macro_rules! counters {
             }
         }
     };
+}
+
+/// Figures that are levels, not running totals.
+const GAUGES: &[&str] = &[
+    "open",
+    "paused",
+    "queued_bytes",
+    "conn_queue_high_water",
+    "buf_ring_available",
+    "buf_ring_low_water",
+    "buf_ring_size",
+];
+
+const fn is_gauge(name: &str) -> bool {
+    let mut i = 0;
+    while i < GAUGES.len() {
+        if const_str_eq(GAUGES[i], name) {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 macro_rules! merge_one {

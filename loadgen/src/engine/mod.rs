@@ -146,8 +146,9 @@ pub struct WorkerResult {
     pub latency: Hist,
     /// Latency from the actual send (service time).
     pub service: Hist,
-    /// Per-second latency histograms: (start ns since the run began, histogram).
-    pub intervals: Vec<(u64, Hist)>,
+    /// Per-second latency histograms: (start and length in ns since the run began,
+    /// histogram); the last one may be shorter than a second.
+    pub intervals: Vec<(u64, u64, Hist)>,
     /// CPU time the worker thread used.
     pub cpu: Duration,
     /// Connection set-up latencies (ns), one per connection.
@@ -263,7 +264,7 @@ pub(crate) struct Recorder {
     pub counters: Counters,
     pub latency: Hist,
     pub service: Hist,
-    pub intervals: Vec<(u64, Hist)>,
+    pub intervals: Vec<(u64, u64, Hist)>,
     current: Hist,
     pub connect: Hist,
     worker: usize,
@@ -296,7 +297,9 @@ impl Recorder {
         let corrected = now.saturating_sub(intended);
         hist::record(&mut self.latency, corrected);
         hist::record(&mut self.service, now.saturating_sub(sent));
-        self.roll(clock, now);
+        // Answers that arrive in the drain after the stop belong to the last interval of
+        // the measured window, not to a sliver of an interval after it.
+        self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
         hist::record(&mut self.current, corrected);
     }
 
@@ -311,7 +314,7 @@ impl Recorder {
         }
         while now >= clock.interval_start + SEC {
             let h = std::mem::replace(&mut self.current, hist::new());
-            self.intervals.push((clock.interval_start, h));
+            self.intervals.push((clock.interval_start, SEC, h));
             clock.interval_start += SEC;
         }
     }
@@ -322,10 +325,15 @@ impl Recorder {
     }
 
     fn finish(mut self, clock: &mut Clock, cpu: Duration) -> WorkerResult {
-        let end = clock.now();
-        self.roll(clock, end);
+        let end = clock.now().min(clock.stop_at);
+        self.roll(clock, end.saturating_sub(1));
         if !self.current.is_empty() {
-            self.intervals.push((clock.interval_start, std::mem::replace(&mut self.current, hist::new())));
+            let length = end.saturating_sub(clock.interval_start).clamp(1, 1_000_000_000);
+            self.intervals.push((
+                clock.interval_start,
+                length,
+                std::mem::replace(&mut self.current, hist::new()),
+            ));
         }
         WorkerResult {
             counters: self.counters,

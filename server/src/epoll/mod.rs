@@ -477,9 +477,11 @@ impl<'a> Worker<'a> {
             self.close(slot);
         } else if write_blocked != conn.want_write {
             conn.want_write = write_blocked;
-            let interest = if write_blocked { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let interest =
+                if write_blocked { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
             let fd = conn.stream.fd();
-            if self.poll.registry().reregister(&mut SourceFd(&fd), Token(CONN_BASE + slot), interest).is_err() {
+            if self.poll.registry().reregister(&mut SourceFd(&fd), Token(CONN_BASE + slot), interest).is_err()
+            {
                 self.counters.err_other += 1;
                 self.close(slot);
             }
