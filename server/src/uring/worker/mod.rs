@@ -106,11 +106,15 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
     worker.publish();
 }
 
-/// Direct descriptors per worker: room for `--max-conns` plus those being refused, within
-/// the kernel's limits (RLIMIT_NOFILE and 2^20).
+/// Direct descriptors per worker: room for `--max-conns` plus the connections being
+/// refused (each holds a slot until its close completes; a burst past the limit can have
+/// many in flight), within the kernel's limits (RLIMIT_NOFILE and 2^20). When the table is
+/// full anyway, the kernel closes the accepted connection and the accept fails: counted
+/// as `err_accept`, and accepting resumes at the next tick.
 fn file_table_size(config: &Config) -> u32 {
     let nofile = crate::sys::raise_nofile_limit().unwrap_or(1024);
-    let want = config.max_conns.saturating_add(64) as u64;
+    let headroom = (config.max_conns / 8).max(1024);
+    let want = config.max_conns.saturating_add(headroom) as u64;
     want.min(nofile).min(1 << 20) as u32
 }
 
