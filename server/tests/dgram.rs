@@ -257,11 +257,51 @@ fn udp_discard_answers_nothing(backend: Backend) {
     assert!(eventually(Duration::from_secs(5), || h.stats().total.dgrams_discarded == 50));
 }
 
+/// A flood of 0 B, 1 B and 65,507 B datagrams from 100 source ports: no reply is larger
+/// than a request from that port, no port gets more replies than it sent, and the
+/// counters account for every datagram received.
+fn udp_flood_of_sizes_from_many_ports(backend: Backend) {
+    let Some(h) = start(backend, |c| {
+        c.listen = vec![Listen::Udp("127.0.0.1:0".parse().unwrap()).into()];
+        c.buffer_size = 66 * 1024;
+        c.buffers = 256;
+        c.max_conn_buffer = 66 * 1024;
+    }) else {
+        return;
+    };
+    let addr = h.udp_addr().unwrap();
+    let sizes = [0usize, 1, 65_507];
+    let socks: Vec<UdpSocket> = (0..100).map(|_| udp_client(addr)).collect();
+    let big = payload(1, 65_507);
+    for round in 0..6 {
+        for s in &socks {
+            let _ = s.send(&big[..sizes[round % 3]]);
+        }
+    }
+    let mut replies = 0u64;
+    let mut buf = vec![0u8; 70_000];
+    for s in &socks {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut mine = 0;
+        while let Ok(n) = s.recv(&mut buf) {
+            assert!(sizes.contains(&n), "reply of {n} B matches no request");
+            assert!(buf[..n] == big[..n], "altered reply");
+            mine += 1;
+        }
+        assert!(mine <= 6, "{mine} replies to 6 requests");
+        replies += mine;
+    }
+    let t = settled_dgrams(&h, 1);
+    assert_eq!(t.dgrams_echoed, replies, "{t:?}");
+    assert!(t.dgrams_in <= 600);
+}
+
 for_each_backend!(
     udp_sizes_byte_for_byte_ipv4_and_ipv6,
     udp_many_clients_no_misdirected_or_altered_replies,
     oversized_datagram_is_dropped_not_truncated,
     rate_limit_drops_and_counts_the_excess,
     unix_datagram_bound_and_unbound_senders,
-    udp_discard_answers_nothing
+    udp_discard_answers_nothing,
+    udp_flood_of_sizes_from_many_ports
 );
