@@ -14,19 +14,24 @@ cargo build --release -q -p ringecho -p ringload
 B=target/release
 work=$(mktemp -d)
 SERVER=
+LOADS=()
 cleanup() {
-    [ -n "$SERVER" ] && kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    for pid in "${LOADS[@]}" $SERVER; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
-"$B/ringecho" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --unix "$work/echo.sock" --idle-timeout 30s >"$work/server.out" 2>"$work/server.err" &
+trap 'exit 130' INT TERM
+# One-page buffers: the whole pool is touched within the warm-up, so RSS after it measures
+# leaks, not a lazily faulted pool.
+"$B/ringecho" --tcp 127.0.0.1:0 --udp 127.0.0.1:0 --unix "$work/echo.sock" --idle-timeout 30s \
+    --buffers 512 --buffer-size 4KiB --max-conn-buffer 64KiB >"$work/server.out" 2>"$work/server.err" &
 SERVER=$!
 for _ in $(seq 100); do [ "$(grep -c ^listening "$work/server.out")" -ge 3 ] && break; sleep 0.05; done
 TCP=$(awk '$2 == "tcp" {print $3}' "$work/server.out")
 UDP=$(awk '$2 == "udp" {print $3}' "$work/server.out")
 echo "soak: ringecho pid $SERVER (tcp $TCP, udp $UDP, unix $work/echo.sock) for ${secs}s"
 
-LOADS=()
 run_load() { # name, args... (in this shell, so that `wait` can reap it)
     local name=$1; shift
     "$B/ringload" "$@" -d "${secs}s" -w 0s --no-progress --verify --json "$work/$name.json" >"$work/$name.out" 2>&1 &
@@ -48,7 +53,7 @@ while [ $t -lt "$secs" ]; do
     sleep 10; t=$((t + 10))
     read -r rss fds < <(sample)
     printf '%6d %10d %6d\n' "$t" "$rss" "$fds"
-    if [ -z "$base_rss" ]; then base_rss=$rss; base_fds=$fds; continue; fi  # warm-up sample
+    if [ $t -le 20 ]; then base_rss=$rss; base_fds=$fds; continue; fi  # warm-up: the first 20 s
     if [ "$rss" -gt $((base_rss + base_rss / 20)) ]; then echo "soak: RSS grew more than 5% ($base_rss -> $rss KiB)"; fail=1; fi
 done
 for pid in "${LOADS[@]}"; do

@@ -131,4 +131,110 @@ fn flood_past_max_conns(backend: Backend) {
     assert_settled(&h);
 }
 
-for_each_backend!(hundred_never_reading_clients, reset_storm, flood_past_max_conns);
+for_each_backend!(
+    hundred_never_reading_clients,
+    reset_storm,
+    flood_past_max_conns,
+    slowloris,
+    descriptor_exhaustion
+);
+
+/// 2,000 connections trickle one byte every 100 ms; a normal client's echoes stay fast.
+fn slowloris(backend: Backend) {
+    let Some(h) = start(backend, |c| c.idle_timeout = Some(Duration::from_secs(5))) else { return };
+    let addr = h.tcp_addr().unwrap();
+    let slow: Vec<TcpStream> = (0..2000).map(|_| connect(addr)).collect();
+    for s in &slow {
+        s.set_nonblocking(true).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sink = [0u8; 64];
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && rounds < 100 {
+                let round = Instant::now();
+                for mut s in &slow {
+                    let _ = s.write(b"x");
+                    let _ = s.read(&mut sink);
+                }
+                rounds += 1;
+                if let Some(rest) = Duration::from_millis(100).checked_sub(round.elapsed()) {
+                    std::thread::sleep(rest); // the trickle's pace, not synchronisation
+                }
+            }
+            slow
+        })
+    };
+    let mut good = connect(addr);
+    let mut samples = Vec::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let t0 = Instant::now();
+        assert_eq!(echo_once(&mut good, b"ping").unwrap(), b"ping");
+        samples.push(t0.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let slow = trickler.join().unwrap();
+    samples.sort();
+    let p99 = samples[samples.len() * 99 / 100];
+    eprintln!("{}: slowloris: good client p99 {p99:?} over {} echoes", backend.name(), samples.len());
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+    assert!(h.stats().total.open >= 2000);
+    drop(slow);
+    drop(good);
+    assert_settled(&h);
+}
+
+/// With a descriptor limit far below the load, accepting fails without spinning, open
+/// connections keep being served, and queued connections are accepted once descriptors
+/// free up.
+fn descriptor_exhaustion(backend: Backend) {
+    if !available(backend) {
+        return;
+    }
+    let server = Binary::start_on_with_nofile(backend, 48, &["--tcp", "127.0.0.1:0", "--workers", "1"], 1);
+    let addr = server.tcp(0);
+    let mut first = connect(addr);
+    assert_eq!(echo_once(&mut first, b"one").unwrap(), b"one");
+    // Far more connections than descriptors: the kernel queues them in the backlog.
+    let mut crowd: Vec<TcpStream> = (0..150).map(|_| connect(addr)).collect();
+    for s in crowd.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let _ = s.write_all(b"?");
+    }
+    // The server is not spinning on failing accepts while it is full.
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
+        let f: Vec<u64> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    let (c0, t0) = (cpu(), Instant::now());
+    std::thread::sleep(Duration::from_millis(1000)); // a measuring window, not synchronisation
+    let ticks = cpu() - c0;
+    let busy = ticks as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    assert!(busy < 0.3, "{}: {busy:.2} CPU while accepts fail", backend.name());
+    assert_eq!(echo_once(&mut first, b"two").unwrap(), b"two", "open connections are still served");
+    // Free descriptors: the rest are accepted and answered.
+    let late = crowd.split_off(100);
+    drop(crowd);
+    for mut s in late {
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"?");
+    }
+    server.signal(libc::SIGTERM);
+    let (code, out) = server.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("err_accept=0 "), "accept failures were counted: {out}");
+}

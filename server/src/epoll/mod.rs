@@ -107,6 +107,10 @@ struct Worker<'a> {
     ready: Vec<usize>,
     /// Connections waiting for a free buffer.
     starved: Vec<usize>,
+    /// Listeners whose accept failed (EMFILE, ENFILE, ...): retried at the next tick.
+    /// Edge-triggered, so without this the connections already queued would wait for the
+    /// next new one; retrying on every event instead would spin.
+    accept_retry: Vec<usize>,
     scratch: Vec<u8>,
     rate_limiter: Option<RateLimiter<std::net::IpAddr>>,
     counters: Counters,
@@ -171,6 +175,7 @@ impl<'a> Worker<'a> {
             free_bufs: (0..config.buffers).rev().collect(),
             ready: Vec::new(),
             starved: Vec::new(),
+            accept_retry: Vec::new(),
             scratch: vec![0u8; config.buffer_size as usize + 1],
             rate_limiter: config
                 .udp_rate_limit
@@ -251,6 +256,11 @@ impl<'a> Worker<'a> {
     }
 
     fn on_tick(&mut self) {
+        if self.draining.is_none() {
+            for index in std::mem::take(&mut self.accept_retry) {
+                self.accept_all(index);
+            }
+        }
         if let Some(idle) = self.shared().config.idle_timeout {
             for slot in 0..self.conns.len() {
                 if self.conns[slot].as_ref().is_some_and(|c| self.now.duration_since(c.last_active) >= idle) {
@@ -293,8 +303,11 @@ impl<'a> Worker<'a> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    // EMFILE and friends: count, and let the next event retry.
+                    // EMFILE and friends: count, and retry at the next tick.
                     self.counters.err_accept += 1;
+                    if !self.accept_retry.contains(&index) {
+                        self.accept_retry.push(index);
+                    }
                     return;
                 }
             };

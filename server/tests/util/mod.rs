@@ -146,14 +146,28 @@ impl Binary {
         Binary::start(&all, listeners)
     }
 
+    /// Starts the binary with `--backend` under a soft and hard descriptor limit of
+    /// `nofile` (set by the shell before exec).
+    pub fn start_on_with_nofile(backend: Backend, nofile: u32, args: &[&str], listeners: usize) -> Binary {
+        let script = format!("ulimit -n {nofile} && exec \"$0\" \"$@\"");
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_ringecho"))
+            .args(["--backend", backend.name()])
+            .args(args);
+        Binary::spawn(cmd, listeners)
+    }
+
     /// Starts the binary and reads `listeners` address lines.
     pub fn start(args: &[&str], listeners: usize) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringecho"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ringecho");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringecho"));
+        cmd.args(args);
+        Binary::spawn(cmd, listeners)
+    }
+
+    fn spawn(mut cmd: Command, listeners: usize) -> Binary {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ringecho");
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut addrs = Vec::new();
         for _ in 0..listeners {

@@ -34,6 +34,12 @@ use std::time::{Duration, Instant};
 /// failing accepts and receives are checked at this granularity.
 const TICK: Duration = Duration::from_millis(100);
 
+/// Multishot accept only while more direct-descriptor slots are free than a full listen
+/// backlog: one multishot accept can take the whole backlog in one go, and a connection
+/// accepted into a full table is closed by the kernel (reset). Below that, accepts are
+/// single-shot, one per free slot, and connections wait in the backlog instead.
+const MULTISHOT_ACCEPT_MIN_FREE: u32 = 4096 + 64;
+
 /// Most sources a worker's rate limiter tracks one by one.
 const RATE_LIMIT_SOURCES: usize = 65_536;
 
@@ -80,6 +86,8 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
     let rate_limiter =
         config.udp_rate_limit.map(|pps| RateLimiter::new(pps, (pps / 10).max(1), RATE_LIMIT_SOURCES, now));
     let mut worker = Worker {
+        slots_free: table,
+        accepts: vec![AcceptState::default(); setup.listeners.len()],
         driver,
         buf_ring: &mut buf_ring,
         conns: (0..table).map(|_| Conn::default()).collect(),
@@ -118,7 +126,18 @@ fn file_table_size(config: &Config) -> u32 {
     want.min(nofile).min(1 << 20) as u32
 }
 
+/// The accept of one stream listener.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AcceptState {
+    pub armed: bool,
+    pub multishot: bool,
+    pub cancelling: bool,
+}
+
 pub(super) struct Worker<'a> {
+    /// Direct-descriptor slots not holding a connection.
+    slots_free: u32,
+    accepts: Vec<AcceptState>,
     driver: Driver<'a>,
     buf_ring: &'a mut BufRing,
     conns: Vec<Conn>,

@@ -16,15 +16,39 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl Worker<'_> {
+    /// Arms the listener's accept: multishot while the descriptor table has plenty of
+    /// room, single-shot when it is nearly full, not at all when it is full (a freed
+    /// slot re-arms it).
     pub(super) fn arm_accept(&mut self, listener: usize) {
         debug_assert_eq!(self.setup.listeners[listener].kind, SockKind::Stream);
-        let fd = self.setup.listeners[listener].fd.as_raw_fd();
-        self.push(
-            opcode::AcceptMulti::new(types::Fd(fd))
-                .allocate_file_index(true)
+        if self.accepts[listener].armed || self.slots_free == 0 || self.draining.is_some() {
+            return;
+        }
+        let multishot = self.slots_free > super::MULTISHOT_ACCEPT_MIN_FREE;
+        self.accepts[listener] = super::AcceptState { armed: true, multishot, cancelling: false };
+        let fd = types::Fd(self.setup.listeners[listener].fd.as_raw_fd());
+        let token = Token::new(Kind::Accept, listener as u32, 0).encode();
+        let entry = if multishot {
+            opcode::AcceptMulti::new(fd).allocate_file_index(true).build()
+        } else {
+            opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut())
+                .file_index(Some(types::DestinationSlot::auto_target()))
                 .build()
-                .user_data(Token::new(Kind::Accept, listener as u32, 0).encode()),
-        );
+        };
+        self.push(entry.user_data(token));
+    }
+
+    /// A slot came free: re-arm the accepts that stopped for want of one.
+    fn slot_freed(&mut self) {
+        self.slots_free += 1;
+        for listener in 0..self.accepts.len() {
+            if self.setup.listeners[listener].kind == SockKind::Stream
+                && !self.accepts[listener].armed
+                && !self.backoff.contains(&listener)
+            {
+                self.arm_accept(listener);
+            }
+        }
     }
 
     /// The connection a token names, if it is still the same connection.
@@ -35,7 +59,20 @@ impl Worker<'_> {
     }
 
     pub(super) fn on_accept(&mut self, listener: usize, res: i32, more: bool) {
+        if !more {
+            self.accepts[listener].armed = false;
+            self.accepts[listener].cancelling = false;
+        }
         if res >= 0 {
+            self.slots_free = self.slots_free.saturating_sub(1);
+            let state = self.accepts[listener];
+            if more && state.multishot && !state.cancelling && self.slots_free <= super::MULTISHOT_ACCEPT_MIN_FREE {
+                // Nearly full: stop the multishot accept; it is re-armed single-shot.
+                self.accepts[listener].cancelling = true;
+                let target = Token::new(Kind::Accept, listener as u32, 0).encode();
+                let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
+                self.push(opcode::AsyncCancel::new(target).build().user_data(token));
+            }
             let slot = res as u32;
             let max = self.config().max_conns;
             let mode = self.setup.listeners[listener].mode;
@@ -66,9 +103,9 @@ impl Worker<'_> {
             self.counters.err_accept += 1;
         }
         if !more && self.draining.is_none() {
-            if res >= 0 {
+            if res >= 0 || res == -libc::ECANCELED {
                 self.arm_accept(listener);
-            } else {
+            } else if !self.backoff.contains(&listener) {
                 self.backoff.push(listener);
             }
         }
@@ -77,6 +114,7 @@ impl Worker<'_> {
     pub(super) fn on_refused_closed(&mut self, token: Token) {
         if let Some(conn) = self.conn_mut(token) {
             conn.free();
+            self.slot_freed();
         }
     }
 
@@ -229,6 +267,7 @@ impl Worker<'_> {
         self.open -= 1;
         self.counters.closed += 1;
         self.setup.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        self.slot_freed();
     }
 
     pub(super) fn begin_close(&mut self, slot: u32, reason: CloseReason) {
