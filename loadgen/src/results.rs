@@ -383,6 +383,57 @@ mod tests {
         }
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)),
+            "[a-z0-9+/=]{0,24}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("tool".to_string()),
+                        Just("schema_version".to_string()),
+                        Just("transport".to_string()),
+                        Just("elapsed_s".to_string()),
+                        Just("counters".to_string()),
+                        Just("latency".to_string()),
+                        Just("histogram".to_string()),
+                        "[a-z]{1,8}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a result file holds, reading and merging it gives a value or an
+        /// error, never a panic.
+        #[test]
+        fn untrusted_documents_never_panic(mut doc in json_value(), tool in proptest::bool::ANY) {
+            if tool {
+                if let Some(o) = doc.as_object_mut() {
+                    o.insert("tool".into(), "ringload".into());
+                    o.insert("schema_version".into(), 1.into());
+                }
+            }
+            if let Ok(s) = Saved::from_doc("p".into(), doc) {
+                let _ = merge(&[s.clone(), s.clone()]);
+                let _ = render(&[s.clone()], Format::Csv);
+                let _ = compare(&s, &s, 0.05);
+            }
+        }
+    }
+
     #[test]
     fn renders_every_format() {
         let rs = [fake("a,1", 1000, 1.0, 50_000), fake("b", 2000, 1.0, 70_000)];

@@ -66,7 +66,11 @@ impl Worker<'_> {
         if res >= 0 {
             self.slots_free = self.slots_free.saturating_sub(1);
             let state = self.accepts[listener];
-            if more && state.multishot && !state.cancelling && self.slots_free <= super::MULTISHOT_ACCEPT_MIN_FREE {
+            if more
+                && state.multishot
+                && !state.cancelling
+                && self.slots_free <= super::MULTISHOT_ACCEPT_MIN_FREE
+            {
                 // Nearly full: stop the multishot accept; it is re-armed single-shot.
                 self.accepts[listener].cancelling = true;
                 let target = Token::new(Kind::Accept, listener as u32, 0).encode();
