@@ -428,7 +428,7 @@ mod tests {
             }
             if let Ok(s) = Saved::from_doc("p".into(), doc) {
                 let _ = merge(&[s.clone(), s.clone()]);
-                let _ = render(&[s.clone()], Format::Csv);
+                let _ = render(std::slice::from_ref(&s), Format::Csv);
                 let _ = compare(&s, &s, 0.05);
             }
         }

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(10);
 const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
-const KIND_OTHER: u64 = 3;
 /// Sequences remembered as lost, per flow, to tell a late reply from a duplicate.
 const LOST_MEMORY: usize = 65_536;
 /// Most datagrams scheduled and waiting per flow before new ones are refused.
@@ -98,13 +97,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let slots_per_flow = (clock.depth as usize).clamp(16, 1024);
     let max_size = plan.size.max as usize;
 
-    // Declared before the ring: the kernel writes these buffers until the ring is gone.
-    let mut buf_ring =
-        BufRing::new(2048, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
-    let (mut uring, _) = ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
-    // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
-    unsafe { buf_ring.register(&uring.submitter()) }
-        .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    let mut rings = super::Rings::new(2048)?;
 
     let mut flows = Vec::new();
     let mut first_error = None;
@@ -144,10 +137,10 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         return Err(RunError::Connect { target: shared.target.to_string(), source });
     }
 
-    let mut driver = Driver::new(&mut uring);
+    let super::Rings { uring, buf_ring } = &mut rings;
+    let mut driver = Driver::new(uring);
     let timeout = plan.udp_timeout.as_nanos() as u64;
-    let mut w =
-        Dgram { driver: &mut driver, buf_ring: &mut buf_ring, pattern: &pattern, flows, verify: plan.verify };
+    let mut w = Dgram { driver: &mut driver, buf_ring, pattern: &pattern, flows, verify: plan.verify };
     let mut now = clock.now();
     for i in 0..w.flows.len() {
         w.arm_recv(i);
@@ -205,7 +198,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     for f in &w.flows {
         rec.counters.unanswered_at_end += f.waiting_measured(clock.warm_end);
     }
-    w.cancel_all();
+    super::cancel_all(w.driver, w.buf_ring);
     let cpu = thread_cpu();
     for f in &w.flows {
         if let Some(p) = &f.bound {
@@ -278,24 +271,12 @@ impl Dgram<'_, '_> {
     }
 
     fn next_live(&self, rr: &mut usize) -> Option<usize> {
-        for _ in 0..self.flows.len() {
-            let i = *rr % self.flows.len();
-            *rr = rr.wrapping_add(1);
-            if !self.flows[i].dead {
-                return Some(i);
-            }
-        }
-        None
+        super::next_live(self.flows.len(), |i| self.flows[i].dead, rr)
     }
 
     fn schedule(&mut self, i: usize, intended: u64, clock: &mut Clock, rec: &mut Recorder) {
-        if intended >= clock.warm_end {
-            match clock.budget.as_mut() {
-                Some(0) => return,
-                Some(b) => *b -= 1,
-                None => {}
-            }
-            rec.counters.sent += 1;
+        if !clock.admit(intended, &mut rec.counters) {
+            return;
         }
         let size = clock.next_size();
         let f = &mut self.flows[i];
@@ -508,25 +489,6 @@ impl Dgram<'_, '_> {
                 self.schedule(i, now, clock, rec);
             }
             self.pump(i, now);
-        }
-    }
-
-    /// Cancels every operation and waits (bounded) for the kernel to answer them all.
-    fn cancel_all(&mut self) {
-        self.push(
-            opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0, 0)),
-        );
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while self.driver.inflight() > 0 && Instant::now() < give_up {
-            if self.driver.wait(1, Some(Duration::from_millis(50))).is_err() {
-                break;
-            }
-            while let Some(cqe) = self.driver.completion() {
-                if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                    self.buf_ring.mark_taken(bid);
-                    let _ = self.buf_ring.provide(bid);
-                }
-            }
         }
     }
 }

@@ -249,6 +249,20 @@ impl Clock {
         self.start.elapsed().as_nanos() as u64
     }
 
+    /// Admits one more message due at `intended`: false when a request-bound run has
+    /// handed out its share; counts it as sent when it falls after the warm-up.
+    pub fn admit(&mut self, intended: u64, counters: &mut Counters) -> bool {
+        if intended >= self.warm_end {
+            match self.budget.as_mut() {
+                Some(0) => return false,
+                Some(b) => *b -= 1,
+                None => {}
+            }
+            counters.sent += 1;
+        }
+        true
+    }
+
     /// The size of the next message.
     pub fn next_size(&mut self) -> u32 {
         if self.size.0 == self.size.1 {
@@ -412,6 +426,59 @@ pub(crate) struct WorkerArgs<'a> {
     pub conns: u32,
     pub shared: &'a Shared,
     pub barrier: &'a Barrier,
+}
+
+/// A worker's ring and the buffer ring it receives into. Fields drop in declaration
+/// order: the ring goes first, so the kernel never writes a buffer after its memory.
+pub(crate) struct Rings {
+    pub uring: io_uring::IoUring,
+    pub buf_ring: ringecho::ring::BufRing,
+}
+
+impl Rings {
+    /// A 1024-entry ring with `buffers` provided buffers of 64 KiB registered.
+    pub fn new(buffers: u16) -> Result<Rings, RunError> {
+        let mut buf_ring = ringecho::ring::BufRing::new(buffers, 64 * 1024, 0)
+            .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+        let (uring, _) = ringecho::ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
+        // SAFETY: both end up in one `Rings`, whose field order drops `uring` first.
+        unsafe { buf_ring.register(&uring.submitter()) }
+            .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+        Ok(Rings { uring, buf_ring })
+    }
+}
+
+/// Cancels every operation on the ring and waits (bounded) for the kernel to answer
+/// them all, handing any buffer a late completion carries back to the ring.
+pub(crate) fn cancel_all(driver: &mut ringecho::ring::Driver<'_>, buf_ring: &mut ringecho::ring::BufRing) {
+    use io_uring::{cqueue, opcode, types};
+    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(u64::MAX);
+    // SAFETY: a cancel points to no memory.
+    unsafe { driver.push(&cancel) };
+    let give_up = Instant::now() + Duration::from_secs(2);
+    while driver.inflight() > 0 && Instant::now() < give_up {
+        if driver.wait(1, Some(Duration::from_millis(50))).is_err() {
+            break;
+        }
+        while let Some(cqe) = driver.completion() {
+            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+                buf_ring.mark_taken(bid);
+                let _ = buf_ring.provide(bid);
+            }
+        }
+    }
+}
+
+/// The next live connection after `rr`, round robin.
+pub(crate) fn next_live(len: usize, dead: impl Fn(usize) -> bool, rr: &mut usize) -> Option<usize> {
+    for _ in 0..len {
+        let i = *rr % len;
+        *rr = rr.wrapping_add(1);
+        if !dead(i) {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// Classifies a connect error into the counters.

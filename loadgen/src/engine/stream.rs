@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(10);
 const KIND_RECV: u64 = 1;
 const KIND_SEND: u64 = 2;
-const KIND_OTHER: u64 = 3;
 const KIND_CONNECT: u64 = 4;
 /// Most messages queued on one connection in open loop before new ones are refused
 /// (counted as `backlog_overflow`): the run says the target fell behind instead of
@@ -89,13 +88,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let mut rec = Recorder::new(args.index);
     let mut clock = Clock::new(shared, args.index, args.workers);
 
-    // Declared before the ring: the kernel writes these buffers until the ring is gone.
-    let mut buf_ring =
-        BufRing::new(1024, 64 * 1024, 0).map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
-    let (mut uring, _) = ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
-    // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
-    unsafe { buf_ring.register(&uring.submitter()) }
-        .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
+    let mut rings = super::Rings::new(1024)?;
 
     let mut conns = Vec::new();
     let mut first_error = None;
@@ -143,10 +136,11 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         }
         _ => return Err(RunError::Setup("not a stream target".into())),
     };
-    let mut driver = Driver::new(&mut uring);
+    let super::Rings { uring, buf_ring } = &mut rings;
+    let mut driver = Driver::new(uring);
     let mut w = Stream {
         driver: &mut driver,
-        buf_ring: &mut buf_ring,
+        buf_ring,
         pattern: &pattern,
         conns,
         verify: plan.verify,
@@ -217,7 +211,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             rec.counters.unanswered_at_end += c.fifo.len() as u64;
         }
     }
-    w.cancel_all();
+    super::cancel_all(w.driver, w.buf_ring);
     let cpu = thread_cpu();
     drop(w);
     drop(driver);
@@ -250,14 +244,7 @@ impl Stream<'_, '_> {
     }
 
     fn next_live(&self, rr: &mut usize) -> Option<usize> {
-        for _ in 0..self.conns.len() {
-            let i = *rr % self.conns.len();
-            *rr = rr.wrapping_add(1);
-            if !self.conns[i].dead {
-                return Some(i);
-            }
-        }
-        None
+        super::next_live(self.conns.len(), |i| self.conns[i].dead, rr)
     }
 
     fn schedule(&mut self, i: usize, intended: u64, clock: &mut Clock, rec: &mut Recorder) {
@@ -268,13 +255,8 @@ impl Stream<'_, '_> {
             }
             c.since_connect += 1;
         }
-        if intended >= clock.warm_end {
-            match clock.budget.as_mut() {
-                Some(0) => return,
-                Some(b) => *b -= 1,
-                None => {}
-            }
-            rec.counters.sent += 1;
+        if !clock.admit(intended, &mut rec.counters) {
+            return;
         }
         let size = u64::from(clock.next_size());
         let c = &mut self.conns[i];
@@ -537,24 +519,5 @@ impl Stream<'_, '_> {
         rec.counters.failed_messages += c.fifo.len() as u64;
         c.fifo.clear();
         c.dead = true;
-    }
-
-    /// Cancels every operation and waits (bounded) for the kernel to answer them all.
-    fn cancel_all(&mut self) {
-        self.push(
-            opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(token(KIND_OTHER, 0)),
-        );
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while self.driver.inflight() > 0 && Instant::now() < give_up {
-            if self.driver.wait(1, Some(Duration::from_millis(50))).is_err() {
-                break;
-            }
-            while let Some(cqe) = self.driver.completion() {
-                if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                    self.buf_ring.mark_taken(bid);
-                    let _ = self.buf_ring.provide(bid);
-                }
-            }
-        }
     }
 }
