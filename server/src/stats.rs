@@ -128,6 +128,8 @@ counters! {
     short_sends: sum,
     /// Sends that went out as SEND_ZC.
     zc_sends: sum,
+    /// SEND_ZC notifications saying the kernel copied after all (always on loopback).
+    zc_copied: sum,
     /// Times a connection stopped receiving because its queue reached `--max-conn-buffer`.
     pauses: sum,
     /// Connections paused now.

@@ -208,7 +208,11 @@ fn zero_copy_send_echoes_correctly() {
     let data = payload(9, 8 << 20);
     assert!(echo_full_duplex(connect(h.tcp_addr().unwrap()), data.clone()).unwrap() == data);
     assert_settled(&h);
-    assert!(h.stats().total.zc_sends > 0);
+    let t = h.stats().total;
+    assert!(t.zc_sends > 0);
+    // Loopback has no device to read the pages from: the kernel reports it copied.
+    eprintln!("SEND_ZC: {} sends, {} notifications reported a copy", t.zc_sends, t.zc_copied);
+    assert!(t.zc_copied > 0 && t.zc_copied <= t.zc_sends, "{t:?}");
 }
 
 for_each_backend!(

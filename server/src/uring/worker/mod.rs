@@ -272,7 +272,7 @@ impl Worker<'_> {
             Kind::Accept => self.on_accept(token.slot as usize, res, more),
             Kind::Recv => self.on_recv(token, res, flags, more),
             Kind::Send => self.on_send(token, res, false, more),
-            Kind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token.bid),
+            Kind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token.bid, res),
             Kind::SendZc => self.on_send(token, res, true, more),
             Kind::SourceSend => self.on_source_sent(token, res),
             Kind::Close => self.on_close(token),
@@ -303,7 +303,13 @@ impl Worker<'_> {
         }
     }
 
-    fn on_zc_notif(&mut self, bid: u16) {
+    fn on_zc_notif(&mut self, bid: u16, res: i32) {
+        /// IORING_NOTIF_USAGE_ZC_COPIED, in a notification's result when the send asked
+        /// for IORING_SEND_ZC_REPORT_USAGE.
+        const ZC_COPIED: u32 = 1 << 31;
+        if res as u32 & ZC_COPIED != 0 {
+            self.counters.zc_copied += 1;
+        }
         let i = usize::from(bid);
         self.zc_notifs[i] = self.zc_notifs[i].saturating_sub(1);
         if self.zc_notifs[i] == 0 && std::mem::take(&mut self.zc_release[i]) {

@@ -312,7 +312,13 @@ impl Worker<'_> {
                     let token = Token { kind, slot, generation, bid: chunk.bid }.encode();
                     let fd = types::Fixed(slot);
                     let entry = if zc {
-                        opcode::SendZc::new(fd, ptr, chunk.len).flags(libc::MSG_NOSIGNAL).build()
+                        // IORING_SEND_ZC_REPORT_USAGE: the notification says whether the
+                        // kernel copied after all.
+                        const REPORT_USAGE: u16 = 8;
+                        opcode::SendZc::new(fd, ptr, chunk.len)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .zc_flags(REPORT_USAGE)
+                            .build()
                     } else {
                         opcode::Send::new(fd, ptr, chunk.len).flags(libc::MSG_NOSIGNAL).build()
                     };
