@@ -75,29 +75,21 @@ pub fn run_at(
             Ok(wait) if wait > Duration::from_secs(24 * 3600) => {
                 return Err(RunError::Setup("--start-at is more than a day away".into()));
             }
-            Ok(wait) => {
-                let until = Instant::now() + wait;
-                while Instant::now() < until && !interrupted.load(Ordering::Relaxed) {
-                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
-                }
-            }
+            Ok(_) => {} // the workers connect, then wait for it
             Err(late) => eprintln!(
                 "warning: --start-at passed {:.3} s ago; starting now",
                 late.duration().as_secs_f64()
             ),
         }
     }
-    let started_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let start = Instant::now();
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         target: target.clone(),
         interrupted: interrupted.clone(),
         live,
-        start,
+        start: std::sync::OnceLock::new(),
+        started_unix: std::sync::OnceLock::new(),
+        start_at,
     });
     let show = match progress {
         Progress::Show => true,
@@ -112,7 +104,8 @@ pub fn run_at(
         let _ = t.join();
     }
     let results = results?;
-    let wall = start.elapsed();
+    let wall = shared.start.get().map_or(Duration::ZERO, |s| s.elapsed());
+    let started_unix = shared.started_unix.get().copied().unwrap_or(0.0);
 
     let mut counters = engine::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
@@ -197,7 +190,17 @@ fn start_builtin(plan: &Plan) -> Result<(ringecho::ServerHandle, Vec<usize>, Vec
 fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut last = 0u64;
-        let mut tick = shared.start + Duration::from_secs(1);
+        // Wait for the workers to connect and start the clock.
+        let start = loop {
+            if let Some(s) = shared.start.get() {
+                break *s;
+            }
+            if done.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut tick = start + Duration::from_secs(1);
         while !done.load(Ordering::Relaxed) {
             let now = Instant::now();
             if now < tick {
@@ -207,7 +210,7 @@ fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::Jo
             tick += Duration::from_secs(1);
             let completed: u64 = shared.live.completed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
             let failed: u64 = shared.live.failed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-            let secs = shared.start.elapsed().as_secs_f64();
+            let secs = start.elapsed().as_secs_f64();
             let phase = if secs < shared.plan.warmup.as_secs_f64() { " (warm-up)" } else { "" };
             eprintln!(
                 "[{secs:5.1}s] {}{phase}, {completed} answered, {failed} failed",

@@ -196,10 +196,11 @@ pub fn render(results: &[Saved], format: Format) -> String {
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
-            let failed: u64 = ["failed_messages", "mismatched_messages", "lost", "unanswered_at_end"]
-                .iter()
-                .map(|k| r.counters.get(*k).copied().unwrap_or(0))
-                .sum();
+            let failed: u64 =
+                ["failed_messages", "mismatched_messages", "lost", "unanswered_at_end", "backlog_overflow"]
+                    .iter()
+                    .map(|k| r.counters.get(*k).copied().unwrap_or(0))
+                    .sum();
             let mut row = vec![
                 r.name.clone(),
                 r.transport.clone(),

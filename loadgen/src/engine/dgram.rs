@@ -97,7 +97,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let slots_per_flow = (clock.depth as usize).clamp(16, 1024);
     let max_size = plan.size.max as usize;
 
-    let mut rings = super::Rings::new(2048)?;
+    let rings = super::Rings::new(2048);
 
     let mut flows = Vec::new();
     let mut first_error = None;
@@ -131,11 +131,14 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             }
         }
     }
-    args.barrier.wait();
+    super::start_together(&args, &mut clock);
+    let mut rings = rings?;
     if flows.is_empty() {
-        let source = first_error.unwrap_or_else(|| std::io::Error::other("no socket"));
-        return Err(RunError::Connect { target: shared.target.to_string(), source });
+        let mut result = rec.finish(&mut clock, thread_cpu());
+        result.connect_error = first_error;
+        return Ok(result);
     }
+    let connected = flows.len();
 
     let super::Rings { uring, buf_ring } = &mut rings;
     let mut driver = Driver::new(uring);
@@ -155,7 +158,10 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         w.buf_ring.publish();
         rec.publish(&shared.live);
         let interrupted = shared.interrupted.load(Ordering::Relaxed);
-        if stopping_since.is_none() && (now >= clock.stop_at || clock.budget == Some(0) || interrupted) {
+        let all_dead = w.flows.iter().all(|f| f.dead);
+        if stopping_since.is_none()
+            && (now >= clock.stop_at || clock.budget == Some(0) || interrupted || all_dead)
+        {
             stopping_since = Some(now);
         }
         if let Some(since) = stopping_since {
@@ -165,7 +171,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
                 break;
             }
         }
-        let wait = wait_budget(&clock, now, TICK);
+        let wait = wait_budget(&clock, now, TICK, stopping_since.is_some());
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
         let scheduling = stopping_since.is_none();
@@ -207,7 +213,9 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     }
     drop(w);
     drop(driver);
-    Ok(rec.finish(&mut clock, cpu))
+    let mut result = rec.finish(&mut clock, cpu);
+    result.connected = connected;
+    Ok(result)
 }
 
 impl Flow {
@@ -275,7 +283,7 @@ impl Dgram<'_, '_> {
     }
 
     fn schedule(&mut self, i: usize, intended: u64, clock: &mut Clock, rec: &mut Recorder) {
-        if !clock.admit(intended, &mut rec.counters) {
+        if self.flows[i].dead || !clock.admit(intended, &mut rec.counters) {
             return;
         }
         let size = clock.next_size();

@@ -155,6 +155,10 @@ pub struct WorkerResult {
     pub connect: Hist,
     /// When the last measured message was answered (ns since the run began).
     pub last_completion: u64,
+    /// Connections this worker made at the start.
+    pub connected: usize,
+    /// Why its first connection failed, if one did.
+    pub connect_error: Option<std::io::Error>,
 }
 
 /// Live figures the workers publish for the progress line.
@@ -192,8 +196,37 @@ pub struct Shared {
     pub interrupted: Arc<AtomicBool>,
     /// Live figures.
     pub live: Live,
-    /// The instant all timestamps count from.
-    pub start: Instant,
+    /// The instant all timestamps count from: set by the first worker past the start
+    /// barrier, after every worker has connected (and waited for `start_at`).
+    pub start: std::sync::OnceLock<Instant>,
+    /// The same moment as Unix seconds.
+    pub started_unix: std::sync::OnceLock<f64>,
+    /// When to start (`--start-at`); connections are made before it.
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+impl Shared {
+    /// The common start instant, set on first call.
+    pub fn begin(&self) -> Instant {
+        *self.start.get_or_init(|| {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let _ = self.started_unix.set(unix);
+            Instant::now()
+        })
+    }
+
+    /// Sleeps until `start_at` (if any), waking for Ctrl-C.
+    fn wait_for_start_at(&self) {
+        let Some(at) = self.start_at else { return };
+        let Ok(wait) = at.duration_since(std::time::SystemTime::now()) else { return };
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !self.interrupted.load(Ordering::Relaxed) {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
 }
 
 /// Per-worker schedule and bookkeeping shared by the stream and datagram engines.
@@ -231,7 +264,8 @@ impl Clock {
             Model::Closed { depth } => (None, depth),
         };
         Clock {
-            start: shared.start,
+            // Replaced by the common start once every worker is connected.
+            start: Instant::now(),
             warm_end,
             stop_at,
             budget,
@@ -252,6 +286,9 @@ impl Clock {
     /// Admits one more message due at `intended`: false when a request-bound run has
     /// handed out its share; counts it as sent when it falls after the warm-up.
     pub fn admit(&mut self, intended: u64, counters: &mut Counters) -> bool {
+        if intended >= self.stop_at {
+            return false;
+        }
         if intended >= self.warm_end {
             match self.budget.as_mut() {
                 Some(0) => return false,
@@ -357,6 +394,8 @@ impl Recorder {
             cpu,
             connect: self.connect,
             last_completion: self.last_completion,
+            connected: 0,
+            connect_error: None,
         }
     }
 }
@@ -409,10 +448,28 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
             }
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(results),
+    if let Some(e) = first_err {
+        return Err(e);
     }
+    // A worker whose connections all failed still reports its counts; the run fails only
+    // when no worker connected at all.
+    if results.iter().all(|r| r.connected == 0) {
+        let source = results
+            .iter_mut()
+            .find_map(|r| r.connect_error.take())
+            .unwrap_or_else(|| std::io::Error::other("no connection"));
+        return Err(RunError::Connect { target: shared.target.to_string(), source });
+    }
+    Ok(results)
+}
+
+/// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the
+/// other workers at the barrier (always, whatever set-up did, so none waits for ever),
+/// and starts the common clock.
+pub(crate) fn start_together(args: &WorkerArgs<'_>, clock: &mut Clock) {
+    args.shared.wait_for_start_at();
+    args.barrier.wait();
+    clock.start = args.shared.begin();
 }
 
 fn share_of(total: u32, index: usize, workers: usize) -> u32 {
@@ -491,8 +548,12 @@ fn count_connect_error(c: &mut Counters, e: &std::io::Error) {
 }
 
 /// How long the worker waits in one turn: until the next message is due (open loop),
-/// the stop, or a housekeeping tick, whichever is first.
-fn wait_budget(clock: &Clock, now: u64, tick: Duration) -> Duration {
+/// the stop, or a housekeeping tick, whichever is first. Once stopping, only the tick:
+/// nothing is due any more, and waiting for the past would spin.
+fn wait_budget(clock: &Clock, now: u64, tick: Duration, stopping: bool) -> Duration {
+    if stopping {
+        return tick;
+    }
     let mut until = now + tick.as_nanos() as u64;
     if let Some(_i) = clock.interval {
         until = until.min(clock.next_due.ceil() as u64);

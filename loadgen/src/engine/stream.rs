@@ -58,6 +58,8 @@ struct Conn {
     reconnect: bool,
     /// Churn: when the connect in flight started (ns).
     connect_started: Option<u64>,
+    /// Churn: connects that failed in a row; at three the connection is given up.
+    connect_failures: u32,
 }
 
 fn token(kind: u64, conn: usize) -> u64 {
@@ -88,7 +90,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let mut rec = Recorder::new(args.index);
     let mut clock = Clock::new(shared, args.index, args.workers);
 
-    let mut rings = super::Rings::new(1024)?;
+    let rings = super::Rings::new(1024);
 
     let mut conns = Vec::new();
     let mut first_error = None;
@@ -114,6 +116,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
                     churning: false,
                     reconnect: false,
                     connect_started: None,
+                    connect_failures: 0,
                 });
             }
             Err(e) => {
@@ -122,12 +125,14 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             }
         }
     }
-    // Every worker reaches the barrier, connected or not, so none waits for ever.
-    args.barrier.wait();
+    super::start_together(&args, &mut clock);
+    let mut rings = rings?;
     if conns.is_empty() {
-        let source = first_error.unwrap_or_else(|| std::io::Error::other("no connection"));
-        return Err(RunError::Connect { target: shared.target.to_string(), source });
+        let mut result = rec.finish(&mut clock, thread_cpu());
+        result.connect_error = first_error;
+        return Ok(result);
     }
+    let connected = conns.len();
 
     let addr = match &shared.target {
         Target::Tcp(a) => socket2::SockAddr::from(*a),
@@ -144,6 +149,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         pattern: &pattern,
         conns,
         verify: plan.verify,
+        warm_end: clock.warm_end,
         churn: plan.churn.map(u64::from),
         addr: &addr,
     };
@@ -175,7 +181,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
                 break;
             }
         }
-        let wait = wait_budget(&clock, now, TICK);
+        let wait = wait_budget(&clock, now, TICK, stopping_since.is_some());
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
         while let Some(cqe) = w.driver.completion() {
@@ -208,14 +214,16 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     }
     for c in &w.conns {
         if !c.dead {
-            rec.counters.unanswered_at_end += c.fifo.len() as u64;
+            rec.counters.unanswered_at_end += measured(&c.fifo, clock.warm_end);
         }
     }
     super::cancel_all(w.driver, w.buf_ring);
     let cpu = thread_cpu();
     drop(w);
     drop(driver);
-    Ok(rec.finish(&mut clock, cpu))
+    let mut result = rec.finish(&mut clock, cpu);
+    result.connected = connected;
+    Ok(result)
 }
 
 impl Conn {
@@ -225,12 +233,19 @@ impl Conn {
     }
 }
 
+/// Messages in `fifo` due after the warm-up.
+fn measured(fifo: &VecDeque<Msg>, warm_end: u64) -> u64 {
+    fifo.iter().filter(|m| m.intended >= warm_end).count() as u64
+}
+
 struct Stream<'a, 'd> {
     driver: &'a mut Driver<'d>,
     buf_ring: &'a mut BufRing,
     pattern: &'a Pattern,
     conns: Vec<Conn>,
     verify: bool,
+    /// End of the warm-up (ns): messages due before it are not counted, failed or not.
+    warm_end: u64,
     churn: Option<u64>,
     /// The target's address, for churn's connects (it outlives every connect op).
     addr: &'a socket2::SockAddr,
@@ -415,7 +430,9 @@ impl Stream<'_, '_> {
             if self.verify {
                 let bad = self.pattern.mismatches(c.phase + c.received, &data[pos..pos + take]);
                 if bad > 0 {
-                    rec.counters.mismatched_bytes += bad as u64;
+                    if front.intended >= self.warm_end {
+                        rec.counters.mismatched_bytes += bad as u64;
+                    }
                     front.corrupt = true;
                 }
             }
@@ -425,7 +442,9 @@ impl Stream<'_, '_> {
                 let m = c.fifo.pop_front().expect("front exists");
                 c.first_unsent = c.first_unsent.saturating_sub(1);
                 if m.corrupt {
-                    rec.counters.mismatched_messages += 1;
+                    if m.intended >= self.warm_end {
+                        rec.counters.mismatched_messages += 1;
+                    }
                 } else {
                     rec.complete(clock, now, m.intended, m.sent, m.end - m.start);
                 }
@@ -490,9 +509,12 @@ impl Stream<'_, '_> {
         let started = c.connect_started.take().unwrap_or(now);
         if res < 0 {
             super::count_connect_error(&mut rec.counters, &std::io::Error::from_raw_os_error(-res));
-            c.reconnect = true;
+            c.connect_failures += 1;
+            // Retry, but not for ever: a target that went away must not keep the run alive.
+            c.reconnect = c.connect_failures < 3;
             return;
         }
+        c.connect_failures = 0;
         if started >= clock.warm_end {
             rec.counters.connects += 1;
             crate::hist::record(&mut rec.connect, now.saturating_sub(started));
@@ -516,7 +538,7 @@ impl Stream<'_, '_> {
             libc::ECONNRESET | libc::EPIPE => rec.counters.reset += 1,
             _ => rec.counters.socket_errors += 1,
         }
-        rec.counters.failed_messages += c.fifo.len() as u64;
+        rec.counters.failed_messages += measured(&c.fifo, self.warm_end);
         c.fifo.clear();
         c.dead = true;
     }
