@@ -136,8 +136,40 @@ for_each_backend!(
     reset_storm,
     flood_past_max_conns,
     slowloris,
-    descriptor_exhaustion
+    descriptor_exhaustion,
+    starved_pool_recovers
 );
+
+/// A buffer pool far smaller than the load (2 buffers, an 8-entry ring, 64 clients):
+/// receives that find it empty are re-armed as buffers come back, and every client is
+/// served in full.
+fn starved_pool_recovers(backend: Backend) {
+    let Some(h) = start(backend, |c| {
+        c.workers = Some(1);
+        c.buffers = 2;
+        c.buffer_size = 1024;
+        c.max_conn_buffer = 4096;
+        c.ring_entries = 8;
+    }) else {
+        return;
+    };
+    let addr = h.tcp_addr().unwrap();
+    let clients: Vec<_> = (0..64u64)
+        .map(|id| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                for round in 0..5 {
+                    let data = payload(id * 10 + round, 4000);
+                    assert_eq!(echo_once(&mut s, &data).unwrap(), data, "client {id} round {round}");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_settled(&h);
+}
 
 /// 2,000 connections trickle one byte every 100 ms; a normal client's echoes stay fast.
 fn slowloris(backend: Backend) {

@@ -129,14 +129,14 @@ pub fn probe() -> Result<Features, UringError> {
 }
 
 fn probe_here() -> Result<Features, UringError> {
-    let (mut ring, _) = build(8, false)?;
+    // Declared before the ring, so dropped after it on every path out of this function.
     let mut buf_ring = BufRing::new(2, 64, 0).map_err(|source| UringError::Missing {
         feature: "memory for a buffer ring",
         kernel: "any",
         source,
     })?;
-    // SAFETY: `ring` is dropped at the end of this function, before `buf_ring` (declared
-    // earlier, so dropped later).
+    let (mut ring, _) = build(8, false)?;
+    // SAFETY: `ring` is declared after `buf_ring` and so dropped before it.
     unsafe { buf_ring.register(&ring.submitter()) }.map_err(|source| UringError::Missing {
         feature: "provided buffer rings",
         kernel: "5.19",

@@ -106,12 +106,26 @@ pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>
         setup: &setup,
         limits: setup.features.recv_total_limit,
         buffers_returned: false,
+        finishing: false,
     };
     let _ = ready.send(Ok(mode));
     if let Err(e) = worker.serve() {
         eprintln!("ringecho: worker {} stopped: {e}", setup.index);
     }
     worker.publish();
+    if worker.driver.inflight() > 0 {
+        // Operations the kernel did not give back (an error exit, or the give-up in
+        // `finish`) may still write into the buffers, the wake-up word or the ring: leak
+        // them rather than free memory the kernel may touch. Only on abnormal exits.
+        eprintln!(
+            "ringecho: worker {}: {} operations still in flight at exit; leaking their memory",
+            setup.index,
+            worker.driver.inflight()
+        );
+        std::mem::forget(worker);
+        std::mem::forget(uring);
+        std::mem::forget(buf_ring);
+    }
 }
 
 /// Direct descriptors per worker: room for `--max-conns` plus the connections being
@@ -166,6 +180,8 @@ pub(super) struct Worker<'a> {
     setup: &'a WorkerSetup,
     limits: bool,
     buffers_returned: bool,
+    /// `finish` has cancelled everything: nothing re-arms itself any more.
+    finishing: bool,
 }
 
 impl Worker<'_> {
@@ -190,10 +206,13 @@ impl Worker<'_> {
             while let Some(cqe) = self.driver.completion() {
                 self.dispatch(cqe);
             }
-            if self.buffers_returned {
-                self.buffers_returned = false;
+            // Not only when this turn returned buffers: an ENOBUFS that raced with an
+            // earlier return would otherwise wait for ever on a ring that is full again.
+            let starving = !self.starved.is_empty() || self.dgram.iter().any(|d| d.starved);
+            if starving && (self.buffers_returned || self.buf_ring.available() > 0) {
                 self.rearm_starved();
             }
+            self.buffers_returned = false;
         }
     }
 
@@ -205,6 +224,7 @@ impl Worker<'_> {
     /// Cancels what is left (receives, accepts, the tick, the wake-up read) and waits for
     /// it, so nothing the kernel holds points into this worker's memory when it goes.
     fn finish(&mut self) -> io::Result<()> {
+        self.finishing = true;
         self.push(
             opcode::AsyncCancel2::new(types::CancelBuilder::any())
                 .build()
@@ -280,7 +300,7 @@ impl Worker<'_> {
             Kind::Cancel => self.on_cancelled(token),
             Kind::DgramRecv => self.on_dgram_recv(token.slot as usize, res, flags, more),
             Kind::DgramSend => self.on_dgram_sent(token, res),
-            Kind::Tick => self.on_tick(more),
+            Kind::Tick => self.on_tick(res, more),
             Kind::Wake => self.on_wake(),
         }
     }
@@ -319,7 +339,13 @@ impl Worker<'_> {
 
     /// Buffers came back: re-arm the receives that ran dry.
     fn rearm_starved(&mut self) {
-        for slot in std::mem::take(&mut self.starved) {
+        // Publish first: a re-armed receive that the kernel runs at once (a full submission
+        // queue is flushed mid-dispatch) must see the returned buffers. Re-arm no more
+        // receives than there are buffers, oldest first; the rest wait for the next turn.
+        self.buf_ring.publish();
+        let n =
+            (self.buf_ring.available() as usize).clamp(1, self.starved.len().max(1)).min(self.starved.len());
+        for slot in self.starved.drain(..n).collect::<Vec<_>>() {
             self.conns[slot as usize].starved = false;
             self.progress(slot);
         }
@@ -330,7 +356,7 @@ impl Worker<'_> {
         }
     }
 
-    fn on_tick(&mut self, more: bool) {
+    fn on_tick(&mut self, res: i32, more: bool) {
         for listener in std::mem::take(&mut self.backoff) {
             if self.draining.is_none() {
                 self.arm_listener(listener);
@@ -342,7 +368,8 @@ impl Worker<'_> {
         if self.draining.is_some_and(|deadline| self.now >= deadline) {
             self.force_close_all();
         }
-        if !more {
+        // A cancelled tick (shutdown's final cancel) stays cancelled.
+        if !more && res != -libc::ECANCELED && !self.finishing {
             self.arm_tick();
         }
     }

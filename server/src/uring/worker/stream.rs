@@ -83,6 +83,7 @@ impl Worker<'_> {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
                 // Cannot happen (the table is ours); close the descriptor all the same.
                 self.counters.err_other += 1;
+                self.slots_free += 1;
                 let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
                 self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
                 return;
@@ -134,6 +135,12 @@ impl Worker<'_> {
         if let Some(bid) = bid {
             if !self.buf_ring.mark_taken(bid) {
                 self.counters.err_other += 1;
+                if !more {
+                    if let Some(conn) = self.conn_mut(token) {
+                        conn.recv_armed = false;
+                    }
+                    self.progress(token.slot);
+                }
                 return;
             }
         }
