@@ -196,6 +196,20 @@ fn idle_timeout_closes_idle_connections(backend: Backend) {
     assert!(eventually(Duration::from_secs(5), || h.stats().total.idle_closed == 1), "{:?}", h.stats().total);
 }
 
+/// The SQPOLL ring (a kernel thread submits) echoes like the default one.
+#[test]
+fn sqpoll_ring_echoes() {
+    let Some(h) = start(Backend::Uring, |c| {
+        c.sqpoll = true;
+        c.workers = Some(1);
+    }) else {
+        return;
+    };
+    let data = payload(11, 2 << 20);
+    assert!(echo_full_duplex(connect(h.tcp_addr().unwrap()), data.clone()).unwrap() == data);
+    assert_settled(&h);
+}
+
 /// SEND_ZC above a threshold echoes the same bytes, and its buffers return only after
 /// their notifications (all are back once idle).
 #[test]
