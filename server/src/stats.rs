@@ -116,6 +116,8 @@ counters! {
     idle_closed: sum,
     /// Connections closed when the drain timeout ran out.
     drain_closed: sum,
+    /// Stuck connections closed to free buffers others were starving for.
+    evicted: sum,
     /// Bytes received.
     bytes_in: sum,
     /// Bytes sent.

@@ -137,7 +137,8 @@ for_each_backend!(
     flood_past_max_conns,
     slowloris,
     descriptor_exhaustion,
-    starved_pool_recovers
+    starved_pool_recovers,
+    pool_pressure_evicts_stuck_connections
 );
 
 /// A buffer pool far smaller than the load (2 buffers, an 8-entry ring, 64 clients):
@@ -168,6 +169,51 @@ fn starved_pool_recovers(backend: Backend) {
     for c in clients {
         c.join().unwrap();
     }
+    assert_settled(&h);
+}
+
+/// Pool pressure: a few never-reading clients together hold every buffer of a small pool;
+/// a well-behaved client that then starves is served once the stuck connection holding
+/// most is evicted (after a second of no progress).
+fn pool_pressure_evicts_stuck_connections(backend: Backend) {
+    if matches!(backend, Backend::Threads | Backend::TokioUring) {
+        eprintln!("{}: buffers are per connection, there is no shared pool to exhaust", backend.name());
+        return;
+    }
+    let Some(h) = start(backend, |c| {
+        c.workers = Some(1);
+        c.buffers = 16;
+        c.buffer_size = 4096;
+        c.max_conn_buffer = 48 * 1024;
+    }) else {
+        return;
+    };
+    let addr = h.tcp_addr().unwrap();
+    // Four connections that may hold 12 buffers each, against a pool of 16.
+    let hostile: Vec<TcpStream> = (0..4).map(|_| connect(addr)).collect();
+    let writers: Vec<_> = hostile
+        .iter()
+        .map(|s| {
+            let mut s = s.try_clone().unwrap();
+            s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+            std::thread::spawn(move || {
+                let chunk = vec![7u8; 64 * 1024];
+                while s.write_all(&chunk).is_ok() {}
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap(); // each stops when the server stops reading it (or evicts it)
+    }
+    let t0 = Instant::now();
+    let mut good = connect(addr);
+    assert_eq!(echo_once(&mut good, b"served").unwrap(), b"served");
+    eprintln!("{}: well-behaved client served after {:?}", backend.name(), t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let t = h.stats().total;
+    assert!(t.evicted >= 1, "the pool ran dry and nothing was evicted: {t:?}");
+    drop(hostile);
+    drop(good);
     assert_settled(&h);
 }
 

@@ -272,6 +272,25 @@ impl<'a> Worker<'a> {
         if self.draining.is_some_and(|d| self.now >= d) {
             self.close_all_open();
         }
+        self.evict_under_pressure();
+    }
+
+    /// Pool pressure (as in the uring backend): connections are starving for buffers
+    /// while the pool is empty; close the stuck connection (holding queued bytes, nothing
+    /// moved for a second) that holds most.
+    fn evict_under_pressure(&mut self) {
+        if self.starved.is_empty() || !self.free_bufs.is_empty() {
+            return;
+        }
+        let Some(cutoff) = self.now.checked_sub(Duration::from_secs(1)) else { return };
+        let victim = (0..self.conns.len())
+            .filter(|&i| self.conns[i].as_ref().is_some_and(|c| c.queued > 0 && c.last_active < cutoff))
+            .max_by_key(|&i| self.conns[i].as_ref().map_or(0, |c| c.queued));
+        if let Some(slot) = victim {
+            self.counters.evicted += 1;
+            self.close(slot);
+            self.ready.append(&mut self.starved);
+        }
     }
 
     fn close_all_open(&mut self) {

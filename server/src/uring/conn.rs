@@ -49,6 +49,8 @@ pub enum CloseReason {
     Idle,
     /// Shutdown's drain timeout ran out.
     Drain,
+    /// The buffer pool ran dry while this connection sat on a full queue it could not send.
+    Evicted,
 }
 
 /// One connection.

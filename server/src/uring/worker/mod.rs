@@ -40,6 +40,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// single-shot, one per free slot, and connections wait in the backlog instead.
 const MULTISHOT_ACCEPT_MIN_FREE: u32 = 4096 + 64;
 
+/// How long a connection must have been stuck on a full queue before pool pressure may
+/// close it.
+const EVICT_AFTER: Duration = Duration::from_secs(1);
+
 /// Most sources a worker's rate limiter tracks one by one.
 const RATE_LIMIT_SOURCES: usize = 65_536;
 
@@ -365,6 +369,7 @@ impl Worker<'_> {
         if let Some(idle) = self.config().idle_timeout {
             self.close_idle(idle);
         }
+        self.evict_under_pressure(EVICT_AFTER);
         if self.draining.is_some_and(|deadline| self.now >= deadline) {
             self.force_close_all();
         }

@@ -289,6 +289,7 @@ impl Worker<'_> {
         conn.phase = Phase::Closing;
         match reason {
             CloseReason::Idle => self.counters.idle_closed += 1,
+            CloseReason::Evicted => self.counters.evicted += 1,
             CloseReason::Drain => self.counters.drain_closed += 1,
             CloseReason::Eof | CloseReason::Error => {}
         }
@@ -412,6 +413,27 @@ impl Worker<'_> {
                 self.begin_close(slot as u32, CloseReason::Idle);
                 self.progress(slot as u32);
             }
+        }
+    }
+
+    /// Pool pressure: receives are starving for buffers while the pool is empty. Each
+    /// connection is bounded, but together stuck ones (holding queued bytes their peer
+    /// does not read, nothing moved for `stuck_for`) can hold every buffer; close the one
+    /// holding most, so the others can be served. Counted as `evicted`.
+    pub(super) fn evict_under_pressure(&mut self, stuck_for: Duration) {
+        if self.starved.is_empty() || self.buf_ring.available() > 0 {
+            return;
+        }
+        let Some(cutoff) = self.now.checked_sub(stuck_for) else { return };
+        let victim = (0..self.conns.len())
+            .filter(|&i| {
+                let c = &self.conns[i];
+                c.phase == Phase::Open && c.queued_bytes() > 0 && c.last_active.is_some_and(|t| t < cutoff)
+            })
+            .max_by_key(|&i| self.conns[i].queued_bytes());
+        if let Some(slot) = victim {
+            self.begin_close(slot as u32, CloseReason::Evicted);
+            self.progress(slot as u32);
         }
     }
 
