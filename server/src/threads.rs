@@ -321,8 +321,48 @@ fn judge(state: &State, mode: Mode, n: usize, local: &mut Counters) -> bool {
     true
 }
 
+/// Where a datagram came from: an IP address (rate-limited per IP), or a Unix path;
+/// `None` for an unbound Unix sender, which cannot be answered.
+enum Peer {
+    Ip(std::net::SocketAddr),
+    Path(std::path::PathBuf),
+}
+
 fn udp_loop(state: &State, mode: Mode, sock: &UdpSocket) {
     let _ = sock.set_read_timeout(Some(POLL));
+    dgram_loop(
+        state,
+        mode,
+        |buf| sock.recv_from(buf).map(|(n, from)| (n, Some(Peer::Ip(from)))),
+        |data, to| match to {
+            Peer::Ip(addr) => sock.send_to(data, addr),
+            Peer::Path(_) => Err(io::ErrorKind::InvalidInput.into()),
+        },
+    );
+}
+
+fn unixgram_loop(state: &State, mode: Mode, sock: &UnixDatagram) {
+    let _ = sock.set_read_timeout(Some(POLL));
+    dgram_loop(
+        state,
+        mode,
+        |buf| sock.recv_from(buf).map(|(n, from)| (n, from.as_pathname().map(|p| Peer::Path(p.to_owned())))),
+        |data, to| match to {
+            Peer::Path(path) => sock.send_to(data, path),
+            Peer::Ip(_) => Err(io::ErrorKind::InvalidInput.into()),
+        },
+    );
+}
+
+/// Receives datagrams until shutdown and answers each with exactly its own bytes (or
+/// drops and counts it), whatever the socket family.
+fn dgram_loop(
+    state: &State,
+    mode: Mode,
+    mut recv: impl FnMut(&mut [u8]) -> io::Result<(usize, Option<Peer>)>,
+    send: impl Fn(&[u8], &Peer) -> io::Result<usize>,
+) {
+    // One byte more than a buffer holds: a datagram that fills it was too big.
     let mut buf = vec![0u8; state.shared.config.buffer_size as usize + 1];
     let mut local = Counters::default();
     let mut limiter = state
@@ -336,7 +376,7 @@ fn udp_loop(state: &State, mode: Mode, sock: &UdpSocket) {
         if ops % FLUSH_EVERY == 0 {
             state.flush(&mut local);
         }
-        let (n, from) = match sock.recv_from(&mut buf) {
+        let (n, from) = match recv(&mut buf) {
             Ok(r) => r,
             Err(e) if timed_out(&e) => {
                 state.flush(&mut local);
@@ -350,52 +390,17 @@ fn udp_loop(state: &State, mode: Mode, sock: &UdpSocket) {
         if !judge(state, mode, n, &mut local) {
             continue;
         }
-        if let Some(l) = limiter.as_mut() {
-            if !l.allow(from.ip(), Instant::now()) {
+        let Some(peer) = from else {
+            local.dgram_drop_unanswerable += 1;
+            continue;
+        };
+        if let (Some(l), Peer::Ip(addr)) = (limiter.as_mut(), &peer) {
+            if !l.allow(addr.ip(), Instant::now()) {
                 local.dgram_drop_rate_limited += 1;
                 continue;
             }
         }
-        match sock.send_to(&buf[..n], from) {
-            Ok(m) => {
-                local.dgrams_echoed += 1;
-                local.bytes_out += m as u64;
-            }
-            Err(_) => local.dgram_drop_send_error += 1,
-        }
-    }
-    state.flush(&mut local);
-}
-
-fn unixgram_loop(state: &State, mode: Mode, sock: &UnixDatagram) {
-    let _ = sock.set_read_timeout(Some(POLL));
-    let mut buf = vec![0u8; state.shared.config.buffer_size as usize + 1];
-    let mut local = Counters::default();
-    let mut ops = 0u32;
-    while !state.stopping() {
-        ops += 1;
-        if ops % FLUSH_EVERY == 0 {
-            state.flush(&mut local);
-        }
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e) if timed_out(&e) => {
-                state.flush(&mut local);
-                continue;
-            }
-            Err(_) => {
-                local.err_other += 1;
-                continue;
-            }
-        };
-        if !judge(state, mode, n, &mut local) {
-            continue;
-        }
-        let Some(path) = from.as_pathname() else {
-            local.dgram_drop_unanswerable += 1;
-            continue;
-        };
-        match sock.send_to(&buf[..n], path) {
+        match send(&buf[..n], &peer) {
             Ok(m) => {
                 local.dgrams_echoed += 1;
                 local.bytes_out += m as u64;

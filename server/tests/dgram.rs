@@ -18,6 +18,17 @@ fn udp_client(server: std::net::SocketAddr) -> UdpSocket {
     s
 }
 
+/// The server's UDP addresses, in listener order.
+fn udp_addrs(h: &ServerHandle) -> Vec<std::net::SocketAddr> {
+    h.local_addrs()
+        .iter()
+        .map(|a| match a {
+            ringecho::BoundAddr::Udp(a) => *a,
+            other => panic!("not UDP: {other}"),
+        })
+        .collect()
+}
+
 /// Waits until the server has counted at least `received` datagrams and accounted for
 /// every one, and returns its counters.
 fn settled_dgrams(h: &ServerHandle, received: u64) -> ringecho::Counters {
@@ -53,14 +64,7 @@ fn udp_sizes_byte_for_byte_ipv4_and_ipv6(backend: Backend) {
     }) else {
         return;
     };
-    let addrs: Vec<_> = h
-        .local_addrs()
-        .iter()
-        .map(|a| match a {
-            ringecho::BoundAddr::Udp(a) => *a,
-            other => panic!("{other}"),
-        })
-        .collect();
+    let addrs = udp_addrs(&h);
     for (addr, max) in [(addrs[0], 65_507), (addrs[1], 65_527)] {
         let s = udp_client(addr);
         for size in [0usize, 1, 1_472, 8_192, max] {
@@ -233,14 +237,7 @@ fn udp_discard_answers_nothing(backend: Backend) {
     }) else {
         return;
     };
-    let addrs: Vec<_> = h
-        .local_addrs()
-        .iter()
-        .map(|a| match a {
-            ringecho::BoundAddr::Udp(a) => *a,
-            other => panic!("{other}"),
-        })
-        .collect();
+    let addrs = udp_addrs(&h);
     let s = udp_client(addrs[0]);
     for _ in 0..50 {
         s.send(b"into the void").unwrap();
