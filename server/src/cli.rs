@@ -47,8 +47,9 @@ pub struct Args {
     #[arg(long, value_name = "[MODE@]PATH", value_parser = parse_spec::<PathBuf>)]
     pub unixgram: Vec<Spec<PathBuf>>,
 
-    /// The engine: uring (io_uring per core), epoll (mio per core; works where io_uring
-    /// is off) or threads (a blocking thread per connection).
+    /// The engine: uring (hand-rolled io_uring per core), epoll (mio per core; works where
+    /// io_uring is off), tokio-uring (a tokio-uring runtime per core) or threads (a
+    /// blocking thread per connection).
     #[arg(long, value_enum, default_value_t = Backend::Uring)]
     pub backend: Backend,
 

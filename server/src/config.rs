@@ -75,26 +75,6 @@ impl From<Listen> for Endpoint {
     }
 }
 
-/// The `source` pattern, long enough to send up to 64 KiB from any phase of it.
-pub(crate) static SOURCE_PATTERN: [u8; SOURCE_PATTERN_LEN] = source_pattern();
-pub(crate) const SOURCE_CHUNK: usize = 64 * 1024;
-const SOURCE_PATTERN_LEN: usize = SOURCE_CHUNK + 251;
-
-const fn source_pattern() -> [u8; SOURCE_PATTERN_LEN] {
-    let mut p = [0u8; SOURCE_PATTERN_LEN];
-    let mut i = 0;
-    while i < SOURCE_PATTERN_LEN {
-        p[i] = (i % 251) as u8;
-        i += 1;
-    }
-    p
-}
-
-/// The byte at offset `i` of a `source` stream.
-pub fn source_byte(i: u64) -> u8 {
-    (i % 251) as u8
-}
-
 /// The engine behind the same command line, stats and modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -123,6 +103,16 @@ impl Backend {
             Backend::Threads => "threads",
         }
     }
+
+    /// Whether it needs io_uring.
+    pub fn needs_io_uring(self) -> bool {
+        matches!(self, Backend::Uring | Backend::TokioUring)
+    }
+
+    /// Whether it serves Unix datagram listeners.
+    pub fn has_unix_datagram(self) -> bool {
+        self != Backend::TokioUring
+    }
 }
 
 /// Which CPUs the workers run on.
@@ -133,6 +123,28 @@ pub enum Cpus {
     Allowed,
     /// These CPUs, one worker each unless `workers` says otherwise.
     List(Vec<usize>),
+}
+
+impl Cpus {
+    /// The CPUs to use, given those the process may run on.
+    pub fn resolve(&self, allowed: &[usize]) -> Result<Vec<usize>, ConfigError> {
+        let cpus = match self {
+            Cpus::Allowed => allowed.to_vec(),
+            Cpus::List(list) => {
+                if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
+                    return Err(invalid(
+                        "--cpus",
+                        format!("CPU {bad} is not available to this process (allowed: {allowed:?})"),
+                    ));
+                }
+                list.clone()
+            }
+        };
+        if cpus.is_empty() {
+            return Err(invalid("--cpus", "no CPU available"));
+        }
+        Ok(cpus)
+    }
 }
 
 /// Everything the server needs to start.
@@ -271,10 +283,13 @@ impl Config {
                 ));
             }
         }
-        if self.backend == Backend::TokioUring
+        if !self.backend.has_unix_datagram()
             && self.listen.iter().any(|e| matches!(e.listen, Listen::UnixGram(_)))
         {
-            return Err(invalid("--unixgram", "the tokio-uring backend has no Unix datagram sockets"));
+            return Err(invalid(
+                "--unixgram",
+                format!("the {} backend has no Unix datagram sockets", self.backend.name()),
+            ));
         }
         if self.udp_rate_limit == Some(0) {
             return Err(invalid("--udp-rate-limit", "must be at least 1 datagram per second"));
@@ -304,6 +319,14 @@ mod tests {
     fn rejects_long_unix_path() {
         let c = Config { listen: vec![Listen::Unix("x".repeat(200).into()).into()], ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().starts_with("--unix"));
+    }
+
+    #[test]
+    fn cpus_resolve_against_the_allowed_set() {
+        assert_eq!(Cpus::Allowed.resolve(&[0, 1]), Ok(vec![0, 1]));
+        assert_eq!(Cpus::List(vec![1]).resolve(&[0, 1]), Ok(vec![1]));
+        assert!(Cpus::List(vec![5]).resolve(&[0, 1]).unwrap_err().to_string().starts_with("--cpus"));
+        assert!(Cpus::Allowed.resolve(&[]).is_err());
     }
 
     #[test]

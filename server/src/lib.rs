@@ -2,7 +2,8 @@
 //!
 //! Each worker owns a pinned thread, an io_uring, SO_REUSEPORT listeners and a provided
 //! buffer ring; a received buffer is sent back as it is, with no copy in user space, and
-//! returns to the ring once its send completes. See `DESIGN.md` for the reasons.
+//! returns to the ring once its send completes. `docs/ARCHITECTURE.md` in the repository
+//! gives the reasons and the module map.
 //!
 //! ```no_run
 //! let handle = ringecho::Server::start(ringecho::Config::default())?;
@@ -13,20 +14,23 @@
 //! ```
 #![deny(missing_docs)]
 
+mod backend;
 pub mod cli;
 pub mod config;
-mod epoll;
+mod error;
+mod listen;
 pub mod metrics;
+mod policy;
 pub mod ratelimit;
 pub mod ring;
-pub mod server;
+mod server;
 pub mod stats;
 pub mod sys;
-mod threads;
-mod tokio_uring_backend;
 pub mod units;
-mod uring;
 
-pub use config::{Backend, Config, Cpus, Endpoint, Listen, Mode};
-pub use server::{BoundAddr, Server, ServerHandle, StartError};
+pub use config::{Backend, Config, ConfigError, Cpus, Endpoint, Listen, Mode};
+pub use error::{ServerWarning, StartError, WorkerError};
+pub use listen::BoundAddr;
+pub use policy::source_byte;
+pub use server::{Finished, Server, ServerHandle, StatsSource};
 pub use stats::{Counters, Snapshot};

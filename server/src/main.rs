@@ -52,7 +52,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
         }
     });
     handle.shutdown();
-    let totals = handle.join();
+    let finished = handle.finish();
+    for w in &finished.warnings {
+        eprintln!("ringecho: warning: {w}");
+    }
+    let totals = finished.totals;
     drop(stop_stats);
     if let Some(t) = stats_thread {
         let _ = t.join();

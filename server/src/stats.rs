@@ -170,6 +170,8 @@ counters! {
     err_accept: sum,
     /// Other socket errors.
     err_other: sum,
+    /// Buffer bookkeeping refusals (an id handed out twice, a return refused); always 0, else a bug.
+    buf_errors: sum,
 }
 
 /// The published figures of every worker.

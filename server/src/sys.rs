@@ -1,5 +1,5 @@
 //! The raw system calls the server makes outside io_uring: CPU affinity, the descriptor
-//! limit and eventfd. Each wrapper turns `-1` into `io::Error` via [`cvt`]; nothing else in
+//! limit and eventfd. Each wrapper turns `-1` into `io::Error` via `cvt`; nothing else in
 //! the crate calls libc for these.
 
 use std::io;

@@ -6,15 +6,6 @@ use ringecho::{Backend, Endpoint, Listen, Mode};
 use std::io::{Read, Write};
 use util::*;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// 1 GiB into a discard listener: every byte counted, the server's RSS does not grow
 /// with it.
 fn discard_takes_a_gigabyte_in_bounded_memory(backend: Backend) {
@@ -62,12 +53,7 @@ fn source_streams_a_verifiable_pattern(backend: Backend) {
         let n = s.read(&mut buf).unwrap();
         assert!(n > 0, "source closed early at {offset}");
         for (i, b) in buf[..n].iter().enumerate() {
-            assert_eq!(
-                *b,
-                ringecho::config::source_byte(offset + i as u64),
-                "at offset {}",
-                offset + i as u64
-            );
+            assert_eq!(*b, ringecho::source_byte(offset + i as u64), "at offset {}", offset + i as u64);
         }
         offset += n as u64;
     }

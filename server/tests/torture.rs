@@ -9,22 +9,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use util::*;
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// 100 connections write without ever reading; a well-behaved client is served with a
 /// p99 under 50 ms meanwhile, and the server's queues stay within their bound.
 fn hundred_never_reading_clients(backend: Backend) {
     const MAX: u32 = 256 * 1024;
     let Some(h) = start(backend, |c| c.max_conn_buffer = MAX) else { return };
     let addr = h.tcp_addr().unwrap();
-    let rss_before = rss_kib();
+    let rss_before = rss_kib(std::process::id());
     let hostile: Vec<TcpStream> = (0..100).map(|_| connect(addr)).collect();
     let writers: Vec<_> = hostile
         .iter()
@@ -67,7 +58,7 @@ fn hundred_never_reading_clients(backend: Backend) {
     }
     // The test process holds the server: its RSS grew by at most the queues' bound plus
     // the buffers (preallocated pools are touched as they fill).
-    let grown = rss_kib().saturating_sub(rss_before);
+    let grown = rss_kib(std::process::id()).saturating_sub(rss_before);
     let bound_kib = 101 * u64::from(MAX) / 1024 + 2 * 1024 * 16 + 64 * 1024;
     eprintln!("{}: RSS grew {grown} KiB (bound {bound_kib} KiB)", backend.name());
     assert!(grown < bound_kib, "RSS grew {grown} KiB");
@@ -283,19 +274,7 @@ fn descriptor_exhaustion(backend: Backend) {
         let _ = s.write_all(b"?");
     }
     // The server is not spinning on failing accepts while it is full.
-    let cpu = || {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", server.child.id())).unwrap();
-        let f: Vec<u64> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|v| v.parse().unwrap())
-            .collect();
-        f[0] + f[1]
-    };
+    let cpu = || cpu_ticks(server.child.id());
     let (c0, t0) = (cpu(), Instant::now());
     std::thread::sleep(Duration::from_millis(1000)); // a measuring window, not synchronisation
     let ticks = cpu() - c0;

@@ -14,7 +14,7 @@ use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, squeue, types};
-use ringecho::ring::{self, BufRing, Driver};
+use ringecho::ring::{self, BufRing, Driver, PushError};
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -97,7 +97,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let slots_per_flow = (clock.depth as usize).clamp(16, 1024);
     let max_size = plan.size.max as usize;
 
-    let rings = super::Rings::new(2048);
+    let rings = super::new_ring(2048);
 
     let mut flows = Vec::new();
     let mut first_error = None;
@@ -140,10 +140,16 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     }
     let connected = flows.len();
 
-    let super::Rings { uring, buf_ring } = &mut rings;
-    let mut driver = Driver::new(uring);
+    let (mut driver, buf_ring) = rings.split();
     let timeout = plan.udp_timeout.as_nanos() as u64;
-    let mut w = Dgram { driver: &mut driver, buf_ring, pattern: &pattern, flows, verify: plan.verify };
+    let mut w = Dgram {
+        driver: &mut driver,
+        buf_ring,
+        push_error: None,
+        pattern: &pattern,
+        flows,
+        verify: plan.verify,
+    };
     let mut now = clock.now();
     for i in 0..w.flows.len() {
         w.arm_recv(i);
@@ -172,6 +178,9 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             }
         }
         let wait = wait_budget(&clock, now, TICK, stopping_since.is_some());
+        if let Some(e) = w.push_error.take() {
+            return Err(RunError::Setup(e.to_string()));
+        }
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
         let scheduling = stopping_since.is_none();
@@ -216,7 +225,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         // touch (send slots, buffers, the ring) instead of freeing it.
         std::mem::forget(w);
         std::mem::forget(driver);
-        std::mem::forget(rings);
+        rings.leak();
     } else {
         drop(w);
         drop(driver);
@@ -268,6 +277,8 @@ impl Flow {
 struct Dgram<'a, 'd> {
     driver: &'a mut Driver<'d>,
     buf_ring: &'a mut BufRing,
+    /// The first push the ring refused: the run stops with an error after this turn.
+    push_error: Option<PushError>,
     pattern: &'a Pattern,
     flows: Vec<Flow>,
     verify: bool,
@@ -283,7 +294,9 @@ impl Dgram<'_, '_> {
         // SAFETY: a send points into a slot that is not reused until it completes, and
         // receives into `buf_ring`; both outlive the ring, and `cancel_all` waits for
         // every operation first.
-        unsafe { self.driver.push(&entry) };
+        if let Err(e) = unsafe { self.driver.push(&entry) } {
+            self.push_error.get_or_insert(e);
+        }
     }
 
     fn next_live(&self, rr: &mut usize) -> Option<usize> {
@@ -378,17 +391,15 @@ impl Dgram<'_, '_> {
         rec: &mut Recorder,
         scheduling: bool,
     ) {
-        let bid = cqueue::buffer_select(flags);
-        if let Some(bid) = bid {
-            self.buf_ring.mark_taken(bid);
-        }
+        // A buffer id the ring refuses is not data we can trust: the reply is ignored.
+        let bid = cqueue::buffer_select(flags).and_then(|bid| self.buf_ring.take(bid).ok());
         if !cqueue::more(flags) {
             self.flows[i].recv_armed = false;
         }
-        match (res, bid) {
-            (n, Some(bid)) if n >= 0 => {
+        match (res, &bid) {
+            (n, Some(buf)) if n >= 0 => {
                 rec.counters.bytes_received += n as u64;
-                self.on_reply(i, bid, n as u32, now, clock, rec, scheduling);
+                self.on_reply(i, buf, n as u32, now, clock, rec, scheduling);
             }
             (n, _) if n < 0 => match -n {
                 libc::ENOBUFS => self.flows[i].starved = true,
@@ -403,8 +414,8 @@ impl Dgram<'_, '_> {
             },
             _ => {}
         }
-        if let Some(bid) = bid {
-            let _ = self.buf_ring.provide(bid);
+        if let Some(buf) = bid {
+            let _ = self.buf_ring.give_back(buf);
         }
         if !self.flows[i].recv_armed && !self.flows[i].dead && !self.flows[i].starved {
             self.arm_recv(i);
@@ -415,14 +426,14 @@ impl Dgram<'_, '_> {
     fn on_reply(
         &mut self,
         i: usize,
-        bid: u16,
+        buf: &ringecho::ring::Buf,
         n: u32,
         now: u64,
         clock: &mut Clock,
         rec: &mut Recorder,
         scheduling: bool,
     ) {
-        let data = self.buf_ring.bytes(bid, n);
+        let data = self.buf_ring.bytes(buf, n);
         let f = &mut self.flows[i];
         let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
             rec.counters.garbage += 1;

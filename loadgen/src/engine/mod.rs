@@ -485,24 +485,11 @@ pub(crate) struct WorkerArgs<'a> {
     pub barrier: &'a Barrier,
 }
 
-/// A worker's ring and the buffer ring it receives into. Fields drop in declaration
-/// order: the ring goes first, so the kernel never writes a buffer after its memory.
-pub(crate) struct Rings {
-    pub uring: io_uring::IoUring,
-    pub buf_ring: ringecho::ring::BufRing,
-}
-
-impl Rings {
-    /// A 1024-entry ring with `buffers` provided buffers of 64 KiB registered.
-    pub fn new(buffers: u16) -> Result<Rings, RunError> {
-        let mut buf_ring = ringecho::ring::BufRing::new(buffers, 64 * 1024, 0)
-            .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
-        let (uring, _) = ringecho::ring::build(1024, false).map_err(|e| RunError::Setup(e.to_string()))?;
-        // SAFETY: both end up in one `Rings`, whose field order drops `uring` first.
-        unsafe { buf_ring.register(&uring.submitter()) }
-            .map_err(|e| RunError::Setup(format!("buffer ring: {e}")))?;
-        Ok(Rings { uring, buf_ring })
-    }
+/// A worker's ring: 1024 entries and `buffers` provided buffers of 64 KiB.
+pub(crate) fn new_ring(buffers: u16) -> Result<ringecho::ring::Ring, RunError> {
+    let options =
+        ringecho::ring::RingOptions { entries: 1024, sqpoll: false, buffers, buffer_size: 64 * 1024 };
+    ringecho::ring::Ring::new(options).map_err(|e| RunError::Setup(e.to_string()))
 }
 
 /// Cancels every operation on the ring and waits (bounded) for the kernel to answer
@@ -511,16 +498,17 @@ pub(crate) fn cancel_all(driver: &mut ringecho::ring::Driver<'_>, buf_ring: &mut
     use io_uring::{cqueue, opcode, types};
     let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(u64::MAX);
     // SAFETY: a cancel points to no memory.
-    unsafe { driver.push(&cancel) };
+    if unsafe { driver.push(&cancel) }.is_err() {
+        return;
+    }
     let give_up = Instant::now() + Duration::from_secs(2);
     while driver.inflight() > 0 && Instant::now() < give_up {
         if driver.wait(1, Some(Duration::from_millis(50))).is_err() {
             break;
         }
         while let Some(cqe) = driver.completion() {
-            if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
-                buf_ring.mark_taken(bid);
-                let _ = buf_ring.provide(bid);
+            if let Some(Ok(buf)) = cqueue::buffer_select(cqe.flags()).map(|bid| buf_ring.take(bid)) {
+                let _ = buf_ring.give_back(buf);
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, squeue, types};
-use ringecho::ring::{self, BufRing, Driver};
+use ringecho::ring::{self, BufRing, Driver, PushError};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -90,7 +90,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let mut rec = Recorder::new(args.index);
     let mut clock = Clock::new(shared, args.index, args.workers);
 
-    let rings = super::Rings::new(1024);
+    let rings = super::new_ring(1024);
 
     let mut conns = Vec::new();
     let mut first_error = None;
@@ -141,11 +141,11 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         }
         _ => return Err(RunError::Setup("not a stream target".into())),
     };
-    let super::Rings { uring, buf_ring } = &mut rings;
-    let mut driver = Driver::new(uring);
+    let (mut driver, buf_ring) = rings.split();
     let mut w = Stream {
         driver: &mut driver,
         buf_ring,
+        push_error: None,
         pattern: &pattern,
         conns,
         verify: plan.verify,
@@ -182,6 +182,9 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
             }
         }
         let wait = wait_budget(&clock, now, TICK, stopping_since.is_some());
+        if let Some(e) = w.push_error.take() {
+            return Err(RunError::Setup(e.to_string()));
+        }
         w.driver.wait(1, Some(wait)).map_err(|e| RunError::Setup(format!("io_uring_enter: {e}")))?;
         now = clock.now();
         while let Some(cqe) = w.driver.completion() {
@@ -224,7 +227,7 @@ pub(super) fn run(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
         // touch (send slots, buffers, the ring) instead of freeing it.
         std::mem::forget(w);
         std::mem::forget(driver);
-        std::mem::forget(rings);
+        rings.leak();
     } else {
         drop(w);
         drop(driver);
@@ -249,6 +252,8 @@ fn measured(fifo: &VecDeque<Msg>, warm_end: u64) -> u64 {
 struct Stream<'a, 'd> {
     driver: &'a mut Driver<'d>,
     buf_ring: &'a mut BufRing,
+    /// The first push the ring refused: the run stops with an error after this turn.
+    push_error: Option<PushError>,
     pattern: &'a Pattern,
     conns: Vec<Conn>,
     verify: bool,
@@ -263,7 +268,9 @@ impl Stream<'_, '_> {
     fn push(&mut self, entry: squeue::Entry) {
         // SAFETY: sends point into `pattern` and receives into `buf_ring`, both of which
         // outlive the ring; `cancel_all` waits for every operation before they go.
-        unsafe { self.driver.push(&entry) };
+        if let Err(e) = unsafe { self.driver.push(&entry) } {
+            self.push_error.get_or_insert(e);
+        }
     }
 
     fn next_live(&self, rr: &mut usize) -> Option<usize> {
@@ -372,16 +379,14 @@ impl Stream<'_, '_> {
         rec: &mut Recorder,
         scheduling: bool,
     ) {
-        let bid = cqueue::buffer_select(flags);
-        if let Some(bid) = bid {
-            self.buf_ring.mark_taken(bid);
-        }
+        // A buffer id the ring refuses is not data we can trust: the reply is ignored.
+        let bid = cqueue::buffer_select(flags).and_then(|bid| self.buf_ring.take(bid).ok());
         if !cqueue::more(flags) {
             self.conns[i].recv_armed = false;
         }
         if res > 0 {
-            if let Some(bid) = bid {
-                self.on_data(i, bid, res as u32, now, clock, rec, scheduling);
+            if let Some(buf) = &bid {
+                self.on_data(i, buf, res as u32, now, clock, rec, scheduling);
             }
         } else if res == 0 {
             let c = &mut self.conns[i];
@@ -403,8 +408,8 @@ impl Stream<'_, '_> {
                 errno => self.fail(i, errno, rec),
             }
         }
-        if let Some(bid) = bid {
-            let _ = self.buf_ring.provide(bid);
+        if let Some(buf) = bid {
+            let _ = self.buf_ring.give_back(buf);
         }
         if !self.conns[i].recv_armed && !self.conns[i].dead && !self.conns[i].starved {
             self.arm_recv(i);
@@ -415,7 +420,7 @@ impl Stream<'_, '_> {
     fn on_data(
         &mut self,
         i: usize,
-        bid: u16,
+        buf: &ringecho::ring::Buf,
         n: u32,
         now: u64,
         clock: &mut Clock,
@@ -423,7 +428,7 @@ impl Stream<'_, '_> {
         scheduling: bool,
     ) {
         rec.counters.bytes_received += u64::from(n);
-        let data = self.buf_ring.bytes(bid, n);
+        let data = self.buf_ring.bytes(buf, n);
         let c = &mut self.conns[i];
         // Only bytes we have handed to the kernel can be echoes; the rest is the server
         // talking out of turn.

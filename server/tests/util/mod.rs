@@ -3,11 +3,13 @@
 #![allow(dead_code)]
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use ringecho::{Backend, Config, Listen, Server, ServerHandle, StartError};
+use ringecho::{Backend, Config, Listen, Server, ServerHandle};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+#[allow(unused_imports)]
+pub use testkit::{cpu_ticks, eventually, rss_kib};
 
 /// Every client operation gives up after this long, so a server bug fails a test instead
 /// of hanging it.
@@ -25,10 +27,33 @@ macro_rules! for_each_backend {
     };
 }
 
-/// Starts an in-process server of `backend` on 127.0.0.1:0 with `tweak` applied, or
-/// returns `None` (after saying why) when the backend needs io_uring and this machine
-/// cannot run it.
-pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<ServerHandle> {
+/// An in-process server for one test. Dropping it stops the server and asserts that its
+/// buffer bookkeeping never refused anything (`buf_errors == 0`), so every end-to-end test
+/// checks that rule without saying so.
+pub struct TestServer(Option<ServerHandle>);
+
+impl std::ops::Deref for TestServer {
+    type Target = ServerHandle;
+    fn deref(&self) -> &ServerHandle {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let Some(h) = self.0.take() else { return };
+        h.shutdown();
+        let totals = h.join().total;
+        if !std::thread::panicking() {
+            assert_eq!(totals.buf_errors, 0, "buffer bookkeeping refused something: {totals:?}");
+        }
+    }
+}
+
+/// Starts an in-process server of `backend` on 127.0.0.1:0 with `tweak` applied. `None`
+/// only when the backend needs io_uring, this machine lacks it and the run allows
+/// skipping (see `testkit`); otherwise a missing io_uring fails the test.
+pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
     if !available(backend) {
         return None;
     }
@@ -40,29 +65,21 @@ pub fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Server
     };
     tweak(&mut config);
     match Server::start(config) {
-        Ok(h) => Some(h),
-        Err(StartError::Uring(e)) => {
-            eprintln!("skipped: needs io_uring: {e}");
-            None
-        }
+        Ok(h) => Some(TestServer(Some(h))),
         Err(e) => panic!("server failed to start: {e}"),
     }
 }
 
-/// Whether `backend` can run here (for binary tests, which cannot see `StartError`).
+/// Whether `backend` can run here; when it needs io_uring and this machine lacks it, the
+/// test fails unless the run allows skipping.
 pub fn available(backend: Backend) -> bool {
-    !matches!(backend, Backend::Uring | Backend::TokioUring) || uring_available()
+    !backend.needs_io_uring() || uring_available()
 }
 
-/// Whether io_uring works here (for binary tests, which cannot see `StartError`).
+/// Whether io_uring works here; when it does not, the test fails unless the run allows
+/// skipping.
 pub fn uring_available() -> bool {
-    match ringecho::ring::probe() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: needs io_uring: {e}");
-            false
-        }
-    }
+    testkit::require("io_uring", ringecho::ring::probe().map(drop))
 }
 
 /// A TCP client with read and write timeouts.
@@ -105,29 +122,20 @@ pub fn echo_full_duplex(s: TcpStream, data: Vec<u8>) -> io::Result<Vec<u8>> {
     Ok(back)
 }
 
-/// Polls `cond` until it holds or `limit` passes; returns whether it held. For waiting on
-/// a condition another party makes true (server stats), not for ordering our own steps.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Asserts that, once idle, the server holds no connection and every provided buffer is
-/// back in the kernel's hands.
+/// Asserts that, once idle, the server holds no connection, every provided buffer is back
+/// in the kernel's hands, every connection accepted was closed, and the buffer
+/// bookkeeping never refused anything.
 pub fn assert_settled(h: &ServerHandle) {
     let ok = eventually(Duration::from_secs(10), || {
         let t = h.stats().total;
-        t.open == 0 && t.buf_ring_available == t.buf_ring_size && t.queued_bytes == 0
+        t.open == 0
+            && t.buf_ring_available == t.buf_ring_size
+            && t.queued_bytes == 0
+            && t.accepted == t.closed
     });
-    assert!(ok, "server did not settle: {:?}", h.stats().total);
+    let t = h.stats().total;
+    assert!(ok, "server did not settle: {t:?}");
+    assert_eq!(t.buf_errors, 0, "buffer bookkeeping refused something: {t:?}");
 }
 
 /// The `ringecho` binary, started with `args`; its first stdout lines are the bound
@@ -202,6 +210,9 @@ impl Binary {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut rest = String::new();
                 self.stdout.read_to_string(&mut rest).unwrap();
+                if rest.contains("totals:") {
+                    assert!(rest.contains(" buf_errors=0"), "buffer bookkeeping refused something: {rest}");
+                }
                 return (status.code(), rest);
             }
             if Instant::now() > end {

@@ -4,28 +4,43 @@
 //! is submitted only when no other operation of that connection is in flight, so no
 //! completion can land on a reused slot (tokens carry the slot's generation as well).
 
-use super::Worker;
-use crate::config::{Mode, SOURCE_CHUNK, SOURCE_PATTERN, source_byte};
+use super::conn::{Conn, Phase, RecvAction};
+use super::token::{Kind, Token};
+use super::worker::{AcceptState, Worker};
+use crate::backend::contract::Transport;
+use crate::config::Mode;
+use crate::policy::{self, Admission, CloseReason};
 use crate::ring;
-use crate::server::SockKind;
-use crate::uring::conn::{CloseReason, Conn, Phase, RecvAction};
-use crate::uring::token::{Kind, Token};
 use io_uring::{cqueue, opcode, types};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-impl Worker<'_> {
+/// Multishot accept only while more direct-descriptor slots are free than a full listen
+/// backlog: one multishot accept can take the whole backlog in one go, and a connection
+/// accepted into a full table is closed by the kernel (reset). Below that, accepts are
+/// single-shot, one per free slot, and connections wait in the backlog instead.
+const MULTISHOT_ACCEPT_MIN_FREE: u32 = 4096 + 64;
+
+/// IORING_SEND_ZC_REPORT_USAGE: the notification says whether the kernel copied after all.
+const ZC_REPORT_USAGE: u16 = 8;
+
+impl<'a> Worker<'a> {
+    /// `--max-conns` over the process (borrows the set-up, not the worker).
+    fn admission(&self) -> Admission<'a> {
+        let setup = self.setup;
+        Admission::new(&setup.shared.open_conns, setup.shared.config.max_conns)
+    }
+
     /// Arms the listener's accept: multishot while the descriptor table has plenty of
     /// room, single-shot when it is nearly full, not at all when it is full (a freed
     /// slot re-arms it).
     pub(super) fn arm_accept(&mut self, listener: usize) {
-        debug_assert_eq!(self.setup.listeners[listener].kind, SockKind::Stream);
+        debug_assert_eq!(self.setup.listeners[listener].transport, Transport::Stream);
         if self.accepts[listener].armed || self.slots_free == 0 || self.draining.is_some() {
             return;
         }
-        let multishot = self.slots_free > super::MULTISHOT_ACCEPT_MIN_FREE;
-        self.accepts[listener] = super::AcceptState { armed: true, multishot, cancelling: false };
+        let multishot = self.slots_free > MULTISHOT_ACCEPT_MIN_FREE;
+        self.accepts[listener] = AcceptState { armed: true, multishot, cancelling: false };
         let fd = types::Fd(self.setup.listeners[listener].fd.as_raw_fd());
         let token = Token::new(Kind::Accept, listener as u32, 0).encode();
         let entry = if multishot {
@@ -42,7 +57,7 @@ impl Worker<'_> {
     fn slot_freed(&mut self) {
         self.slots_free += 1;
         for listener in 0..self.accepts.len() {
-            if self.setup.listeners[listener].kind == SockKind::Stream
+            if self.setup.listeners[listener].transport == Transport::Stream
                 && !self.accepts[listener].armed
                 && !self.backoff.contains(&listener)
             {
@@ -66,44 +81,14 @@ impl Worker<'_> {
         if res >= 0 {
             self.slots_free = self.slots_free.saturating_sub(1);
             let state = self.accepts[listener];
-            if more
-                && state.multishot
-                && !state.cancelling
-                && self.slots_free <= super::MULTISHOT_ACCEPT_MIN_FREE
-            {
+            if more && state.multishot && !state.cancelling && self.slots_free <= MULTISHOT_ACCEPT_MIN_FREE {
                 // Nearly full: stop the multishot accept; it is re-armed single-shot.
                 self.accepts[listener].cancelling = true;
                 let target = Token::new(Kind::Accept, listener as u32, 0).encode();
                 let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
                 self.push(opcode::AsyncCancel::new(target).build().user_data(token));
             }
-            let slot = res as u32;
-            let max = self.config().max_conns;
-            let mode = self.setup.listeners[listener].mode;
-            let Some(conn) = self.conns.get_mut(slot as usize) else {
-                // Cannot happen (the table is ours); close the descriptor all the same.
-                self.counters.err_other += 1;
-                self.slots_free += 1;
-                let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
-                self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
-                return;
-            };
-            let draining = self.draining.is_some();
-            let refuse = draining || self.setup.shared.open_conns.fetch_add(1, Ordering::Relaxed) >= max;
-            if refuse {
-                if !draining {
-                    self.setup.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
-                }
-                conn.phase = Phase::Refused;
-                let token = Token::new(Kind::CloseRefused, slot, conn.generation).encode();
-                self.counters.refused += 1;
-                self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
-            } else {
-                conn.open(mode, self.now);
-                self.counters.accepted += 1;
-                self.open += 1;
-                self.progress(slot);
-            }
+            self.admit(listener, res as u32);
         } else if res != -libc::ECANCELED {
             self.counters.err_accept += 1;
         }
@@ -113,6 +98,35 @@ impl Worker<'_> {
             } else if !self.backoff.contains(&listener) {
                 self.backoff.push(listener);
             }
+        }
+    }
+
+    /// A connection was accepted into direct-descriptor `slot`: serve it, or close it at
+    /// once (past `--max-conns`, or draining).
+    fn admit(&mut self, listener: usize, slot: u32) {
+        let draining = self.draining.is_some();
+        let admitted = self.admission().admit(draining, &mut self.counters);
+        let mode = self.setup.listeners[listener].mode;
+        let now = self.now;
+        let Some(conn) = self.conns.get_mut(slot as usize) else {
+            // Cannot happen (the table is ours); close the descriptor all the same.
+            self.counters.err_other += 1;
+            if admitted {
+                self.admission().release(CloseReason::Error, &mut self.counters);
+            }
+            self.slots_free += 1;
+            let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
+            self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
+            return;
+        };
+        if admitted {
+            conn.open(mode, now);
+            self.open += 1;
+            self.progress(slot);
+        } else {
+            conn.phase = Phase::Refused;
+            let token = Token::new(Kind::CloseRefused, slot, conn.generation).encode();
+            self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
         }
     }
 
@@ -131,38 +145,41 @@ impl Worker<'_> {
     }
 
     pub(super) fn on_recv(&mut self, token: Token, res: i32, flags: u32, more: bool) {
-        let bid = cqueue::buffer_select(flags);
-        if let Some(bid) = bid {
-            if !self.buf_ring.mark_taken(bid) {
-                self.counters.err_other += 1;
-                if !more {
-                    if let Some(conn) = self.conn_mut(token) {
-                        conn.recv_armed = false;
+        let buf = match cqueue::buffer_select(flags) {
+            Some(bid) => match self.buffers.take(bid, &mut self.counters) {
+                Some(buf) => Some(buf),
+                None => {
+                    // Not a buffer we can trust: ignore the data, keep the receive's state.
+                    if !more {
+                        if let Some(conn) = self.conn_mut(token) {
+                            conn.recv_armed = false;
+                        }
+                        self.progress(token.slot);
                     }
-                    self.progress(token.slot);
+                    return;
                 }
-                return;
-            }
-        }
+            },
+            None => None,
+        };
+        let now = self.now;
         let Some(conn) = self.conns.get_mut(token.slot as usize).filter(|c| c.generation == token.generation)
         else {
-            if let Some(bid) = bid {
-                self.release_buf(bid);
+            if let Some(buf) = buf {
+                self.buffers.release(buf, &mut self.counters);
             }
             return;
         };
         if !more {
             conn.recv_armed = false;
         }
-        match (res, bid) {
-            (n, Some(bid)) if n > 0 => {
+        match (res, buf) {
+            (n, Some(buf)) if n > 0 => {
                 let n = n as u32;
-                self.counters.bytes_in += u64::from(n);
-                self.counters.recv_ops += 1;
-                if conn.phase == Phase::Open && conn.mode == Mode::Echo {
-                    conn.on_data(bid, n);
-                    conn.last_active = Some(self.now);
-                    let queued = u64::from(conn.queued_bytes());
+                policy::count_received(&mut self.counters, n as usize);
+                conn.last_active = Some(now);
+                if conn.phase == Phase::Open && policy::keeps_received(conn.mode) {
+                    conn.queue.push(buf, n);
+                    let queued = u64::from(conn.queue.bytes());
                     debug_assert!(
                         !self.limits || queued <= u64::from(self.setup.shared.config.max_conn_buffer)
                     );
@@ -172,77 +189,67 @@ impl Worker<'_> {
                 } else {
                     // Discard and source drop what they receive; a closing connection
                     // has no use for it either.
-                    conn.last_active = Some(self.now);
-                    self.release_buf(bid);
+                    self.buffers.release(buf, &mut self.counters);
                 }
             }
-            (0, bid) => {
-                conn.read_eof = true;
-                if let Some(bid) = bid {
-                    self.release_buf(bid);
-                }
-            }
-            (n, bid) if n < 0 => {
-                let errno = -n;
-                if errno == libc::ENOBUFS {
+            (n, buf) if n <= 0 => {
+                if n == 0 {
+                    conn.read_eof = true;
+                } else if n == -libc::ENOBUFS {
                     conn.starved = true;
                 }
-                if let Some(bid) = bid {
-                    self.release_buf(bid);
+                if let Some(buf) = buf {
+                    self.buffers.release(buf, &mut self.counters);
                 }
-                match errno {
+                match -n {
+                    0 | libc::ECANCELED => {}
                     libc::ENOBUFS => {
                         self.starved.push(token.slot);
                         self.counters.enobufs += 1;
                     }
-                    libc::ECANCELED => {}
                     errno => self.on_socket_error(token.slot, errno),
                 }
             }
-            (_, Some(bid)) => self.release_buf(bid),
+            // Data without a buffer: the kernel always names one for a provided-buffer
+            // receive, so this cannot happen; nothing to release.
             _ => {}
         }
         self.progress(token.slot);
     }
 
     fn on_socket_error(&mut self, slot: u32, errno: i32) {
-        match errno {
-            libc::ECONNRESET => self.counters.err_reset += 1,
-            libc::EPIPE => self.counters.err_pipe += 1,
-            _ => self.counters.err_other += 1,
-        }
+        policy::count_errno(&mut self.counters, errno);
         self.begin_close(slot, CloseReason::Error);
     }
 
     pub(super) fn on_send(&mut self, token: Token, res: i32, zc: bool, more: bool) {
         if zc && more {
             // A notification will follow; the buffer is the kernel's until then.
-            self.zc_notifs[usize::from(token.bid)] += 1;
+            self.buffers.zc_sent(token.bid, &mut self.counters);
         }
+        let now = self.now;
         let Some(conn) = self
             .conns
             .get_mut(token.slot as usize)
-            .filter(|c| c.generation == token.generation && c.send_in_flight)
+            .filter(|c| c.generation == token.generation && c.queue.in_flight())
         else {
             self.counters.err_other += 1;
             return;
         };
         if res >= 0 {
-            let asked = conn.front_len();
-            conn.last_active = Some(self.now);
-            let done = conn.on_sent(res as u32);
-            let c = &mut self.counters;
-            c.bytes_out += res as u64;
-            c.queued_bytes -= res as u64;
-            c.sends += 1;
-            c.zc_sends += u64::from(zc);
+            let asked = conn.queue.front_len();
+            conn.last_active = Some(now);
+            let done = conn.queue.on_sent(res as u32);
+            policy::count_sent(&mut self.counters, res as usize);
+            self.counters.queued_bytes -= res as u64;
+            self.counters.zc_sends += u64::from(zc);
             match done {
-                Some(bid) => self.release_buf(bid),
+                Some(buf) => self.buffers.release(buf, &mut self.counters),
                 None if (res as u32) < asked => self.counters.short_sends += 1,
                 None => {}
             }
         } else {
-            conn.on_send_failed();
+            conn.queue.on_send_failed();
             if -res != libc::ECANCELED {
                 self.on_socket_error(token.slot, -res);
             }
@@ -252,16 +259,15 @@ impl Worker<'_> {
 
     pub(super) fn on_source_sent(&mut self, token: Token, res: i32) {
         let now = self.now;
-        let Some(conn) = self.conn_mut(token).filter(|c| c.send_in_flight) else {
+        let Some(conn) = self.conn_mut(token).filter(|c| c.source_in_flight) else {
             self.counters.err_other += 1;
             return;
         };
-        conn.send_in_flight = false;
+        conn.source_in_flight = false;
         if res >= 0 {
             conn.source_offset += res as u64;
             conn.last_active = Some(now);
-            self.counters.bytes_out += res as u64;
-            self.counters.sends += 1;
+            policy::count_sent(&mut self.counters, res as usize);
         } else if -res != libc::ECANCELED {
             self.on_socket_error(token.slot, -res);
         }
@@ -270,14 +276,13 @@ impl Worker<'_> {
 
     pub(super) fn on_close(&mut self, token: Token) {
         let Some(conn) = self.conn_mut(token) else { return };
-        let was_paused = conn.paused;
+        let (was_paused, reason) = (conn.paused, conn.close_reason.unwrap_or(CloseReason::Error));
         conn.free();
         if was_paused {
             self.counters.paused -= 1;
         }
         self.open -= 1;
-        self.counters.closed += 1;
-        self.setup.shared.open_conns.fetch_sub(1, Ordering::Relaxed);
+        self.admission().release(reason, &mut self.counters);
         self.slot_freed();
     }
 
@@ -287,12 +292,7 @@ impl Worker<'_> {
             return;
         }
         conn.phase = Phase::Closing;
-        match reason {
-            CloseReason::Idle => self.counters.idle_closed += 1,
-            CloseReason::Evicted => self.counters.evicted += 1,
-            CloseReason::Drain => self.counters.drain_closed += 1,
-            CloseReason::Eof | CloseReason::Error => {}
-        }
+        conn.close_reason = Some(reason);
     }
 
     /// Moves a connection forward after any event: start the next send, arm, pause or
@@ -307,62 +307,75 @@ impl Worker<'_> {
     }
 
     fn progress_open(&mut self, slot: u32) {
-        let config = &self.setup.shared.config;
-        let (max, buf_size, zc_threshold) = (config.max_conn_buffer, config.buffer_size, config.zc_threshold);
-        let conn = &mut self.conns[slot as usize];
-        let generation = conn.generation;
-        match conn.mode {
-            Mode::Echo => {
-                if let Some(chunk) = conn.start_send() {
-                    let ptr = self.buf_ring.data(chunk.bid, chunk.offset, chunk.len);
-                    let zc = zc_threshold.is_some_and(|t| chunk.len >= t);
-                    let kind = if zc { Kind::SendZc } else { Kind::Send };
-                    let token = Token { kind, slot, generation, bid: chunk.bid }.encode();
-                    let fd = types::Fixed(slot);
-                    let entry = if zc {
-                        // IORING_SEND_ZC_REPORT_USAGE: the notification says whether the
-                        // kernel copied after all.
-                        const REPORT_USAGE: u16 = 8;
-                        opcode::SendZc::new(fd, ptr, chunk.len)
-                            .flags(libc::MSG_NOSIGNAL)
-                            .zc_flags(REPORT_USAGE)
-                            .build()
-                    } else {
-                        opcode::Send::new(fd, ptr, chunk.len).flags(libc::MSG_NOSIGNAL).build()
-                    };
-                    self.push(entry.user_data(token));
-                }
-            }
-            Mode::Source if !conn.send_in_flight && !conn.read_eof => {
-                conn.send_in_flight = true;
-                let phase = (conn.source_offset % 251) as usize;
-                let len = (buf_size as usize).min(SOURCE_CHUNK);
-                debug_assert_eq!(SOURCE_PATTERN[phase], source_byte(conn.source_offset));
-                let ptr = SOURCE_PATTERN[phase..phase + len].as_ptr();
-                let token = Token::new(Kind::SourceSend, slot, generation).encode();
-                self.push(
-                    opcode::Send::new(types::Fixed(slot), ptr, len as u32)
-                        .flags(libc::MSG_NOSIGNAL)
-                        .build()
-                        .user_data(token),
-                );
-            }
-            Mode::Source | Mode::Discard => {}
+        match self.conns[slot as usize].mode {
+            Mode::Echo => self.send_next(slot),
+            Mode::Source => self.send_source(slot),
+            Mode::Discard => {}
         }
-        let conn = &mut self.conns[slot as usize];
-        let finished = conn.read_eof && conn.queued_chunks() == 0 && !conn.recv_armed && !conn.send_in_flight;
+        let conn = &self.conns[slot as usize];
+        let finished = conn.read_eof && conn.queue.len() == 0 && !conn.recv_armed && !conn.send_in_flight();
         if finished {
             self.begin_close(slot, CloseReason::Eof);
             return;
         }
+        self.steer_recv(slot);
+    }
+
+    /// Echo: sends the front chunk of the queue, unless a send is in flight.
+    fn send_next(&mut self, slot: u32) {
+        let zc_threshold = self.config().zc_threshold;
+        let conn = &mut self.conns[slot as usize];
+        let generation = conn.generation;
+        let Some(chunk) = conn.queue.start_send() else { return };
+        let ptr = self.buffers.data(&chunk.buf, chunk.offset, chunk.len);
+        let zc = zc_threshold.is_some_and(|t| chunk.len >= t);
+        let kind = if zc { Kind::SendZc } else { Kind::Send };
+        let token = Token { kind, slot, generation, bid: chunk.buf.id() }.encode();
+        let fd = types::Fixed(slot);
+        let entry = if zc {
+            opcode::SendZc::new(fd, ptr, chunk.len)
+                .flags(libc::MSG_NOSIGNAL)
+                .zc_flags(ZC_REPORT_USAGE)
+                .build()
+        } else {
+            opcode::Send::new(fd, ptr, chunk.len).flags(libc::MSG_NOSIGNAL).build()
+        };
+        self.push(entry.user_data(token));
+    }
+
+    /// Source: sends the next piece of the pattern, unless a send is in flight.
+    fn send_source(&mut self, slot: u32) {
+        let buf_size = self.config().buffer_size as usize;
+        let conn = &mut self.conns[slot as usize];
+        if conn.source_in_flight || conn.read_eof {
+            return;
+        }
+        conn.source_in_flight = true;
+        let data = policy::source_chunk(conn.source_offset, buf_size);
+        let token = Token::new(Kind::SourceSend, slot, conn.generation).encode();
+        self.push(
+            opcode::Send::new(types::Fixed(slot), data.as_ptr(), data.len() as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+                .user_data(token),
+        );
+    }
+
+    /// Arms, pauses or cancels the receive as the queue bound says.
+    fn steer_recv(&mut self, slot: u32) {
+        let config = self.config();
+        let (max, buf_size) = (config.max_conn_buffer, config.buffer_size);
+        let limits = self.limits;
+        let conn = &mut self.conns[slot as usize];
+        let generation = conn.generation;
         let was_paused = conn.paused;
-        let action = conn.recv_action(max, buf_size, self.limits);
+        let action = conn.recv_action(max, buf_size, limits);
         let now_paused = conn.paused;
         match action {
             RecvAction::Arm(limit) => {
                 conn.recv_armed = true;
                 let token = Token::new(Kind::Recv, slot, generation).encode();
-                let group = self.buf_ring.group();
+                let group = self.buffers.group();
                 self.push(ring::recv_multishot(types::Fixed(slot), group, limit).user_data(token));
             }
             RecvAction::Cancel => {
@@ -384,22 +397,18 @@ impl Worker<'_> {
     fn progress_closing(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
-        let unsent = conn.take_unsent();
+        let (buffers, counters) = (&mut self.buffers, &mut self.counters);
+        let dropped = conn.queue.drain_unsent(|buf| buffers.release(buf, counters));
+        self.counters.queued_bytes -= u64::from(dropped);
+        let conn = &mut self.conns[slot as usize];
         let quiet = conn.is_quiet();
-        let needs_cancel = !quiet && !conn.cancel_pending;
-        if needs_cancel {
+        if !quiet && !conn.cancel_pending {
             conn.cancel_pending = true;
-        }
-        for chunk in unsent {
-            self.counters.queued_bytes -= u64::from(chunk.len);
-            self.release_buf(chunk.bid);
-        }
-        if needs_cancel {
             let token = Token::new(Kind::Cancel, slot, generation).encode();
             let all = types::CancelBuilder::fd(types::Fixed(slot)).all();
             self.push(opcode::AsyncCancel2::new(all).build().user_data(token));
         } else if quiet {
-            self.conns[slot as usize].phase = Phase::CloseSubmitted;
+            conn.phase = Phase::CloseSubmitted;
             let token = Token::new(Kind::Close, slot, generation).encode();
             self.push(opcode::Close::new(types::Fixed(slot)).build().user_data(token));
         }
@@ -421,16 +430,16 @@ impl Worker<'_> {
     /// does not read, nothing moved for `stuck_for`) can hold every buffer; close the one
     /// holding most, so the others can be served. Counted as `evicted`.
     pub(super) fn evict_under_pressure(&mut self, stuck_for: Duration) {
-        if self.starved.is_empty() || self.buf_ring.available() > 0 {
+        if self.starved.is_empty() || self.buffers.available() > 0 {
             return;
         }
         let Some(cutoff) = self.now.checked_sub(stuck_for) else { return };
         let victim = (0..self.conns.len())
             .filter(|&i| {
                 let c = &self.conns[i];
-                c.phase == Phase::Open && c.queued_bytes() > 0 && c.last_active.is_some_and(|t| t < cutoff)
+                c.phase == Phase::Open && c.queue.bytes() > 0 && c.last_active.is_some_and(|t| t < cutoff)
             })
-            .max_by_key(|&i| self.conns[i].queued_bytes());
+            .max_by_key(|&i| self.conns[i].queue.bytes());
         if let Some(slot) = victim {
             self.begin_close(slot as u32, CloseReason::Evicted);
             self.progress(slot as u32);

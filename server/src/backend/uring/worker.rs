@@ -2,134 +2,96 @@
 //!
 //! Each turn: publish returned buffers and counters, submit every queued SQE and wait for
 //! at least one completion (one `io_uring_enter`), then dispatch each completion by its
-//! token. Buffers follow DESIGN.md's "buffer's life": a receive completion hands a buffer
-//! to user space, the echo sends that same memory, and the buffer goes back to the ring
-//! after its send (for SEND_ZC, after the notification). Stream connections live in
-//! [`stream`], datagram listeners in [`dgram`].
+//! token. Stream connections live in `stream.rs`, datagram listeners in `dgram.rs`, the
+//! buffers' life in `buffers.rs`.
 //!
 //! Invariant: every operation this worker submits points only into memory that outlives
-//! its last completion — the buffer ring (dropped after the ring), the static `source`
-//! pattern, or boxed fields of the worker, which [`Worker::finish`] keeps alive until the
-//! kernel has answered every operation.
+//! its last completion: the ring's buffers (owned by the [`Ring`], dropped after its
+//! io_uring), the static `source` pattern, or boxed fields of the worker, which
+//! [`Worker::finish`] keeps alive until the kernel has answered every operation (or, if
+//! it never does, leaks).
 
-mod dgram;
-mod stream;
-
-use super::conn::Conn;
+use super::buffers::Buffers;
+use super::conn::{Conn, Phase};
+use super::dgram::DgramState;
 use super::token::{Kind, Token};
+use crate::backend::contract::{Ready, Started, Transport, WorkerSetup};
 use crate::config::Config;
-use crate::ratelimit::RateLimiter;
-use crate::ring::{self, BufRing, Driver, TaskRun};
-use crate::server::{SockKind, WorkerSetup};
+use crate::error::{ServerWarning, WorkerError};
+use crate::policy::Datagrams;
+use crate::ring::{Driver, Features, PushError, Ring, RingOptions};
 use crate::stats::Counters;
-use dgram::{DgramState, SourceKey};
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 /// How often a worker wakes by itself: idle timeouts, the drain deadline and back-off of
 /// failing accepts and receives are checked at this granularity.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Multishot accept only while more direct-descriptor slots are free than a full listen
-/// backlog: one multishot accept can take the whole backlog in one go, and a connection
-/// accepted into a full table is closed by the kernel (reset). Below that, accepts are
-/// single-shot, one per free slot, and connections wait in the backlog instead.
-const MULTISHOT_ACCEPT_MIN_FREE: u32 = 4096 + 64;
-
 /// How long a connection must have been stuck on a full queue before pool pressure may
 /// close it.
 const EVICT_AFTER: Duration = Duration::from_secs(1);
 
-/// Most sources a worker's rate limiter tracks one by one.
-const RATE_LIMIT_SOURCES: usize = 65_536;
+/// How long `finish` waits for the kernel to answer the final cancel.
+const FINISH_GIVE_UP: Duration = Duration::from_secs(1);
 
-/// Runs a worker to completion. Reports set-up success or failure on `ready` before
-/// serving.
-pub(crate) fn run(setup: WorkerSetup, ready: SyncSender<Result<TaskRun, String>>) {
+/// Runs a worker to completion. Reports set-up success or failure on `ready` first.
+pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<ServerWarning> {
     let config = &setup.shared.config;
-    let fail = |msg: String| {
-        let _ = ready.send(Err(format!("worker {}: {msg}", setup.index)));
-    };
     if let Some(cpu) = setup.cpu {
         if let Err(e) = crate::sys::pin_current_thread(cpu) {
-            return fail(format!("cannot pin to CPU {cpu}: {e}"));
+            ready.failed(format!("pinning to CPU {cpu}"), e);
+            return Vec::new();
         }
     }
-    // Declared before the ring, so dropped after it: the kernel may write the buffers
-    // until the ring is gone.
-    let mut buf_ring = match BufRing::new(config.buffers as u16, config.buffer_size, 0) {
-        Ok(b) => b,
-        Err(e) => return fail(format!("buffer ring of {} × {} B: {e}", config.buffers, config.buffer_size)),
+    let options = RingOptions {
+        entries: config.ring_entries,
+        sqpoll: config.sqpoll,
+        buffers: config.buffers as u16,
+        buffer_size: config.buffer_size,
     };
-    let (mut uring, mode) = match ring::build(config.ring_entries, config.sqpoll) {
+    let mut ring = match Ring::new(options) {
         Ok(r) => r,
-        Err(e) => return fail(e.to_string()),
+        Err(error) => {
+            let worker = ready.worker();
+            ready.failed_with(WorkerError::Uring { worker, error });
+            return Vec::new();
+        }
     };
-    // SAFETY: `uring` is declared after `buf_ring` and so dropped before it.
-    if let Err(e) = unsafe { buf_ring.register(&uring.submitter()) } {
-        return fail(format!("registering the buffer ring: {e}"));
-    }
     let table = file_table_size(config);
-    if let Err(e) = uring.submitter().register_files_sparse(table) {
-        return fail(format!("registering {table} direct descriptors: {e}"));
+    if let Err(e) = ring.register_files_sparse(table) {
+        ready.failed(format!("registering {table} direct descriptors"), e);
+        return Vec::new();
     }
-    let driver = Driver::new(&mut uring);
-    let now = Instant::now();
-    let dgram = setup
-        .listeners
-        .iter()
-        .map(|l| match l.kind {
-            SockKind::Datagram { namelen } => DgramState::new(namelen),
-            SockKind::Stream => DgramState::new(0),
-        })
-        .collect();
-    let rate_limiter =
-        config.udp_rate_limit.map(|pps| RateLimiter::new(pps, (pps / 10).max(1), RATE_LIMIT_SOURCES, now));
-    let mut worker = Worker {
-        slots_free: table,
-        accepts: vec![AcceptState::default(); setup.listeners.len()],
-        driver,
-        buf_ring: &mut buf_ring,
-        conns: (0..table).map(|_| Conn::default()).collect(),
-        dgram,
-        rate_limiter,
-        zc_notifs: vec![0; config.buffers as usize],
-        zc_release: vec![false; config.buffers as usize],
-        starved: Vec::new(),
-        backoff: Vec::new(),
-        counters: Counters::default(),
-        open: 0,
-        now,
-        draining: None,
-        wake_buf: Box::new(0),
-        tick_spec: Box::new(types::Timespec::from(TICK)),
-        setup: &setup,
-        limits: setup.features.recv_total_limit,
-        buffers_returned: false,
-        finishing: false,
-    };
-    let _ = ready.send(Ok(mode));
-    if let Err(e) = worker.serve() {
-        eprintln!("ringecho: worker {} stopped: {e}", setup.index);
+    let started = Started { detail: Some(format!("ring {:?}", ring.task_run())) };
+    let (driver, buf_ring) = ring.split();
+    let mut worker = Worker::new(&setup, driver, Buffers::new(buf_ring), table, features.recv_total_limit);
+    ready.serving(started);
+
+    let mut warnings = Vec::new();
+    if let Err(error) = worker.serve() {
+        warnings.push(ServerWarning::Stopped { worker: setup.index, error });
     }
-    worker.publish();
-    if worker.driver.inflight() > 0 {
+    let operations = worker.driver.inflight();
+    if operations > 0 {
         // Operations the kernel did not give back (an error exit, or the give-up in
         // `finish`) may still write into the buffers, the wake-up word or the ring: leak
         // them rather than free memory the kernel may touch. Only on abnormal exits.
-        eprintln!(
-            "ringecho: worker {}: {} operations still in flight at exit; leaking their memory",
-            setup.index,
-            worker.driver.inflight()
-        );
+        warnings.push(ServerWarning::Leaked { worker: setup.index, operations });
+        worker.publish();
+        worker.abandon();
         std::mem::forget(worker);
-        std::mem::forget(uring);
-        std::mem::forget(buf_ring);
+        ring.leak();
+    } else {
+        // Every operation has completed: a buffer still lent or deferred is a lost one.
+        let lost = worker.buffers.abandon();
+        worker.counters.buf_errors += lost;
+        worker.publish();
     }
+    warnings
 }
 
 /// Direct descriptors per worker: room for `--max-conns` plus the connections being
@@ -153,43 +115,72 @@ pub(super) struct AcceptState {
 }
 
 pub(super) struct Worker<'a> {
+    pub setup: &'a WorkerSetup,
+    pub driver: Driver<'a>,
+    pub buffers: Buffers<'a>,
     /// Direct-descriptor slots not holding a connection.
-    slots_free: u32,
-    accepts: Vec<AcceptState>,
-    driver: Driver<'a>,
-    buf_ring: &'a mut BufRing,
-    conns: Vec<Conn>,
+    pub slots_free: u32,
+    pub accepts: Vec<AcceptState>,
+    pub conns: Vec<Conn>,
     /// Per listener (meaningful for datagram ones): the receive's state and msghdr.
-    dgram: Vec<DgramState>,
-    rate_limiter: Option<RateLimiter<SourceKey>>,
-    /// SEND_ZC notifications still to come, per buffer.
-    zc_notifs: Vec<u16>,
-    /// Buffers fully sent whose return waits for their SEND_ZC notifications.
-    zc_release: Vec<bool>,
+    pub dgram: Vec<DgramState>,
+    pub rules: Datagrams,
     /// Connections whose receive ended with ENOBUFS.
-    starved: Vec<u32>,
+    pub starved: Vec<u32>,
     /// Listeners whose accept or receive failed; re-armed at the next tick, so a failing
     /// operation (EMFILE, a full table) cannot spin.
-    backoff: Vec<usize>,
-    counters: Counters,
-    open: u64,
-    now: Instant,
+    pub backoff: Vec<usize>,
+    pub counters: Counters,
+    pub open: u64,
+    pub now: Instant,
     /// When shutdown began, the instant open connections are forced closed.
-    draining: Option<Instant>,
+    pub draining: Option<Instant>,
     /// Target of the eventfd read; boxed so its address is stable while the read is in
     /// flight.
     wake_buf: Box<u64>,
     /// The tick's interval; the kernel copies it at submission, boxed all the same.
     tick_spec: Box<types::Timespec>,
-    setup: &'a WorkerSetup,
-    limits: bool,
-    buffers_returned: bool,
+    /// The kernel ends multishot receives at a byte limit (exact per-connection bound).
+    pub limits: bool,
     /// `finish` has cancelled everything: nothing re-arms itself any more.
     finishing: bool,
+    /// The first push the ring refused: the loop stops after this turn.
+    push_error: Option<PushError>,
 }
 
-impl Worker<'_> {
-    fn config(&self) -> &Config {
+impl<'a> Worker<'a> {
+    fn new(
+        setup: &'a WorkerSetup,
+        driver: Driver<'a>,
+        buffers: Buffers<'a>,
+        table: u32,
+        limits: bool,
+    ) -> Worker<'a> {
+        let now = Instant::now();
+        Worker {
+            setup,
+            driver,
+            buffers,
+            slots_free: table,
+            accepts: vec![AcceptState::default(); setup.listeners.len()],
+            conns: (0..table).map(|_| Conn::default()).collect(),
+            dgram: setup.listeners.iter().map(DgramState::new).collect(),
+            rules: Datagrams::new(&setup.shared.config, now),
+            starved: Vec::new(),
+            backoff: Vec::new(),
+            counters: Counters::default(),
+            open: 0,
+            now,
+            draining: None,
+            wake_buf: Box::new(0),
+            tick_spec: Box::new(types::Timespec::from(TICK)),
+            limits,
+            finishing: false,
+            push_error: None,
+        }
+    }
+
+    pub fn config(&self) -> &'a Config {
         &self.setup.shared.config
     }
 
@@ -200,8 +191,11 @@ impl Worker<'_> {
         self.arm_wake();
         self.arm_tick();
         loop {
-            self.buf_ring.publish();
+            self.buffers.publish();
             self.publish();
+            if let Some(e) = self.push_error.take() {
+                return Err(io::Error::other(e));
+            }
             if self.draining.is_some() && self.open == 0 && self.conns_settled() {
                 return self.finish();
             }
@@ -213,16 +207,15 @@ impl Worker<'_> {
             // Not only when this turn returned buffers: an ENOBUFS that raced with an
             // earlier return would otherwise wait for ever on a ring that is full again.
             let starving = !self.starved.is_empty() || self.dgram.iter().any(|d| d.starved);
-            if starving && (self.buffers_returned || self.buf_ring.available() > 0) {
+            if starving && (self.buffers.take_returned() || self.buffers.available() > 0) {
                 self.rearm_starved();
             }
-            self.buffers_returned = false;
         }
     }
 
     /// No refused connection is still being closed.
     fn conns_settled(&self) -> bool {
-        !self.conns.iter().any(|c| c.phase != super::conn::Phase::Free)
+        !self.conns.iter().any(|c| c.phase != Phase::Free)
     }
 
     /// Cancels what is left (receives, accepts, the tick, the wake-up read) and waits for
@@ -234,37 +227,45 @@ impl Worker<'_> {
                 .build()
                 .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
         );
-        let give_up = Instant::now() + Duration::from_secs(1);
+        let give_up = Instant::now() + FINISH_GIVE_UP;
         while self.driver.inflight() > 0 && Instant::now() < give_up {
             self.driver.wait(1, Some(Duration::from_millis(50)))?;
             while let Some(cqe) = self.driver.completion() {
                 self.dispatch(cqe);
             }
         }
-        self.buf_ring.publish();
+        self.buffers.publish();
         Ok(())
     }
 
-    /// Queues an SQE.
-    fn push(&mut self, entry: squeue::Entry) {
-        // SAFETY: see the module invariant: every SQE this worker builds points only into
-        // memory that lives until its last completion.
-        unsafe { self.driver.push(&entry) };
+    /// Gives up every buffer handle without returning it: the worker is leaving while the
+    /// kernel may still write into them.
+    fn abandon(&mut self) {
+        for conn in &mut self.conns {
+            conn.queue.forget_all();
+        }
+        self.buffers.abandon();
     }
 
-    fn publish(&mut self) {
-        let c = &mut self.counters;
-        c.open = self.open;
-        c.buf_ring_available = u64::from(self.buf_ring.available());
-        c.buf_ring_low_water = u64::from(self.buf_ring.low_water());
-        c.buf_ring_size = u64::from(self.buf_ring.count());
-        self.setup.shared.stats.worker(self.setup.index).publish(c);
+    /// Queues an SQE; a refusal stops the loop after this turn.
+    pub fn push(&mut self, entry: squeue::Entry) {
+        // SAFETY: see the module invariant: every SQE this worker builds points only into
+        // memory that lives until its last completion.
+        if let Err(e) = unsafe { self.driver.push(&entry) } {
+            self.push_error.get_or_insert(e);
+        }
+    }
+
+    pub fn publish(&mut self) {
+        self.counters.open = self.open;
+        self.buffers.publish_levels(&mut self.counters);
+        self.setup.shared.stats.worker(self.setup.index).publish(&self.counters);
     }
 
     fn arm_listener(&mut self, listener: usize) {
-        match self.setup.listeners[listener].kind {
-            SockKind::Stream => self.arm_accept(listener),
-            SockKind::Datagram { .. } => self.arm_dgram(listener),
+        match self.setup.listeners[listener].transport {
+            Transport::Stream => self.arm_accept(listener),
+            Transport::Datagram => self.arm_dgram(listener),
         }
     }
 
@@ -309,24 +310,6 @@ impl Worker<'_> {
         }
     }
 
-    /// Returns a buffer user space is done with, or marks it to return after its
-    /// outstanding SEND_ZC notifications.
-    fn release_buf(&mut self, bid: u16) {
-        if self.zc_notifs[usize::from(bid)] > 0 {
-            self.zc_release[usize::from(bid)] = true;
-        } else {
-            self.give_back(bid);
-        }
-    }
-
-    fn give_back(&mut self, bid: u16) {
-        if self.buf_ring.provide(bid).is_err() {
-            self.counters.err_other += 1;
-        } else {
-            self.buffers_returned = true;
-        }
-    }
-
     fn on_zc_notif(&mut self, bid: u16, res: i32) {
         /// IORING_NOTIF_USAGE_ZC_COPIED, in a notification's result when the send asked
         /// for IORING_SEND_ZC_REPORT_USAGE.
@@ -334,11 +317,7 @@ impl Worker<'_> {
         if res as u32 & ZC_COPIED != 0 {
             self.counters.zc_copied += 1;
         }
-        let i = usize::from(bid);
-        self.zc_notifs[i] = self.zc_notifs[i].saturating_sub(1);
-        if self.zc_notifs[i] == 0 && std::mem::take(&mut self.zc_release[i]) {
-            self.give_back(bid);
-        }
+        self.buffers.zc_notified(bid, &mut self.counters);
     }
 
     /// Buffers came back: re-arm the receives that ran dry.
@@ -346,9 +325,9 @@ impl Worker<'_> {
         // Publish first: a re-armed receive that the kernel runs at once (a full submission
         // queue is flushed mid-dispatch) must see the returned buffers. Re-arm no more
         // receives than there are buffers, oldest first; the rest wait for the next turn.
-        self.buf_ring.publish();
+        self.buffers.publish();
         let n =
-            (self.buf_ring.available() as usize).clamp(1, self.starved.len().max(1)).min(self.starved.len());
+            (self.buffers.available() as usize).clamp(1, self.starved.len().max(1)).min(self.starved.len());
         for slot in self.starved.drain(..n).collect::<Vec<_>>() {
             self.conns[slot as usize].starved = false;
             self.progress(slot);
@@ -387,14 +366,14 @@ impl Worker<'_> {
         if self.draining.is_some() {
             return;
         }
-        let deadline = self.now + self.config().drain_timeout;
+        let deadline = crate::policy::deadline(self.now, self.config().drain_timeout);
         self.draining = Some(deadline);
         self.backoff.clear();
         // Stop accepting connections and receiving datagrams; open connections go on.
         for i in 0..self.setup.listeners.len() {
-            let kind = match self.setup.listeners[i].kind {
-                SockKind::Stream => Kind::Accept,
-                SockKind::Datagram { .. } => Kind::DgramRecv,
+            let kind = match self.setup.listeners[i].transport {
+                Transport::Stream => Kind::Accept,
+                Transport::Datagram => Kind::DgramRecv,
             };
             let target = Token::new(kind, i as u32, 0).encode();
             self.push(

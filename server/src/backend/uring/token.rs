@@ -7,7 +7,7 @@
 /// The kind of operation a completion answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Kind {
+pub(super) enum Kind {
     /// Multishot accept; `slot` is the listener index.
     Accept = 1,
     /// Multishot receive on a connection.
@@ -56,7 +56,7 @@ impl Kind {
 
 /// A decoded `user_data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Token {
+pub(super) struct Token {
     /// What the operation was.
     pub kind: Kind,
     /// Connection slot (or listener index for accepts).

@@ -1,0 +1,366 @@
+//! Stream connections of the `epoll` backend: accept, drive (write what is queued, read
+//! into a pool buffer while the queue bound allows), close.
+
+use super::{CONN_BASE, Listener, Worker};
+use crate::config::Mode;
+use crate::policy::{self, CloseReason, SOURCE_CHUNK};
+use crate::stats::Counters;
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+/// Reads or writes one connection may do per turn before others get theirs.
+const TURN_BUDGET: usize = 32;
+
+pub(super) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+}
+
+pub(super) struct Conn {
+    stream: Stream,
+    mode: Mode,
+    /// (pool index, start, end) of bytes read and not yet written, in order.
+    queue: VecDeque<(u32, u32, u32)>,
+    pub queued: u32,
+    read_eof: bool,
+    paused: bool,
+    source_offset: u64,
+    pub last_active: Instant,
+    /// Registered for writability too (only while a write would block: otherwise every
+    /// ACK that frees send space would wake the worker for nothing).
+    want_write: bool,
+}
+
+/// How far a write went.
+enum Wrote {
+    /// Everything there was to write (or the budget).
+    All,
+    /// The socket is full: wait for writability.
+    Blocked,
+    /// A socket error (counted).
+    Failed,
+}
+
+/// What one read did.
+enum Got {
+    /// Data or EOF: go on.
+    Some,
+    /// Nothing to read now.
+    Nothing,
+    /// The queue is at its bound: stop reading.
+    Paused,
+    /// No free buffer: wait for one.
+    Starved,
+    /// A socket error (counted).
+    Failed,
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Conn {
+    /// Source: writes the pattern until the socket is full or the budget is spent.
+    fn write_source(&mut self, budget: &mut usize, c: &mut Counters, now: Instant) -> Wrote {
+        while *budget > 0 {
+            *budget -= 1;
+            match self.stream.write(policy::source_chunk(self.source_offset, SOURCE_CHUNK)) {
+                Ok(n) => {
+                    self.source_offset += n as u64;
+                    policy::count_sent(c, n);
+                    self.last_active = now;
+                }
+                Err(e) if would_block(&e) => return Wrote::Blocked,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    policy::count_error(c, &e);
+                    return Wrote::Failed;
+                }
+            }
+        }
+        Wrote::All
+    }
+
+    /// Echo: writes queued bytes, in order, until the queue is empty or the socket full.
+    fn write_queue(
+        &mut self,
+        pool: &[Box<[u8]>],
+        free: &mut Vec<u32>,
+        c: &mut Counters,
+        now: Instant,
+    ) -> Wrote {
+        while let Some(&(buf, start, end)) = self.queue.front() {
+            match self.stream.write(&pool[buf as usize][start as usize..end as usize]) {
+                Ok(n) => {
+                    let n = n as u32;
+                    policy::count_sent(c, n as usize);
+                    c.queued_bytes -= u64::from(n);
+                    self.queued -= n;
+                    self.last_active = now;
+                    if start + n == end {
+                        self.queue.pop_front();
+                        free.push(buf);
+                    } else {
+                        c.short_sends += 1;
+                        self.queue[0].1 += n;
+                    }
+                }
+                Err(e) if would_block(&e) => return Wrote::Blocked,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    policy::count_error(c, &e);
+                    return Wrote::Failed;
+                }
+            }
+        }
+        Wrote::All
+    }
+
+    /// Reads once into a free pool buffer, if the queue bound allows: past the bound the
+    /// connection pauses until its queue is half empty.
+    fn read_once(
+        &mut self,
+        pool: &mut [Box<[u8]>],
+        free: &mut Vec<u32>,
+        c: &mut Counters,
+        max: u32,
+        now: Instant,
+    ) -> Got {
+        let room = max.saturating_sub(self.queued);
+        if room == 0 || (self.paused && self.queued > max / 2) {
+            if !self.paused {
+                self.paused = true;
+                c.pauses += 1;
+                c.paused += 1;
+            }
+            return Got::Paused;
+        }
+        if self.paused {
+            self.paused = false;
+            c.paused -= 1;
+        }
+        let Some(buf) = free.pop() else {
+            c.enobufs += 1;
+            return Got::Starved;
+        };
+        c.buf_ring_low_water = c.buf_ring_low_water.min(free.len() as u64);
+        let want = (room as usize).min(pool[buf as usize].len());
+        match self.stream.read(&mut pool[buf as usize][..want]) {
+            Ok(0) => {
+                free.push(buf);
+                self.read_eof = true;
+                Got::Some
+            }
+            Ok(n) => {
+                policy::count_received(c, n);
+                self.last_active = now;
+                if policy::keeps_received(self.mode) {
+                    self.queue.push_back((buf, 0, n as u32));
+                    self.queued += n as u32;
+                    c.queued_bytes += n as u64;
+                    c.conn_queue_high_water = c.conn_queue_high_water.max(u64::from(self.queued));
+                } else {
+                    free.push(buf);
+                }
+                Got::Some
+            }
+            Err(e) => {
+                free.push(buf);
+                if would_block(&e) {
+                    Got::Nothing
+                } else if interrupted(&e) {
+                    Got::Some
+                } else {
+                    policy::count_error(c, &e);
+                    Got::Failed
+                }
+            }
+        }
+    }
+}
+
+impl Worker<'_> {
+    pub(super) fn accept_all(&mut self, index: usize) {
+        loop {
+            let (stream, mode) = match &self.listeners[index] {
+                Listener::Tcp(l, mode) => (l.accept().map(|(s, _)| Stream::Tcp(s)), *mode),
+                Listener::Unix(l, mode) => (l.accept().map(|(s, _)| Stream::Unix(s)), *mode),
+                _ => return,
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(_) => {
+                    // EMFILE and friends: count, and retry at the next tick.
+                    self.counters.err_accept += 1;
+                    if !self.accept_retry.contains(&index) {
+                        self.accept_retry.push(index);
+                    }
+                    return;
+                }
+            };
+            if !self.admission().admit(self.draining.is_some(), &mut self.counters) {
+                continue; // dropping `stream` closes it
+            }
+            let slot = self.free_slots.pop().unwrap_or_else(|| {
+                self.conns.push(None);
+                self.conns.len() - 1
+            });
+            let fd = stream.fd();
+            let registered = stream.set_nonblocking().and_then(|()| {
+                self.poll.registry().register(&mut SourceFd(&fd), Token(CONN_BASE + slot), Interest::READABLE)
+            });
+            if registered.is_err() {
+                self.counters.err_other += 1;
+                self.admission().release(CloseReason::Error, &mut self.counters);
+                self.free_slots.push(slot);
+                continue;
+            }
+            self.conns[slot] = Some(Conn {
+                stream,
+                mode,
+                queue: VecDeque::new(),
+                queued: 0,
+                read_eof: false,
+                paused: false,
+                source_offset: 0,
+                last_active: self.now,
+                want_write: false,
+            });
+            self.open += 1;
+            self.ready.push(slot);
+        }
+    }
+
+    /// Moves a connection as far as it goes without blocking, within its turn's budget.
+    pub(super) fn drive(&mut self, slot: usize) {
+        let (max, now) = (self.config().max_conn_buffer, self.now);
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
+        let (pool, free, c) = (&mut self.pool, &mut self.free_bufs, &mut self.counters);
+        let mut budget = TURN_BUDGET;
+        let (mut failed, mut write_blocked, mut again, mut starved) = (false, false, false, false);
+        while budget > 0 && !failed {
+            budget -= 1;
+            // Source: write the pattern until the socket is full (edge-triggered: the next
+            // writable event comes only after that), or the budget is spent.
+            if conn.mode == Mode::Source && !conn.read_eof {
+                match conn.write_source(&mut budget, c, now) {
+                    Wrote::All => again = true,
+                    Wrote::Blocked => write_blocked = true,
+                    Wrote::Failed => failed = true,
+                }
+            }
+            if !failed {
+                match conn.write_queue(pool, free, c, now) {
+                    Wrote::All if conn.mode == Mode::Echo => write_blocked = false,
+                    Wrote::All => {}
+                    Wrote::Blocked => write_blocked = true,
+                    Wrote::Failed => failed = true,
+                }
+            }
+            if failed || conn.read_eof {
+                break;
+            }
+            match conn.read_once(pool, free, c, max, now) {
+                Got::Some => {}
+                // Nothing more to read: stop, unless echoes are still to be written.
+                Got::Nothing if conn.queue.is_empty() || conn.mode != Mode::Echo => break,
+                Got::Nothing => {}
+                Got::Paused => break,
+                Got::Starved => {
+                    starved = true;
+                    break;
+                }
+                Got::Failed => failed = true,
+            }
+            again |= budget == 0;
+        }
+        let done = conn.read_eof && conn.queue.is_empty();
+        let reinterest = !failed && !done && write_blocked != conn.want_write;
+        if reinterest {
+            conn.want_write = write_blocked;
+        }
+        let fd = conn.stream.fd();
+        if starved {
+            self.starved.push(slot);
+        }
+        if again {
+            self.ready.push(slot);
+        }
+        if failed {
+            self.close(slot, CloseReason::Error);
+        } else if done {
+            self.close(slot, CloseReason::Eof);
+        } else if reinterest {
+            let interest =
+                if write_blocked { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            if self.poll.registry().reregister(&mut SourceFd(&fd), Token(CONN_BASE + slot), interest).is_err()
+            {
+                self.counters.err_other += 1;
+                self.close(slot, CloseReason::Error);
+            }
+        }
+        // Buffers came back: give starved connections another go.
+        if !self.free_bufs.is_empty() && !self.starved.is_empty() {
+            self.ready.append(&mut self.starved);
+        }
+    }
+
+    /// Closes a connection: its queued buffers go back to the pool, and its end is counted
+    /// once, with `reason`.
+    pub(super) fn close(&mut self, slot: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::take) else { return };
+        let _ = self.poll.registry().deregister(&mut SourceFd(&conn.stream.fd()));
+        for (buf, start, end) in conn.queue {
+            self.counters.queued_bytes -= u64::from(end - start);
+            self.free_bufs.push(buf);
+        }
+        if conn.paused {
+            self.counters.paused -= 1;
+        }
+        self.free_slots.push(slot);
+        self.open -= 1;
+        self.admission().release(reason, &mut self.counters);
+    }
+}

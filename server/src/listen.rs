@@ -1,0 +1,162 @@
+//! Binding the configured listeners before any worker starts, so that an address in use
+//! or a bad path fails `Server::start` synchronously. TCP and UDP get one SO_REUSEPORT
+//! socket per worker (the kernel spreads connections and datagrams over them); a Unix
+//! socket is one socket that every worker serves.
+
+use crate::backend::contract::{Family, Listener, Transport};
+use crate::config::{Endpoint, Listen, Mode};
+use crate::error::StartError;
+use socket2::{Domain, Socket, Type};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Listen backlog; the kernel caps it at net.core.somaxconn.
+const BACKLOG: i32 = 4096;
+
+/// A bound listening address, as printed at start-up (`listening tcp 127.0.0.1:40123`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundAddr {
+    /// TCP, with the port actually bound.
+    Tcp(SocketAddr),
+    /// A Unix stream socket.
+    Unix(PathBuf),
+    /// UDP, with the port actually bound.
+    Udp(SocketAddr),
+    /// A Unix datagram socket.
+    UnixGram(PathBuf),
+}
+
+impl fmt::Display for BoundAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundAddr::Tcp(a) => write!(f, "tcp {a}"),
+            BoundAddr::Unix(p) => write!(f, "unix {}", p.display()),
+            BoundAddr::Udp(a) => write!(f, "udp {a}"),
+            BoundAddr::UnixGram(p) => write!(f, "unixgram {}", p.display()),
+        }
+    }
+}
+
+/// Every configured listener, bound.
+pub(crate) struct Bound {
+    /// `per_worker[w]`: the sockets worker `w` serves.
+    pub per_worker: Vec<Vec<Listener>>,
+    /// The bound addresses with their modes, in configuration order.
+    pub addrs: Vec<(BoundAddr, Mode)>,
+    /// Unix socket files this server created (removed when it stops).
+    pub unix_paths: Vec<PathBuf>,
+}
+
+/// Binds every endpoint for `workers` workers.
+pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, StartError> {
+    let mut bound = Bound {
+        per_worker: (0..workers).map(|_| Vec::new()).collect(),
+        addrs: Vec::new(),
+        unix_paths: Vec::new(),
+    };
+    for endpoint in endpoints {
+        let mode = endpoint.mode;
+        let listen_err = |error| StartError::Listen { addr: describe(&endpoint.listen), error };
+        let transport = if endpoint.listen.is_datagram() { Transport::Datagram } else { Transport::Stream };
+        match &endpoint.listen {
+            Listen::Tcp(addr) | Listen::Udp(addr) => {
+                let family = if addr.is_ipv6() { Family::Inet6 } else { Family::Inet4 };
+                let mut addr = *addr;
+                for listeners in bound.per_worker.iter_mut() {
+                    // Each worker gets its own SO_REUSEPORT socket; after the first, they
+                    // bind the port the first one got (port 0 resolved).
+                    let sock = inet_socket(addr, transport).map_err(listen_err)?;
+                    addr = sock.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+                    listeners.push(Listener { fd: Arc::new(sock.into()), transport, family, mode });
+                }
+                let shown = match transport {
+                    Transport::Stream => BoundAddr::Tcp(addr),
+                    Transport::Datagram => BoundAddr::Udp(addr),
+                };
+                bound.addrs.push((shown, mode));
+            }
+            Listen::Unix(path) | Listen::UnixGram(path) => {
+                let fd = Arc::new(OwnedFd::from(unix_socket(path, transport).map_err(listen_err)?));
+                bound.unix_paths.push(path.clone());
+                for listeners in bound.per_worker.iter_mut() {
+                    listeners.push(Listener { fd: fd.clone(), transport, family: Family::Unix, mode });
+                }
+                let shown = match transport {
+                    Transport::Stream => BoundAddr::Unix(path.clone()),
+                    Transport::Datagram => BoundAddr::UnixGram(path.clone()),
+                };
+                bound.addrs.push((shown, mode));
+            }
+        }
+    }
+    Ok(bound)
+}
+
+fn describe(listen: &Listen) -> String {
+    match listen {
+        Listen::Tcp(a) | Listen::Udp(a) => a.to_string(),
+        Listen::Unix(p) | Listen::UnixGram(p) => p.display().to_string(),
+    }
+}
+
+fn socket_type(transport: Transport) -> Type {
+    match transport {
+        Transport::Stream => Type::STREAM,
+        Transport::Datagram => Type::DGRAM,
+    }
+}
+
+fn inet_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), socket_type(transport).cloexec(), None)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if transport == Transport::Stream {
+        // Accepted sockets inherit it: echo replies must not wait for Nagle.
+        sock.set_tcp_nodelay(true)?;
+    }
+    sock.bind(&addr.into())?;
+    if transport == Transport::Stream {
+        sock.listen(BACKLOG)?;
+    }
+    Ok(sock)
+}
+
+/// Binds a Unix socket at `path`, replacing a stale socket file only when nothing is
+/// bound to it; any other file at that path is left alone and reported.
+fn unix_socket(path: &Path, transport: Transport) -> io::Result<Socket> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+        let probe = match transport {
+            Transport::Datagram => {
+                std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(path)).map(drop)
+            }
+            Transport::Stream => std::os::unix::net::UnixStream::connect(path).map(drop),
+        };
+        match probe {
+            Ok(()) => {
+                return Err(io::Error::new(io::ErrorKind::AddrInUse, "another server is listening there"));
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)?,
+            Err(e) => return Err(e),
+        }
+    }
+    let sock = Socket::new(Domain::UNIX, socket_type(transport).cloexec(), None)?;
+    sock.bind(&socket2::SockAddr::unix(path)?)?;
+    if transport == Transport::Stream {
+        sock.listen(BACKLOG)?;
+    }
+    Ok(sock)
+}

@@ -1,0 +1,148 @@
+//! The submit/complete half of a ring, split once so that the queues stay mapped and the
+//! registered ring fd (which saves a descriptor lookup per `io_uring_enter`) stays in use.
+//!
+//! Invariant: an entry accepted by [`Driver::push`] reaches the kernel at the latest at the
+//! next [`Driver::wait`]; while the submission queue is full and the kernel pushes back,
+//! accepted entries wait in a bounded backlog, in order. `inflight` counts every accepted
+//! entry until its last completion (one without `MORE`) has been taken.
+
+use io_uring::{CompletionQueue, IoUring, SubmissionQueue, Submitter, cqueue, squeue, types};
+use std::collections::VecDeque;
+use std::io;
+use std::time::Duration;
+
+/// Most entries waiting for room in the submission queue. Each push follows a completion
+/// or an event of ours, so reaching this means the kernel has stopped taking entries.
+const MAX_BACKLOG: usize = 1 << 16;
+
+/// Why an entry could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// `io_uring_enter` failed for a reason that waiting will not cure.
+    #[error("io_uring submit failed: {0}")]
+    Submit(io::Error),
+    /// The kernel has taken no entry for so long that the backlog is full.
+    #[error("io_uring takes no more submissions ({MAX_BACKLOG} entries waiting)")]
+    Backlog,
+}
+
+/// Submits and reaps for one ring.
+pub struct Driver<'a> {
+    submitter: Submitter<'a>,
+    sq: SubmissionQueue<'a>,
+    cq: CompletionQueue<'a>,
+    inflight: u64,
+    backlog: VecDeque<squeue::Entry>,
+}
+
+impl<'a> Driver<'a> {
+    /// Splits `ring` for driving.
+    pub(crate) fn new(ring: &'a mut IoUring) -> Driver<'a> {
+        let (mut submitter, sq, cq) = ring.split();
+        // Best effort: without it every enter looks the descriptor up.
+        let _ = submitter.register_ring_fd();
+        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new() }
+    }
+
+    /// Operations accepted whose last completion has not arrived.
+    pub fn inflight(&self) -> u64 {
+        self.inflight
+    }
+
+    /// Queues an SQE, flushing the submission queue to the kernel when it is full.
+    ///
+    /// # Safety
+    /// Every buffer, address or structure `entry` points to must stay valid, and not be
+    /// written by user space where the kernel writes it, until the operation's last
+    /// completion has been taken from [`Driver::completion`] (or the ring is dropped).
+    pub unsafe fn push(&mut self, entry: &squeue::Entry) -> Result<(), PushError> {
+        if self.backlog.is_empty() {
+            // SAFETY: the caller guarantees the entry's memory outlives the operation.
+            if unsafe { self.sq.push(entry) }.is_ok() {
+                self.inflight += 1;
+                return Ok(());
+            }
+            self.flush()?;
+            // SAFETY: as above.
+            if unsafe { self.sq.push(entry) }.is_ok() {
+                self.inflight += 1;
+                return Ok(());
+            }
+        }
+        if self.backlog.len() >= MAX_BACKLOG {
+            return Err(PushError::Backlog);
+        }
+        self.backlog.push_back(entry.clone());
+        self.inflight += 1;
+        Ok(())
+    }
+
+    /// Hands the submission queue to the kernel. A kernel that pushes back (EBUSY, EAGAIN:
+    /// completions must be reaped first) or a signal is not an error: the entries stay.
+    fn flush(&mut self) -> Result<(), PushError> {
+        self.sq.sync();
+        match self.submitter.submit() {
+            Ok(_) => {}
+            Err(e) if transient(&e) => {}
+            Err(e) => return Err(PushError::Submit(e)),
+        }
+        self.sq.sync();
+        Ok(())
+    }
+
+    /// Moves backlogged entries into the submission queue while it has room.
+    fn drain_backlog(&mut self) -> Result<(), PushError> {
+        while let Some(entry) = self.backlog.front() {
+            // SAFETY: `push` accepted this entry under its contract, which holds until the
+            // operation completes; it has not been submitted yet.
+            if unsafe { self.sq.push(entry) }.is_err() {
+                self.flush()?;
+                if self.sq.is_full() {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.backlog.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Submits what is queued and waits for at least `want` completions, or until
+    /// `timeout` passes. Interruptions and timeouts are not errors.
+    pub fn wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
+        self.drain_backlog().map_err(|e| match e {
+            PushError::Submit(e) => e,
+            PushError::Backlog => io::Error::other(e),
+        })?;
+        self.sq.sync();
+        let res = match timeout {
+            None => self.submitter.submit_and_wait(want),
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.submitter.submit_with_args(want, &args)
+            }
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        self.sq.sync();
+        self.cq.sync();
+        Ok(())
+    }
+
+    /// The next completion, if any; counts the operation finished when it is its last.
+    pub fn completion(&mut self) -> Option<cqueue::Entry> {
+        let cqe = self.cq.next()?;
+        if !cqueue::more(cqe.flags()) {
+            self.inflight = self.inflight.saturating_sub(1);
+        }
+        Some(cqe)
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN))
+}
