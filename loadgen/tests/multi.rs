@@ -21,7 +21,10 @@ fn two_processes_same_start_merge_exactly_and_plot() {
     let ringecho = std::path::Path::new(env!("CARGO_BIN_EXE_ringload")).with_file_name("ringecho");
     if !ringecho.exists() {
         // Built by `cargo test --workspace`; a lone `cargo test -p ringload` may lack it.
-        eprintln!("skipped: {} not built (run cargo test --workspace)", ringecho.display());
+        testkit::unavailable(
+            "the ringecho binary",
+            &format!("{} not built (cargo test --workspace)", ringecho.display()),
+        );
         return;
     }
     let mut server = Command::new(&ringecho)

@@ -216,7 +216,7 @@ fn sqpoll_ring_echoes() {
 fn zero_copy_send_echoes_correctly() {
     let Some(h) = start(Backend::Uring, |c| c.zc_threshold = Some(4096)) else { return };
     if !h.features().send_zc {
-        eprintln!("skipped: kernel lacks SEND_ZC (6.0)");
+        testkit::unavailable("SEND_ZC (Linux 6.0)", "the kernel does not support it");
         return;
     }
     let data = payload(9, 8 << 20);

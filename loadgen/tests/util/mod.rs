@@ -9,15 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-/// Whether io_uring works here; says why not.
+/// Whether io_uring works here; when it does not, the test fails unless the run allows
+/// skipping (`RINGECHO_ALLOW_SKIP=1`, see `testkit`).
 pub fn uring_available() -> bool {
-    match ringecho::ring::probe() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("skipped: needs io_uring: {e}");
-            false
-        }
-    }
+    testkit::require("io_uring", ringecho::ring::probe().map(drop))
 }
 
 /// A plan against `target` with small defaults: 2 connections, 64 B, 1 s, no warm-up.
