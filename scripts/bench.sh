@@ -9,11 +9,14 @@
 # and results/<timestamp>/summary.md, with ratios against the epoll backend measured in
 # the same run.
 #
-# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N]
+# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR]
 #   --quick: a subset that takes a few minutes.
 #   --seconds N: seconds per cell (default 2 with --quick, 5 without).
 #   --runs N: runs per cell (backends interleaved), the median by msg/s is reported
 #             (default 1 with --quick, 3 without).
+#   --bin-dir DIR: run the ringecho and ringload in DIR (relative to the current
+#             directory) instead of building target/release; e.g. build an older commit
+#             elsewhere and run the script once with each DIR to compare two versions.
 #
 # The work is done by scripts/lib/bench.py, with the procedures the scripts share in
 # scripts/lib/ringbench.py.

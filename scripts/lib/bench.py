@@ -8,10 +8,11 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import ringbench as rb
 
-USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N]"
+USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR]"
 
 BACKENDS = ["uring", "epoll", "tokio-uring", "threads"]
 # Large enough for the largest UDP cell's datagrams (and their recvmsg header).
@@ -26,14 +27,22 @@ def parse_args():
     ap.add_argument("--seconds", type=rb.at_least(0.001, float), metavar="N", help="seconds per cell (default 2 with --quick, 5 without)")
     ap.add_argument("--runs", type=rb.at_least(1), metavar="N", help="runs per cell (backends interleaved), the median by msg/s "
                                                            "is reported (default 1 with --quick, 3 without)")
-    return ap.parse_args()
+    ap.add_argument("--bin-dir", metavar="DIR", help="take ringecho and ringload from DIR instead of building "
+                                                     f"{rb.DEFAULT_BIN_DIR}, e.g. to compare two versions")
+    a = ap.parse_args()
+    # Relative to where the user ran the script, before we move to the workspace root.
+    a.bin_dir = str(Path(a.bin_dir).resolve()) if a.bin_dir else None
+    return a
 
 
 def run():
     args = parse_args()
     os.chdir(rb.REPO)
-    rb.cargo_build("ringecho", "ringload")
-    b = rb.DEFAULT_BIN_DIR
+    if args.bin_dir:
+        rb.check_binaries(args.bin_dir, "ringecho", "ringload")
+    else:
+        rb.cargo_build("ringecho", "ringload")
+    b = args.bin_dir or rb.DEFAULT_BIN_DIR
     quick = args.quick
     secs = args.seconds if args.seconds is not None else (2.0 if quick else 5.0)
     runs = args.runs if args.runs is not None else (1 if quick else 3)
@@ -80,6 +89,8 @@ def run():
     print(f"{len(cpus)} CPUs, kernel {os.uname().release}; server CPU {server_cpu}, ringload CPU {client_cpu}; "
           f"{secs}s per cell (+0.5s warm-up)", flush=True)
     print(f"{runs} run(s) per cell, backends interleaved; the median run by msg/s is kept", flush=True)
+    if args.bin_dir:
+        print(f"binaries from {args.bin_dir}", flush=True)
     for transport, cells in (("tcp", tcp_cells), ("udp", udp_cells)):
         for conns, size in cells:
             tries = {backend: [] for backend in BACKENDS}
@@ -130,12 +141,13 @@ def run():
             print(f"SEND_ZC {label}: {d['throughput']['msgs_per_s']:.0f} msg/s, server {d['server']['cpu_us_per_msg']:.2f} "
                   f"µs/msg, zc_sends={t.get('zc_sends')} zc_copied={t.get('zc_copied')}", flush=True)
 
-    write_summary(out, rows, idle, zc, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs, runs=runs)
+    write_summary(out, rows, idle, zc, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs, runs=runs,
+                  bin_dir=args.bin_dir)
     print(f"\nwrote {out}/summary.md")
     return 0
 
 
-def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, runs):
+def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
@@ -145,7 +157,8 @@ def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, ru
               f"Linux {os.uname().release}. Server on CPU {server_cpu}, ringload on CPU {client_cpu}; "
               f"{secs:g} s per cell after 0.5 s warm-up, median of {runs} interleaved run(s); closed loop, depth 1; "
               f"a fresh server per run, `--workers 1 --buffer-size 66KiB`. "
-              f"Ratios are against the epoll backend in the same run.\n")
+              f"Ratios are against the epoll backend in the same run."
+              + (f" Binaries from `{bin_dir}`." if bin_dir else "") + "\n")
     md.append("| transport | conns × size | backend | msg/s | × epoll | p50 µs | p99 µs | p99.9 µs | server µs/msg | × epoll | peak RSS MiB |")
     md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     by_cell = {}
