@@ -1,0 +1,198 @@
+"""The benchmark matrix behind scripts/bench.sh (see its header for what it measures).
+
+Writes results/<timestamp>/*.json (ringload's JSON plus a "server" section per cell) and
+results/<timestamp>/summary.md.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import ringbench as rb
+
+USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR]"
+
+BACKENDS = ["uring", "epoll", "tokio-uring", "threads"]
+# Large enough for the largest UDP cell's datagrams (and their recvmsg header).
+BIG_BUFFERS = ("--buffer-size", "66KiB")
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(prog="scripts/bench.sh", usage=USAGE, description=(
+        "The benchmark matrix: backends × transports × connections × sizes, a fresh ringecho "
+        "per run, ringload as the client, pinned when there are two CPUs or more."))
+    ap.add_argument("--quick", action="store_true", help="a subset that takes a few minutes")
+    ap.add_argument("--seconds", type=rb.at_least(0.001, float), metavar="N", help="seconds per cell (default 2 with --quick, 5 without)")
+    ap.add_argument("--runs", type=rb.at_least(1), metavar="N", help="runs per cell (backends interleaved), the median by msg/s "
+                                                           "is reported (default 1 with --quick, 3 without)")
+    ap.add_argument("--bin-dir", metavar="DIR", help="take ringecho and ringload from DIR instead of building "
+                                                     f"{rb.DEFAULT_BIN_DIR}, e.g. to compare two versions")
+    a = ap.parse_args()
+    # Relative to where the user ran the script, before we move to the workspace root.
+    a.bin_dir = str(Path(a.bin_dir).resolve()) if a.bin_dir else None
+    return a
+
+
+def run():
+    args = parse_args()
+    os.chdir(rb.REPO)
+    if args.bin_dir:
+        rb.check_binaries(args.bin_dir, "ringecho", "ringload")
+    else:
+        rb.cargo_build("ringecho", "ringload")
+    b = args.bin_dir or rb.DEFAULT_BIN_DIR
+    quick = args.quick
+    secs = args.seconds if args.seconds is not None else (2.0 if quick else 5.0)
+    runs = args.runs if args.runs is not None else (1 if quick else 3)
+    out = f"results/{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    os.makedirs(out, exist_ok=True)
+
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2
+    server_cpu, client_cpu = (str(cpus[0]), str(cpus[1])) if pin else (None, None)
+
+    if quick:
+        tcp_cells = [(1, 64), (50, 64), (500, 512), (5000, 512), (50, 4096)]
+        udp_cells = [(8, 64), (8, 1400)]
+    else:
+        tcp_cells = [(c, s) for c in (1, 50, 500, 5000) for s in (64, 512, 4096, 65536)]
+        udp_cells = [(c, s) for c in (1, 50, 500) for s in (64, 512, 4096, 65000)]
+
+    def start_server(backend, extra):
+        return rb.start_server([f"{b}/ringecho", "--backend", backend, "--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0",
+                                "--workers", "1", "--max-conns", "20000", *extra], cpu=server_cpu, listeners=2)
+
+    def run_cell(backend, transport, conns, size, extra=BIG_BUFFERS):
+        server = start_server(backend, extra)
+        try:
+            cpu0 = rb.cpu_seconds(server.pid)
+            try:
+                d = rb.ringload(b, f"{transport}://{server.addr(transport)}",
+                                ["-c", conns, "-s", size, "-d", f"{secs}s", "-w", "500ms", "--connect-timeout", "5s"],
+                                cpu=client_cpu, timeout=secs + 60)
+            except rb.LoadError as e:
+                d = {"error": str(e)}
+            cpu1 = rb.cpu_seconds(server.pid)
+            hwm = rb.peak_rss_kib(server.pid)
+        finally:
+            totals = rb.stop_server(server)
+        if "error" in d:
+            return d
+        msgs = d["counters"]["completed"] + d["counters"]["warmup_completed"]
+        d["server"] = {"backend": backend, "cpu_s": cpu1 - cpu0, "cpu_us_per_msg": (cpu1 - cpu0) / max(msgs, 1) * 1e6,
+                       "peak_rss_kib": hwm, "args": list(extra), "totals": totals}
+        return d
+
+    rows = []
+    print(f"{len(cpus)} CPUs, kernel {os.uname().release}; server CPU {server_cpu}, ringload CPU {client_cpu}; "
+          f"{secs}s per cell (+0.5s warm-up)", flush=True)
+    print(f"{runs} run(s) per cell, backends interleaved; the median run by msg/s is kept", flush=True)
+    if args.bin_dir:
+        print(f"binaries from {args.bin_dir}", flush=True)
+    for transport, cells in (("tcp", tcp_cells), ("udp", udp_cells)):
+        for conns, size in cells:
+            tries = {backend: [] for backend in BACKENDS}
+            for _ in range(runs):
+                for backend in BACKENDS:
+                    tries[backend].append(run_cell(backend, transport, conns, size))
+            for backend in BACKENDS:
+                ok = [d for d in tries[backend] if "error" not in d]
+                d = rb.median_run(ok, key=lambda d: d["throughput"]["msgs_per_s"]) if ok else tries[backend][0]
+                d["runs_msgs_per_s"] = [t["throughput"]["msgs_per_s"] for t in ok]
+                name = f"{backend}-{transport}-{conns}x{size}"
+                with open(f"{out}/{name}.json", "w") as f:
+                    json.dump(d, f, indent=1)
+                if "error" in d:
+                    print(f"{name}: ERROR {d['error']}", flush=True)
+                    rows.append((transport, conns, size, backend, None))
+                    continue
+                lat = d["latency"]["corrected"]
+                row = dict(rate=d["throughput"]["msgs_per_s"], mbps=d["throughput"]["bytes_per_s_each_way"] / 1e6,
+                           p50=lat["p50"] / 1e3, p99=lat["p99"] / 1e3, p999=lat["p999"] / 1e3,
+                           cpu=d["server"]["cpu_us_per_msg"], rss=d["server"]["peak_rss_kib"] / 1024,
+                           failed=rb.failed(d), warnings=[w["code"] for w in d["warnings"]])
+                rows.append((transport, conns, size, backend, row))
+                print(f"{name:<28} {row['rate']:>10.0f} msg/s  p99 {row['p99']:>8.1f} µs  server {row['cpu']:.2f} µs/msg",
+                      flush=True)
+
+    # Idle connections: RSS with 10,000 open, default buffer size.
+    idle = {}
+    for backend in BACKENDS:
+        server = start_server(backend, ())
+        try:
+            # settle_s: let a polling backend publish; RSS is read from /proc, not stats.
+            before, with_conns = rb.idle_connections(server, server.addr("tcp"), count=10_000, sample_every=500,
+                                                     settle_s=0.5)
+            idle[backend] = (before / 1024, with_conns / 1024)
+        finally:
+            rb.stop_server(server)
+        print(f"idle {backend}: {idle[backend][0]:.1f} MiB -> {idle[backend][1]:.1f} MiB with 10,000 connections",
+              flush=True)
+
+    # SEND_ZC on and off (uring), large messages.
+    zc = {}
+    for label, extra in (("copy", ()), ("zerocopy", ("--zc-threshold", "16KiB"))):
+        d = run_cell("uring", "tcp", 50, 65536, BIG_BUFFERS + extra)
+        zc[label] = d
+        if "error" not in d:
+            t = d["server"]["totals"]
+            print(f"SEND_ZC {label}: {d['throughput']['msgs_per_s']:.0f} msg/s, server {d['server']['cpu_us_per_msg']:.2f} "
+                  f"µs/msg, zc_sends={t.get('zc_sends')} zc_copied={t.get('zc_copied')}", flush=True)
+
+    write_summary(out, rows, idle, zc, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs, runs=runs,
+                  bin_dir=args.bin_dir)
+    print(f"\nwrote {out}/summary.md")
+    return 0
+
+
+def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
+    def fmt(v, spec):
+        return "—" if v is None else format(v, spec)
+
+    md = []
+    md.append(f"# ringecho benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    md.append(f"Machine: {len(cpus)} CPUs ({rb.cpu_model()}), "
+              f"Linux {os.uname().release}. Server on CPU {server_cpu}, ringload on CPU {client_cpu}; "
+              f"{secs:g} s per cell after 0.5 s warm-up, median of {runs} interleaved run(s); closed loop, depth 1; "
+              f"a fresh server per run, `--workers 1 --buffer-size 66KiB`. "
+              f"Ratios are against the epoll backend in the same run."
+              + (f" Binaries from `{bin_dir}`." if bin_dir else "") + "\n")
+    md.append("| transport | conns × size | backend | msg/s | × epoll | p50 µs | p99 µs | p99.9 µs | server µs/msg | × epoll | peak RSS MiB |")
+    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    by_cell = {}
+    for t, c, s, b, row in rows:
+        by_cell.setdefault((t, c, s), {})[b] = row
+    for (t, c, s), cell in by_cell.items():
+        base = cell.get("epoll")
+        for b in BACKENDS:
+            row = cell.get(b)
+            if row is None:
+                md.append(f"| {t} | {c} × {s} B | {b} | failed | | | | | | | |")
+                continue
+            rr = row["rate"] / base["rate"] if base and base["rate"] else None
+            cr = row["cpu"] / base["cpu"] if base and base["cpu"] else None
+            md.append(f"| {t} | {c} × {s} B | {b} | {row['rate']:.0f} | {fmt(rr, '.2f')} | {row['p50']:.1f} | {row['p99']:.1f} | "
+                      f"{row['p999']:.1f} | {row['cpu']:.2f} | {fmt(cr, '.2f')} | {row['rss']:.1f} |")
+    md.append("\n## Idle connections\n")
+    md.append("| backend | RSS idle MiB | RSS with 10,000 connections MiB | per connection KiB |")
+    md.append("|---|---:|---:|---:|")
+    for b, (a, z) in idle.items():
+        md.append(f"| {b} | {a:.1f} | {z:.1f} | {(z - a) * 1024 / 10000:.2f} |")
+    md.append("\n## SEND_ZC (uring, TCP, 50 × 65,536 B)\n")
+    for label, d in zc.items():
+        if "error" in d:
+            md.append(f"- {label}: failed: {d['error']}")
+        else:
+            t = d["server"]["totals"]
+            md.append(f"- {label}: {d['throughput']['msgs_per_s']:.0f} msg/s, server {d['server']['cpu_us_per_msg']:.2f} µs/msg; "
+                      f"SEND_ZC sends {t.get('zc_sends', '?')}, of which the kernel reported copying {t.get('zc_copied', '?')}")
+    md.append("\nOn loopback the kernel copies SEND_ZC data anyway (there is no NIC to DMA from; it says so in each "
+              "notification, counted as `zc_copied`), so zero-copy only adds the notification's cost here; measure it on a real NIC.")
+    with open(f"{out}/summary.md", "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    rb.main(run)
