@@ -65,6 +65,9 @@ pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, 
         match &endpoint.listen {
             Listen::Tcp(addr) | Listen::Udp(addr) => {
                 let family = if addr.is_ipv6() { Family::Inet6 } else { Family::Inet4 };
+                if addr.port() != 0 {
+                    refuse_if_held(*addr, transport).map_err(listen_err)?;
+                }
                 let mut addr = *addr;
                 for listeners in bound.per_worker.iter_mut() {
                     // Each worker gets its own SO_REUSEPORT socket; after the first, they
@@ -107,6 +110,32 @@ fn socket_type(transport: Transport) -> Type {
     match transport {
         Transport::Stream => Type::STREAM,
         Transport::Datagram => Type::DGRAM,
+    }
+}
+
+/// Fails with `AddrInUse` when another socket already holds `addr`, even one that would
+/// let ours join it. SO_REUSEPORT lets any process of the same user join a port's group,
+/// so without this a second server on the same port would start without complaint and
+/// the kernel would split the connections between the two: an A/B comparison would
+/// measure a mix. The probe is a plain bind, without SO_REUSEPORT (and, for UDP, without
+/// SO_REUSEADDR, which UDP treats as "share the port"); it is closed before the group forms.
+fn refuse_if_held(addr: SocketAddr, transport: Transport) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), socket_type(transport).cloexec(), None)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    if transport == Transport::Stream {
+        // For TCP, SO_REUSEADDR only ignores connections in TIME_WAIT (a server that just
+        // stopped); a listening socket still conflicts.
+        probe.set_reuse_address(true)?;
+    }
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "address in use: another socket (perhaps another server) is bound to it",
+        )),
+        Err(e) => Err(e),
     }
 }
 
