@@ -1,53 +1,130 @@
-//! `--metrics ADDR`: the server's counters in the Prometheus text format over HTTP, per
-//! worker and in total, for capacity-test dashboards. The exposition format comes from
-//! `prometheus-client`; the HTTP side is one thread answering `GET /metrics`, one request
-//! at a time, with read timeouts and a bounded request size, so a slow or hostile scraper
-//! costs one thread, never memory.
+//! `--metrics ADDR`: the server's counters in the OpenMetrics text format over HTTP, for
+//! capacity-test dashboards.
+//!
+//! Every counter and gauge appears once per worker (label `worker`) and never as a total
+//! beside them, so that `sum()` in a query is right; the usual `process_*` metrics and a
+//! `ringecho_build_info` come with them. The exposition format is `prometheus-client`'s;
+//! the HTTP side answers `GET /metrics` on one thread that serves every scrape at once
+//! (non-blocking), each with a deadline and a bounded request, at most [`MAX_SCRAPERS`]
+//! at a time, so an idle or slow client delays no other scrape and costs a bounded amount.
 
 use crate::stats::{Counters, FIELDS, Snapshot};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Most scrapes in progress at once; connections past it are closed at once.
+pub const MAX_SCRAPERS: usize = 256;
+/// The longest one scrape may take, from connection to the last byte of the answer.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
+/// The largest request read.
+const MAX_REQUEST: usize = 8192;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Worker {
     worker: String,
 }
 
-/// Renders a snapshot: each figure once per worker (label `worker`) and once in total
-/// (`worker="all"`).
-pub fn render(snapshot: &Snapshot) -> String {
-    let mut registry = Registry::with_prefix("ringecho");
-    let rows: Vec<(String, &Counters)> = snapshot
-        .per_worker
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (i.to_string(), c))
-        .chain(std::iter::once(("all".to_string(), &snapshot.total)))
-        .collect();
-    for (i, (name, help, gauge)) in FIELDS.iter().enumerate() {
-        let value = |c: &Counters| c.fields()[i].1;
-        if *gauge {
-            let family = Family::<Worker, Gauge>::default();
-            for (w, c) in &rows {
-                family.get_or_create(&Worker { worker: w.clone() }).set(value(c) as i64);
-            }
-            registry.register(*name, *help, family);
-        } else {
-            let family = Family::<Worker, Counter>::default();
-            for (w, c) in &rows {
-                family.get_or_create(&Worker { worker: w.clone() }).inc_by(value(c));
-            }
-            registry.register(*name, *help, family);
+/// The process's own figures, from `/proc/self`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU time, seconds.
+    pub cpu_seconds: f64,
+    /// Open descriptors.
+    pub open_fds: u64,
+    /// The descriptor limit (soft).
+    pub max_fds: u64,
+    /// Resident memory, bytes.
+    pub resident_bytes: u64,
+    /// Virtual memory, bytes.
+    pub virtual_bytes: u64,
+    /// When the process started, Unix seconds.
+    pub start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads this process's figures; a figure that cannot be read is 0.
+    pub fn read() -> ProcessStats {
+        let tick = crate::sys::clock_ticks_per_second() as f64;
+        let page = crate::sys::page_size() as u64;
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields count from after the command name, which may hold spaces and ')'.
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // After ')': state is field 0; utime 11, stime 12, starttime 19, vsize 20, rss 21.
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0);
+        ProcessStats {
+            cpu_seconds: (field(11) + field(12)) as f64 / tick,
+            open_fds: std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0),
+            max_fds: crate::sys::nofile_limit().unwrap_or(0),
+            resident_bytes: field(21) * page,
+            virtual_bytes: field(20),
+            start_time_seconds: boot + field(19) as f64 / tick,
         }
     }
+}
+
+/// Renders a snapshot, the process's figures and the build information.
+pub fn render(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> String {
+    let mut registry = Registry::default();
+    for (i, (name, help, gauge)) in FIELDS.iter().enumerate() {
+        let value = |c: &Counters| c.fields()[i].1;
+        let name = format!("ringecho_{name}");
+        let help = help.trim_end_matches('.');
+        if *gauge {
+            let family = Family::<Worker, Gauge>::default();
+            for (w, c) in snapshot.per_worker.iter().enumerate() {
+                family.get_or_create(&Worker { worker: w.to_string() }).set(value(c) as i64);
+            }
+            registry.register(name, help, family);
+        } else {
+            let family = Family::<Worker, Counter>::default();
+            for (w, c) in snapshot.per_worker.iter().enumerate() {
+                family.get_or_create(&Worker { worker: w.to_string() }).inc_by(value(c));
+            }
+            registry.register(name, help, family);
+        }
+    }
+    let build = Info::new(vec![
+        ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("backend".to_string(), backend.to_string()),
+    ]);
+    registry.register("ringecho_build", "The ringecho version and the backend in use", build);
+    let cpu = Counter::<f64, AtomicU64>::default();
+    cpu.inc_by(process.cpu_seconds);
+    registry.register("process_cpu_seconds", "Total user and system CPU time spent in seconds", cpu);
+    let gauges = [
+        ("process_open_fds", "Number of open file descriptors", process.open_fds as i64),
+        ("process_max_fds", "Maximum number of open file descriptors", process.max_fds as i64),
+        ("process_resident_memory_bytes", "Resident memory size in bytes", process.resident_bytes as i64),
+        ("process_virtual_memory_bytes", "Virtual memory size in bytes", process.virtual_bytes as i64),
+    ];
+    for (name, help, v) in gauges {
+        let g = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        g.set(v);
+        registry.register(name, help, g);
+    }
+    let start = Gauge::<f64, AtomicU64>::default();
+    start.set(process.start_time_seconds);
+    registry.register(
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch in seconds",
+        start,
+    );
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
@@ -56,49 +133,158 @@ pub fn render(snapshot: &Snapshot) -> String {
 /// Serves `GET /metrics` on `addr` until `stop` is set; returns the bound address.
 pub fn serve(
     addr: SocketAddr,
-    snapshot: impl Fn() -> Snapshot + Send + 'static,
+    scrape: impl Fn() -> String + Send + 'static,
     stop: Arc<AtomicBool>,
 ) -> io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    // accept() returns every 200 ms so the thread notices `stop`.
-    socket2::SockRef::from(&listener).set_read_timeout(Some(Duration::from_millis(200)))?;
-    let thread = std::thread::Builder::new().name("ringecho-metrics".into()).spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            if let Ok((conn, _)) = listener.accept() {
-                let _ = answer(conn, &snapshot);
-            }
-        }
-    })?;
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let bound = std_listener.local_addr()?;
+    let mut listener = TcpListener::from_std(std_listener);
+    let poll = Poll::new()?;
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let thread = std::thread::Builder::new()
+        .name("ringecho-metrics".into())
+        .spawn(move || Scrapes { poll, listener, conns: HashMap::new(), next: 0 }.run(&scrape, &stop))?;
     Ok((bound, thread))
 }
 
-fn answer(mut conn: TcpStream, snapshot: &impl Fn() -> Snapshot) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut req = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf)?;
-        if n == 0 || req.len() + n > 8192 {
-            break;
+const LISTENER: Token = Token(usize::MAX);
+
+/// One scrape in progress: the request read so far, then the answer being written.
+struct Scrape {
+    stream: TcpStream,
+    request: Vec<u8>,
+    answer: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+}
+
+/// Every scrape in progress, on one thread: none waits for another.
+struct Scrapes {
+    poll: Poll,
+    listener: TcpListener,
+    conns: HashMap<usize, Scrape>,
+    next: usize,
+}
+
+impl Scrapes {
+    fn run(mut self, scrape: &dyn Fn() -> String, stop: &AtomicBool) {
+        let mut events = Events::with_capacity(256);
+        while !stop.load(Ordering::Acquire) {
+            // Wake at least every 100 ms to notice `stop` and the deadlines.
+            if self.poll.poll(&mut events, Some(Duration::from_millis(100))).is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    Token(id) => self.progress(id, scrape),
+                }
+            }
+            let now = Instant::now();
+            self.conns.retain(|_, c| c.deadline > now);
         }
-        req.extend_from_slice(&buf[..n]);
     }
-    let line = req.split(|b| *b == b'\n').next().unwrap_or_default();
+
+    fn accept(&mut self) {
+        while let Ok((mut stream, _)) = self.listener.accept() {
+            if self.conns.len() >= MAX_SCRAPERS {
+                continue; // dropping `stream` closes it
+            }
+            let id = self.next;
+            self.next = (self.next + 1) % (usize::MAX - 1);
+            if self.poll.registry().register(&mut stream, Token(id), Interest::READABLE).is_ok() {
+                let deadline = Instant::now() + SCRAPE_DEADLINE;
+                self.conns.insert(
+                    id,
+                    Scrape { stream, request: Vec::new(), answer: Vec::new(), written: 0, deadline },
+                );
+            }
+        }
+    }
+
+    /// Reads what the client sent; once the request is whole, answers it. A scrape that
+    /// fails or finishes is dropped (closing its connection).
+    fn progress(&mut self, id: usize, scrape: &dyn Fn() -> String) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        let done = match c.step(scrape) {
+            Ok(Step::Reading) => false,
+            Ok(Step::Answer) => {
+                let registry = self.poll.registry();
+                registry.reregister(&mut c.stream, Token(id), Interest::WRITABLE).is_err()
+                    || c.write().unwrap_or(true)
+            }
+            Ok(Step::Writing) => c.write().unwrap_or(true),
+            Err(_) => true,
+        };
+        if done {
+            self.conns.remove(&id);
+        }
+    }
+}
+
+enum Step {
+    Reading,
+    Answer,
+    Writing,
+}
+
+impl Scrape {
+    fn step(&mut self, scrape: &dyn Fn() -> String) -> io::Result<Step> {
+        if !self.answer.is_empty() {
+            return Ok(Step::Writing);
+        }
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.request.extend_from_slice(&buf[..n]);
+                    if self.request.len() >= MAX_REQUEST || self.request.windows(4).any(|w| w == b"\r\n\r\n")
+                    {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Reading),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.answer = respond(&self.request, scrape);
+        Ok(Step::Answer)
+    }
+
+    /// Writes what it can of the answer; true once all of it is written.
+    fn write(&mut self) -> io::Result<bool> {
+        while self.written < self.answer.len() {
+            match self.stream.write(&self.answer[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The HTTP answer to `request`.
+fn respond(request: &[u8], scrape: &dyn Fn() -> String) -> Vec<u8> {
+    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", render(&snapshot()))
+        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", scrape())
     } else {
         ("404 Not Found", "text/plain; charset=utf-8", "try GET /metrics\n".to_string())
     };
-    write!(
-        conn,
+    format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -106,13 +292,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_gauges() {
+    fn renders_per_worker_series_only() {
         let w = Counters { bytes_in: 7, open: 2, ..Counters::default() };
-        let s = Snapshot { total: w, per_worker: vec![w] };
-        let text = render(&s);
+        let s = Snapshot { total: w, per_worker: vec![w, w] };
+        let text = render(&s, &ProcessStats::read(), "uring");
         assert!(text.contains("# TYPE ringecho_bytes_in counter"), "{text}");
-        assert!(text.contains("ringecho_bytes_in_total{worker=\"all\"} 7"), "{text}");
+        assert!(text.contains("ringecho_bytes_in_total{worker=\"1\"} 7"), "{text}");
+        assert!(!text.contains("worker=\"all\""), "a total beside the workers double-counts: {text}");
         assert!(text.contains("# TYPE ringecho_open gauge"), "{text}");
-        assert!(text.contains("ringecho_open{worker=\"0\"} 2"), "{text}");
+        assert!(!text.contains(".."), "help texts end with one period: {text}");
+        assert!(text.contains("ringecho_build_info{version="), "{text}");
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn process_stats_are_read() {
+        let p = ProcessStats::read();
+        assert!(p.open_fds > 0 && p.resident_bytes > 0 && p.max_fds > 0, "{p:?}");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!(p.start_time_seconds > 1e9 && p.start_time_seconds <= now + 1.0, "{p:?}");
     }
 }

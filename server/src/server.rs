@@ -73,8 +73,13 @@ impl Server {
         }
         if let Some(addr) = handle.shared.config.metrics {
             let source = handle.stats_source();
+            let backend = handle.shared.config.backend.name();
             let stop = Arc::new(AtomicBool::new(false));
-            let (bound, thread) = crate::metrics::serve(addr, move || source.snapshot(), stop.clone())
+            let scrape = move || {
+                let process = crate::metrics::ProcessStats::read();
+                crate::metrics::render(&source.snapshot(), &process, backend)
+            };
+            let (bound, thread) = crate::metrics::serve(addr, scrape, stop.clone())
                 .map_err(|error| StartError::Listen { addr: format!("--metrics {addr}"), error })?;
             handle.metrics = Some((bound, stop, thread));
         }

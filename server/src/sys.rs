@@ -1,5 +1,5 @@
 //! The raw system calls the server makes outside io_uring: CPU affinity, the descriptor
-//! limit and eventfd. Each wrapper turns `-1` into `io::Error` via `cvt`; nothing else in
+//! limit, eventfd and a few sysconf values. Each wrapper turns `-1` into `io::Error` via `cvt`; nothing else in
 //! the crate calls libc for these.
 
 use std::io;
@@ -50,6 +50,28 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
         }
     }
     Ok(lim.rlim_cur)
+}
+
+/// The soft limit on open descriptors.
+pub fn nofile_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit to write into.
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+    Ok(lim.rlim_cur)
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc`.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as u64 } else { 100 }
+}
+
+/// The page size, the unit of memory sizes in `/proc/PID/stat`.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
 }
 
 /// An eventfd, used to wake a worker's ring from another thread. Blocking, so the

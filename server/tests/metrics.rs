@@ -1,10 +1,13 @@
-//! `--metrics`: Prometheus text over HTTP whose counters match the stats API.
+//! `--metrics`: OpenMetrics text over HTTP, parsed by an OpenMetrics parser, whose
+//! per-worker series sum to the stats API's totals (nothing double-counted), with the
+//! process metrics; idle scrapers delay no one.
 
 mod util;
 
+use openmetrics_parser::{MetricNumber, OpenMetricsValue};
 use ringecho::Backend;
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use util::*;
 
 fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
@@ -17,18 +20,16 @@ fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     (head.to_owned(), body.to_owned())
 }
 
-/// Parses the exposition text: every sample line is `name{labels} value`; returns
-/// (name, labels, value) triples.
-fn parse(body: &str) -> Vec<(String, String, f64)> {
-    body.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l:?}"));
-            let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
-            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name {name:?}");
-            (name.to_owned(), labels.trim_end_matches('}').to_owned(), value.parse().expect("numeric value"))
-        })
-        .collect()
+fn number(v: &OpenMetricsValue) -> f64 {
+    let n = match v {
+        OpenMetricsValue::Counter(c) => &c.value,
+        OpenMetricsValue::Gauge(n) | OpenMetricsValue::Unknown(n) => n,
+        other => panic!("unexpected value {other:?}"),
+    };
+    match n {
+        MetricNumber::Int(i) => *i as f64,
+        MetricNumber::Float(f) => *f,
+    }
 }
 
 fn metrics_match_stats(backend: Backend) {
@@ -39,28 +40,53 @@ fn metrics_match_stats(backend: Backend) {
     let addr = h.metrics_addr().unwrap();
     let (head, body) = get(addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let samples = parse(&body);
+    let exposition = openmetrics_parser::openmetrics::parse_openmetrics(&body)
+        .unwrap_or_else(|e| panic!("not valid OpenMetrics: {e:?}\n{body}"));
     let total = h.stats().total;
-    let find = |name: &str| {
-        samples
-            .iter()
-            .find(|(n, l, _)| n == name && l == "worker=\"all\"")
-            .unwrap_or_else(|| panic!("no {name}"))
-            .2 as u64
+    // Every ringecho_* family is per worker only: summing it gives the total, once.
+    let sum = |family: &str| -> f64 {
+        let f = exposition.families.get(family).unwrap_or_else(|| panic!("no {family}"));
+        assert_eq!(f.get_label_names(), ["worker"], "{family}: worker label only");
+        f.iter_samples().map(|s| number(&s.value)).sum()
     };
-    assert_eq!(find("ringecho_bytes_in_total"), total.bytes_in);
-    assert_eq!(find("ringecho_bytes_out_total"), total.bytes_out);
-    assert_eq!(find("ringecho_accepted_total"), total.accepted);
-    assert_eq!(find("ringecho_open"), total.open);
-    assert!(body.ends_with("# EOF\n"));
+    for (family, expect) in [
+        ("ringecho_bytes_in", total.bytes_in),
+        ("ringecho_bytes_out", total.bytes_out),
+        ("ringecho_accepted", total.accepted),
+        ("ringecho_closed", total.closed),
+        ("ringecho_open", total.open),
+        ("ringecho_buf_errors", 0),
+    ] {
+        assert_eq!(sum(family) as u64, expect, "{family}");
+    }
+    assert!(!body.contains("worker=\"all\""), "a total beside the workers double-counts");
+    assert!(!body.contains(".."), "help texts end with one period");
+    // CPU time may still be under a clock tick; the others cannot be zero.
+    for (family, min) in [
+        ("process_cpu_seconds", 0.0),
+        ("process_open_fds", 1.0),
+        ("process_max_fds", 1.0),
+        ("process_resident_memory_bytes", 1.0),
+        ("process_start_time_seconds", 1e9),
+    ] {
+        let f = exposition.families.get(family).unwrap_or_else(|| panic!("no {family}"));
+        assert!(f.iter_samples().all(|s| number(&s.value) >= min), "{family}");
+    }
+    let build = exposition.families.get("ringecho_build").expect("build info");
+    assert!(matches!(build.family_type, openmetrics_parser::OpenMetricsType::Info));
+    assert!(body.contains(&format!("backend=\"{}\"", backend.name())), "{body}");
+
     let (head, _) = get(addr, "/nope");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
-    // A scraper that connects and says nothing does not block the next one for long.
-    let _idle = std::net::TcpStream::connect(addr).unwrap();
-    let t0 = std::time::Instant::now();
+    // Scrapers that connect and say nothing (or trickle) delay no other scrape.
+    let idle: Vec<_> = (0..50).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let mut trickler = std::net::TcpStream::connect(addr).unwrap();
+    trickler.write_all(b"GET /metr").unwrap();
+    let t0 = Instant::now();
     let (head, _) = get(addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200"));
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_millis(500), "a scrape behind idle ones took {:?}", t0.elapsed());
+    drop(idle);
 }
 
 for_each_backend!(metrics_match_stats);
