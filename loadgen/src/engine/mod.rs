@@ -14,13 +14,15 @@ use crate::hist::{self, Hist};
 use crate::plan::{Model, Plan, Stop};
 use crate::target::Target;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Counts of one run (or one worker's part of it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Counts of one run (or one worker's part of it). Read back from a saved result, a
+/// counter the document lacks is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Measured messages sent (after the warm-up).
     pub sent: u64,
