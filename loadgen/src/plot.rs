@@ -104,7 +104,7 @@ fn us_label(y: &f64) -> String {
 pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
     let curves: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
-        .map(|r| (r.name.clone(), percentile_curve(&r.latency)))
+        .map(|r| (r.name.clone(), percentile_curve(&r.doc.latency.corrected.histogram)))
         .filter(|(_, c)| !c.is_empty())
         .collect();
     if curves.is_empty() {

@@ -130,7 +130,12 @@ impl Counters {
         self.connects += connects;
     }
 
-    /// Messages that failed one way or another (each counted once).
+    /// Messages that failed one way or another, each counted once: lost with a failed
+    /// connection (`failed_messages`), echoed wrong (`mismatched_messages`), datagrams
+    /// lost (`lost`: lost datagrams count as failed), still unanswered when the drain
+    /// ended (`unanswered_at_end`), and open-loop messages never sent because the backlog
+    /// was full (`backlog_overflow`). This is ringload's one definition of "failed": the
+    /// report, the error rate, the result document's `failed` and `merge` all use it.
     pub fn failed(&self) -> u64 {
         self.failed_messages
             + self.mismatched_messages
