@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{DeserializeError, Deserializer, Serializer, V2DeflateSerializer};
 
 /// A latency histogram in nanoseconds.
 pub type Hist = Histogram<u64>;
@@ -29,10 +29,21 @@ pub fn encode(h: &Hist) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Why text is not an encoded histogram.
+#[derive(Debug, thiserror::Error)]
+pub enum HistError {
+    /// Not base64.
+    #[error("not base64: {0}")]
+    Base64(base64::DecodeError),
+    /// Base64, but not an HdrHistogram V2 histogram.
+    #[error("not an HdrHistogram V2 histogram: {0}")]
+    Format(DeserializeError),
+}
+
 /// Decodes what [`encode`] produced (or any V2 histogram in base64).
-pub fn decode(text: &str) -> Result<Hist, String> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|e| e.to_string())?;
-    Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| format!("{e:?}"))
+pub fn decode(text: &str) -> Result<Hist, HistError> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(HistError::Base64)?;
+    Deserializer::new().deserialize(&mut &bytes[..]).map_err(HistError::Format)
 }
 
 #[cfg(test)]

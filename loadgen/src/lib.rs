@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod document;
 pub mod engine;
 pub mod header;
 pub mod hist;
@@ -17,6 +18,7 @@ pub mod report;
 pub mod results;
 pub mod target;
 
+pub use document::ResultDoc;
 pub use plan::{Model, Plan, SizeSpec, Stop};
 pub use report::Report;
 pub use target::Target;

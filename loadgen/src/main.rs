@@ -98,13 +98,14 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
     report.label = args.label.clone();
     report.check(args.max_p99, args.max_error_rate);
 
+    let document = report.document();
     if json_to_stdout {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print!("{}", report.text());
     }
     if let Some(f) = json_file.as_mut() {
-        serde_json::to_writer_pretty(&mut *f, &report.json()).context("--json")?;
+        serde_json::to_writer_pretty(&mut *f, &document).context("--json")?;
         writeln!(f)?;
     }
     if let Some(f) = hdr_file.as_mut() {

@@ -1,11 +1,13 @@
 //! A validated load plan: everything a run needs, checked once. Built from the command
-//! line by [`crate::cli`], or directly by tests and embedders.
+//! line by [`crate::cli`], or directly by tests and embedders. It is saved in the result
+//! document (durations as float seconds, the target as text or `"builtin"`) and read
+//! back from it in the same form.
 
 use crate::target::Target;
 use std::time::Duration;
 
 /// How message sizes are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SizeSpec {
     /// Smallest message, bytes.
     pub min: u32,
@@ -14,7 +16,7 @@ pub struct SizeSpec {
 }
 
 /// How load is offered.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum Model {
     /// Each connection keeps `depth` messages in flight.
@@ -30,7 +32,7 @@ pub enum Model {
 }
 
 /// When the run stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stop {
     /// After this long (after the warm-up).
@@ -40,10 +42,10 @@ pub enum Stop {
 }
 
 /// A validated plan.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The target; `None` runs against a built-in ringecho server.
-    #[serde(serialize_with = "crate::plan::target_str")]
+    #[serde(with = "crate::plan::target_text")]
     pub target: Option<Target>,
     /// Connections (flows, for datagrams), all workers together.
     pub connections: u32,
@@ -73,6 +75,7 @@ pub struct Plan {
     pub seed: u64,
     /// Connection churn: close each connection after this many messages and open a new
     /// one (closed loop, stream transports).
+    #[serde(default)]
     pub churn: Option<u32>,
 }
 
@@ -158,16 +161,129 @@ impl Plan {
     }
 }
 
+/// A duration as float seconds.
 pub(crate) mod secs {
+    use serde::Deserialize;
     use std::time::Duration;
+
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
+
+    /// Refuses what no `Duration` holds (negative, not finite, too large) instead of
+    /// panicking on it.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            serde::de::Error::invalid_value(serde::de::Unexpected::Float(secs), &"seconds, at least 0")
+        })
+    }
 }
 
-pub(crate) fn target_str<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&t.to_string()),
-        None => s.serialize_str("builtin"),
+/// The target as text, `"builtin"` for none. Reading never resolves a name
+/// ([`Target::parse_literal`]).
+pub(crate) mod target_text {
+    use super::Target;
+    use serde::Deserialize;
+
+    const BUILTIN: &str = "builtin";
+
+    pub fn serialize<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_string()),
+            None => s.serialize_str(BUILTIN),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == BUILTIN {
+            return Ok(None);
+        }
+        Target::parse_literal(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(target: Option<Target>, model: Model, stop: Stop, churn: Option<u32>) -> Plan {
+        Plan {
+            target,
+            connections: 8,
+            model,
+            size: SizeSpec { min: 16, max: 1_400 },
+            stop,
+            warmup: Duration::from_millis(250),
+            verify: true,
+            cpus: vec![0, 3],
+            udp_timeout: Duration::from_nanos(1_500_000_001),
+            connect_timeout: Duration::from_secs(2),
+            drain: Duration::ZERO,
+            seed: u64::MAX,
+            churn,
+        }
+    }
+
+    /// A plan reads back from the document as it was written, for every kind of target,
+    /// model and stop.
+    #[test]
+    fn round_trips_through_json() {
+        for p in [
+            plan(None, Model::Closed { depth: 4 }, Stop::Duration(Duration::from_secs(10)), Some(10)),
+            plan(
+                Some(Target::Udp("[::1]:7007".parse().unwrap())),
+                Model::Open { rate: 12_345.678 },
+                Stop::Requests(1_000_000),
+                None,
+            ),
+            plan(
+                Some(Target::Unix("/tmp/e.sock".into())),
+                Model::Closed { depth: 1 },
+                Stop::Requests(1),
+                None,
+            ),
+            plan(
+                Some(Target::UnixGram("/tmp/e.dg".into())),
+                Model::Open { rate: 0.5 },
+                Stop::Duration(Duration::from_millis(1_234)),
+                None,
+            ),
+        ] {
+            let text = serde_json::to_string(&p).unwrap();
+            let back: Plan = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, p, "{text}");
+        }
+        let text =
+            serde_json::to_string(&plan(None, Model::Closed { depth: 1 }, Stop::Requests(5), None)).unwrap();
+        assert!(text.contains(r#""target":"builtin""#) && text.contains(r#""warmup":0.25"#), "{text}");
+    }
+
+    /// What no plan holds is an error, not a panic: negative or huge durations, a host
+    /// name (never resolved here), a missing field.
+    #[test]
+    fn bad_plans_are_errors() {
+        let good =
+            serde_json::to_value(plan(None, Model::Closed { depth: 1 }, Stop::Requests(5), None)).unwrap();
+        for (field, bad) in [
+            ("warmup", serde_json::json!(-1.0)),
+            ("drain", serde_json::json!(1e300)),
+            ("target", serde_json::json!("tcp://localhost:7")),
+            ("target", serde_json::json!("ftp://x")),
+            ("stop", serde_json::json!({"duration": -5})),
+            ("model", serde_json::json!({"model": "sideways"})),
+        ] {
+            let mut doc = good.clone();
+            doc[field] = bad;
+            assert!(serde_json::from_value::<Plan>(doc).is_err(), "{field}");
+        }
+        let mut no_churn = good.clone();
+        no_churn.as_object_mut().unwrap().remove("churn");
+        assert_eq!(
+            serde_json::from_value::<Plan>(no_churn).unwrap().churn,
+            None,
+            "older documents lack churn"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! y log latency — the HdrHistogram convention), and, from an interval log, throughput
 //! and p99 over time. plotters' SVG backend needs no system libraries.
 
-use crate::hist::Hist;
+use crate::hist::{Hist, HistError};
 use crate::results::Saved;
 use plotters::prelude::*;
 use std::path::Path;
@@ -10,19 +10,51 @@ use std::path::Path;
 /// Why a plot could not be drawn.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    /// Nothing to draw.
-    #[error("{0}")]
-    Empty(String),
-    /// Drawing or writing failed.
-    #[error("drawing {0}: {1}")]
-    Draw(String, String),
+    /// No result has latency samples.
+    #[error("no result has latency samples")]
+    NoSamples,
+    /// The interval log holds no interval.
+    #[error("{file}: no intervals")]
+    NoIntervals {
+        /// The log.
+        file: String,
+    },
+    /// Drawing or writing the SVG failed.
+    #[error("drawing {file}: {detail}")]
+    Draw {
+        /// The SVG file.
+        file: String,
+        /// plotters' description (its error type depends on the backend).
+        detail: String,
+    },
     /// The interval log could not be read.
-    #[error("{0}: {1}")]
-    Log(String, String),
+    #[error("{file}")]
+    Read {
+        /// The log.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The interval log is malformed.
+    #[error("{file}: not an interval log at byte {offset}")]
+    Log {
+        /// The log.
+        file: String,
+        /// Where parsing failed.
+        offset: usize,
+    },
+    /// An interval's histogram does not decode.
+    #[error("{file}: an interval's histogram")]
+    Histogram {
+        /// The log.
+        file: String,
+        /// Why.
+        source: HistError,
+    },
 }
 
 fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
-    move |e| PlotError::Draw(path.display().to_string(), format!("{e:?}"))
+    move |e| PlotError::Draw { file: path.display().to_string(), detail: format!("{e:?}") }
 }
 
 /// Points of a percentile curve: (1 / (1 − q), latency µs), from the median to the
@@ -72,11 +104,11 @@ fn us_label(y: &f64) -> String {
 pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
     let curves: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
-        .map(|r| (r.name.clone(), percentile_curve(&r.latency)))
+        .map(|r| (r.name.clone(), percentile_curve(&r.doc.latency.corrected.histogram)))
         .filter(|(_, c)| !c.is_empty())
         .collect();
     if curves.is_empty() {
-        return Err(PlotError::Empty("no result has latency samples".into()));
+        return Err(PlotError::NoSamples);
     }
     let x_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(10.0, f64::max);
     let y_min = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(f64::MAX, f64::min).max(0.1);
@@ -119,15 +151,20 @@ pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
 
 /// Draws throughput and p99 per interval from an HdrHistogram interval log.
 pub fn intervals(log: &Path, out: &Path) -> Result<(), PlotError> {
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    let name = log.display().to_string();
-    let bytes = std::fs::read(log).map_err(|e| PlotError::Log(name.clone(), e.to_string()))?;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
+    let file = log.display().to_string();
+    let bytes = match std::fs::read(log) {
+        Ok(b) => b,
+        Err(source) => return Err(PlotError::Read { file, source }),
+    };
     let mut points = Vec::new(); // (middle of the interval s, msg/s, p99 µs)
     for entry in IntervalLogIterator::new(&bytes) {
         match entry {
             Ok(LogEntry::Interval(i)) => {
-                let h = crate::hist::decode(i.encoded_histogram())
-                    .map_err(|e| PlotError::Log(name.clone(), e))?;
+                let h = match crate::hist::decode(i.encoded_histogram()) {
+                    Ok(h) => h,
+                    Err(source) => return Err(PlotError::Histogram { file, source }),
+                };
                 let secs = i.duration().as_secs_f64().max(1e-9);
                 points.push((
                     i.start_timestamp().as_secs_f64() + secs / 2.0,
@@ -136,11 +173,11 @@ pub fn intervals(log: &Path, out: &Path) -> Result<(), PlotError> {
                 ));
             }
             Ok(_) => {}
-            Err(e) => return Err(PlotError::Log(name, format!("{e:?}"))),
+            Err(LogIteratorError::ParseError { offset }) => return Err(PlotError::Log { file, offset }),
         }
     }
     if points.is_empty() {
-        return Err(PlotError::Empty(format!("{name}: no intervals")));
+        return Err(PlotError::NoIntervals { file });
     }
     let t_min = points.iter().map(|p| p.0).fold(f64::MAX, f64::min).floor();
     let t_max = points.iter().map(|p| p.0).fold(0.0, f64::max).ceil().max(t_min + 1.0);

@@ -1,16 +1,16 @@
 //! The result of a run: figures, warnings, the exit code they imply, and their two
-//! renderings — a human report (stdout) and a documented JSON document
-//! (`schema/result.schema.json`) that carries the full histograms.
+//! renderings — a human report (stdout) and the result document
+//! ([`ResultDoc`], `schema/result.schema.json`) that carries the full histograms. Both
+//! take their derived figures from [`Figures::of`].
 
+pub use crate::document::SCHEMA_VERSION;
+use crate::document::{Figures, Latency, ResultDoc, TOOL, Throughput, WarningEntry};
 use crate::engine::Counters;
-use crate::hist::{self, Hist};
+use crate::hist::Hist;
 use crate::plan::{Model, Plan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::time::Duration;
-
-/// Version of the JSON document; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u64 = 1;
 
 /// A run's result.
 pub struct Report {
@@ -49,7 +49,7 @@ pub struct Report {
 }
 
 /// The built-in ringecho server's part in a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Builtin {
     /// CPUs the server ran on.
     pub server_cpus: Vec<usize>,
@@ -60,7 +60,7 @@ pub struct Builtin {
 }
 
 /// A warning, with its hint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Warning {
     /// The load workers were busy nearly all the time.
@@ -113,17 +113,19 @@ impl Warning {
 }
 
 impl Report {
-    /// Answered messages per second in the measured window.
-    pub fn throughput(&self) -> f64 {
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.counters.completed as f64 / secs } else { 0.0 }
+    /// The figures derived from the counters over the measured window.
+    pub fn figures(&self) -> Figures {
+        Figures::of(&self.counters, self.elapsed.as_secs_f64())
     }
 
-    /// Failed ÷ (answered + failed).
+    /// Answered messages per second in the measured window.
+    pub fn throughput(&self) -> f64 {
+        self.figures().throughput.msgs_per_s
+    }
+
+    /// Failed ÷ (answered + failed), failed as [`Counters::failed`] counts it.
     pub fn error_rate(&self) -> f64 {
-        let failed = self.counters.failed();
-        let total = failed + self.counters.completed;
-        if total == 0 { 0.0 } else { failed as f64 / total as f64 }
+        self.figures().error_rate
     }
 
     /// Fills `warnings`.
@@ -142,7 +144,7 @@ impl Report {
                 self.warnings.push(Warning::RateShortfall { requested: rate, achieved });
             }
         }
-        let failed = self.counters.failed();
+        let failed = self.figures().failed;
         if failed > 0 {
             self.warnings.push(Warning::Errors { failed });
         }
@@ -230,8 +232,9 @@ impl Report {
             list(&p.cpus)
         );
         let _ = writeln!(o);
-        let mbps = self.counters.bytes_echoed as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6;
-        let _ = writeln!(o, "throughput  {}   {mbps:.2} MB/s each way", rate(self.throughput()));
+        let figures = self.figures();
+        let mbps = figures.throughput.bytes_per_s_each_way / 1e6;
+        let _ = writeln!(o, "throughput  {}   {mbps:.2} MB/s each way", rate(figures.throughput.msgs_per_s));
         let _ = writeln!(
             o,
             "            {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   mean ± stdev",
@@ -250,8 +253,8 @@ impl Report {
             o,
             "messages    {} answered, {} failed ({:.3}%){}",
             c.completed,
-            c.failed(),
-            self.error_rate() * 100.0,
+            figures.failed,
+            figures.error_rate * 100.0,
             if c.warmup_completed > 0 {
                 format!(", {} in warm-up", c.warmup_completed)
             } else {
@@ -321,67 +324,35 @@ impl Report {
         o
     }
 
-    /// The JSON document.
-    pub fn json(&self) -> serde_json::Value {
-        let mut doc = self.json_body(summary_json);
-        if let Some(label) = &self.label {
-            doc["label"] = label.clone().into();
-        }
-        doc["started_unix"] = self.started_unix.into();
+    /// The result document (`--json`).
+    pub fn document(&self) -> ResultDoc {
+        let mut doc = ResultDoc {
+            schema_version: SCHEMA_VERSION,
+            tool: TOOL.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            label: self.label.clone(),
+            target: self.target.clone(),
+            transport: self.target.split("://").next().unwrap_or("").into(),
+            builtin: self.builtin.clone(),
+            plan: Some(self.plan.clone()),
+            elapsed_s: self.elapsed.as_secs_f64(),
+            started_unix: self.started_unix,
+            interrupted: self.interrupted,
+            counters: self.counters,
+            // Derived: filled in by `derive` below.
+            failed: 0,
+            error_rate: 0.0,
+            throughput: Throughput::default(),
+            latency: Latency::of(&self.latency, &self.service, &self.connect),
+            load_cpu_s: self.load_cpu.as_secs_f64(),
+            warnings: self.warnings.iter().map(WarningEntry::from).collect(),
+            failed_checks: self.failed_checks.clone(),
+            exit_code: self.exit_code(),
+            merged_from: None,
+        };
+        doc.derive();
         doc
     }
-
-    fn json_body(&self, summary: fn(&Hist) -> serde_json::Value) -> serde_json::Value {
-        serde_json::json!({
-            "schema_version": SCHEMA_VERSION,
-            "tool": "ringload",
-            "version": env!("CARGO_PKG_VERSION"),
-            "target": self.target,
-            "transport": self.target.split("://").next().unwrap_or(""),
-            "builtin": self.builtin,
-            "plan": self.plan,
-            "elapsed_s": self.elapsed.as_secs_f64(),
-            "interrupted": self.interrupted,
-            "counters": self.counters,
-            "throughput": {
-                "msgs_per_s": self.throughput(),
-                "bytes_per_s_each_way": self.counters.bytes_echoed as f64 / self.elapsed.as_secs_f64().max(1e-9),
-            },
-            "error_rate": self.error_rate(),
-            "latency": {
-                "unit": "ns",
-                "corrected": summary(&self.latency),
-                "service": summary(&self.service),
-                "connect": summary(&self.connect),
-            },
-            "load_cpu_s": self.load_cpu.as_secs_f64(),
-            "warnings": self.warnings.iter().map(|w| {
-                let mut v = serde_json::to_value(w).unwrap_or_default();
-                v["message"] = w.message().into();
-                v
-            }).collect::<Vec<_>>(),
-            "failed_checks": self.failed_checks,
-            "exit_code": self.exit_code(),
-        })
-    }
-}
-
-/// The JSON summary of a latency histogram: count, percentiles (ns), and the histogram
-/// itself, encoded.
-pub fn summary_json(h: &Hist) -> serde_json::Value {
-    serde_json::json!({
-        "count": h.len(),
-        "min": if h.is_empty() { 0 } else { h.min() },
-        "p50": h.value_at_quantile(0.5),
-        "p90": h.value_at_quantile(0.9),
-        "p99": h.value_at_quantile(0.99),
-        "p999": h.value_at_quantile(0.999),
-        "p9999": h.value_at_quantile(0.9999),
-        "max": h.max(),
-        "mean": h.mean(),
-        "stdev": h.stdev(),
-        "histogram": hist::encode(h),
-    })
 }
 
 fn list(cpus: &[usize]) -> String {

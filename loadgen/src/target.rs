@@ -30,8 +30,19 @@ pub enum TargetError {
 }
 
 impl Target {
-    /// Parses a target URL.
+    /// Parses a target URL, resolving a host name.
     pub fn parse(text: &str) -> Result<Target, TargetError> {
+        Target::parse_with(text, true)
+    }
+
+    /// Parses a target as [`Display`](fmt::Display) writes it: the host must be a literal
+    /// address. A name is refused, never resolved: this reads saved results, which are
+    /// untrusted and must not make ringload touch the network.
+    pub fn parse_literal(text: &str) -> Result<Target, TargetError> {
+        Target::parse_with(text, false)
+    }
+
+    fn parse_with(text: &str, resolve_names: bool) -> Result<Target, TargetError> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| TargetError::Scheme(text.to_owned()))?;
         let resolve = |rest: &str| -> Result<SocketAddr, TargetError> {
             let bad = |why: String| TargetError::Address(text.to_owned(), why);
@@ -40,6 +51,9 @@ impl Target {
             }
             if let Ok(addr) = rest.parse() {
                 return Ok(addr);
+            }
+            if !resolve_names {
+                return Err(bad("expected a literal IP address and port".into()));
             }
             let mut addrs = rest.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
             addrs.next().ok_or_else(|| bad("the name has no address".into()))
@@ -118,7 +132,9 @@ mod tests {
         assert!(Target::parse("unix://relative").is_err());
         for t in ["tcp://[::1]:7007", "unix:///tmp/e.sock"] {
             assert_eq!(Target::parse(t).unwrap().to_string(), t);
+            assert_eq!(Target::parse_literal(t).unwrap().to_string(), t);
         }
+        assert!(Target::parse_literal("tcp://localhost:7").is_err(), "a name is not resolved");
     }
 
     proptest! {

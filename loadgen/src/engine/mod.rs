@@ -14,13 +14,15 @@ use crate::hist::{self, Hist};
 use crate::plan::{Model, Plan, Stop};
 use crate::target::Target;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-/// Counts of one run (or one worker's part of it).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Counts of one run (or one worker's part of it). Read back from a saved result, a
+/// counter the document lacks is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Measured messages sent (after the warm-up).
     pub sent: u64,
@@ -128,7 +130,12 @@ impl Counters {
         self.connects += connects;
     }
 
-    /// Messages that failed one way or another (each counted once).
+    /// Messages that failed one way or another, each counted once: lost with a failed
+    /// connection (`failed_messages`), echoed wrong (`mismatched_messages`), datagrams
+    /// lost (`lost`: lost datagrams count as failed), still unanswered when the drain
+    /// ended (`unanswered_at_end`), and open-loop messages never sent because the backlog
+    /// was full (`backlog_overflow`). This is ringload's one definition of "failed": the
+    /// report, the error rate, the result document's `failed` and `merge` all use it.
     pub fn failed(&self) -> u64 {
         self.failed_messages
             + self.mismatched_messages

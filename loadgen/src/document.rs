@@ -1,0 +1,386 @@
+//! The result document: the one typed form of what `ringload --json` writes and what
+//! `merge`, `report`, `compare` and `plot` read back. `schema/result.schema.json`
+//! describes the same document, and a test holds the two together.
+//!
+//! Invariant: every derived figure (`failed`, `error_rate`, `throughput`, the latency
+//! summaries) is computed by [`ResultDoc::derive`] from the counters, the measured time
+//! and the histograms, and nowhere else: the report, `merge` and reading a saved file
+//! all end there, so a document's figures never disagree with its data.
+
+use crate::engine::Counters;
+use crate::hist::{self, Hist};
+use crate::plan::Plan;
+use crate::report::{Builtin, Warning};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Version of the document's shape; bumped on any incompatible change. Adding a field is
+/// compatible: readers ignore fields they do not know.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The `tool` of every ringload document.
+pub const TOOL: &str = "ringload";
+
+/// One ringload result, as saved (`--json`) and read back.
+///
+/// Fields that documents of earlier versions, or hand-made ones, may lack read as their
+/// default; `tool`, `schema_version`, `transport`, `elapsed_s`, `counters` and every
+/// histogram are required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultDoc {
+    /// Version of this shape ([`SCHEMA_VERSION`]).
+    pub schema_version: u64,
+    /// Always [`TOOL`].
+    pub tool: String,
+    /// The version of ringload that wrote it.
+    #[serde(default)]
+    pub version: String,
+    /// The run's label (`--label`), or `merged (N)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The target as resolved (`tcp://127.0.0.1:7007`).
+    #[serde(default)]
+    pub target: String,
+    /// The target's scheme: `tcp`, `udp`, `unix` or `unixgram`.
+    pub transport: String,
+    /// The built-in ringecho server, when no target was given.
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+    /// The plan as run (absent only in hand-made documents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// Measured seconds, after the warm-up.
+    #[serde(deserialize_with = "seconds")]
+    pub elapsed_s: f64,
+    /// When the measured run began, Unix seconds.
+    #[serde(default)]
+    pub started_unix: f64,
+    /// Ctrl-C cut the run short.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Counts. Every entry must be a count, even one this version does not know; a
+    /// known one that is missing reads as 0.
+    #[serde(deserialize_with = "counters")]
+    pub counters: Counters,
+    /// Failed messages: [`Counters::failed`] (lost with a connection, mismatched, lost
+    /// datagrams, unanswered at the end, backlog overflow). Scripts read this instead of
+    /// adding counters themselves. Derived: reading recomputes it, so documents written
+    /// before it existed read the same.
+    #[serde(default)]
+    pub failed: u64,
+    /// failed ÷ (completed + failed), 0 when both are 0. Derived.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Rates over the measured time. Derived.
+    #[serde(default)]
+    pub throughput: Throughput,
+    /// Latency summaries and histograms.
+    pub latency: Latency,
+    /// CPU seconds the load workers used.
+    #[serde(default, deserialize_with = "seconds")]
+    pub load_cpu_s: f64,
+    /// What went against the user's interest.
+    #[serde(default)]
+    pub warnings: Vec<WarningEntry>,
+    /// Thresholds that failed, as shown to a person.
+    #[serde(default)]
+    pub failed_checks: Vec<String>,
+    /// The exit code the run implied.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// The results a merged document was made from (their labels or file names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_from: Option<Vec<String>>,
+}
+
+/// Rates over the measured time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Answered messages per second.
+    pub msgs_per_s: f64,
+    /// Echoed bytes per second, each way.
+    pub bytes_per_s_each_way: f64,
+}
+
+/// The unit of every latency figure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LatencyUnit {
+    /// Nanoseconds.
+    #[default]
+    #[serde(rename = "ns")]
+    Ns,
+}
+
+/// The three latency distributions of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Always nanoseconds.
+    #[serde(default)]
+    pub unit: LatencyUnit,
+    /// From each message's intended send time (coordinated omission corrected).
+    pub corrected: Summary,
+    /// From the actual send.
+    pub service: Summary,
+    /// Connection set-up.
+    pub connect: Summary,
+}
+
+impl Latency {
+    /// The summaries of three histograms.
+    pub fn of(corrected: &Hist, service: &Hist, connect: &Hist) -> Latency {
+        Latency {
+            unit: LatencyUnit::Ns,
+            corrected: Summary::of(corrected.clone()),
+            service: Summary::of(service.clone()),
+            connect: Summary::of(connect.clone()),
+        }
+    }
+}
+
+/// A latency histogram and the figures read from it (ns). The histogram is the data;
+/// the figures are derived from it ([`Summary::summarize`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Samples.
+    #[serde(default)]
+    pub count: u64,
+    /// Smallest sample, 0 when there are none.
+    #[serde(default)]
+    pub min: u64,
+    /// Median.
+    #[serde(default)]
+    pub p50: u64,
+    /// 90th percentile.
+    #[serde(default)]
+    pub p90: u64,
+    /// 99th percentile.
+    #[serde(default)]
+    pub p99: u64,
+    /// 99.9th percentile.
+    #[serde(default)]
+    pub p999: u64,
+    /// 99.99th percentile.
+    #[serde(default)]
+    pub p9999: u64,
+    /// Largest sample.
+    #[serde(default)]
+    pub max: u64,
+    /// Mean.
+    #[serde(default)]
+    pub mean: f64,
+    /// Standard deviation.
+    #[serde(default)]
+    pub stdev: f64,
+    /// The histogram: HdrHistogram V2 + DEFLATE, base64.
+    #[serde(with = "histogram_text")]
+    pub histogram: Hist,
+}
+
+impl Summary {
+    /// The summary of `histogram`.
+    pub fn of(histogram: Hist) -> Summary {
+        let mut s = Summary {
+            count: 0,
+            min: 0,
+            p50: 0,
+            p90: 0,
+            p99: 0,
+            p999: 0,
+            p9999: 0,
+            max: 0,
+            mean: 0.0,
+            stdev: 0.0,
+            histogram,
+        };
+        s.summarize();
+        s
+    }
+
+    /// Recomputes the figures from the histogram.
+    pub fn summarize(&mut self) {
+        let h = &self.histogram;
+        let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+        self.count = h.len();
+        self.min = if h.is_empty() { 0 } else { h.min() };
+        self.p50 = h.value_at_quantile(0.5);
+        self.p90 = h.value_at_quantile(0.9);
+        self.p99 = h.value_at_quantile(0.99);
+        self.p999 = h.value_at_quantile(0.999);
+        self.p9999 = h.value_at_quantile(0.9999);
+        self.max = h.max();
+        self.mean = finite(h.mean());
+        self.stdev = finite(h.stdev());
+    }
+}
+
+/// A warning as saved: its code and fields, and the sentence shown to a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarningEntry {
+    /// The warning (`code` and its fields).
+    #[serde(flatten)]
+    pub warning: Warning,
+    /// [`Warning::message`].
+    pub message: String,
+}
+
+impl From<&Warning> for WarningEntry {
+    fn from(w: &Warning) -> WarningEntry {
+        WarningEntry { warning: w.clone(), message: w.message() }
+    }
+}
+
+/// Figures derived from the counters and the measured time. [`Figures::of`] is the one
+/// place they are computed; the report's text, its document and `merge` all use it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    /// [`Counters::failed`], saturating.
+    pub failed: u64,
+    /// failed ÷ (completed + failed), 0 when both are 0.
+    pub error_rate: f64,
+    /// Rates over the measured time, 0 when none was measured.
+    pub throughput: Throughput,
+}
+
+impl Figures {
+    /// The figures of `counters` over `elapsed_s` measured seconds.
+    pub fn of(counters: &Counters, elapsed_s: f64) -> Figures {
+        let failed = failed(counters);
+        let total = failed.saturating_add(counters.completed);
+        let per_second = |n: u64| {
+            if elapsed_s > 0.0 { (n as f64 / elapsed_s).min(f64::MAX) } else { 0.0 }
+        };
+        Figures {
+            failed,
+            error_rate: if total == 0 { 0.0 } else { failed as f64 / total as f64 },
+            throughput: Throughput {
+                msgs_per_s: per_second(counters.completed),
+                bytes_per_s_each_way: per_second(counters.bytes_echoed),
+            },
+        }
+    }
+}
+
+impl ResultDoc {
+    /// Recomputes every derived figure from the counters, `elapsed_s` and the histograms.
+    pub fn derive(&mut self) {
+        let Figures { failed, error_rate, throughput } = Figures::of(&self.counters, self.elapsed_s);
+        self.failed = failed;
+        self.error_rate = error_rate;
+        self.throughput = throughput;
+        for s in [&mut self.latency.corrected, &mut self.latency.service, &mut self.latency.connect] {
+            s.summarize();
+        }
+    }
+}
+
+/// [`Counters::failed`] for any counts, saturating at `u64::MAX`. That method adds with
+/// `+`, which overflows on counts near `u64::MAX` (an untrusted file, a saturated merge).
+/// The sum is linear, so it is taken of the counters' high parts (each below 2^61) and
+/// low parts (each below 8) separately, neither of which can overflow while it adds at
+/// most eight counters, and recombined in 128 bits: the definition stays in one place.
+pub fn failed(c: &Counters) -> u64 {
+    let high = zip(c, c, |v, _| v >> 3);
+    let low = zip(c, c, |v, _| v & 7);
+    let sum = u128::from(high.failed()) * 8 + u128::from(low.failed());
+    u64::try_from(sum).unwrap_or(u64::MAX)
+}
+
+/// `a + b`, counter by counter, saturating at `u64::MAX` instead of wrapping.
+pub fn saturating_sum(a: &Counters, b: &Counters) -> Counters {
+    zip(a, b, u64::saturating_add)
+}
+
+/// Applies `f` counter by counter. The destructuring is exhaustive: a new counter that
+/// is not handled here does not compile.
+fn zip(a: &Counters, b: &Counters, f: impl Fn(u64, u64) -> u64) -> Counters {
+    let Counters {
+        sent,
+        completed,
+        warmup_completed,
+        bytes_sent,
+        bytes_received,
+        connect_refused,
+        connect_timeout,
+        connect_other,
+        reset,
+        unexpected_eof,
+        socket_errors,
+        failed_messages,
+        mismatched_bytes,
+        mismatched_messages,
+        unsolicited_bytes,
+        lost,
+        reordered,
+        duplicates,
+        late,
+        garbage,
+        unanswered_at_end,
+        bytes_echoed,
+        backlog_overflow,
+        connects,
+    } = *a;
+    Counters {
+        sent: f(sent, b.sent),
+        completed: f(completed, b.completed),
+        warmup_completed: f(warmup_completed, b.warmup_completed),
+        bytes_sent: f(bytes_sent, b.bytes_sent),
+        bytes_received: f(bytes_received, b.bytes_received),
+        connect_refused: f(connect_refused, b.connect_refused),
+        connect_timeout: f(connect_timeout, b.connect_timeout),
+        connect_other: f(connect_other, b.connect_other),
+        reset: f(reset, b.reset),
+        unexpected_eof: f(unexpected_eof, b.unexpected_eof),
+        socket_errors: f(socket_errors, b.socket_errors),
+        failed_messages: f(failed_messages, b.failed_messages),
+        mismatched_bytes: f(mismatched_bytes, b.mismatched_bytes),
+        mismatched_messages: f(mismatched_messages, b.mismatched_messages),
+        unsolicited_bytes: f(unsolicited_bytes, b.unsolicited_bytes),
+        lost: f(lost, b.lost),
+        reordered: f(reordered, b.reordered),
+        duplicates: f(duplicates, b.duplicates),
+        late: f(late, b.late),
+        garbage: f(garbage, b.garbage),
+        unanswered_at_end: f(unanswered_at_end, b.unanswered_at_end),
+        bytes_echoed: f(bytes_echoed, b.bytes_echoed),
+        backlog_overflow: f(backlog_overflow, b.backlog_overflow),
+        connects: f(connects, b.connects),
+    }
+}
+
+/// Seconds: finite and not negative.
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::invalid_value(serde::de::Unexpected::Float(v), &"finite seconds, at least 0"))
+    }
+}
+
+/// Counters: every entry a count (an unknown one too, so a newer ringload's counter that
+/// is not a count is still refused); the known ones fill [`Counters`].
+fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<Counters, D::Error> {
+    let all = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
+    let entries = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(all.into_iter());
+    Counters::deserialize(entries).map_err(serde::de::Error::custom)
+}
+
+/// A histogram as base64 text ([`hist::encode`], [`hist::decode`]).
+mod histogram_text {
+    use super::{Hist, hist};
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(h: &Hist, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hist::encode(h))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
+        let text = String::deserialize(d)?;
+        hist::decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! A fully populated report, for tests of the document and of what reads it.
+
+use crate::engine::Counters;
+use crate::hist;
+use crate::plan::{Model, Plan, SizeSpec, Stop};
+use crate::report::{Builtin, Report, Warning};
+use std::time::Duration;
+
+/// A report with every part filled in: built-in server, label, every warning, a
+/// failed check, failures of every kind.
+pub fn full_report() -> Report {
+    let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
+    for v in 1..=2_000u64 {
+        hist::record(&mut latency, v * 1_013);
+        hist::record(&mut service, v * 997);
+    }
+    for v in [40_000, 87_000, 120_000] {
+        hist::record(&mut connect, v);
+    }
+    let counters = Counters {
+        sent: 2_020,
+        completed: 2_000,
+        warmup_completed: 300,
+        bytes_sent: 2_320 * 700,
+        bytes_received: 2_300 * 700,
+        bytes_echoed: 2_000 * 700,
+        reset: 1,
+        failed_messages: 3,
+        mismatched_messages: 1,
+        mismatched_bytes: 9,
+        lost: 5,
+        late: 1,
+        unanswered_at_end: 2,
+        backlog_overflow: 4,
+        connects: 12,
+        ..Counters::default()
+    };
+    Report {
+        plan: Plan {
+            target: None,
+            connections: 4,
+            model: Model::Open { rate: 1_234.5 },
+            size: SizeSpec { min: 64, max: 1_400 },
+            stop: Stop::Duration(Duration::from_millis(2_500)),
+            warmup: Duration::from_millis(200),
+            verify: true,
+            cpus: vec![1, 2],
+            udp_timeout: Duration::from_millis(300),
+            connect_timeout: Duration::from_secs(2),
+            drain: Duration::from_secs(1),
+            seed: 42,
+            churn: None,
+        },
+        target: "tcp://127.0.0.1:40001".into(),
+        builtin: Some(Builtin {
+            server_cpus: vec![0],
+            server_bytes_in: 1_610_000,
+            server_bytes_out: 1_610_000,
+        }),
+        elapsed: Duration::from_millis(2_500),
+        counters,
+        latency,
+        service,
+        connect,
+        intervals: Vec::new(),
+        load_cpu: Duration::from_micros(1_234_567),
+        wall: Duration::from_millis(3_700),
+        interrupted: false,
+        warnings: vec![
+            Warning::ClientSaturated { busy: 0.93 },
+            Warning::RateShortfall { requested: 1_234.5, achieved: 800.0 },
+            Warning::Errors { failed: 15 },
+            Warning::SharedCpu,
+            Warning::Interrupted,
+        ],
+        failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
+        label: Some("lg1".into()),
+        started_unix: 1_764_000_000.125,
+    }
+}

@@ -1,0 +1,142 @@
+//! The document against its schema, and the one definition of failed.
+
+use super::testing::full_report;
+use super::*;
+use std::collections::BTreeSet;
+
+fn schema() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../schema/result.schema.json")).unwrap()
+}
+
+fn check(doc: &ResultDoc) {
+    let schema = schema();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let value = serde_json::to_value(doc).unwrap();
+    let errors: Vec<String> =
+        validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// Every field a document can hold, the optional ones too.
+fn fullest() -> ResultDoc {
+    let mut doc = full_report().document();
+    doc.merged_from = Some(vec!["lg1".into(), "lg2.json".into()]);
+    if let Some(p) = doc.plan.as_mut() {
+        p.churn = Some(10);
+    }
+    doc
+}
+
+#[test]
+fn documents_match_the_schema() {
+    check(&fullest());
+    let mut r = full_report();
+    r.builtin = None;
+    r.label = None;
+    r.warnings.clear();
+    r.failed_checks.clear();
+    r.plan.model = crate::plan::Model::Closed { depth: 8 };
+    r.plan.stop = crate::plan::Stop::Requests(1_000);
+    r.plan.target = Some(crate::target::Target::UnixGram("/tmp/e.dg".into()));
+    r.target = "unixgram:///tmp/e.dg".into();
+    r.counters = Counters::default();
+    r.latency = hist::new();
+    r.service = hist::new();
+    r.connect = hist::new();
+    check(&r.document());
+}
+
+fn keys(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_object().expect("an object").keys().cloned().collect()
+}
+
+fn names(list: &serde_json::Value) -> BTreeSet<String> {
+    list.as_array().expect("a list").iter().map(|n| n.as_str().expect("a name").to_owned()).collect()
+}
+
+/// The schema documents exactly what the type writes: a field added to the type
+/// and not to the schema (or the other way round) fails here.
+#[test]
+fn schema_names_exactly_the_fields_written() {
+    let schema = schema();
+    let fullest = serde_json::to_value(fullest()).unwrap();
+    let mut always = full_report();
+    always.label = None;
+    let always = serde_json::to_value(always.document()).unwrap();
+    let props = &schema["properties"];
+    // Top level: every field written is documented; the ones always written are required.
+    assert_eq!(keys(props), keys(&fullest));
+    assert_eq!(names(&schema["required"]), keys(&always));
+    // Nested objects, each written in full.
+    for (path, value) in [
+        ("/counters", &fullest["counters"]),
+        ("/plan", &fullest["plan"]),
+        ("/throughput", &fullest["throughput"]),
+        ("/latency", &fullest["latency"]),
+        ("/builtin/oneOf/1", &fullest["builtin"]),
+    ] {
+        let node = props.pointer(path).unwrap();
+        assert_eq!(keys(&node["properties"]), keys(value), "{path}");
+        assert_eq!(names(&node["required"]), keys(value), "{path}");
+        assert_eq!(node["additionalProperties"], false, "{path}");
+    }
+    let summary = &schema["$defs"]["summary"];
+    assert_eq!(keys(&summary["properties"]), keys(&fullest["latency"]["corrected"]));
+    assert_eq!(names(&summary["required"]), keys(&fullest["latency"]["corrected"]));
+    // Each warning's fields are documented.
+    let warning = &props["warnings"]["items"]["properties"];
+    for w in fullest["warnings"].as_array().unwrap() {
+        assert!(keys(w).is_subset(&keys(warning)), "{w}");
+    }
+}
+
+/// The document's `failed` is `Counters::failed`: lost datagrams count.
+#[test]
+fn failed_is_counters_failed() {
+    let doc = full_report().document();
+    assert_eq!(doc.failed, doc.counters.failed());
+    assert_eq!(doc.failed, 3 + 1 + 5 + 2 + 4);
+    assert_eq!(doc.error_rate, 15.0 / 2_015.0);
+    assert_eq!(doc.throughput.msgs_per_s, 800.0);
+}
+
+#[test]
+fn figures_of_nothing_are_zero() {
+    let f = Figures::of(&Counters::default(), 0.0);
+    assert_eq!(f, Figures { failed: 0, error_rate: 0.0, throughput: Throughput::default() });
+    let c = Counters { completed: 10, bytes_echoed: 640, ..Counters::default() };
+    assert_eq!(Figures::of(&c, 0.0).throughput, Throughput::default(), "nothing measured");
+    let tiny = Figures::of(&Counters { completed: u64::MAX, ..c }, f64::MIN_POSITIVE);
+    assert!(tiny.throughput.msgs_per_s.is_finite());
+}
+
+proptest::proptest! {
+    /// `failed` is the exact sum of the failure counters, saturating: equal to
+    /// `Counters::failed` wherever that does not overflow.
+    #[test]
+    fn failed_is_the_saturating_sum(
+        v in proptest::array::uniform5(proptest::prop_oneof![
+            0..1_000u64,
+            proptest::num::u64::ANY,
+            (u64::MAX - 8)..=u64::MAX,
+        ]),
+        noise in proptest::num::u64::ANY,
+    ) {
+        let c = Counters {
+            failed_messages: v[0],
+            mismatched_messages: v[1],
+            lost: v[2],
+            unanswered_at_end: v[3],
+            backlog_overflow: v[4],
+            completed: noise,
+            bytes_sent: noise,
+            late: noise,
+            ..Counters::default()
+        };
+        let exact: u128 = v.iter().map(|&x| u128::from(x)).sum();
+        proptest::prop_assert_eq!(u128::from(failed(&c)), exact.min(u128::from(u64::MAX)));
+        if exact <= u128::from(u64::MAX) {
+            proptest::prop_assert_eq!(failed(&c), c.failed());
+        }
+    }
+}

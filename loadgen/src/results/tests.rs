@@ -1,0 +1,227 @@
+//! Reading saved results: documents of the previous version, errors that name the file
+//! and the field, and untrusted input that never panics.
+
+use super::*;
+use crate::document::testing::full_report;
+use crate::hist;
+
+fn read(doc: serde_json::Value) -> Result<Saved, ResultError> {
+    Saved::from_doc("x.json".into(), doc)
+}
+
+/// A document as today's report writes it, through JSON text, reads back equal.
+#[test]
+fn report_document_reads_back_equal() {
+    let doc = full_report().document();
+    let text = serde_json::to_string_pretty(&doc).unwrap();
+    let back = read(serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(back.doc, doc);
+    assert_eq!(back.name, "lg1");
+}
+
+/// Files written by the previous version (before `failed` existed: a run with churn and
+/// a failed check, an open-loop run with a warning, and their merge) read back, and
+/// write out again as they were plus `failed`.
+#[test]
+fn previous_version_documents_read_back() {
+    for (file, text) in [
+        ("v1-closed.json", include_str!("../../tests/data/v1-closed.json")),
+        ("v1-open.json", include_str!("../../tests/data/v1-open.json")),
+        ("v1-merged.json", include_str!("../../tests/data/v1-merged.json")),
+    ] {
+        let original: serde_json::Value = serde_json::from_str(text).unwrap();
+        let saved = Saved::from_doc(file.into(), original.clone()).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(saved.doc.failed, saved.doc.counters.failed(), "{file}");
+        let mut again = serde_json::to_value(&saved.doc).unwrap();
+        let again_map = again.as_object_mut().unwrap();
+        assert_eq!(again_map.remove("failed"), Some(saved.doc.failed.into()), "{file}");
+        assert_eq!(again, original, "{file}");
+    }
+    let merged: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/data/v1-merged.json")).unwrap();
+    let merged = read(merged).unwrap();
+    assert_eq!(merged.name, "merged (2)");
+    assert_eq!(merged.doc.merged_from.as_deref(), Some(&["closed".to_string(), "v1-open.json".into()][..]));
+}
+
+#[test]
+fn bad_documents_are_errors_not_panics() {
+    let e = hist::encode(&hist::new());
+    let latency = serde_json::json!({"corrected": {"histogram": e}, "service": {"histogram": e},
+                                     "connect": {"histogram": e}});
+    let base = |extra: serde_json::Value| {
+        let mut d = serde_json::json!({"tool": "ringload", "schema_version": 1, "transport": "tcp",
+                                       "elapsed_s": 1, "counters": {}, "latency": latency});
+        for (k, v) in extra.as_object().unwrap() {
+            d[k] = v.clone();
+        }
+        d
+    };
+    assert!(read(base(serde_json::json!({}))).is_ok());
+    let field = |doc: serde_json::Value| match read(doc) {
+        Err(ResultError::Field { file, field, source }) => {
+            assert_eq!(file, "x.json");
+            format!("{field}: {source}")
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(read(serde_json::json!(null)), Err(ResultError::NotRingload { .. })));
+    assert!(matches!(read(serde_json::json!({"tool": "other"})), Err(ResultError::NotRingload { .. })));
+    assert!(matches!(
+        read(serde_json::json!({"tool": "ringload"})),
+        Err(ResultError::NoSchemaVersion { .. })
+    ));
+    assert!(matches!(
+        read(serde_json::json!({"tool": "ringload", "schema_version": 99})),
+        Err(ResultError::SchemaVersion { found: 99, .. })
+    ));
+    for (doc, needle) in [
+        (base(serde_json::json!({"elapsed_s": -1})), "elapsed_s: "),
+        (base(serde_json::json!({"elapsed_s": "1"})), "elapsed_s: "),
+        (base(serde_json::json!({"counters": {"x": "y"}})), "counters.x: "),
+        (base(serde_json::json!({"counters": {"completed": -1}})), "counters.completed: "),
+        (base(serde_json::json!({"counters": {"lost": 1.5}})), "counters.lost: "),
+        (base(serde_json::json!({"counters": null})), "counters: "),
+        (base(serde_json::json!({"load_cpu_s": -2.0})), "load_cpu_s: "),
+        (
+            base(serde_json::json!({"latency": {"corrected": {"histogram": "bm90IGEgaGlzdG9ncmFt"}}})),
+            "latency.corrected.histogram: ",
+        ),
+        (
+            base(
+                serde_json::json!({"latency": {"corrected": {}, "service": {"histogram": e}, "connect": {"histogram": e}}}),
+            ),
+            "latency.corrected: missing field `histogram`",
+        ),
+        (
+            base(serde_json::json!({"latency": {"unit": "ms", "corrected": {"histogram": e}}})),
+            "latency.unit: ",
+        ),
+        (base(serde_json::json!({"plan": {"target": "tcp://localhost:7"}})), "plan.target: "),
+        (base(serde_json::json!({"warnings": [{"code": "nonsense", "message": "m"}]})), "warnings[0]: "),
+        (base(serde_json::json!({"transport": 5})), "transport: "),
+    ] {
+        let got = field(doc);
+        assert!(got.starts_with(needle), "{got:?} should start with {needle:?}");
+    }
+    let mut missing = base(serde_json::json!({}));
+    missing.as_object_mut().unwrap().remove("transport");
+    assert_eq!(field(missing), "the document: missing field `transport`");
+}
+
+/// The whole message names the file and the field, and the cause.
+#[test]
+fn error_message_names_file_and_field() {
+    let e = hist::encode(&hist::new());
+    let doc = serde_json::json!({"tool": "ringload", "schema_version": 1, "transport": "tcp", "elapsed_s": 1,
+        "counters": {"completed": "many"},
+        "latency": {"corrected": {"histogram": e}, "service": {"histogram": e}, "connect": {"histogram": e}}});
+    let err = anyhow::Error::from(read(doc).unwrap_err());
+    let text = format!("{err:#}");
+    assert!(text.starts_with("x.json: counters.completed: invalid type: string \"many\""), "{text}");
+}
+
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)),
+        "[a-z0-9+/=]{0,24}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("tool".to_string()),
+                    Just("schema_version".to_string()),
+                    Just("transport".to_string()),
+                    Just("elapsed_s".to_string()),
+                    Just("counters".to_string()),
+                    Just("latency".to_string()),
+                    Just("histogram".to_string()),
+                    Just("plan".to_string()),
+                    Just("failed".to_string()),
+                    Just("lost".to_string()),
+                    "[a-z]{1,8}",
+                ],
+                inner,
+                0..6
+            )
+            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Every place in a document that holds a value: `/`-separated paths of the keys and
+/// indices leading there.
+fn paths(v: &serde_json::Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let mut p = at.clone();
+                p.push(k.clone());
+                out.push(p.clone());
+                paths(v, p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                let mut p = at.clone();
+                p.push(i.to_string());
+                out.push(p.clone());
+                paths(v, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn exercise(s: &Saved) {
+    let _ = merge(&[s.clone(), s.clone()]);
+    let _ = render(std::slice::from_ref(s), Format::Csv);
+    let _ = render(std::slice::from_ref(s), Format::Text);
+    let _ = compare(s, s, 0.05);
+}
+
+proptest::proptest! {
+    /// Whatever a result file holds, reading and merging it gives a value or an
+    /// error, never a panic.
+    #[test]
+    fn untrusted_documents_never_panic(mut doc in json_value(), tool in proptest::bool::ANY) {
+        if tool {
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("tool".into(), "ringload".into());
+                o.insert("schema_version".into(), 1.into());
+            }
+        }
+        if let Ok(s) = read(doc) {
+            exercise(&s);
+        }
+    }
+
+    /// A real document with one value anywhere in it replaced by anything: a value or
+    /// an error, never a panic; and what reads, merges into a document that reads too.
+    #[test]
+    fn one_bad_field_never_panics(pick in proptest::num::usize::ANY, junk in json_value()) {
+        let mut doc = serde_json::to_value(full_report().document()).unwrap();
+        let mut all = Vec::new();
+        paths(&doc, Vec::new(), &mut all);
+        let path = &all[pick % all.len()];
+        let pointer: String = path.iter().map(|k| format!("/{k}")).collect();
+        if let Some(slot) = doc.pointer_mut(&pointer) {
+            *slot = junk;
+        }
+        if let Ok(s) = read(doc) {
+            exercise(&s);
+            if let Ok((m, _)) = merge(&[s.clone(), s]) {
+                let back = read(serde_json::to_value(&m).unwrap());
+                proptest::prop_assert!(back.is_ok(), "{back:?}");
+            }
+        }
+    }
+}
