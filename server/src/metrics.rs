@@ -57,7 +57,7 @@ impl ProcessStats {
     /// Reads this process's figures; a figure that cannot be read is 0.
     pub fn read() -> ProcessStats {
         let tick = crate::sys::clock_ticks_per_second() as f64;
-        let page = crate::sys::page_size() as u64;
+        let page = crate::sys::page_size();
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
         // Fields count from after the command name, which may hold spaces and ')'.
         let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
