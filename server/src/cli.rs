@@ -27,10 +27,11 @@ use std::time::Duration;
         SIGINT/SIGTERM stop accepting, drain open connections for --drain-timeout, print totals."
 )]
 pub struct Args {
-    /// TCP address to listen on (IPv4 or IPv6, port 0 for any), optionally `MODE@ADDR`;
-    /// repeatable. Default, when no listener is given: 127.0.0.1:7007.
-    #[arg(long, value_name = "[MODE@]ADDR", value_parser = parse_spec::<SocketAddr>)]
-    pub tcp: Vec<Spec<SocketAddr>>,
+    /// TCP address to listen on (IPv4 or IPv6, or a host name: every address it resolves
+    /// to; port 0 for any), optionally `MODE@ADDR`; repeatable. Default, when no listener
+    /// is given: 127.0.0.1:7007.
+    #[arg(long, value_name = "[MODE@]HOST:PORT", value_parser = parse_spec::<HostPort>)]
+    pub tcp: Vec<Spec<HostPort>>,
 
     /// Unix stream socket path to listen on, optionally `MODE@PATH`; repeatable. A stale
     /// socket file is replaced only if nothing listens on it.
@@ -39,8 +40,8 @@ pub struct Args {
 
     /// UDP address to listen on (IPv4 or IPv6), optionally `echo@` or `discard@`;
     /// repeatable. Each datagram is answered with exactly its own bytes, never more.
-    #[arg(long, value_name = "[MODE@]ADDR", value_parser = parse_spec::<SocketAddr>)]
-    pub udp: Vec<Spec<SocketAddr>>,
+    #[arg(long, value_name = "[MODE@]HOST:PORT", value_parser = parse_spec::<HostPort>)]
+    pub udp: Vec<Spec<HostPort>>,
 
     /// Unix datagram socket path to listen on, optionally `echo@` or `discard@`;
     /// repeatable. Replies go to the sender's bound path; unbound senders are counted.
@@ -102,8 +103,9 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_u32_size)]
     pub zc_threshold: Option<u32>,
 
-    /// Print a stats line on stderr at this interval, e.g. 1s.
-    #[arg(long, value_name = "INTERVAL", value_parser = units::parse_duration)]
+    /// Print a stats line on stderr at this interval (100ms to 1h), e.g. 1s: the time,
+    /// rates per second since the previous line, and the running totals.
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_stats_interval)]
     pub stats: Option<Duration>,
 
     /// Format of the stats lines and of the totals printed on exit.
@@ -159,12 +161,66 @@ where
     Ok(Spec { mode, addr })
 }
 
+/// `HOST:PORT`, where HOST is an IP address (IPv6 in brackets) or a name resolved when the
+/// configuration is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    host: String,
+    port: u16,
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = String;
+    fn from_str(text: &str) -> Result<HostPort, String> {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(HostPort { host: addr.ip().to_string(), port: addr.port() });
+        }
+        let (host, port) = text.rsplit_once(':').ok_or("expected HOST:PORT")?;
+        let port = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name_like = host.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'));
+        if host.is_empty() || !(name_like || host.parse::<std::net::IpAddr>().is_ok()) {
+            return Err(format!("{host:?} is not a host name or address (expected HOST:PORT)"));
+        }
+        Ok(HostPort { host: host.to_owned(), port })
+    }
+}
+
+impl HostPort {
+    /// Every address the host resolves to, each once, in the resolver's order.
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        use std::net::ToSocketAddrs;
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for a in (self.host.as_str(), self.port).to_socket_addrs()? {
+            if !addrs.contains(&a) {
+                addrs.push(a);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(std::io::Error::other("the name has no address"));
+        }
+        Ok(addrs)
+    }
+}
+
 /// A parsed `--cpus` value (a newtype, so clap takes it as one value, not many).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
 fn parse_cpus(text: &str) -> Result<CpuList, units::UnitError> {
     units::parse_cpu_list(text).map(CpuList)
+}
+
+/// The shortest `--stats` interval: shorter ones flood the terminal (`0s` printed tens of
+/// thousands of lines a second).
+pub const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
+
+fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+    let d = units::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < MIN_STATS_INTERVAL || d > Duration::from_secs(3600) {
+        return Err(format!("{text:?} is out of range: between 100ms and 1h"));
+    }
+    Ok(d)
 }
 
 fn parse_u32_size(text: &str) -> Result<u32, String> {
@@ -177,9 +233,19 @@ impl Args {
     pub fn to_config(&self) -> Result<Config, ConfigError> {
         let endpoint = |mode: Option<Mode>, listen| Endpoint { listen, mode: mode.unwrap_or(self.mode) };
         let mut listen: Vec<Endpoint> = Vec::new();
-        listen.extend(self.tcp.iter().map(|s| endpoint(s.mode, Listen::Tcp(s.addr))));
+        let resolve = |flag: &'static str, spec: &Spec<HostPort>| {
+            spec.addr.resolve().map_err(|e| ConfigError::Invalid {
+                flag,
+                problem: format!("cannot resolve {}: {e}", spec.addr.host),
+            })
+        };
+        for s in &self.tcp {
+            listen.extend(resolve("--tcp", s)?.into_iter().map(|a| endpoint(s.mode, Listen::Tcp(a))));
+        }
         listen.extend(self.unix.iter().map(|s| endpoint(s.mode, Listen::Unix(s.addr.clone()))));
-        listen.extend(self.udp.iter().map(|s| endpoint(s.mode, Listen::Udp(s.addr))));
+        for s in &self.udp {
+            listen.extend(resolve("--udp", s)?.into_iter().map(|a| endpoint(s.mode, Listen::Udp(a))));
+        }
         listen.extend(self.unixgram.iter().map(|s| endpoint(s.mode, Listen::UnixGram(s.addr.clone()))));
         let defaults = Config::default();
         let config = Config {
@@ -271,6 +337,19 @@ mod tests {
     }
 
     #[test]
+    fn host_names_resolve_to_every_address() {
+        let c = parse(&["--tcp", "localhost:0", "--udp", "[::1]:9"]).unwrap().to_config().unwrap();
+        let tcp: Vec<_> = c.listen.iter().filter(|e| matches!(e.listen, Listen::Tcp(_))).collect();
+        assert!(!tcp.is_empty());
+        assert!(tcp.iter().all(|e| matches!(e.listen, Listen::Tcp(a) if a.ip().is_loopback())));
+        assert!(c.listen.contains(&Listen::Udp("[::1]:9".parse().unwrap()).into()));
+        let e = parse(&["--tcp", "no-such-host.invalid:1"]).unwrap().to_config().unwrap_err().to_string();
+        assert!(e.starts_with("--tcp: cannot resolve"), "{e}");
+        assert!(parse(&["--tcp", "localhost"]).is_err(), "no port");
+        assert!(parse(&["--tcp", ":7"]).is_err(), "no host");
+    }
+
+    #[test]
     fn bad_values_name_the_flag() {
         let e = parse(&["--buffer-size", "lots"]).unwrap_err().to_string();
         assert!(e.contains("--buffer-size"), "{e}");
@@ -278,5 +357,10 @@ mod tests {
         assert!(e.contains("--tcp"), "{e}");
         let e = parse(&["--buffers", "1000"]).unwrap().to_config().unwrap_err().to_string();
         assert!(e.contains("--buffers"), "{e}");
+        for bad in ["0s", "1ms", "2h"] {
+            let e = parse(&["--stats", bad]).unwrap_err().to_string();
+            assert!(e.contains("--stats"), "{e}");
+        }
+        assert_eq!(parse(&["--stats", "250ms"]).unwrap().stats, Some(Duration::from_millis(250)));
     }
 }

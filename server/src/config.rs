@@ -125,6 +125,18 @@ pub enum Cpus {
     List(Vec<usize>),
 }
 
+/// Checks a worker count against the CPUs the server will use.
+pub fn check_workers(workers: usize, cpus: usize) -> Result<(), ConfigError> {
+    let most = cpus.max(1).saturating_mul(WORKERS_PER_CPU).min(MAX_WORKERS);
+    if workers > most {
+        return Err(invalid(
+            "--workers",
+            format!("{workers} is more than {WORKERS_PER_CPU} per usable CPU ({cpus} CPUs: at most {most})"),
+        ));
+    }
+    Ok(())
+}
+
 impl Cpus {
     /// The CPUs to use, given those the process may run on.
     pub fn resolve(&self, allowed: &[usize]) -> Result<Vec<usize>, ConfigError> {
@@ -208,6 +220,16 @@ impl Default for Config {
 /// The port used when no listener is given.
 pub const DEFAULT_PORT: u16 = 7007;
 
+/// The longest duration any setting takes (a day): longer ones are typos, and instants
+/// computed from them must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// The most workers a server runs, whatever the CPUs.
+pub const MAX_WORKERS: usize = 1024;
+
+/// Workers per usable CPU at most: more only thrash.
+pub const WORKERS_PER_CPU: usize = 8;
+
 /// A configuration that cannot work, naming the setting at fault.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -258,6 +280,15 @@ impl Config {
         if self.workers == Some(0) {
             return Err(invalid("--workers", "must be at least 1"));
         }
+        if self.workers.is_some_and(|w| w > MAX_WORKERS) {
+            return Err(invalid("--workers", format!("at most {MAX_WORKERS}")));
+        }
+        if self.drain_timeout > MAX_DURATION {
+            return Err(invalid("--drain-timeout", "at most 24h"));
+        }
+        if self.idle_timeout.is_some_and(|t| t > MAX_DURATION) {
+            return Err(invalid("--idle-timeout", "at most 24h"));
+        }
         if let Cpus::List(list) = &self.cpus {
             if list.is_empty() {
                 return Err(invalid("--cpus", "empty list"));
@@ -272,6 +303,9 @@ impl Config {
         for endpoint in &self.listen {
             let flag = endpoint.listen.flag();
             if let Listen::Unix(path) | Listen::UnixGram(path) = &endpoint.listen {
+                if path.as_os_str().is_empty() {
+                    return Err(invalid(flag, "empty path (a Unix socket needs a file name)"));
+                }
                 if path.as_os_str().len() >= 108 {
                     return Err(invalid(flag, format!("path {} is longer than 107 bytes", path.display())));
                 }
@@ -313,6 +347,21 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("--buffers"));
         let c = Config { max_conn_buffer: 100, ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().starts_with("--max-conn-buffer"));
+    }
+
+    #[test]
+    fn rejects_out_of_range_values() {
+        let bad = [
+            Config { workers: Some(MAX_WORKERS + 1), ..Config::default() },
+            Config { drain_timeout: Duration::MAX, ..Config::default() },
+            Config { idle_timeout: Some(Duration::from_secs(86_401)), ..Config::default() },
+            Config { listen: vec![Listen::Unix("".into()).into()], ..Config::default() },
+        ];
+        for (c, flag) in bad.iter().zip(["--workers", "--drain-timeout", "--idle-timeout", "--unix"]) {
+            assert!(c.validate().unwrap_err().to_string().starts_with(flag), "{c:?}");
+        }
+        assert!(check_workers(16, 2).is_ok());
+        assert!(check_workers(17, 2).unwrap_err().to_string().starts_with("--workers"));
     }
 
     #[test]

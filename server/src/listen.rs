@@ -51,9 +51,23 @@ pub(crate) struct Bound {
     pub unix_paths: Vec<PathBuf>,
 }
 
-/// Binds every endpoint for `workers` workers.
+/// Binds every endpoint for `workers` workers. On failure, the socket files this call
+/// created are removed again.
 pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, StartError> {
-    let mut bound = Bound {
+    let mut bound = Bound { per_worker: Vec::new(), addrs: Vec::new(), unix_paths: Vec::new() };
+    match bind_into(endpoints, workers, &mut bound) {
+        Ok(()) => Ok(bound),
+        Err(e) => {
+            for path in &bound.unix_paths {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn bind_into(endpoints: &[Endpoint], workers: usize, bound: &mut Bound) -> Result<(), StartError> {
+    *bound = Bound {
         per_worker: (0..workers).map(|_| Vec::new()).collect(),
         addrs: Vec::new(),
         unix_paths: Vec::new(),
@@ -96,7 +110,7 @@ pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, 
             }
         }
     }
-    Ok(bound)
+    Ok(())
 }
 
 fn describe(listen: &Listen) -> String {

@@ -32,6 +32,7 @@ impl Server {
         let allowed = crate::sys::allowed_cpus().unwrap_or_default();
         let cpus = config.cpus.resolve(&allowed)?;
         let workers = engine.workers(&config, cpus.len());
+        crate::config::check_workers(workers, cpus.len())?;
         let bound = listen::bind_all(&config.listen, workers)?;
         let shared = Arc::new(Shared {
             config,
@@ -176,6 +177,12 @@ impl ServerHandle {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The Unix socket files this server created; it removes them when it stops (a process
+    /// that must exit at once removes them itself).
+    pub fn socket_files(&self) -> &[PathBuf] {
+        &self.unix_paths
     }
 
     /// Kernel io_uring features in use (none for backends without a ring of their own).

@@ -230,8 +230,80 @@ impl Snapshot {
     }
 }
 
+/// Per-second rates between two snapshots' totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Rates {
+    /// Bytes received per second.
+    pub bytes_in: f64,
+    /// Bytes sent per second.
+    pub bytes_out: f64,
+    /// Receive completions per second.
+    pub recv_ops: f64,
+    /// Send completions per second.
+    pub sends: f64,
+    /// Datagrams received per second.
+    pub dgrams_in: f64,
+    /// Datagrams answered per second.
+    pub dgrams_echoed: f64,
+    /// Connections accepted per second.
+    pub accepted: f64,
+}
+
+impl Rates {
+    /// The rates from `before` to `after`, `secs` apart (zero when no time passed).
+    pub fn between(before: &Counters, after: &Counters, secs: f64) -> Rates {
+        if secs <= 0.0 {
+            return Rates::default();
+        }
+        let r = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+        Rates {
+            bytes_in: r(before.bytes_in, after.bytes_in),
+            bytes_out: r(before.bytes_out, after.bytes_out),
+            recv_ops: r(before.recv_ops, after.recv_ops),
+            sends: r(before.sends, after.sends),
+            dgrams_in: r(before.dgrams_in, after.dgrams_in),
+            dgrams_echoed: r(before.dgrams_echoed, after.dgrams_echoed),
+            accepted: r(before.accepted, after.accepted),
+        }
+    }
+
+    /// The rates as text: `in 12.3 MB/s out 12.3 MB/s recv 45.6K/s ...`.
+    pub fn text(&self) -> String {
+        let mb = |v: f64| format!("{:.2} MB/s", v / 1e6);
+        let per = |v: f64| {
+            if v >= 1e6 {
+                format!("{:.2}M/s", v / 1e6)
+            } else if v >= 1e3 {
+                format!("{:.1}K/s", v / 1e3)
+            } else {
+                format!("{v:.0}/s")
+            }
+        };
+        format!(
+            "in {} out {} recv {} sends {} dgrams {} echoed {} accepted {}",
+            mb(self.bytes_in),
+            mb(self.bytes_out),
+            per(self.recv_ops),
+            per(self.sends),
+            per(self.dgrams_in),
+            per(self.dgrams_echoed),
+            per(self.accepted)
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rates_per_second() {
+        let a = Counters { bytes_in: 1000, accepted: 1, ..Counters::default() };
+        let b = Counters { bytes_in: 3000, accepted: 5, ..Counters::default() };
+        let r = Rates::between(&a, &b, 2.0);
+        assert_eq!((r.bytes_in, r.accepted), (1000.0, 2.0));
+        assert_eq!(Rates::between(&a, &b, 0.0), Rates::default());
+        assert!(r.text().starts_with("in 0.00 MB/s"), "{}", r.text());
+    }
+
     use super::*;
 
     #[test]

@@ -68,7 +68,10 @@ fn drain_timeout_bounds_shutdown(backend: Backend) {
     assert_eq!(s.read(&mut buf).unwrap(), 0, "closed by the server after the drain timeout");
     let (code, out) = server.wait(Duration::from_secs(5));
     assert_eq!(code, Some(0));
-    assert!(out.contains("drain_closed=1"), "{out}");
+    // Every backend counts the connection it closed: accepted = closed, none left open.
+    for counter in ["drain_closed=1 ", "accepted=1 ", " open=0 ", " closed=1 "] {
+        assert!(out.contains(counter), "{counter}: {out}");
+    }
 }
 
 /// --max-conns 2: the third connection is closed at once and counted.
@@ -97,6 +100,32 @@ fn max_conns_refuses_the_third(backend: Backend) {
     let (code, out) = server.wait(Duration::from_secs(10));
     assert_eq!(code, Some(0));
     assert!(out.contains("refused=1") && out.contains("accepted=2"), "{out}");
+}
+
+/// With no clients, SIGTERM ends the server promptly, whatever it serves (every listener
+/// kind, metrics, stats): a bound well under the one-second waits a backend could hide.
+fn shutdown_with_no_clients_is_prompt(backend: Backend) {
+    if !available(backend) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (stream, dgram) = (dir.path().join("s.sock"), dir.path().join("d.sock"));
+    let (stream, dgram) = (stream.to_str().unwrap(), dgram.to_str().unwrap());
+    let mut args = vec!["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0", "--unix", stream];
+    if backend.has_unix_datagram() {
+        args.extend(["--unixgram", dgram]);
+    }
+    args.extend(["--metrics", "127.0.0.1:0", "--stats", "1s"]);
+    let listeners = args.iter().filter(|a| a.starts_with("--") && **a != "--stats").count();
+    for _ in 0..3 {
+        let server = Binary::start_on(backend, &args, listeners);
+        let t0 = Instant::now();
+        server.signal(libc::SIGTERM);
+        let (code, _) = server.wait(Duration::from_secs(10));
+        let took = t0.elapsed();
+        assert_eq!(code, Some(0));
+        assert!(took < Duration::from_millis(500), "{}: shutdown took {took:?}", backend.name());
+    }
 }
 
 /// Bad flags exit 2 and name the flag; an address in use names the address.
@@ -152,4 +181,9 @@ fn unix_socket_stale_replaced_live_refused() {
     assert_eq!(server.wait(Duration::from_secs(10)).0, Some(0));
 }
 
-for_each_backend!(sigterm_drains_and_exits_zero, drain_timeout_bounds_shutdown, max_conns_refuses_the_third);
+for_each_backend!(
+    sigterm_drains_and_exits_zero,
+    drain_timeout_bounds_shutdown,
+    max_conns_refuses_the_third,
+    shutdown_with_no_clients_is_prompt
+);

@@ -122,7 +122,75 @@ fn flood_past_max_conns(backend: Backend) {
     assert_settled(&h);
 }
 
+/// A bound Unix datagram peer that sends and never reads fills its own receive queue;
+/// replies to it are dropped and counted (never waited for), and a well-behaved client
+/// keeps getting every answer meanwhile. (The peer sends with `sendto`: a peer *connected*
+/// to the server escapes the kernel's queue limit, and its unread replies can fill the
+/// server socket's send buffer for everyone; see the README's threat model.)
+fn never_reading_unix_datagram_peer(backend: Backend) {
+    if !backend.has_unix_datagram() {
+        return; // refused at start; `unix_datagram_bound_and_unbound_senders` checks that
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.dgram");
+    let Some(h) = start(backend, |c| c.listen = vec![ringecho::Listen::UnixGram(path.clone()).into()]) else {
+        return;
+    };
+    let hostile = std::os::unix::net::UnixDatagram::bind(dir.path().join("hostile.dgram")).unwrap();
+    hostile.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let chunk = payload(3, 1024);
+    let mut sent = 0;
+    // Far more than its receive queue holds; it never reads one.
+    for _ in 0..1000 {
+        if hostile.send_to(&chunk, &path).is_ok() {
+            sent += 1;
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || h.stats().total.dgram_drop_send_error > 0),
+        "replies to a full peer were not dropped: {:?}",
+        h.stats().total
+    );
+    let good = std::os::unix::net::UnixDatagram::bind(dir.path().join("good.dgram")).unwrap();
+    good.connect(&path).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let t0 = Instant::now();
+    for i in 0..8u64 {
+        let data = payload(i, 100);
+        good.send(&data).unwrap();
+        let mut back = [0u8; 200];
+        let n = good.recv(&mut back).unwrap_or_else(|e| panic!("{}: reply {i} of 8: {e}", backend.name()));
+        assert!(back[..n] == data[..]);
+    }
+    eprintln!("{}: {sent} hostile datagrams; 8 good replies in {:?}", backend.name(), t0.elapsed());
+    drop(hostile);
+    let t = h.stats().total;
+    assert!(t.dgram_drop_send_error > 0 && t.dgrams_echoed >= 8, "{t:?}");
+}
+
+/// A client that sends and never reads stops moving once its queue (or the one buffer a
+/// thread-per-connection backend holds) is full; `--idle-timeout` closes it.
+fn idle_timeout_closes_a_client_that_never_reads(backend: Backend) {
+    let Some(h) = start(backend, |c| c.idle_timeout = Some(Duration::from_millis(500))) else { return };
+    let s = connect(h.tcp_addr().unwrap());
+    s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let chunk = payload(1, 256 * 1024);
+    let mut w = &s;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) && w.write(&chunk).is_ok() {}
+    assert!(
+        eventually(Duration::from_secs(5), || h.stats().total.idle_closed == 1),
+        "{}: not closed for idleness: {:?}",
+        backend.name(),
+        h.stats().total
+    );
+    drop(s);
+    assert_settled(&h);
+}
+
 for_each_backend!(
+    never_reading_unix_datagram_peer,
+    idle_timeout_closes_a_client_that_never_reads,
     hundred_never_reading_clients,
     reset_storm,
     flood_past_max_conns,

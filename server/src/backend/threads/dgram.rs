@@ -35,7 +35,7 @@ pub(super) fn udp_loop(state: &State, mode: Mode, sock: &UdpSocket) {
         mode,
         |buf| sock.recv_from(buf).map(|(n, from)| (n, Some(Peer::Ip(from)))),
         |data, to| match to {
-            Peer::Ip(addr) => sock.send_to(data, addr),
+            Peer::Ip(addr) => send_now(sock, data, &(*addr).into()),
             Peer::Path(_) => Err(io::ErrorKind::InvalidInput.into()),
         },
     );
@@ -47,10 +47,17 @@ pub(super) fn unixgram_loop(state: &State, mode: Mode, sock: &UnixDatagram) {
         mode,
         |buf| sock.recv_from(buf).map(|(n, from)| (n, from.as_pathname().map(|p| Peer::Path(p.to_owned())))),
         |data, to| match to {
-            Peer::Path(path) => sock.send_to(data, path),
+            Peer::Path(path) => send_now(sock, data, &socket2::SockAddr::unix(path)?),
             Peer::Ip(_) => Err(io::ErrorKind::InvalidInput.into()),
         },
     );
+}
+
+/// Sends a reply if it can go at once; a peer whose queue is full (a Unix datagram peer
+/// that never reads) gets `WouldBlock`, and the reply is dropped and counted, instead of
+/// holding this listener's only thread.
+fn send_now(sock: impl std::os::fd::AsFd, data: &[u8], to: &socket2::SockAddr) -> io::Result<usize> {
+    socket2::SockRef::from(&sock).send_to_with_flags(data, to, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
 }
 
 /// Receives datagrams until shutdown and answers each with exactly its own bytes (or

@@ -72,8 +72,8 @@ struct Ctx {
     index: usize,
     tally: Rc<RefCell<Counters>>,
     open: Rc<RefCell<u64>>,
-    /// Becomes true when shutdown begins.
-    stop: watch::Receiver<bool>,
+    /// Becomes the drain deadline when shutdown begins (one instant for every task).
+    stop: watch::Receiver<Option<tokio::time::Instant>>,
 }
 
 impl Ctx {
@@ -107,7 +107,7 @@ impl Ctx {
 
 async fn serve(setup: WorkerSetup, ready: Ready) {
     let shared = setup.shared.clone();
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(None);
     let ctx = Ctx {
         shared: shared.clone(),
         index: setup.index,
@@ -150,14 +150,15 @@ async fn serve(setup: WorkerSetup, ready: Ready) {
         ctx.publish();
         tokio::time::sleep(POLL).await;
     }
-    let _ = stop_tx.send(true);
+    let drain_until = crate::policy::deadline(Instant::now(), shared.config.drain_timeout);
+    let _ = stop_tx.send(Some(tokio::time::Instant::from_std(drain_until)));
     for t in tasks {
         let _ = t.await;
     }
-    // Connections go on until EOF or the drain deadline.
-    let deadline =
-        crate::policy::deadline(Instant::now(), shared.config.drain_timeout) + Duration::from_millis(500);
-    while *ctx.open.borrow() > 0 && Instant::now() < deadline {
+    // Connections go on until EOF or the drain deadline, which every task shares; each
+    // counts itself out by then.
+    let give_up = drain_until + Duration::from_millis(500);
+    while *ctx.open.borrow() > 0 && Instant::now() < give_up {
         ctx.publish();
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

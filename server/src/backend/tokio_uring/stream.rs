@@ -7,6 +7,7 @@ use crate::policy::{self, CloseReason, SOURCE_CHUNK};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_uring::buf::BoundedBuf;
 
 pub(super) async fn accept_tcp(mut ctx: Ctx, listener: tokio_uring::net::TcpListener, mode: Mode) {
@@ -106,51 +107,77 @@ async fn serve_conn(ctx: &Ctx, conn: Conn, mode: Mode) {
     conn.shutdown();
 }
 
+/// The instant the connection must end unless bytes move: the drain deadline once
+/// shutdown has begun, else `--idle-timeout` after the last activity.
+fn deadline(
+    ctx: &Ctx,
+    stop: &tokio::sync::watch::Receiver<Option<Instant>>,
+    last_active: Instant,
+) -> Option<(Instant, CloseReason)> {
+    if let Some(drain) = *stop.borrow() {
+        return Some((drain, CloseReason::Drain));
+    }
+    let idle = ctx.shared.config.idle_timeout?;
+    Some((last_active.checked_add(idle)?, CloseReason::Idle))
+}
+
+/// Waits for `op`, or until the deadline (which may move when shutdown begins).
+async fn until_deadline<T>(
+    ctx: &Ctx,
+    stop: &mut tokio::sync::watch::Receiver<Option<Instant>>,
+    last_active: Instant,
+    op: impl std::future::Future<Output = T>,
+) -> Result<T, CloseReason> {
+    tokio::pin!(op);
+    loop {
+        let limit = deadline(ctx, stop, last_active);
+        let sleep = async {
+            match limit {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            out = &mut op => return Ok(out),
+            _ = sleep => return Err(limit.map_or(CloseReason::Drain, |(_, why)| why)),
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The worker is gone: nothing will wake us but the op itself.
+                    return Ok(op.await);
+                }
+            }
+        }
+    }
+}
+
+/// Serves until EOF, an error (counted), or a deadline; returns why it ended.
 async fn serve_until_done(ctx: &Ctx, conn: &Conn, mode: Mode) -> CloseReason {
-    let config = &ctx.shared.config;
-    let mut buf = vec![0u8; config.buffer_size as usize];
+    let mut buf = vec![0u8; ctx.shared.config.buffer_size as usize];
     let mut source_offset = 0u64;
     let mut stop = ctx.stop.clone();
-    let mut drain_deadline: Option<tokio::time::Instant> = None;
-    let drain_from_now = || {
-        let now = tokio::time::Instant::now();
-        now.checked_add(config.drain_timeout).unwrap_or(now + Duration::from_secs(365 * 86_400))
-    };
+    let mut last_active = Instant::now();
     loop {
-        let idle = config.idle_timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-        let deadline = drain_deadline.unwrap_or_else(|| tokio::time::Instant::now() + idle);
         if mode == Mode::Source {
-            match conn.write_static(policy::source_chunk(source_offset, SOURCE_CHUNK)).await {
-                Ok(n) => {
+            let chunk = policy::source_chunk(source_offset, SOURCE_CHUNK);
+            match until_deadline(ctx, &mut stop, last_active, conn.write_static(chunk)).await {
+                Ok(Ok(n)) => {
                     source_offset += n as u64;
+                    last_active = Instant::now();
                     policy::count_sent(&mut ctx.tally.borrow_mut(), n);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     policy::count_error(&mut ctx.tally.borrow_mut(), &e);
                     return CloseReason::Error;
                 }
-            }
-            if *stop.borrow() && drain_deadline.is_none() {
-                drain_deadline = Some(drain_from_now());
-            }
-            if drain_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                return CloseReason::Drain;
+                Err(reason) => return reason,
             }
             continue;
         }
-        let read = tokio::select! {
-            r = conn.read(buf) => r,
-            _ = tokio::time::sleep_until(deadline) => {
-                return if drain_deadline.is_some() { CloseReason::Drain } else { CloseReason::Idle };
-            }
-            _ = stop.changed(), if drain_deadline.is_none() => {
-                drain_deadline = Some(drain_from_now());
-                // The read was dropped with its buffer: start a fresh one.
-                buf = vec![0u8; config.buffer_size as usize];
-                continue;
-            }
+        // A read abandoned at a deadline takes its buffer along; the connection ends then.
+        let (res, b) = match until_deadline(ctx, &mut stop, last_active, conn.read(buf)).await {
+            Ok(read) => read,
+            Err(reason) => return reason,
         };
-        let (res, b) = read;
         buf = b;
         let n = match res {
             Ok(0) => return CloseReason::Eof,
@@ -160,14 +187,22 @@ async fn serve_until_done(ctx: &Ctx, conn: &Conn, mode: Mode) -> CloseReason {
                 return CloseReason::Error;
             }
         };
+        last_active = Instant::now();
         policy::count_received(&mut ctx.tally.borrow_mut(), n);
         if policy::keeps_received(mode) {
-            let (res, b) = conn.write_all(buf.slice(..n)).await;
+            // A peer that stops reading blocks this write: the idle timeout (or the drain
+            // deadline) ends the connection then.
+            let (res, b) =
+                match until_deadline(ctx, &mut stop, last_active, conn.write_all(buf.slice(..n))).await {
+                    Ok(written) => written,
+                    Err(reason) => return reason,
+                };
             buf = b;
             if let Err(e) = res {
                 policy::count_error(&mut ctx.tally.borrow_mut(), &e);
                 return CloseReason::Error;
             }
+            last_active = Instant::now();
             policy::count_sent(&mut ctx.tally.borrow_mut(), n);
         }
     }

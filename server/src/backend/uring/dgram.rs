@@ -116,7 +116,10 @@ impl Worker<'_> {
                     opcode::Send::new(fd, r.payload, r.len)
                         .dest_addr(r.name)
                         .dest_addr_len(r.namelen)
-                        .flags(libc::MSG_NOSIGNAL)
+                        // A reply that cannot go at once (a peer's full queue) is dropped
+                        // and counted: waiting would hold the buffer and, for a Unix
+                        // datagram peer that never reads, the listener.
+                        .flags(libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
                         .build()
                         .user_data(token.encode()),
                 );
