@@ -128,6 +128,71 @@ fn shutdown_with_no_clients_is_prompt(backend: Backend) {
     }
 }
 
+/// SIGHUP ends the server like SIGTERM (drain, totals, exit 0), and the socket files it
+/// made are gone afterwards; so are they after a second signal cuts the drain short (130).
+#[test]
+fn sighup_and_second_signal_end_cleanly() {
+    if !uring_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.sock");
+    let server = Binary::start(&["--unix", path.to_str().unwrap()], 1);
+    assert!(path.exists());
+    server.signal(libc::SIGHUP);
+    let (code, out) = server.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("totals:"), "{out}");
+    assert!(!path.exists(), "socket file left after SIGHUP");
+
+    let server = Binary::start(&["--unix", path.to_str().unwrap(), "--drain-timeout", "20s"], 1);
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(echo_once(&mut client, b"hold").unwrap(), b"hold");
+    server.signal(libc::SIGTERM);
+    // The drain is under way (the client holds it open): a second signal exits at once.
+    assert!(eventually(Duration::from_secs(5), || {
+        server.signal(libc::SIGTERM);
+        std::fs::metadata(&path).is_err()
+    }));
+    let (code, _) = server.wait(Duration::from_secs(5));
+    assert_eq!(code, Some(130));
+}
+
+/// A start that fails after binding some listeners removes the socket files it made.
+#[test]
+fn failed_start_leaves_no_socket_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twice.sock");
+    let p = path.to_str().unwrap();
+    let (code, err) = run_binary(&["--backend", "epoll", "--unix", p, "--unix", p]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!path.exists(), "socket file left after a failed start: {err}");
+}
+
+/// A reader that stops reading stdout (`ringecho | head -1`) is a normal end: the totals
+/// printed into the closed pipe do not make the server panic.
+#[test]
+fn closed_stdout_is_a_normal_end() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringecho"))
+        .args(["--backend", "epoll", "--tcp", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.starts_with("listening tcp"), "{first}");
+    drop(out); // the reader goes away, like `head -1`
+    // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// Bad flags exit 2 and name the flag; an address in use names the address.
 #[test]
 fn usage_errors_exit_2_and_name_the_flag() {
@@ -138,6 +203,11 @@ fn usage_errors_exit_2_and_name_the_flag() {
         (&["--drain-timeout", "forever"][..], "--drain-timeout"),
         (&["--cpus", "0-"][..], "--cpus"),
         (&["--tcp", "localhost"][..], "--tcp"),
+        (&["--stats", "0s"][..], "--stats"),
+        (&["--drain-timeout", "18446744073709551615s"][..], "--drain-timeout"),
+        (&["--workers", "4294967296"][..], "--workers"),
+        (&["--workers", "100000"][..], "--workers"),
+        (&["--unix", ""][..], "--unix"),
         (&["--no-such-flag"][..], "--no-such-flag"),
     ] {
         let (code, err) = run_binary(args);
