@@ -95,6 +95,41 @@ pub fn parse_fraction(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A rate in messages per second: `20000`, `2e4`, `50k`, `1.5M` (the units the report
+/// prints).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (num, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'M')) => (&t[..i], 1e6),
+        Some((i, 'G')) => (&t[..i], 1e9),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a rate (e.g. 20000, 50k, 1.5M)"))?;
+    let v = v * scale;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("{text:?}: a rate must be a positive number of messages per second"));
+    }
+    Ok(v)
+}
+
+/// The longest `--label`.
+pub const MAX_LABEL: usize = 256;
+
+/// A run's label: printable text, at most [`MAX_LABEL`] characters.
+pub fn parse_label(text: &str) -> Result<String, String> {
+    if text.chars().count() > MAX_LABEL {
+        return Err(format!("at most {MAX_LABEL} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("no control characters (newlines, escapes)".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// The most load workers, whatever the CPUs.
+pub const MAX_THREADS: usize = 1024;
+
 /// When to start: Unix seconds or RFC 3339.
 pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
     if let Ok(secs) = text.parse::<f64>() {
@@ -121,8 +156,9 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, conflicts_with = "rate")]
     pub depth: u32,
 
-    /// Open loop: messages per second in all; latency counts from when each was due.
-    #[arg(short, long, value_name = "MSG/S")]
+    /// Open loop: messages per second in all (`20000`, `50k`, `1.5M`); latency counts
+    /// from when each was due.
+    #[arg(short, long, value_name = "MSG/S", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
     /// Message size: `64`, `4KiB`, or a seeded random range `64..1500`.
@@ -187,8 +223,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub max_p99: Option<Duration>,
 
-    /// Exit 1 if more than this fraction of messages failed (0.01 = 1%).
-    #[arg(long, value_name = "FRACTION")]
+    /// Exit 1 if more than this share of messages failed: `1%` or `0.01`.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub max_error_rate: Option<f64>,
 
     /// No progress line, even on a terminal.
@@ -200,8 +236,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     pub start_at: Option<std::time::SystemTime>,
 
-    /// A name for this run, carried in the JSON result (and used by merge and plot).
-    #[arg(long, value_name = "NAME")]
+    /// A name for this run, carried in the JSON result (and used by merge and plot); at
+    /// most 256 characters, no control characters.
+    #[arg(long, value_name = "NAME", value_parser = parse_label)]
     pub label: Option<String>,
 }
 
@@ -245,6 +282,16 @@ impl RunArgs {
             (None, Some(0)) => {
                 return Err(PlanError { flag: "--threads", problem: "must be at least 1".into() });
             }
+            (None, Some(n)) if n > MAX_THREADS.min(allowed.len() * 8) => {
+                return Err(PlanError {
+                    flag: "--threads",
+                    problem: format!(
+                        "at most {} (8 per usable CPU, {} CPUs)",
+                        MAX_THREADS.min(allowed.len() * 8),
+                        allowed.len()
+                    ),
+                });
+            }
             (None, Some(n)) => (0..n).map(|i| allowed[i % allowed.len()]).collect(),
             (None, None) => {
                 // With the built-in server, leave it the first CPU when there is more
@@ -282,13 +329,34 @@ impl RunArgs {
             if !(0.0..=1.0).contains(&r) {
                 return Err(PlanError {
                     flag: "--max-error-rate",
-                    problem: "a fraction between 0 and 1".into(),
+                    problem: "a fraction between 0 and 1 (0% to 100%)".into(),
                 });
             }
         }
         plan.validate()?;
+        check_descriptors(&plan)?;
         Ok(plan)
     }
+}
+
+/// Says up front when the connections cannot fit the descriptor limit (after raising the
+/// soft limit to the hard one): each connection or flow is a descriptor, twice over with
+/// the built-in server in the same process, plus a few for rings and files.
+fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
+    let limit = ringecho::sys::raise_nofile_limit().unwrap_or(u64::MAX);
+    let per_conn = if plan.target.is_none() { 2 } else { 1 };
+    let need = u64::from(plan.connections) * per_conn + 64 + 8 * plan.cpus.len() as u64;
+    if need > limit {
+        return Err(PlanError {
+            flag: "--connections",
+            problem: format!(
+                "{} connections need about {need} descriptors, but this process may open {limit} \
+                 (ulimit -n; raise the hard limit, e.g. in limits.conf or systemd's LimitNOFILE)",
+                plan.connections
+            ),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -338,5 +406,26 @@ mod tests {
         assert!(parse(&["http://x"]).is_err());
         let e = plan_of(&["tcp://127.0.0.1:1", "--max-error-rate", "2"]).unwrap_err();
         assert_eq!(e.flag, "--max-error-rate");
+        assert!(parse(&["tcp://127.0.0.1:1", "--max-error-rate", "5%"]).is_ok());
+        assert!(parse(&["--threads", "18446744073709551615"]).unwrap().run.to_plan().is_err());
+        assert!(parse(&["--label", "a\u{1b}]0;x\u{7}"]).is_err());
+        assert!(parse(&["--label", &"x".repeat(70_000)]).is_err());
+        let v6 = plan_of(&["udp://[::1]:9", "--size", "65527"]).unwrap();
+        assert_eq!(v6.size.max, 65_527);
+        assert_eq!(plan_of(&["udp://127.0.0.1:9", "--size", "65508"]).unwrap_err().flag, "--size");
+        assert_eq!(plan_of(&["-d", "100d"]).unwrap_err().flag, "--duration");
+    }
+
+    #[test]
+    fn rates_take_the_units_the_report_prints() {
+        assert_eq!(parse_rate("50k"), Ok(50_000.0));
+        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+        assert_eq!(parse_rate("20000"), Ok(20_000.0));
+        assert_eq!(parse_rate("2e4"), Ok(20_000.0));
+        for bad in ["0", "-5", "k", "lots", "inf", "NaN"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        let p = parse(&["tcp://127.0.0.1:1", "-r", "50k", "-c", "4"]).unwrap().run.to_plan().unwrap();
+        assert_eq!(p.model, Model::Open { rate: 50_000.0 });
     }
 }

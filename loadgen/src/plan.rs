@@ -93,6 +93,12 @@ fn err(flag: &'static str, problem: impl Into<String>) -> PlanError {
     PlanError { flag, problem: problem.into() }
 }
 
+/// The longest measured duration (`--duration`): 30 days.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest warm-up, drain or timeout: an hour.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
 impl Plan {
     /// Checks the plan.
     pub fn validate(&self) -> Result<(), PlanError> {
@@ -112,8 +118,19 @@ impl Plan {
                 format!("datagrams carry a {}-byte header: --size must be at least that", crate::header::LEN),
             ));
         }
-        if datagram && self.size.max > 65_507 {
-            return Err(err("--size", "a UDP datagram carries at most 65,507 bytes"));
+        let most = match &self.target {
+            Some(Target::Udp(a)) if a.is_ipv6() => {
+                Some((65_527, "a UDP datagram over IPv6 carries at most 65,527 bytes"))
+            }
+            Some(t) if t.is_datagram() => {
+                Some((65_507, "a UDP datagram over IPv4 carries at most 65,507 bytes"))
+            }
+            _ => None,
+        };
+        if let Some((most, why)) = most {
+            if self.size.max > most {
+                return Err(err("--size", why));
+            }
         }
         if self.size.max > 64 << 20 {
             return Err(err("--size", "at most 64 MiB per message"));
@@ -129,6 +146,7 @@ impl Plan {
         }
         match self.stop {
             Stop::Duration(d) if d.is_zero() => return Err(err("--duration", "must be more than 0")),
+            Stop::Duration(d) if d > MAX_DURATION => return Err(err("--duration", "at most 30 days")),
             Stop::Requests(0) => return Err(err("--requests", "must be at least 1")),
             _ => {}
         }
@@ -148,6 +166,16 @@ impl Plan {
         }
         if self.udp_timeout.is_zero() {
             return Err(err("--udp-timeout", "must be more than 0"));
+        }
+        for (flag, d) in [
+            ("--warmup", self.warmup),
+            ("--udp-timeout", self.udp_timeout),
+            ("--connect-timeout", self.connect_timeout),
+            ("--drain", self.drain),
+        ] {
+            if d > MAX_WAIT {
+                return Err(err(flag, "at most 1h"));
+            }
         }
         Ok(())
     }
