@@ -406,3 +406,74 @@ pub(crate) struct WorkerArgs<'a> {
     pub shared: &'a Shared,
     pub barrier: &'a Barrier,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::SizeSpec;
+
+    pub(super) fn shared(model: Model, stop: Stop) -> Shared {
+        let second = Duration::from_secs(1);
+        let plan = Plan {
+            target: None,
+            connections: 8,
+            model,
+            size: SizeSpec { min: 64, max: 64 },
+            stop,
+            warmup: second,
+            verify: false,
+            cpus: vec![0, 1, 2],
+            udp_timeout: second,
+            connect_timeout: second,
+            drain: second,
+            seed: 1,
+            churn: None,
+        };
+        Shared {
+            plan,
+            target: Target::Tcp(([127, 0, 0, 1], 9).into()),
+            interrupted: Arc::default(),
+            live: Live::default(),
+            start: std::sync::OnceLock::new(),
+            started_unix: std::sync::OnceLock::new(),
+            start_at: None,
+        }
+    }
+
+    #[test]
+    fn a_request_budget_is_shared_exactly() {
+        let s = shared(Model::Closed { depth: 1 }, Stop::Requests(10));
+        let budgets: Vec<_> = (0..3).map(|w| Clock::new(&s, w, 3).budget).collect();
+        assert_eq!(budgets, [Some(4), Some(3), Some(3)]);
+        let mut clock = Clock::new(&s, 1, 3);
+        let mut counters = Counters::default();
+        let warm_end = clock.warm_end;
+        assert!(clock.admit(warm_end - 1, &mut counters), "warm-up messages are free");
+        assert_eq!(counters.sent, 0);
+        let admitted = (0..10).filter(|_| clock.admit(warm_end, &mut counters)).count();
+        assert_eq!((admitted, counters.sent, clock.budget), (3, 3, Some(0)));
+    }
+
+    #[test]
+    fn nothing_is_admitted_after_the_stop() {
+        let s = shared(Model::Closed { depth: 1 }, Stop::Duration(Duration::from_secs(2)));
+        let mut clock = Clock::new(&s, 0, 1);
+        let mut counters = Counters::default();
+        assert_eq!(clock.stop_at, 3_000_000_000, "warm-up, then the duration");
+        assert!(clock.admit(clock.stop_at - 1, &mut counters));
+        assert!(!clock.admit(clock.stop_at, &mut counters));
+        assert_eq!(counters.sent, 1);
+    }
+
+    #[test]
+    fn open_loop_workers_start_staggered() {
+        let s = shared(Model::Open { rate: 3000.0 }, Stop::Duration(Duration::from_secs(1)));
+        let clocks: Vec<_> = (0..3).map(|w| Clock::new(&s, w, 3)).collect();
+        let interval = 1e9 * 3.0 / 3000.0;
+        for (w, c) in clocks.iter().enumerate() {
+            assert_eq!(c.interval, Some(interval));
+            assert_eq!(c.depth, 0);
+            assert!((c.next_due - interval * w as f64 / 3.0).abs() < 1e-6, "worker {w}: {}", c.next_due);
+        }
+    }
+}

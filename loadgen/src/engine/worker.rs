@@ -293,4 +293,21 @@ mod tests {
         assert_eq!(next_live(3, |_| true, &mut rr), None, "all dead");
         assert_eq!(next_live(0, |_| false, &mut rr), None, "no connection");
     }
+
+    #[test]
+    fn a_turn_waits_for_the_first_of_due_stop_and_tick() {
+        let plan = |model| {
+            let mut s = super::super::tests::shared(model, crate::Stop::Duration(Duration::from_secs(1)));
+            s.plan.warmup = Duration::ZERO;
+            s
+        };
+        let closed = Clock::new(&plan(crate::Model::Closed { depth: 1 }), 0, 1);
+        assert_eq!(wait_budget(&closed, 0, false), TICK);
+        assert_eq!(wait_budget(&closed, 995_000_000, false), Duration::from_millis(5), "the stop");
+        let mut open = Clock::new(&plan(crate::Model::Open { rate: 1000.0 }), 0, 1);
+        open.next_due = 2_500_000.0;
+        assert_eq!(wait_budget(&open, 1_000_000, false), Duration::from_micros(1500), "the next due");
+        assert_eq!(wait_budget(&open, 3_000_000, false), Duration::from_micros(1), "late: no spin at 0");
+        assert_eq!(wait_budget(&open, 3_000_000, true), TICK, "stopping: nothing is due");
+    }
 }
