@@ -1,6 +1,10 @@
 //! The load engine: one pinned worker per CPU, each with its own io_uring and its share
 //! of the connections; per-worker histograms merged at the end.
 //!
+//! Map: `worker` runs one worker's loop over a `transport::Transport` (`stream` for TCP
+//! and Unix stream, `dgram` for UDP and Unix datagram); `token` is the one layout of every
+//! operation's `user_data`; the `Clock` below schedules, `recorder` measures.
+//!
 //! Time: every timestamp is nanoseconds since the common start instant, read once per
 //! loop turn. A message's latency is measured from its *intended* send time (open loop:
 //! when the schedule said it was due; closed loop: when the previous reply freed its
@@ -8,9 +12,13 @@
 //! time from the actual send is recorded beside it.
 
 mod dgram;
+mod recorder;
 mod stream;
+mod token;
+mod transport;
+mod worker;
 
-use crate::hist::{self, Hist};
+use crate::hist::Hist;
 use crate::plan::{Model, Plan, Stop};
 use crate::target::Target;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -188,7 +196,25 @@ pub enum RunError {
         /// The first error seen.
         source: std::io::Error,
     },
-    /// io_uring or another set-up step failed.
+    /// A worker's io_uring could not be set up.
+    #[error("setting up a load worker's io_uring")]
+    Ring(#[source] ringecho::ring::UringError),
+    /// The ring refused an operation (the kernel stopped taking submissions).
+    #[error("a load worker's io_uring refused an operation")]
+    Push(#[source] ringecho::ring::PushError),
+    /// A system call of the run failed.
+    #[error("{step}")]
+    Io {
+        /// What was being done.
+        step: String,
+        /// Why it failed.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A worker thread panicked.
+    #[error("a load worker panicked")]
+    WorkerPanicked,
+    /// Setting up around the engine failed (the built-in server, `--start-at`).
     #[error("{0}")]
     Setup(String),
 }
@@ -236,7 +262,8 @@ impl Shared {
     }
 }
 
-/// Per-worker schedule and bookkeeping shared by the stream and datagram engines.
+/// A worker's schedule: the warm-up, the stop, its share of a request budget, the
+/// open loop's due times (or the closed loop's depth) and the message sizes.
 pub(crate) struct Clock {
     pub start: Instant,
     /// Warm-up ends, ns.
@@ -252,7 +279,6 @@ pub(crate) struct Clock {
     pub depth: u32,
     rng: StdRng,
     size: (u32, u32),
-    interval_start: u64,
 }
 
 impl Clock {
@@ -282,7 +308,6 @@ impl Clock {
             depth,
             rng: StdRng::seed_from_u64(plan.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             size: (plan.size.min, plan.size.max),
-            interval_start: 0,
         }
     }
 
@@ -317,107 +342,6 @@ impl Clock {
     }
 }
 
-/// Latency recording shared by both engines.
-pub(crate) struct Recorder {
-    pub counters: Counters,
-    pub latency: Hist,
-    pub service: Hist,
-    pub intervals: Vec<(u64, u64, Hist)>,
-    current: Hist,
-    pub connect: Hist,
-    worker: usize,
-    last_completion: u64,
-}
-
-impl Recorder {
-    fn new(worker: usize) -> Recorder {
-        Recorder {
-            counters: Counters::default(),
-            latency: hist::new(),
-            service: hist::new(),
-            intervals: Vec::new(),
-            current: hist::new(),
-            connect: hist::new(),
-            worker,
-            last_completion: 0,
-        }
-    }
-
-    /// Records a completed message of `size` bytes.
-    pub fn complete(&mut self, clock: &mut Clock, now: u64, intended: u64, sent: u64, size: u64) {
-        if intended < clock.warm_end {
-            self.counters.warmup_completed += 1;
-            return;
-        }
-        self.counters.completed += 1;
-        self.counters.bytes_echoed += size;
-        self.last_completion = self.last_completion.max(now);
-        let corrected = now.saturating_sub(intended);
-        hist::record(&mut self.latency, corrected);
-        hist::record(&mut self.service, now.saturating_sub(sent));
-        // Answers that arrive in the drain after the stop belong to the last interval of
-        // the measured window, not to a sliver of an interval after it.
-        self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
-        hist::record(&mut self.current, corrected);
-    }
-
-    /// Starts a new per-second interval histogram when a second boundary has passed.
-    fn roll(&mut self, clock: &mut Clock, now: u64) {
-        const SEC: u64 = 1_000_000_000;
-        if now < clock.warm_end {
-            return;
-        }
-        if clock.interval_start == 0 {
-            clock.interval_start = clock.warm_end;
-        }
-        while now >= clock.interval_start + SEC {
-            let h = std::mem::replace(&mut self.current, hist::new());
-            self.intervals.push((clock.interval_start, SEC, h));
-            clock.interval_start += SEC;
-        }
-    }
-
-    fn publish(&self, live: &Live) {
-        live.completed[self.worker].store(self.counters.completed, Ordering::Relaxed);
-        live.failed[self.worker].store(self.counters.failed(), Ordering::Relaxed);
-    }
-
-    fn finish(mut self, clock: &mut Clock, cpu: Duration) -> WorkerResult {
-        let end = clock.now().min(clock.stop_at);
-        self.roll(clock, end.saturating_sub(1));
-        if !self.current.is_empty() {
-            let length = end.saturating_sub(clock.interval_start).clamp(1, 1_000_000_000);
-            self.intervals.push((
-                clock.interval_start,
-                length,
-                std::mem::replace(&mut self.current, hist::new()),
-            ));
-        }
-        WorkerResult {
-            counters: self.counters,
-            latency: self.latency,
-            service: self.service,
-            intervals: self.intervals,
-            cpu,
-            connect: self.connect,
-            last_completion: self.last_completion,
-            connected: 0,
-            connect_error: None,
-        }
-    }
-}
-
-/// CPU time used by the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec, which we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Runs the plan against `target`: connects every worker's share, starts them together,
 /// and returns each worker's result. Fails (without measuring) only if no connection at
 /// all could be made.
@@ -434,12 +358,17 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
         let h = std::thread::Builder::new()
             .name(format!("ringload-{index}"))
             .spawn(move || -> Result<WorkerResult, RunError> {
+                // Best effort: an unpinned worker still measures, only less steadily.
                 let _ = ringecho::sys::pin_current_thread(cpu);
                 let args =
                     WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
-                if shared.target.is_datagram() { dgram::run(args) } else { stream::run(args) }
+                if shared.target.is_datagram() {
+                    worker::run::<dgram::Dgram>(args)
+                } else {
+                    worker::run::<stream::Stream>(args)
+                }
             })
-            .map_err(|e| RunError::Setup(format!("spawning a worker: {e}")))?;
+            .map_err(|error| RunError::Io { step: "spawning a load worker".into(), error })?;
         handles.push(h);
     }
     let mut results = Vec::new();
@@ -451,7 +380,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
                 first_err.get_or_insert(e);
             }
             Err(_) => {
-                first_err.get_or_insert(RunError::Setup("a worker panicked".into()));
+                first_err.get_or_insert(RunError::WorkerPanicked);
             }
         }
     }
@@ -470,91 +399,88 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
     Ok(results)
 }
 
-/// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the
-/// other workers at the barrier (always, whatever set-up did, so none waits for ever),
-/// and starts the common clock.
-pub(crate) fn start_together(args: &WorkerArgs<'_>, clock: &mut Clock) {
-    args.shared.wait_for_start_at();
-    args.barrier.wait();
-    clock.start = args.shared.begin();
-}
-
 fn share_of(total: u32, index: usize, workers: usize) -> u32 {
     total / workers as u32 + u32::from((index as u32) < total % workers as u32)
 }
 
+/// What a worker is given: its place among the workers and its share of the connections.
 pub(crate) struct WorkerArgs<'a> {
     pub index: usize,
     pub workers: usize,
+    /// The run-wide number of its first connection.
     pub first_conn: u32,
     pub conns: u32,
     pub shared: &'a Shared,
     pub barrier: &'a Barrier,
 }
 
-/// A worker's ring: 1024 entries and `buffers` provided buffers of 64 KiB.
-pub(crate) fn new_ring(buffers: u16) -> Result<ringecho::ring::Ring, RunError> {
-    let options =
-        ringecho::ring::RingOptions { entries: 1024, sqpoll: false, buffers, buffer_size: 64 * 1024 };
-    ringecho::ring::Ring::new(options).map_err(|e| RunError::Setup(e.to_string()))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::SizeSpec;
 
-/// Cancels every operation on the ring and waits (bounded) for the kernel to answer
-/// them all, handing any buffer a late completion carries back to the ring.
-pub(crate) fn cancel_all(driver: &mut ringecho::ring::Driver<'_>, buf_ring: &mut ringecho::ring::BufRing) {
-    use io_uring::{cqueue, opcode, types};
-    let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(u64::MAX);
-    // SAFETY: a cancel points to no memory.
-    if unsafe { driver.push(&cancel) }.is_err() {
-        return;
-    }
-    let give_up = Instant::now() + Duration::from_secs(2);
-    while driver.inflight() > 0 && Instant::now() < give_up {
-        if driver.wait(1, Some(Duration::from_millis(50))).is_err() {
-            break;
-        }
-        while let Some(cqe) = driver.completion() {
-            if let Some(Ok(buf)) = cqueue::buffer_select(cqe.flags()).map(|bid| buf_ring.take(bid)) {
-                let _ = buf_ring.give_back(buf);
-            }
-        }
-    }
-}
-
-/// The next live connection after `rr`, round robin.
-pub(crate) fn next_live(len: usize, dead: impl Fn(usize) -> bool, rr: &mut usize) -> Option<usize> {
-    for _ in 0..len {
-        let i = *rr % len;
-        *rr = rr.wrapping_add(1);
-        if !dead(i) {
-            return Some(i);
+    pub(super) fn shared(model: Model, stop: Stop) -> Shared {
+        let second = Duration::from_secs(1);
+        let plan = Plan {
+            target: None,
+            connections: 8,
+            model,
+            size: SizeSpec { min: 64, max: 64 },
+            stop,
+            warmup: second,
+            verify: false,
+            cpus: vec![0, 1, 2],
+            udp_timeout: second,
+            connect_timeout: second,
+            drain: second,
+            seed: 1,
+            churn: None,
+        };
+        Shared {
+            plan,
+            target: Target::Tcp(([127, 0, 0, 1], 9).into()),
+            interrupted: Arc::default(),
+            live: Live::default(),
+            start: std::sync::OnceLock::new(),
+            started_unix: std::sync::OnceLock::new(),
+            start_at: None,
         }
     }
-    None
-}
 
-/// Classifies a connect error into the counters.
-fn count_connect_error(c: &mut Counters, e: &std::io::Error) {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => c.connect_refused += 1,
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => c.connect_timeout += 1,
-        _ => c.connect_other += 1,
+    #[test]
+    fn a_request_budget_is_shared_exactly() {
+        let s = shared(Model::Closed { depth: 1 }, Stop::Requests(10));
+        let budgets: Vec<_> = (0..3).map(|w| Clock::new(&s, w, 3).budget).collect();
+        assert_eq!(budgets, [Some(4), Some(3), Some(3)]);
+        let mut clock = Clock::new(&s, 1, 3);
+        let mut counters = Counters::default();
+        let warm_end = clock.warm_end;
+        assert!(clock.admit(warm_end - 1, &mut counters), "warm-up messages are free");
+        assert_eq!(counters.sent, 0);
+        let admitted = (0..10).filter(|_| clock.admit(warm_end, &mut counters)).count();
+        assert_eq!((admitted, counters.sent, clock.budget), (3, 3, Some(0)));
     }
-}
 
-/// How long the worker waits in one turn: until the next message is due (open loop),
-/// the stop, or a housekeeping tick, whichever is first. Once stopping, only the tick:
-/// nothing is due any more, and waiting for the past would spin.
-fn wait_budget(clock: &Clock, now: u64, tick: Duration, stopping: bool) -> Duration {
-    if stopping {
-        return tick;
+    #[test]
+    fn nothing_is_admitted_after_the_stop() {
+        let s = shared(Model::Closed { depth: 1 }, Stop::Duration(Duration::from_secs(2)));
+        let mut clock = Clock::new(&s, 0, 1);
+        let mut counters = Counters::default();
+        assert_eq!(clock.stop_at, 3_000_000_000, "warm-up, then the duration");
+        assert!(clock.admit(clock.stop_at - 1, &mut counters));
+        assert!(!clock.admit(clock.stop_at, &mut counters));
+        assert_eq!(counters.sent, 1);
     }
-    let mut until = now + tick.as_nanos() as u64;
-    if let Some(_i) = clock.interval {
-        until = until.min(clock.next_due.ceil() as u64);
+
+    #[test]
+    fn open_loop_workers_start_staggered() {
+        let s = shared(Model::Open { rate: 3000.0 }, Stop::Duration(Duration::from_secs(1)));
+        let clocks: Vec<_> = (0..3).map(|w| Clock::new(&s, w, 3)).collect();
+        let interval = 1e9 * 3.0 / 3000.0;
+        for (w, c) in clocks.iter().enumerate() {
+            assert_eq!(c.interval, Some(interval));
+            assert_eq!(c.depth, 0);
+            assert!((c.next_due - interval * w as f64 / 3.0).abs() < 1e-6, "worker {w}: {}", c.next_due);
+        }
     }
-    if clock.stop_at != u64::MAX {
-        until = until.min(clock.stop_at);
-    }
-    Duration::from_nanos(until.saturating_sub(now).max(1_000))
 }

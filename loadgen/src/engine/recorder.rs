@@ -1,0 +1,126 @@
+//! A worker's record of what it measured: the counters, the latency histograms (from the
+//! intended and from the actual send time), the per-second interval histograms and the
+//! connection set-up times.
+//!
+//! Invariant: only messages due after the warm-up reach the histograms and the measured
+//! counts; a message due during the warm-up counts as `warmup_completed` and nothing else.
+//! Every interval histogram covers whole seconds from the end of the warm-up, except the
+//! last, which ends at the stop.
+
+use super::{Clock, Counters, Live, WorkerResult};
+use crate::hist::{self, Hist};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const SEC: u64 = 1_000_000_000;
+
+pub(crate) struct Recorder {
+    pub counters: Counters,
+    latency: Hist,
+    service: Hist,
+    intervals: Vec<(u64, u64, Hist)>,
+    /// The interval histogram being filled, and when its second began (ns; 0 until the
+    /// first measured answer).
+    current: Hist,
+    interval_start: u64,
+    connect: Hist,
+    worker: usize,
+    last_completion: u64,
+}
+
+impl Recorder {
+    pub fn new(worker: usize) -> Recorder {
+        Recorder {
+            counters: Counters::default(),
+            latency: hist::new(),
+            service: hist::new(),
+            intervals: Vec::new(),
+            current: hist::new(),
+            interval_start: 0,
+            connect: hist::new(),
+            worker,
+            last_completion: 0,
+        }
+    }
+
+    /// Records a message of `size` bytes due at `intended`, sent at `sent` and answered in
+    /// full at `now`.
+    #[inline]
+    pub fn complete(&mut self, clock: &Clock, now: u64, intended: u64, sent: u64, size: u64) {
+        if intended < clock.warm_end {
+            self.counters.warmup_completed += 1;
+            return;
+        }
+        self.counters.completed += 1;
+        self.counters.bytes_echoed += size;
+        self.last_completion = self.last_completion.max(now);
+        let corrected = now.saturating_sub(intended);
+        hist::record(&mut self.latency, corrected);
+        hist::record(&mut self.service, now.saturating_sub(sent));
+        // Answers that arrive in the drain after the stop belong to the last interval of
+        // the measured window, not to a sliver of an interval after it.
+        self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
+        hist::record(&mut self.current, corrected);
+    }
+
+    /// Records a connection set up in `ns`.
+    pub fn connected(&mut self, ns: u64) {
+        hist::record(&mut self.connect, ns);
+    }
+
+    /// Counts a failed connect by its cause.
+    pub fn connect_failed(&mut self, e: &std::io::Error) {
+        let c = &mut self.counters;
+        match e.kind() {
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => c.connect_refused += 1,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => c.connect_timeout += 1,
+            _ => c.connect_other += 1,
+        }
+    }
+
+    /// Starts a new per-second interval histogram when a second boundary has passed.
+    fn roll(&mut self, clock: &Clock, now: u64) {
+        if now < clock.warm_end {
+            return;
+        }
+        if self.interval_start == 0 {
+            self.interval_start = clock.warm_end;
+        }
+        while now >= self.interval_start + SEC {
+            let h = std::mem::replace(&mut self.current, hist::new());
+            self.intervals.push((self.interval_start, SEC, h));
+            self.interval_start += SEC;
+        }
+    }
+
+    /// Shows the figures so far to the progress line.
+    pub fn publish(&self, live: &Live) {
+        live.completed[self.worker].store(self.counters.completed, Ordering::Relaxed);
+        live.failed[self.worker].store(self.counters.failed(), Ordering::Relaxed);
+    }
+
+    /// The worker's result, the last interval closed at the stop (or now, if earlier).
+    pub fn finish(mut self, clock: &Clock, cpu: Duration) -> WorkerResult {
+        let end = clock.now().min(clock.stop_at);
+        self.roll(clock, end.saturating_sub(1));
+        if !self.current.is_empty() {
+            let length = end.saturating_sub(self.interval_start).clamp(1, SEC);
+            self.intervals.push((
+                self.interval_start,
+                length,
+                std::mem::replace(&mut self.current, hist::new()),
+            ));
+        }
+        WorkerResult {
+            counters: self.counters,
+            latency: self.latency,
+            service: self.service,
+            intervals: self.intervals,
+            cpu,
+            connect: self.connect,
+            last_completion: self.last_completion,
+            connected: 0,
+            connect_error: None,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The contract between the worker loop and a transport: what the stream and datagram
+//! engines supply ([`Transport`]), and what the worker lends them on every call ([`Ctx`]:
+//! its clock, recorder, ring and the time of the turn).
+//!
+//! Invariant: an operation a transport submits through [`Ctx::push`] points only at
+//! memory the transport owns on the heap (or the worker's buffer ring); the worker drops
+//! the transport only once the kernel has answered every operation, and otherwise leaks
+//! it with [`Transport::leak`]. The worker below depends on this module, never the reverse.
+
+use super::token::Token;
+use super::{Clock, RunError, Shared, recorder::Recorder};
+use io_uring::{cqueue, squeue};
+use ringecho::ring::{Buf, BufRing, Driver, PushError};
+use std::time::Duration;
+
+/// What a worker lends a transport for one call.
+pub(crate) struct Ctx<'r> {
+    pub clock: Clock,
+    pub rec: Recorder,
+    pub buf_ring: &'r mut BufRing,
+    pub(super) driver: Driver<'r>,
+    /// The first push the ring refused: the run ends with it at the next turn.
+    pub(super) push_error: Option<PushError>,
+    /// Now, in ns since the start: read once per turn, after waiting.
+    pub now: u64,
+    /// False once the run is stopping: nothing new is scheduled (closed loop included).
+    pub scheduling: bool,
+}
+
+impl Ctx<'_> {
+    /// Queues `entry` for the kernel. A refusal is kept and ends the run at the next turn
+    /// (the transport carries on as if the entry had gone; it is never retried).
+    ///
+    /// # Safety
+    /// As [`Driver::push`]: whatever `entry` points to must stay valid until the operation's
+    /// last completion, which the transport guarantees by owning it (see the module's
+    /// invariant).
+    #[inline]
+    pub unsafe fn push(&mut self, entry: &squeue::Entry) {
+        // SAFETY: the caller's contract is `Driver::push`'s.
+        if let Err(e) = unsafe { self.driver.push(entry) } {
+            self.push_error.get_or_insert(e);
+        }
+    }
+
+    /// Admits one more message due at `intended` and picks its size; `None` once the run
+    /// hands out no more (the stop or a request budget).
+    #[inline]
+    pub fn admit(&mut self, intended: u64) -> Option<u32> {
+        if !self.clock.admit(intended, &mut self.rec.counters) {
+            return None;
+        }
+        Some(self.clock.next_size())
+    }
+
+    /// The closed loop: a message answered (or given up) frees a slot for the next.
+    #[inline]
+    pub fn refills(&self) -> bool {
+        self.scheduling && self.clock.interval.is_none()
+    }
+
+    /// The buffer a receive completion carries; `None` if it carries none, or an id the
+    /// ring refuses (not data we can trust).
+    #[inline]
+    pub fn take_buf(&mut self, flags: u32) -> Option<Buf> {
+        cqueue::buffer_select(flags).and_then(|bid| self.buf_ring.take(bid).ok())
+    }
+
+    /// Gives a taken buffer back to the kernel (visible at the next turn).
+    #[inline]
+    pub fn give_back(&mut self, buf: Buf) {
+        // It came from this ring's `take`, which is the only refusal `give_back` has.
+        let returned = self.buf_ring.give_back(buf);
+        debug_assert!(returned.is_ok(), "{returned:?}");
+    }
+}
+
+/// What a transport supplies to the worker loop: the connections, their messages and
+/// their completions. The loop owns everything else (see [`super::worker`]).
+pub(crate) trait Transport: Sized {
+    /// Provided receive buffers in the worker's ring.
+    const BUFFERS: u16;
+
+    /// One connection (or flow) as set-up opens it.
+    type Conn;
+
+    /// Opens connection number `id` of the run (blocking, before the clock starts).
+    fn connect(shared: &Shared, id: u32) -> std::io::Result<Self::Conn>;
+
+    /// The transport over the connections set-up opened (at least one).
+    fn new(shared: &Shared, clock: &Clock, conns: Vec<Self::Conn>) -> Result<Self, RunError>;
+
+    /// How long the drain after the stop may last at most.
+    fn drain(shared: &Shared) -> Duration {
+        shared.plan.drain
+    }
+
+    /// Connections (or flows), dead or alive.
+    fn conns(&self) -> usize;
+
+    /// Whether connection `i` takes no messages now.
+    fn is_dead(&self, i: usize) -> bool;
+
+    /// Whether every connection has gone for good (the run stops).
+    fn all_gone(&self) -> bool;
+
+    /// Whether no live connection still awaits an answer (the drain ends).
+    fn drained(&self) -> bool;
+
+    /// Messages queued on connection `i` (bounded in open loop).
+    fn queued(&self, i: usize) -> usize;
+
+    /// Measured messages still unanswered at the end.
+    fn unanswered(&self, warm_end: u64) -> u64;
+
+    /// Arms connection `i`'s receive, unless it is armed or dead.
+    fn arm_recv(&mut self, cx: &mut Ctx<'_>, i: usize);
+
+    /// Schedules one message due at `intended` on connection `i`, if the clock admits it.
+    fn schedule(&mut self, cx: &mut Ctx<'_>, i: usize, intended: u64);
+
+    /// Hands connection `i`'s scheduled messages to the kernel, as far as it can take them.
+    fn pump(&mut self, cx: &mut Ctx<'_>, i: usize);
+
+    /// Takes one completion.
+    fn complete(&mut self, cx: &mut Ctx<'_>, token: Token, res: i32, flags: u32);
+
+    /// Once per turn, after the completions and before new messages are handed out:
+    /// expiry, re-arming starved receives, reconnects.
+    fn housekeeping(&mut self, cx: &mut Ctx<'_>);
+
+    /// Gives the transport up without freeing what the kernel may still read or write (its
+    /// sockets and send memory); tidies what lies outside the process.
+    fn leak(self) {
+        std::mem::forget(self);
+    }
+
+    /// Closed loop: fills connection `i`'s `depth` slots with messages due now and sends.
+    fn fill(&mut self, cx: &mut Ctx<'_>, i: usize) {
+        let now = cx.now;
+        for _ in 0..cx.clock.depth {
+            self.schedule(cx, i, now);
+        }
+        self.pump(cx, i);
+    }
+}

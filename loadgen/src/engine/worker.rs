@@ -1,0 +1,313 @@
+//! One load worker, whatever the transport: set-up, the turn loop and the exit.
+//!
+//! Each turn: publish the buffers given back and the live figures; decide whether to stop
+//! (the stop time, a request budget spent, Ctrl-C, every connection gone) and, once
+//! stopping, whether the drain is over; wait for completions (no longer than until the
+//! next message is due); take them; let the transport do its housekeeping; hand out the
+//! open-loop messages that have fallen due.
+//!
+//! Invariant: the worker returns (result or error) only after cancelling every operation
+//! and waiting for the kernel's answers; if the kernel has not answered them all, the
+//! ring, its buffers and the transport's send memory are leaked, never freed.
+
+use super::token::Token;
+use super::transport::{Ctx, Transport};
+use super::{Clock, RunError, Shared, WorkerArgs, WorkerResult, recorder::Recorder};
+use io_uring::{opcode, types};
+use ringecho::ring::{Ring, RingOptions};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The longest a turn waits: housekeeping (expiry, re-arming, the stop) runs at least
+/// this often.
+const TICK: Duration = Duration::from_millis(10);
+/// Most messages queued on one connection in open loop before new ones are refused
+/// (counted as `backlog_overflow`): the run says the target fell behind instead of
+/// growing without bound.
+const MAX_BACKLOG: usize = 1 << 20;
+/// Submission queue entries of a worker's ring.
+const RING_ENTRIES: u32 = 1024;
+/// Bytes per provided receive buffer.
+const BUFFER_SIZE: u32 = 64 * 1024;
+/// How long the exit waits for the kernel to answer the cancels.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs one worker over transport `T`.
+pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
+    let shared = args.shared;
+    let mut clock = Clock::new(shared, args.index, args.workers);
+    let mut rec = Recorder::new(args.index);
+    // The ring first: it must be made on this thread, and a failure still meets the
+    // barrier below.
+    let ring = new_ring(T::BUFFERS);
+    let (conns, connect_error) = connect_all::<T>(&args, &mut rec);
+    let transport = (!conns.is_empty()).then(|| T::new(shared, &clock, conns));
+    start_together(&args, &mut clock);
+    let mut ring = ring?;
+    let Some(transport) = transport else {
+        let mut result = rec.finish(&clock, thread_cpu());
+        result.connect_error = connect_error;
+        return Ok(result);
+    };
+    let transport = transport?;
+    let connected = transport.conns();
+
+    let (driver, buf_ring) = ring.split();
+    let cx = Ctx { clock, rec, buf_ring, driver, push_error: None, now: 0, scheduling: true };
+    let mut worker = Worker { cx, transport, next_conn: 0 };
+    let outcome = worker.turns(shared, T::drain(shared).as_nanos() as u64);
+    let Exit { clock, rec, cpu, leaked } = worker.exit(outcome.is_ok());
+    if leaked {
+        ring.leak();
+    }
+    outcome?;
+    let mut result = rec.finish(&clock, cpu);
+    result.connected = connected;
+    Ok(result)
+}
+
+/// A worker's ring: `buffers` provided buffers of [`BUFFER_SIZE`].
+fn new_ring(buffers: u16) -> Result<Ring, RunError> {
+    let options = RingOptions { entries: RING_ENTRIES, sqpoll: false, buffers, buffer_size: BUFFER_SIZE };
+    Ring::new(options).map_err(RunError::Ring)
+}
+
+/// Opens this worker's share of the connections, timing each; returns those opened and
+/// the first error.
+fn connect_all<T: Transport>(
+    args: &WorkerArgs<'_>,
+    rec: &mut Recorder,
+) -> (Vec<T::Conn>, Option<std::io::Error>) {
+    let mut conns = Vec::new();
+    let mut first_error = None;
+    for i in 0..args.conns {
+        let t0 = Instant::now();
+        match T::connect(args.shared, args.first_conn + i) {
+            Ok(conn) => {
+                rec.connected(t0.elapsed().as_nanos() as u64);
+                conns.push(conn);
+            }
+            Err(e) => {
+                rec.connect_failed(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    (conns, first_error)
+}
+
+/// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the
+/// other workers at the barrier (always, whatever set-up did, so none waits for ever),
+/// and starts the common clock.
+fn start_together(args: &WorkerArgs<'_>, clock: &mut Clock) {
+    args.shared.wait_for_start_at();
+    args.barrier.wait();
+    clock.start = args.shared.begin();
+}
+
+struct Worker<'r, T> {
+    cx: Ctx<'r>,
+    transport: T,
+    /// Where the open-loop round robin goes next.
+    next_conn: usize,
+}
+
+/// What is left of a worker once its ring is quiet (or given up).
+struct Exit {
+    clock: Clock,
+    rec: Recorder,
+    cpu: Duration,
+    /// The kernel may still hold operations: the ring must be leaked too.
+    leaked: bool,
+}
+
+impl<T: Transport> Worker<'_, T> {
+    /// Starts every connection, then runs turns until the stop and the drain are over.
+    fn turns(&mut self, shared: &Shared, drain: u64) -> Result<(), RunError> {
+        let (cx, t) = (&mut self.cx, &mut self.transport);
+        cx.now = cx.clock.now();
+        for i in 0..t.conns() {
+            t.arm_recv(cx, i);
+            t.fill(cx, i);
+        }
+        let mut stopping_since: Option<u64> = None;
+        loop {
+            if let Some(e) = self.cx.push_error.take() {
+                return Err(RunError::Push(e));
+            }
+            self.cx.buf_ring.publish();
+            self.cx.rec.publish(&shared.live);
+            let interrupted = shared.interrupted.load(Ordering::Relaxed);
+            let now = self.cx.now;
+            if stopping_since.is_none() && (self.stop_due(now) || interrupted || self.transport.all_gone()) {
+                stopping_since = Some(now);
+                self.cx.scheduling = false;
+            }
+            if let Some(since) = stopping_since {
+                if self.transport.drained() || interrupted || now >= since.saturating_add(drain) {
+                    return Ok(());
+                }
+            }
+            let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some());
+            self.cx
+                .driver
+                .wait(1, Some(wait))
+                .map_err(|error| RunError::Io { step: "io_uring_enter".into(), error })?;
+            self.cx.now = self.cx.clock.now();
+            self.reap();
+            self.transport.housekeeping(&mut self.cx);
+            self.hand_out_due();
+        }
+    }
+
+    /// The stop time has come, or a request-bound run has handed out its share.
+    fn stop_due(&self, now: u64) -> bool {
+        now >= self.cx.clock.stop_at || self.cx.clock.budget == Some(0)
+    }
+
+    /// Takes every completion the kernel has posted.
+    #[inline]
+    fn reap(&mut self) {
+        while let Some(cqe) = self.cx.driver.completion() {
+            // A value that is not a token of ours names nothing to act on.
+            if let Some(token) = Token::decode(cqe.user_data()) {
+                self.transport.complete(&mut self.cx, token, cqe.result(), cqe.flags());
+            }
+        }
+    }
+
+    /// Open loop: hands out every message that has fallen due, round robin over the live
+    /// connections.
+    fn hand_out_due(&mut self) {
+        let Some(interval) = self.cx.clock.interval else { return };
+        let (cx, t) = (&mut self.cx, &mut self.transport);
+        while cx.scheduling && cx.clock.next_due <= cx.now as f64 && cx.clock.budget != Some(0) {
+            let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
+            let due = cx.clock.next_due as u64;
+            cx.clock.next_due += interval;
+            if t.queued(i) >= MAX_BACKLOG {
+                cx.rec.counters.backlog_overflow += 1;
+                continue;
+            }
+            t.schedule(cx, i, due);
+            t.pump(cx, i);
+        }
+    }
+
+    /// Counts what is still unanswered (after a clean run), cancels every operation and
+    /// waits for the kernel's answers; gives the transport up if they did not all come.
+    fn exit(mut self, count_unanswered: bool) -> Exit {
+        let cx = &mut self.cx;
+        if count_unanswered {
+            cx.rec.counters.unanswered_at_end += self.transport.unanswered(cx.clock.warm_end);
+        }
+        cancel_all(cx);
+        let cpu = thread_cpu();
+        let leaked = cx.driver.inflight() > 0;
+        let Worker { cx, transport, .. } = self;
+        if leaked {
+            // The kernel did not give everything back in time: leak the memory it may
+            // still touch (send memory, sockets, the queues) instead of freeing it.
+            transport.leak();
+            std::mem::forget(cx.driver);
+        } else {
+            drop(transport);
+        }
+        Exit { clock: cx.clock, rec: cx.rec, cpu, leaked }
+    }
+}
+
+/// Cancels every operation on the ring and waits (bounded) for the kernel to answer
+/// them all, giving any buffer a late completion carries back to the ring. A cancel the
+/// ring refuses leaves the operations in flight, which the caller then leaks.
+fn cancel_all(cx: &mut Ctx<'_>) {
+    let cancel =
+        opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(Token::CANCEL.encode());
+    // SAFETY: a cancel points to no memory.
+    if unsafe { cx.driver.push(&cancel) }.is_err() {
+        return;
+    }
+    let give_up = Instant::now() + CANCEL_WAIT;
+    while cx.driver.inflight() > 0 && Instant::now() < give_up {
+        if cx.driver.wait(1, Some(Duration::from_millis(50))).is_err() {
+            break;
+        }
+        while let Some(cqe) = cx.driver.completion() {
+            if let Some(buf) = cx.take_buf(cqe.flags()) {
+                cx.give_back(buf);
+            }
+        }
+    }
+}
+
+/// The next live connection after `rr`, round robin.
+fn next_live(len: usize, dead: impl Fn(usize) -> bool, rr: &mut usize) -> Option<usize> {
+    for _ in 0..len {
+        let i = *rr % len;
+        *rr = rr.wrapping_add(1);
+        if !dead(i) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// How long the worker waits in one turn: until the next message is due (open loop),
+/// the stop, or a housekeeping tick, whichever is first. Once stopping, only the tick:
+/// nothing is due any more, and waiting for the past would spin.
+fn wait_budget(clock: &Clock, now: u64, stopping: bool) -> Duration {
+    if stopping {
+        return TICK;
+    }
+    let mut until = now + TICK.as_nanos() as u64;
+    if clock.interval.is_some() {
+        until = until.min(clock.next_due.ceil() as u64);
+    }
+    if clock.stop_at != u64::MAX {
+        until = until.min(clock.stop_at);
+    }
+    Duration::from_nanos(until.saturating_sub(now).max(1_000))
+}
+
+/// CPU time used by the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_skips_the_dead() {
+        let dead = |i: usize| i == 1;
+        let mut rr = 0;
+        let picks: Vec<_> = (0..4).map(|_| next_live(3, dead, &mut rr)).collect();
+        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+        assert_eq!(next_live(3, |_| true, &mut rr), None, "all dead");
+        assert_eq!(next_live(0, |_| false, &mut rr), None, "no connection");
+    }
+
+    #[test]
+    fn a_turn_waits_for_the_first_of_due_stop_and_tick() {
+        let plan = |model| {
+            let mut s = super::super::tests::shared(model, crate::Stop::Duration(Duration::from_secs(1)));
+            s.plan.warmup = Duration::ZERO;
+            s
+        };
+        let closed = Clock::new(&plan(crate::Model::Closed { depth: 1 }), 0, 1);
+        assert_eq!(wait_budget(&closed, 0, false), TICK);
+        assert_eq!(wait_budget(&closed, 995_000_000, false), Duration::from_millis(5), "the stop");
+        let mut open = Clock::new(&plan(crate::Model::Open { rate: 1000.0 }), 0, 1);
+        open.next_due = 2_500_000.0;
+        assert_eq!(wait_budget(&open, 1_000_000, false), Duration::from_micros(1500), "the next due");
+        assert_eq!(wait_budget(&open, 3_000_000, false), Duration::from_micros(1), "late: no spin at 0");
+        assert_eq!(wait_budget(&open, 3_000_000, true), TICK, "stopping: nothing is due");
+    }
+}
