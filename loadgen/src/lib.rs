@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod counters;
 pub mod document;
 pub mod engine;
 pub mod header;

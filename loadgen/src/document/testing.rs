@@ -33,6 +33,8 @@ pub fn full_report() -> Report {
         unanswered_at_end: 2,
         backlog_overflow: 4,
         connects: 12,
+        conns_lost: 1,
+        sends: 2_100,
         ..Counters::default()
     };
     Report {

@@ -18,140 +18,14 @@ mod token;
 mod transport;
 mod worker;
 
+pub use crate::counters::Counters;
 use crate::hist::Hist;
 use crate::plan::{Model, Plan, Stop};
 use crate::target::Target;
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
-
-/// Counts of one run (or one worker's part of it). Read back from a saved result, a
-/// counter the document lacks is 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    /// Measured messages sent (after the warm-up).
-    pub sent: u64,
-    /// Measured messages answered in full.
-    pub completed: u64,
-    /// Messages sent and answered during the warm-up (not in the histograms).
-    pub warmup_completed: u64,
-    /// Bytes sent, warm-up included.
-    pub bytes_sent: u64,
-    /// Bytes received, warm-up included.
-    pub bytes_received: u64,
-    /// Connections refused.
-    pub connect_refused: u64,
-    /// Connections that timed out.
-    pub connect_timeout: u64,
-    /// Other connect failures.
-    pub connect_other: u64,
-    /// Connections reset by the peer.
-    pub reset: u64,
-    /// Connections the peer closed while replies were due.
-    pub unexpected_eof: u64,
-    /// Other socket errors.
-    pub socket_errors: u64,
-    /// Messages lost with a failed connection (sent, never answered).
-    pub failed_messages: u64,
-    /// Echoed bytes that differed from what was sent (`--verify`).
-    pub mismatched_bytes: u64,
-    /// Messages with at least one mismatched byte (`--verify`).
-    pub mismatched_messages: u64,
-    /// Bytes received beyond what was sent (a server talking out of turn).
-    pub unsolicited_bytes: u64,
-    /// Datagrams unanswered within `--udp-timeout`.
-    pub lost: u64,
-    /// Datagram replies that arrived after a later one.
-    pub reordered: u64,
-    /// Datagram replies answered twice.
-    pub duplicates: u64,
-    /// Datagram replies that came after their timeout (already counted lost).
-    pub late: u64,
-    /// Replies that are not ours (wrong header or flow).
-    pub garbage: u64,
-    /// Messages still unanswered when the drain after the stop ended.
-    pub unanswered_at_end: u64,
-    /// Bytes of the measured messages answered in full (each way).
-    pub bytes_echoed: u64,
-    /// Open-loop messages not sent because the per-worker backlog was full.
-    pub backlog_overflow: u64,
-    /// Connections opened after the warm-up (churn mode).
-    pub connects: u64,
-}
-
-impl Counters {
-    /// Adds `o` into `self`. The destructuring is exhaustive: a new counter that is not
-    /// merged does not compile.
-    pub fn merge(&mut self, o: &Counters) {
-        let Counters {
-            sent,
-            completed,
-            warmup_completed,
-            bytes_sent,
-            bytes_received,
-            connect_refused,
-            connect_timeout,
-            connect_other,
-            reset,
-            unexpected_eof,
-            socket_errors,
-            failed_messages,
-            mismatched_bytes,
-            mismatched_messages,
-            unsolicited_bytes,
-            lost,
-            reordered,
-            duplicates,
-            late,
-            garbage,
-            unanswered_at_end,
-            bytes_echoed,
-            backlog_overflow,
-            connects,
-        } = *o;
-        self.sent += sent;
-        self.completed += completed;
-        self.warmup_completed += warmup_completed;
-        self.bytes_sent += bytes_sent;
-        self.bytes_received += bytes_received;
-        self.connect_refused += connect_refused;
-        self.connect_timeout += connect_timeout;
-        self.connect_other += connect_other;
-        self.reset += reset;
-        self.unexpected_eof += unexpected_eof;
-        self.socket_errors += socket_errors;
-        self.failed_messages += failed_messages;
-        self.mismatched_bytes += mismatched_bytes;
-        self.mismatched_messages += mismatched_messages;
-        self.unsolicited_bytes += unsolicited_bytes;
-        self.lost += lost;
-        self.reordered += reordered;
-        self.duplicates += duplicates;
-        self.late += late;
-        self.garbage += garbage;
-        self.unanswered_at_end += unanswered_at_end;
-        self.bytes_echoed += bytes_echoed;
-        self.backlog_overflow += backlog_overflow;
-        self.connects += connects;
-    }
-
-    /// Messages that failed one way or another, each counted once: lost with a failed
-    /// connection (`failed_messages`), echoed wrong (`mismatched_messages`), datagrams
-    /// lost (`lost`: lost datagrams count as failed), still unanswered when the drain
-    /// ended (`unanswered_at_end`), and open-loop messages never sent because the backlog
-    /// was full (`backlog_overflow`). This is ringload's one definition of "failed": the
-    /// report, the error rate, the result document's `failed` and `merge` all use it.
-    pub fn failed(&self) -> u64 {
-        self.failed_messages
-            + self.mismatched_messages
-            + self.lost
-            + self.unanswered_at_end
-            + self.backlog_overflow
-    }
-}
 
 /// What one worker measured.
 pub struct WorkerResult {
