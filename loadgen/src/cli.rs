@@ -211,6 +211,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "M", conflicts_with = "rate")]
     pub churn: Option<u32>,
 
+    /// Open loop over a stream: let messages that fall due together share one send. By
+    /// default each message is its own send (as wrk2 and tcpkali send requests), so that
+    /// open-loop rates compare with theirs.
+    #[arg(long, requires = "rate")]
+    pub coalesce: bool,
+
+    /// Stop after this long (after the warm-up) whatever else, e.g. when a request-bound
+    /// run (`-n`) meets a target that stops answering; what is unanswered then counts as
+    /// failed. Default: 5m (or --duration, if longer).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub max_duration: Option<Duration>,
+
     /// Write the result as JSON to FILE (`-` for stdout, replacing the text report).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -324,6 +336,13 @@ impl RunArgs {
             drain: self.drain,
             seed: self.seed,
             churn: self.churn,
+            coalesce: self.coalesce,
+            max_duration: match (self.max_duration, self.requests) {
+                (Some(d), _) => d,
+                // A time-bound run is bounded by its own duration.
+                (None, None) => self.duration.max(crate::plan::DEFAULT_MAX_DURATION),
+                (None, Some(_)) => crate::plan::DEFAULT_MAX_DURATION,
+            },
         };
         if let Some(r) = self.max_error_rate {
             if !(0.0..=1.0).contains(&r) {

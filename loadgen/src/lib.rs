@@ -3,7 +3,8 @@
 //!
 //! [`run`] takes a validated [`Plan`] and returns a [`Report`]; with no target it starts
 //! a ringecho server in-process on loopback and measures that, pinned apart from the load
-//! when the machine has more than one CPU.
+//! when the machine has more than one CPU. The library never prints: progress goes to the
+//! caller's [`Progress`] callback, problems into the report's warnings.
 #![deny(missing_docs)]
 
 pub mod cli;
@@ -18,27 +19,50 @@ pub mod plot;
 pub mod report;
 pub mod results;
 pub mod target;
+mod verdict;
 
 pub use document::ResultDoc;
 pub use plan::{Model, Plan, SizeSpec, Stop};
 pub use report::Report;
 pub use target::Target;
 
-use engine::{Live, RunError, Shared};
-use std::io::IsTerminal;
+use engine::{Live, RunError, Shared, WorkerResult};
+use report::{Builtin, Warning};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A progress line, once a second while the run goes on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tick {
+    /// Connections are being made (before the clock starts).
+    Connecting {
+        /// Made so far.
+        connected: u64,
+        /// Planned.
+        planned: u32,
+    },
+    /// The load runs.
+    Running {
+        /// Seconds since the start (warm-up included).
+        elapsed_s: f64,
+        /// Messages answered in the last second.
+        rate: f64,
+        /// Measured messages answered so far.
+        completed: u64,
+        /// Failed so far.
+        failed: u64,
+        /// Still in the warm-up.
+        warmup: bool,
+    },
+}
 
 /// How the run talks to the person watching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// A line per second on stderr.
-    Show,
     /// Nothing.
     Hide,
-    /// A line per second when stderr is a terminal.
-    Auto,
+    /// Calls this once a second with the progress (on a thread of its own).
+    Report(Box<dyn FnMut(Tick) + Send>),
 }
 
 /// Runs `plan`. `interrupted` may be set (by a Ctrl-C handler) to stop early; the report
@@ -53,69 +77,78 @@ pub fn run_at(
     plan: Plan,
     interrupted: Arc<AtomicBool>,
     progress: Progress,
-    start_at: Option<std::time::SystemTime>,
+    start_at: Option<SystemTime>,
 ) -> Result<Report, RunError> {
     let mut plan = plan;
-    let mut builtin_server = None;
-    let target = match &plan.target {
-        Some(t) => t.clone(),
+    let mut warnings = Vec::new();
+    if let Some(at) = start_at {
+        match at.duration_since(SystemTime::now()) {
+            Ok(wait) if wait > Duration::from_secs(24 * 3600) => return Err(RunError::StartAtTooFar),
+            Ok(_) => {} // the workers connect, then wait for it
+            Err(late) => warnings.push(Warning::LateStart { late_s: late.duration().as_secs_f64() }),
+        }
+    }
+    let (target, builtin_server) = match plan.target.clone() {
+        Some(t) => (t, None),
         None => {
-            let (server, server_cpus, load_cpus) = start_builtin(&plan)?;
-            plan.cpus = load_cpus;
-            let addr =
-                server.tcp_addr().ok_or_else(|| RunError::Setup("built-in server has no address".into()))?;
-            builtin_server = Some((server, server_cpus));
-            Target::Tcp(addr)
+            let (server, cpus, addr) = start_builtin(&mut plan)?;
+            (Target::Tcp(addr), Some((server, cpus)))
         }
     };
     let workers = plan.cpus.len();
-    let live = Live {
-        completed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
-        failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
-    };
-    if let Some(at) = start_at {
-        match at.duration_since(std::time::SystemTime::now()) {
-            Ok(wait) if wait > Duration::from_secs(24 * 3600) => {
-                return Err(RunError::Setup("--start-at is more than a day away".into()));
-            }
-            Ok(_) => {} // the workers connect, then wait for it
-            Err(late) => eprintln!(
-                "warning: --start-at passed {:.3} s ago; starting now",
-                late.duration().as_secs_f64()
-            ),
-        }
-    }
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         target: target.clone(),
         interrupted: interrupted.clone(),
-        live,
+        live: Live {
+            connected: AtomicU64::new(0),
+            completed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        },
         start: std::sync::OnceLock::new(),
         started_unix: std::sync::OnceLock::new(),
         start_at,
     });
-    let show = match progress {
-        Progress::Show => true,
-        Progress::Hide => false,
-        Progress::Auto => std::io::stderr().is_terminal(),
-    };
     let done = Arc::new(AtomicBool::new(false));
-    let progress_thread = show.then(|| spawn_progress(shared.clone(), done.clone()));
+    let progress_thread = match progress {
+        Progress::Hide => None,
+        Progress::Report(f) => Some(spawn_progress(shared.clone(), done.clone(), f)),
+    };
     let results = engine::run(shared.clone());
     done.store(true, Ordering::Relaxed);
     if let Some(t) = progress_thread {
         let _ = t.join();
     }
     let results = results?;
-    let wall = shared.start.get().map_or(Duration::ZERO, |s| s.elapsed());
-    let started_unix = shared.started_unix.get().copied().unwrap_or(0.0);
+    let builtin = builtin_server.map(|(server, server_cpus)| {
+        let stats = server.stats().total;
+        server.shutdown();
+        let _ = server.join();
+        Builtin {
+            server_cpus,
+            server_bytes_in: stats.bytes_in,
+            server_bytes_out: stats.bytes_out,
+            server_recv_ops: stats.recv_ops,
+        }
+    });
+    let mut report = assemble(&shared, &results, builtin);
+    report.warnings = warnings;
+    report.assess();
+    verdict::judge(&mut report, &results);
+    Ok(report)
+}
 
+/// The report from the workers' results: counters and histograms merged, the measured
+/// window decided.
+fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>) -> Report {
+    let plan = &shared.plan;
     let mut counters = engine::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
     let mut intervals: Vec<(u64, u64, hist::Hist)> = Vec::new();
     let mut load_cpu = Duration::ZERO;
-    for r in &results {
+    for r in results {
         counters.merge(&r.counters);
+        // Every histogram has the same bounds: adding cannot fail.
         let _ = latency.add(&r.latency);
         let _ = service.add(&r.service);
         let _ = connect.add(&r.connect);
@@ -131,52 +164,56 @@ pub fn run_at(
         }
     }
     intervals.sort_by_key(|(s, _, _)| *s);
-    let was_interrupted = interrupted.load(Ordering::Relaxed);
-    // The measured window: the planned duration, or (request-bound or interrupted) from
-    // the end of the warm-up to the last answer.
-    let last = results.iter().map(|r| r.last_completion).max().unwrap_or(0);
-    let measured = match plan.duration() {
-        Some(d) if !was_interrupted => d,
-        _ => Duration::from_nanos(last).saturating_sub(plan.warmup),
-    };
-    let builtin = builtin_server.map(|(server, server_cpus)| {
-        let stats = server.stats().total;
-        server.shutdown();
-        let _ = server.join();
-        report::Builtin { server_cpus, server_bytes_in: stats.bytes_in, server_bytes_out: stats.bytes_out }
-    });
-    let mut report = Report {
-        plan,
-        target: target.to_string(),
+    let interrupted = shared.interrupted.load(Ordering::Relaxed);
+    Report {
+        plan: plan.clone(),
+        target: shared.target.to_string(),
         builtin,
-        elapsed: measured,
+        elapsed: measured_window(plan, results, interrupted),
         counters,
         latency,
         service,
         connect,
         intervals,
         load_cpu,
-        wall,
-        interrupted: was_interrupted,
+        wall: shared.start.get().map_or(Duration::ZERO, |s| s.elapsed()),
+        interrupted,
         warnings: Vec::new(),
         failed_checks: Vec::new(),
         label: None,
-        started_unix,
-    };
-    report.assess();
-    Ok(report)
+        started_unix: shared.started_unix.get().copied().unwrap_or(0.0),
+    }
 }
 
-/// Starts the built-in server: on the first allowed CPU, with the load on the others
-/// (when there are others).
-fn start_builtin(plan: &Plan) -> Result<(ringecho::ServerHandle, Vec<usize>, Vec<usize>), RunError> {
+/// The window the figures cover, after the warm-up: the planned duration; or, when the
+/// run ended otherwise (request-bound, interrupted, every connection gone), up to the
+/// last answer or the moment the last connection went, whichever is later.
+fn measured_window(plan: &Plan, results: &[WorkerResult], interrupted: bool) -> Duration {
+    let last_answer = results.iter().map(|r| r.last_completion).max().unwrap_or(0);
+    let workers_alive = results.iter().filter(|r| r.connected > 0);
+    let all_gone =
+        workers_alive.clone().count() > 0 && workers_alive.clone().all(|r| r.all_gone_at.is_some());
+    let gone_at = workers_alive.filter_map(|r| r.all_gone_at).max().unwrap_or(0);
+    let since_warmup = |ns: u64| Duration::from_nanos(ns).saturating_sub(plan.warmup);
+    match plan.duration() {
+        Some(d) if !interrupted && !all_gone => d,
+        Some(d) if all_gone && !interrupted => since_warmup(gone_at.max(last_answer)).min(d),
+        _ if results.iter().any(|r| r.time_limit_hit) => plan.max_duration,
+        _ => since_warmup(last_answer),
+    }
+}
+
+/// Starts the built-in server on the first allowed CPU the load does not use, and moves
+/// the load off it when there are other CPUs.
+fn start_builtin(
+    plan: &mut Plan,
+) -> Result<(ringecho::ServerHandle, Vec<usize>, std::net::SocketAddr), RunError> {
     let allowed = ringecho::sys::allowed_cpus().unwrap_or_default();
     let server_cpu =
         allowed.iter().copied().find(|c| !plan.cpus.contains(c)).or_else(|| allowed.first().copied());
     let server_cpus: Vec<usize> = server_cpu.into_iter().collect();
-    let load_cpus = plan.cpus.clone();
     let config = ringecho::Config {
-        listen: vec![ringecho::Listen::Tcp("127.0.0.1:0".parse().expect("literal address")).into()],
+        listen: vec![ringecho::Listen::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).into()],
         cpus: if server_cpus.is_empty() {
             ringecho::Cpus::Allowed
         } else {
@@ -185,15 +222,28 @@ fn start_builtin(plan: &Plan) -> Result<(ringecho::ServerHandle, Vec<usize>, Vec
         workers: Some(1),
         ..ringecho::Config::default()
     };
-    let server =
-        ringecho::Server::start(config).map_err(|e| RunError::Setup(format!("built-in server: {e}")))?;
-    Ok((server, server_cpus, load_cpus))
+    let server = ringecho::Server::start(config).map_err(RunError::Builtin)?;
+    let addr = server.tcp_addr().ok_or_else(|| RunError::Io {
+        step: "the built-in server's address".into(),
+        error: std::io::Error::other("no TCP listener"),
+    })?;
+    Ok((server, server_cpus, addr))
 }
 
-fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// Calls `report` once a second: while connecting, the connections made; then the rate.
+fn spawn_progress(
+    shared: Arc<Shared>,
+    done: Arc<AtomicBool>,
+    mut report: Box<dyn FnMut(Tick) + Send>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut last = 0u64;
-        // Wait for the workers to connect and start the clock.
+        let pause = |until: Instant| {
+            while Instant::now() < until && !done.load(Ordering::Relaxed) {
+                std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+            }
+        };
+        // Until the clock starts: the connections being made.
+        let mut tick = Instant::now() + Duration::from_secs(1);
         let start = loop {
             if let Some(s) = shared.start.get() {
                 break *s;
@@ -201,24 +251,31 @@ fn spawn_progress(shared: Arc<Shared>, done: Arc<AtomicBool>) -> std::thread::Jo
             if done.load(Ordering::Relaxed) {
                 return;
             }
+            if Instant::now() >= tick {
+                let connected = shared.live.connected.load(Ordering::Relaxed);
+                report(Tick::Connecting { connected, planned: shared.plan.connections });
+                tick += Duration::from_secs(1);
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let mut tick = start + Duration::from_secs(1);
-        while !done.load(Ordering::Relaxed) {
-            let now = Instant::now();
-            if now < tick {
-                std::thread::sleep((tick - now).min(Duration::from_millis(50)));
-                continue;
+        let (mut tick, mut last) = (start + Duration::from_secs(1), 0u64);
+        loop {
+            pause(tick);
+            if done.load(Ordering::Relaxed) {
+                return;
             }
             tick += Duration::from_secs(1);
             let completed: u64 = shared.live.completed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
             let failed: u64 = shared.live.failed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-            let secs = start.elapsed().as_secs_f64();
-            let phase = if secs < shared.plan.warmup.as_secs_f64() { " (warm-up)" } else { "" };
-            eprintln!(
-                "[{secs:5.1}s] {}{phase}, {completed} answered, {failed} failed",
-                report::rate((completed - last) as f64)
-            );
+            let elapsed_s = start.elapsed().as_secs_f64();
+            let warmup = elapsed_s < shared.plan.warmup.as_secs_f64();
+            report(Tick::Running {
+                elapsed_s,
+                rate: completed.saturating_sub(last) as f64,
+                completed,
+                failed,
+                warmup,
+            });
             last = completed;
         }
     })

@@ -7,8 +7,9 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use ringload::cli::{Args, Command, RunArgs};
 use ringload::results::{self, Saved};
-use ringload::{Progress, Report};
+use ringload::{Progress, Report, Tick};
 use std::fs::File;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -91,9 +92,15 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
-        .context("installing SIGINT handler")?;
-    let progress = if args.no_progress { Progress::Hide } else { Progress::Auto };
+    // Ctrl-C, a `kill` and a closed terminal all end the run with its partial report.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, interrupted.clone()).context("installing signal handlers")?;
+    }
+    let progress = if args.no_progress || !std::io::stderr().is_terminal() {
+        Progress::Hide
+    } else {
+        Progress::Report(Box::new(print_progress))
+    };
     let mut report = ringload::run_at(plan, interrupted, progress, args.start_at)?;
     report.label = args.label.clone();
     report.check(args.max_p99, args.max_error_rate);
@@ -111,10 +118,24 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
     if let Some(f) = hdr_file.as_mut() {
         write_hdr_log(f, &report).context("--hdr-log")?;
     }
-    if report.counters.completed == 0 && !report.interrupted {
-        eprintln!("error: no message was answered by {}", report.target);
+    for w in report.warnings.iter().filter(|w| w.is_failure()) {
+        eprintln!("error: {}", w.message());
     }
     Ok(report.exit_code() as u8)
+}
+
+/// The progress line on stderr (a terminal only).
+fn print_progress(tick: Tick) {
+    match tick {
+        Tick::Connecting { connected, planned } => {
+            eprintln!("[connecting] {connected} of {planned} connections")
+        }
+        Tick::Running { elapsed_s, rate, completed, failed, warmup } => eprintln!(
+            "[{elapsed_s:5.1}s] {}{}, {completed} answered, {failed} failed",
+            ringload::report::rate(rate),
+            if warmup { " (warm-up)" } else { "" }
+        ),
+    }
 }
 
 fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {

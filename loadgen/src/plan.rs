@@ -77,6 +77,21 @@ pub struct Plan {
     /// one (closed loop, stream transports).
     #[serde(default)]
     pub churn: Option<u32>,
+    /// Open loop over a stream: let several due messages share one send (by default each
+    /// message is its own send, as wrk2 and tcpkali send requests).
+    #[serde(default)]
+    pub coalesce: bool,
+    /// The longest a run lasts after the warm-up, whatever else: a request-bound run
+    /// (`--requests`) against a target that stops answering still ends.
+    #[serde(default = "default_max_duration", with = "crate::plan::secs")]
+    pub max_duration: Duration,
+}
+
+/// The default `--max-duration`: five minutes.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(300);
+
+fn default_max_duration() -> Duration {
+    DEFAULT_MAX_DURATION
 }
 
 /// A plan that cannot run, naming the flag.
@@ -147,6 +162,9 @@ impl Plan {
         match self.stop {
             Stop::Duration(d) if d.is_zero() => return Err(err("--duration", "must be more than 0")),
             Stop::Duration(d) if d > MAX_DURATION => return Err(err("--duration", "at most 30 days")),
+            Stop::Duration(d) if d > self.max_duration => {
+                return Err(err("--duration", "longer than --max-duration"));
+            }
             Stop::Requests(0) => return Err(err("--requests", "must be at least 1")),
             _ => {}
         }
@@ -166,6 +184,12 @@ impl Plan {
         }
         if self.udp_timeout.is_zero() {
             return Err(err("--udp-timeout", "must be more than 0"));
+        }
+        if self.max_duration.is_zero() || self.max_duration > MAX_DURATION {
+            return Err(err("--max-duration", "between 1 ns and 30 days"));
+        }
+        if self.coalesce && (datagram || !matches!(self.model, Model::Open { .. })) {
+            return Err(err("--coalesce", "applies to the open loop over a stream target"));
         }
         for (flag, d) in [
             ("--warmup", self.warmup),
@@ -251,6 +275,8 @@ mod tests {
             drain: Duration::ZERO,
             seed: u64::MAX,
             churn,
+            coalesce: false,
+            max_duration: Duration::from_secs(60),
         }
     }
 

@@ -57,6 +57,9 @@ pub struct Builtin {
     pub server_bytes_in: u64,
     /// Bytes the server sent.
     pub server_bytes_out: u64,
+    /// Receive operations the server made (to tell messages per server receive).
+    #[serde(default)]
+    pub server_recv_ops: u64,
 }
 
 /// A warning, with its hint.
@@ -84,6 +87,59 @@ pub enum Warning {
     SharedCpu,
     /// Ctrl-C cut the run short.
     Interrupted,
+    /// `--start-at` had passed when the run was ready.
+    LateStart {
+        /// Seconds late.
+        late_s: f64,
+    },
+    /// A request-bound run stopped at `--max-duration`.
+    TimeLimit {
+        /// The limit, seconds.
+        max_duration_s: f64,
+    },
+    /// Datagrams up to some size were answered, larger ones lost.
+    SizeLimit {
+        /// The largest datagram answered, bytes.
+        answered_max: u32,
+        /// The smallest datagram lost, bytes.
+        lost_min: u32,
+    },
+    /// Failure: connections the plan needs could not be made.
+    ConnectsFailed {
+        /// Connections not made.
+        connects_failed: u64,
+        /// Connections planned.
+        connections: u64,
+        /// The first error, with a hint.
+        cause: String,
+    },
+    /// Failure: connections were lost mid-run (closed, reset or failed by the peer).
+    ConnectionsLost {
+        /// Connections lost.
+        conns_lost: u64,
+        /// Connections planned.
+        connections: u64,
+    },
+    /// Failure: a stream target sent bytes it was not sent.
+    NotEcho {
+        /// Bytes received beyond what was sent.
+        unsolicited_bytes: u64,
+    },
+    /// Failure: a datagram target answered some datagrams more than once.
+    Duplicates {
+        /// Replies beyond the first.
+        duplicates: u64,
+    },
+    /// Failure: a stream target took messages and answered none.
+    NoAnswer {
+        /// Bytes sent to it.
+        bytes_sent: u64,
+    },
+    /// Failure: no datagram was answered.
+    NoDatagramAnswered {
+        /// Datagrams lost.
+        lost: u64,
+    },
 }
 
 impl Warning {
@@ -108,7 +164,47 @@ impl Warning {
                 "the built-in server shares a CPU with the load: figures measure both at once".into()
             }
             Warning::Interrupted => "interrupted: the figures cover the run up to Ctrl-C".into(),
+            Warning::LateStart { late_s } => {
+                format!("--start-at passed {late_s:.3} s before the run was ready; it started then")
+            }
+            Warning::TimeLimit { max_duration_s } => format!(
+                "stopped at --max-duration ({max_duration_s:.0} s) before every request was answered; the rest count as failed"
+            ),
+            Warning::SizeLimit { answered_max, lost_min } => format!(
+                "datagrams of up to {answered_max} B were answered, none of {lost_min} B or more: the target (or the path) has a size limit; see its buffer size, or the MTU"
+            ),
+            Warning::ConnectsFailed { connects_failed, connections, cause } => format!(
+                "{connects_failed} of {connections} connections could not be made: {cause}; the run measured fewer connections than planned"
+            ),
+            Warning::ConnectionsLost { conns_lost, connections } => format!(
+                "{conns_lost} of {connections} connections were lost mid-run (closed or reset by the target): the figures cover a run that was cut short; did the server stop? (--churn is for connections that close on purpose)"
+            ),
+            Warning::NotEcho { unsolicited_bytes } => format!(
+                "the target sent {unsolicited_bytes} bytes it was not sent: it is not an echo server (a source/chargen server, or one that answers more than it is asked), so nothing here measured echo round trips; for one-way throughput use a load mode made for it"
+            ),
+            Warning::Duplicates { duplicates } => format!(
+                "the target answered {duplicates} datagrams more than once: an echo answers each datagram exactly once (is it an echo, or does it amplify?)"
+            ),
+            Warning::NoAnswer { bytes_sent } => format!(
+                "the target took {bytes_sent} bytes and answered none: it is not an echo server (a discard server, RFC 863, reads and drops), or it stalled"
+            ),
+            Warning::NoDatagramAnswered { lost } => format!(
+                "no datagram was answered ({lost} lost): no server on that port, a size limit below --size, or a firewall"
+            ),
         }
+    }
+
+    /// Whether the run's figures cannot be trusted at all: the run fails (exit 2).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Warning::ConnectsFailed { .. }
+                | Warning::ConnectionsLost { .. }
+                | Warning::NotEcho { .. }
+                | Warning::Duplicates { .. }
+                | Warning::NoAnswer { .. }
+                | Warning::NoDatagramAnswered { .. }
+        )
     }
 }
 
@@ -158,13 +254,14 @@ impl Report {
         }
     }
 
-    /// The exit code: 0 success, 1 a check failed, 2 nothing was answered, 130
-    /// interrupted.
+    /// The exit code: 130 interrupted (the partial report is printed); 2 the figures
+    /// cannot be trusted (nothing answered, not an echo, connections lost or never made:
+    /// a [`Warning::is_failure`]); 1 a check the user set failed; 0 success.
     pub fn exit_code(&self) -> i32 {
-        if self.counters.completed == 0 && !self.interrupted {
-            2
-        } else if self.interrupted {
+        if self.interrupted {
             130
+        } else if self.counters.completed == 0 || self.warnings.iter().any(Warning::is_failure) {
+            2
         } else if !self.failed_checks.is_empty() {
             1
         } else {
@@ -315,8 +412,19 @@ impl Report {
             p.cpus.len(),
             if p.cpus.len() == 1 { "" } else { "s" }
         );
+        if c.sends > 0 && !p.target.as_ref().is_some_and(crate::target::Target::is_datagram) {
+            let all_sent = (c.completed + c.warmup_completed + c.failed()).max(1) as f64;
+            let server = match &self.builtin {
+                Some(b) if b.server_recv_ops > 0 => {
+                    format!(", {:.2} per server receive", all_sent / b.server_recv_ops as f64)
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(o, "sends       {:.2} messages per send{server}", all_sent / c.sends as f64);
+        }
         for w in &self.warnings {
-            let _ = writeln!(o, "warning: {}", w.message());
+            let kind = if w.is_failure() { "FAILED" } else { "warning" };
+            let _ = writeln!(o, "{kind}: {}", w.message());
         }
         for f in &self.failed_checks {
             let _ = writeln!(o, "FAILED: {f}");

@@ -270,6 +270,7 @@ impl Transport for Dgram {
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
                 .user_data(Token::new(Op::Send, i, slot).encode());
+            cx.rec.counters.sends += 1;
             // SAFETY: the send reads slot `slot`, heap memory of this transport that is off
             // the free list (so not written) until this send's completion gives it back;
             // the worker frees the transport only after the last completion.
@@ -338,6 +339,9 @@ impl Dgram {
                 libc::ECONNREFUSED => cx.rec.counters.socket_errors += 1,
                 _ => {
                     cx.rec.counters.socket_errors += 1;
+                    if !self.flows[i].dead {
+                        cx.rec.counters.conns_lost += 1;
+                    }
                     self.flows[i].dead = true;
                 }
             },
@@ -390,6 +394,7 @@ impl Dgram {
                 }
                 f.highest_answered = Some(highest.map_or(h.seq, |hi| hi.max(h.seq)));
                 if intact {
+                    cx.rec.answered_size(size);
                     cx.rec.complete(&cx.clock, cx.now, intended, sent.unwrap_or(intended), u64::from(size));
                 } else if intended >= cx.clock.warm_end {
                     cx.rec.counters.mismatched_messages += 1;
@@ -413,8 +418,9 @@ impl Dgram {
         let f = &mut self.flows[i];
         for e in f.entries.iter_mut() {
             match *e {
-                Entry::Waiting { sent: Some(sent), intended, .. } if sent + timeout <= now => {
+                Entry::Waiting { sent: Some(sent), intended, size } if sent + timeout <= now => {
                     *e = Entry::Lost;
+                    cx.rec.lost_size(size);
                     if intended >= warm_end {
                         cx.rec.counters.lost += 1;
                     }

@@ -48,11 +48,43 @@ pub struct WorkerResult {
     pub connected: usize,
     /// Why its first connection failed, if one did.
     pub connect_error: Option<std::io::Error>,
+    /// When (ns) the run stopped because every connection was gone, if it did.
+    pub all_gone_at: Option<u64>,
+    /// A request-bound run stopped at `--max-duration` before handing out its requests.
+    pub time_limit_hit: bool,
+    /// The largest datagram answered, and the smallest lost (bytes; datagram runs).
+    pub sizes: SizeFates,
+}
+
+/// Which datagram sizes were answered and which were lost: a target with a size limit
+/// answers the small ones only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeFates {
+    /// The largest datagram answered in full (0: none).
+    pub answered_max: u32,
+    /// The smallest datagram lost (`u32::MAX`: none).
+    pub lost_min: u32,
+}
+
+impl Default for SizeFates {
+    fn default() -> Self {
+        SizeFates { answered_max: 0, lost_min: u32::MAX }
+    }
+}
+
+impl SizeFates {
+    /// Both workers' fates together.
+    pub fn merge(&mut self, o: &SizeFates) {
+        self.answered_max = self.answered_max.max(o.answered_max);
+        self.lost_min = self.lost_min.min(o.lost_min);
+    }
 }
 
 /// Live figures the workers publish for the progress line.
 #[derive(Default)]
 pub struct Live {
+    /// Connections made so far (before the clock starts), all workers together.
+    pub connected: AtomicU64,
     /// Measured messages completed so far, per worker.
     pub completed: Vec<AtomicU64>,
     /// Failures so far, per worker.
@@ -63,7 +95,7 @@ pub struct Live {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The target cannot be reached.
-    #[error("cannot connect to {target}: {source}")]
+    #[error("cannot connect to {target} ({})", crate::verdict::connect_hint(source))]
     Connect {
         /// The target.
         target: String,
@@ -88,9 +120,12 @@ pub enum RunError {
     /// A worker thread panicked.
     #[error("a load worker panicked")]
     WorkerPanicked,
-    /// Setting up around the engine failed (the built-in server, `--start-at`).
-    #[error("{0}")]
-    Setup(String),
+    /// The built-in server could not start.
+    #[error("starting the built-in ringecho server")]
+    Builtin(#[source] ringecho::StartError),
+    /// `--start-at` is too far away.
+    #[error("--start-at is more than a day away")]
+    StartAtTooFar,
 }
 
 /// State shared by the workers and the caller.
@@ -142,7 +177,7 @@ pub(crate) struct Clock {
     pub start: Instant,
     /// Warm-up ends, ns.
     pub warm_end: u64,
-    /// Scheduling stops, ns (u64::MAX for a request-bound run).
+    /// Scheduling stops, ns (for a request-bound run, at `--max-duration` at the latest).
     pub stop_at: u64,
     /// Measured messages this worker should complete (request-bound runs).
     pub budget: Option<u64>,
@@ -163,7 +198,8 @@ impl Clock {
             Stop::Duration(d) => (warm_end + d.as_nanos() as u64, None),
             Stop::Requests(n) => {
                 let share = n / workers as u64 + u64::from((worker as u64) < n % workers as u64);
-                (u64::MAX, Some(share))
+                // Still bounded in time: a target that stops answering cannot hold the run.
+                (warm_end.saturating_add(plan.max_duration.as_nanos() as u64), Some(share))
             }
         };
         let (interval, depth) = match plan.model {
@@ -309,6 +345,8 @@ mod tests {
             drain: second,
             seed: 1,
             churn: None,
+            coalesce: false,
+            max_duration: Duration::from_secs(60),
         };
         Shared {
             plan,

@@ -26,6 +26,7 @@ pub(crate) struct Recorder {
     connect: Hist,
     worker: usize,
     last_completion: u64,
+    sizes: super::SizeFates,
 }
 
 impl Recorder {
@@ -40,6 +41,7 @@ impl Recorder {
             connect: hist::new(),
             worker,
             last_completion: 0,
+            sizes: super::SizeFates::default(),
         }
     }
 
@@ -61,6 +63,17 @@ impl Recorder {
         // the measured window, not to a sliver of an interval after it.
         self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
         hist::record(&mut self.current, corrected);
+    }
+
+    /// A datagram of `size` bytes was answered in full.
+    #[inline]
+    pub fn answered_size(&mut self, size: u32) {
+        self.sizes.answered_max = self.sizes.answered_max.max(size);
+    }
+
+    /// A datagram of `size` bytes was lost.
+    pub fn lost_size(&mut self, size: u32) {
+        self.sizes.lost_min = self.sizes.lost_min.min(size);
     }
 
     /// Records a connection set up in `ns`.
@@ -121,6 +134,9 @@ impl Recorder {
             last_completion: self.last_completion,
             connected: 0,
             connect_error: None,
+            all_gone_at: None,
+            time_limit_hit: false,
+            sizes: self.sizes,
         }
     }
 }

@@ -121,6 +121,8 @@ pub(super) struct Stream {
     conns: Vec<Conn>,
     verify: bool,
     churn: Option<u64>,
+    /// Each message is its own send (the open loop, unless `--coalesce`).
+    one_per_send: bool,
     /// The target's address, for churn's connects (boxed: the kernel reads it where it is).
     addr: Box<socket2::SockAddr>,
 }
@@ -151,6 +153,7 @@ impl Transport for Stream {
             conns,
             verify: plan.verify,
             churn: plan.churn.map(u64::from),
+            one_per_send: matches!(plan.model, crate::plan::Model::Open { .. }) && !plan.coalesce,
             addr: Box::new(addr),
         })
     }
@@ -217,7 +220,17 @@ impl Transport for Stream {
         if c.send_in_flight || c.dead || c.submitted >= c.scheduled {
             return;
         }
-        let len = (c.scheduled - c.submitted).min(MAX_SEND as u64) as usize;
+        let mut len = (c.scheduled - c.submitted).min(MAX_SEND as u64);
+        if self.one_per_send {
+            // Up to the end of the message that byte `submitted` belongs to: the one
+            // partly sent (a short send), else the first not sent at all.
+            let partly =
+                c.first_unsent.checked_sub(1).and_then(|k| c.fifo.get(k)).filter(|m| m.end > c.submitted);
+            if let Some(m) = partly.or_else(|| c.fifo.get(c.first_unsent)) {
+                len = len.min(m.end - c.submitted);
+            }
+        }
+        let len = len as usize;
         let data = self.pattern.slice(c.phase + c.submitted, len);
         let end = c.submitted + len as u64;
         while let Some(m) = c.fifo.get_mut(c.first_unsent) {
@@ -230,6 +243,7 @@ impl Transport for Stream {
         c.send_in_flight = true;
         c.in_flight_len = len as u32;
         c.submitted = end;
+        cx.rec.counters.sends += 1;
         let entry = opcode::Send::new(types::Fd(c.fd.as_raw_fd()), data.as_ptr(), len as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -296,6 +310,7 @@ impl Stream {
                 c.reconnect = true;
             } else if !c.dead {
                 cx.rec.counters.unexpected_eof += 1;
+                cx.rec.counters.conns_lost += 1;
                 cx.rec.counters.failed_messages += c.fifo.len() as u64;
                 c.fifo.clear();
                 c.dead = true;
@@ -413,6 +428,10 @@ impl Stream {
             cx.rec.connect_failed(&std::io::Error::from_raw_os_error(-res));
             c.connect_failures += 1;
             c.reconnect = c.connect_failures < CONNECT_ATTEMPTS;
+            if !c.reconnect {
+                // Given up: a connection the plan needs is gone.
+                cx.rec.counters.conns_lost += 1;
+            }
             return;
         }
         c.connect_failures = 0;
@@ -436,6 +455,7 @@ impl Stream {
             libc::ECONNRESET | libc::EPIPE => cx.rec.counters.reset += 1,
             _ => cx.rec.counters.socket_errors += 1,
         }
+        cx.rec.counters.conns_lost += 1;
         cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
         c.fifo.clear();
         c.dead = true;

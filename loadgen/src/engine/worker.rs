@@ -60,9 +60,12 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     if leaked {
         ring.leak();
     }
-    outcome?;
+    let stop = outcome?;
     let mut result = rec.finish(&clock, cpu);
     result.connected = connected;
+    result.connect_error = connect_error;
+    result.all_gone_at = stop.all_gone_at;
+    result.time_limit_hit = stop.time_limit_hit;
     Ok(result)
 }
 
@@ -86,6 +89,7 @@ fn connect_all<T: Transport>(
             Ok(conn) => {
                 rec.connected(t0.elapsed().as_nanos() as u64);
                 conns.push(conn);
+                args.shared.live.connected.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 rec.connect_failed(&e);
@@ -112,6 +116,15 @@ struct Worker<'r, T> {
     next_conn: usize,
 }
 
+/// Why a worker's turns ended, beyond the planned stop.
+#[derive(Debug, Default)]
+struct Stopped {
+    /// When every connection was gone (ns), if that stopped the run.
+    all_gone_at: Option<u64>,
+    /// A request-bound run reached `--max-duration` with requests still to hand out.
+    time_limit_hit: bool,
+}
+
 /// What is left of a worker once its ring is quiet (or given up).
 struct Exit {
     clock: Clock,
@@ -123,7 +136,7 @@ struct Exit {
 
 impl<T: Transport> Worker<'_, T> {
     /// Starts every connection, then runs turns until the stop and the drain are over.
-    fn turns(&mut self, shared: &Shared, drain: u64) -> Result<(), RunError> {
+    fn turns(&mut self, shared: &Shared, drain: u64) -> Result<Stopped, RunError> {
         let (cx, t) = (&mut self.cx, &mut self.transport);
         cx.now = cx.clock.now();
         for i in 0..t.conns() {
@@ -131,6 +144,7 @@ impl<T: Transport> Worker<'_, T> {
             t.fill(cx, i);
         }
         let mut stopping_since: Option<u64> = None;
+        let mut stopped = Stopped::default();
         loop {
             if let Some(e) = self.cx.push_error.take() {
                 return Err(RunError::Push(e));
@@ -139,13 +153,19 @@ impl<T: Transport> Worker<'_, T> {
             self.cx.rec.publish(&shared.live);
             let interrupted = shared.interrupted.load(Ordering::Relaxed);
             let now = self.cx.now;
-            if stopping_since.is_none() && (self.stop_due(now) || interrupted || self.transport.all_gone()) {
+            let all_gone = self.transport.all_gone();
+            if stopping_since.is_none() && (self.stop_due(now) || interrupted || all_gone) {
                 stopping_since = Some(now);
                 self.cx.scheduling = false;
+                let clock = &self.cx.clock;
+                if all_gone && now < clock.stop_at && clock.budget != Some(0) {
+                    stopped.all_gone_at = Some(now);
+                }
+                stopped.time_limit_hit = clock.budget.is_some_and(|b| b > 0) && now >= clock.stop_at;
             }
             if let Some(since) = stopping_since {
                 if self.transport.drained() || interrupted || now >= since.saturating_add(drain) {
-                    return Ok(());
+                    return Ok(stopped);
                 }
             }
             let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some());

@@ -32,6 +32,8 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         drain: Duration::from_secs(1),
         seed: 1,
         churn: None,
+        coalesce: false,
+        max_duration: std::time::Duration::from_secs(60),
     };
     tweak(&mut p);
     p.validate().unwrap();
