@@ -43,7 +43,7 @@ fn a_source_target_is_not_an_echo() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("src.sock");
     let tcp = ringecho(ringecho::Listen::Tcp(loopback()), ringecho::Mode::Source);
-    let unix = ringecho(ringecho::Listen::Unix(path.clone()), ringecho::Mode::Source);
+    let _unix = ringecho(ringecho::Listen::Unix(path.clone()), ringecho::Mode::Source);
     for target in [Target::Tcp(tcp.tcp_addr().unwrap()), Target::Unix(path)] {
         let r = run(plan(Some(target.clone()), |p| {
             p.verify = false;
