@@ -1,5 +1,6 @@
 //! Load targets: `tcp://HOST:PORT`, `udp://HOST:PORT`, `unix:///path`, `unixgram:///path`.
-//! Parsing takes untrusted text and never panics; a host name is resolved once, here.
+//! Parsing takes untrusted text and never panics; a host name is resolved once, here: to
+//! every address it has, and (TCP) the first that accepts a connection is used.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -44,6 +45,8 @@ impl Target {
 
     fn parse_with(text: &str, resolve_names: bool) -> Result<Target, TargetError> {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| TargetError::Scheme(text.to_owned()))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let scheme = scheme.as_str();
         let resolve = |rest: &str| -> Result<SocketAddr, TargetError> {
             let bad = |why: String| TargetError::Address(text.to_owned(), why);
             if rest.is_empty() || rest.contains('/') {
@@ -55,8 +58,18 @@ impl Target {
             if !resolve_names {
                 return Err(bad("expected a literal IP address and port".into()));
             }
-            let mut addrs = rest.to_socket_addrs().map_err(|e| bad(e.to_string()))?;
-            addrs.next().ok_or_else(|| bad("the name has no address".into()))
+            let mut addrs: Vec<SocketAddr> = Vec::new();
+            for a in rest.to_socket_addrs().map_err(|e| bad(e.to_string()))? {
+                if !addrs.contains(&a) {
+                    addrs.push(a);
+                }
+            }
+            match addrs.len() {
+                0 => Err(bad("the name has no address".into())),
+                1 => Ok(addrs[0]),
+                _ if scheme == "tcp" => Ok(first_that_accepts(&addrs)),
+                _ => Ok(addrs[0]),
+            }
         };
         let path = |rest: &str| -> Result<PathBuf, TargetError> {
             if !rest.starts_with('/') || rest.len() < 2 {
@@ -93,6 +106,14 @@ impl Target {
             Target::UnixGram(_) => "unixgram",
         }
     }
+}
+
+/// Of several addresses a name resolves to (`localhost`: `::1` and `127.0.0.1`), the
+/// first that accepts a TCP connection, as `connect` users expect; the first one when
+/// none does (the run then reports why). The trial connection is closed at once.
+fn first_that_accepts(addrs: &[SocketAddr]) -> SocketAddr {
+    const TRY: std::time::Duration = std::time::Duration::from_millis(300);
+    addrs.iter().copied().find(|a| std::net::TcpStream::connect_timeout(a, TRY).is_ok()).unwrap_or(addrs[0])
 }
 
 impl fmt::Display for Target {
@@ -135,6 +156,19 @@ mod tests {
             assert_eq!(Target::parse_literal(t).unwrap().to_string(), t);
         }
         assert!(Target::parse_literal("tcp://localhost:7").is_err(), "a name is not resolved");
+    }
+
+    #[test]
+    fn a_name_uses_the_first_address_that_accepts() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        }; // nothing listens there any more
+        assert_eq!(first_that_accepts(&[closed, open]), open);
+        assert_eq!(first_that_accepts(&[open, closed]), open);
+        assert_eq!(first_that_accepts(&[closed]), closed, "none accepts: the first");
     }
 
     proptest! {

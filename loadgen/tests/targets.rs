@@ -250,3 +250,24 @@ fn open_loop_sends_one_message_per_send() {
     let c = r.counters;
     assert!(c.sends <= c.completed + c.warmup_completed + c.failed(), "{c:?}");
 }
+
+/// `tcp://localhost:PORT` reaches a server on either family the name resolves to (on
+/// machines where `localhost` is IPv4 only, just that one): the name's addresses are
+/// tried in turn, as `connect` users expect.
+#[test]
+fn localhost_reaches_either_family() {
+    if !uring_available() {
+        return;
+    }
+    use std::net::ToSocketAddrs;
+    let families: Vec<bool> = ("localhost", 0).to_socket_addrs().unwrap().map(|a| a.is_ipv6()).collect();
+    for v6 in [false, true].into_iter().filter(|f| families.contains(f)) {
+        let listen = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
+        let server = ringecho(ringecho::Listen::Tcp(listen.parse().unwrap()), ringecho::Mode::Echo);
+        let port = server.tcp_addr().unwrap().port();
+        let target = Target::parse(&format!("tcp://localhost:{port}")).unwrap();
+        let r = run(plan(Some(target.clone()), |p| p.stop = Stop::Requests(100)));
+        assert_eq!(r.counters.completed, 100, "{listen} via {target}: {:?}", r.warnings);
+        assert_eq!(r.exit_code(), 0);
+    }
+}
