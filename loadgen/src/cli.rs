@@ -148,6 +148,10 @@ pub struct RunArgs {
     /// ringecho server on a loopback port, on its own CPU.
     pub target: Option<Target>,
 
+    /// More targets than one: refused with a clear error (one target per run).
+    #[arg(hide = true)]
+    pub more_targets: Vec<String>,
+
     /// Connections (flows, for datagrams), all workers together.
     #[arg(short, long, default_value_t = 50)]
     pub connections: u32,
@@ -280,6 +284,15 @@ pub fn parse_size_spec(text: &str) -> Result<SizeSpec, String> {
 impl RunArgs {
     /// The validated plan.
     pub fn to_plan(&self) -> Result<Plan, PlanError> {
+        if !self.more_targets.is_empty() {
+            return Err(PlanError {
+                flag: "TARGET",
+                problem: format!(
+                    "one target per run (also given: {}); run ringload once per target, then `ringload merge` or `compare`",
+                    self.more_targets.join(", ")
+                ),
+            });
+        }
         let allowed = ringecho::sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
         let cpus = match (&self.cpus, self.threads) {
             (Some(list), _) => {

@@ -95,12 +95,12 @@ pub struct Live {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The target cannot be reached.
-    #[error("cannot connect to {target} ({})", crate::verdict::connect_hint(source))]
+    #[error("cannot connect to {target}: {error} ({})", crate::verdict::connect_hint(error))]
     Connect {
         /// The target.
         target: String,
         /// The first error seen.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A worker's io_uring could not be set up.
     #[error("setting up a load worker's io_uring")]
@@ -304,7 +304,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
             .iter_mut()
             .find_map(|r| r.connect_error.take())
             .unwrap_or_else(|| std::io::Error::other("no connection"));
-        return Err(RunError::Connect { target: shared.target.to_string(), source });
+        return Err(RunError::Connect { target: shared.target.to_string(), error: source });
     }
     Ok(results)
 }
