@@ -84,6 +84,15 @@ pub enum Warning {
     SharedCpu,
     /// Ctrl-C cut the run short.
     Interrupted,
+    /// A merge of runs that did not all run at the same time (`merge --force`, or
+    /// windows that overlap for less than 90% of the time they span): the merged rate
+    /// counts them as if they had.
+    NotConcurrent {
+        /// Seconds all of them ran together; negative: how far apart they were.
+        overlap_s: f64,
+        /// Seconds from the first start to the last end.
+        span_s: f64,
+    },
 }
 
 impl Warning {
@@ -108,6 +117,13 @@ impl Warning {
                 "the built-in server shares a CPU with the load: figures measure both at once".into()
             }
             Warning::Interrupted => "interrupted: the figures cover the run up to Ctrl-C".into(),
+            Warning::NotConcurrent { overlap_s, .. } if *overlap_s <= 0.0 => format!(
+                "merged runs that did not run together ({:.3} s apart, --force): the merged rate is no rate the target saw",
+                -overlap_s
+            ),
+            Warning::NotConcurrent { overlap_s, span_s } => format!(
+                "merged runs ran together for only {overlap_s:.3} s of the {span_s:.3} s they spanned: the merged rate counts them as simultaneous"
+            ),
         }
     }
 }
