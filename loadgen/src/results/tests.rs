@@ -59,9 +59,9 @@ fn bad_documents_are_errors_not_panics() {
     };
     assert!(read(base(serde_json::json!({}))).is_ok());
     let field = |doc: serde_json::Value| match read(doc) {
-        Err(ResultError::Field { file, field, source }) => {
+        Err(ResultError::Field { file, field, cause }) => {
             assert_eq!(file, "x.json");
-            format!("{field}: {source}")
+            format!("{field}: {cause}")
         }
         other => panic!("{other:?}"),
     };
@@ -106,7 +106,7 @@ fn bad_documents_are_errors_not_panics() {
     }
     let mut missing = base(serde_json::json!({}));
     missing.as_object_mut().unwrap().remove("transport");
-    assert_eq!(field(missing), "the document: missing field `transport`");
+    assert!(field(missing).starts_with("the document: missing field `transport`"));
 }
 
 /// The whole message names the file and the field, and the cause.
@@ -182,7 +182,7 @@ fn paths(v: &serde_json::Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
 }
 
 fn exercise(s: &Saved) {
-    let _ = merge(&[s.clone(), s.clone()]);
+    let _ = merge(&[s.clone(), s.clone()], false);
     let _ = render(std::slice::from_ref(s), Format::Csv);
     let _ = render(std::slice::from_ref(s), Format::Text);
     let _ = compare(s, s, 0.05);
@@ -218,7 +218,7 @@ proptest::proptest! {
         }
         if let Ok(s) = read(doc) {
             exercise(&s);
-            if let Ok((m, _)) = merge(&[s.clone(), s]) {
+            if let Ok((m, _)) = merge(&[s.clone(), s], false) {
                 let back = read(serde_json::to_value(&m).unwrap());
                 proptest::prop_assert!(back.is_ok(), "{back:?}");
             }
