@@ -47,7 +47,8 @@ fn main() -> ExitCode {
     match run(&args, &extra) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            warn(&format!("error: {e:#}"));
+            // Errors quote labels and names from files: escaped like any text from one.
+            warn(&results::escape::terminal(&format!("error: {e:#}")));
             ExitCode::from(2)
         }
     }
