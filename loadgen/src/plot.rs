@@ -50,13 +50,11 @@ fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> P
     PlotError::Draw(e.to_string())
 }
 
-/// Draws into memory with `draw`, then writes the SVG to `out`: a path that cannot be
-/// written is an I/O error naming it, and no half-drawn file is left.
-fn svg_file(
-    out: &Path,
+/// Draws an SVG in memory with `draw`.
+fn svg_text(
     size: (u32, u32),
     draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>,
-) -> Result<(), PlotError> {
+) -> Result<String, PlotError> {
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
@@ -64,7 +62,13 @@ fn svg_file(
         draw(&root)?;
         root.present().map_err(draw_err)?;
     }
-    std::fs::write(out, text).map_err(|cause| PlotError::Write { file: out.display().to_string(), cause })
+    Ok(text)
+}
+
+/// Writes a drawn SVG to `out`: a path that cannot be written is an I/O error naming
+/// it, and no half-drawn file is left.
+fn write_svg(out: &Path, text: Result<String, PlotError>) -> Result<(), PlotError> {
+    std::fs::write(out, text?).map_err(|cause| PlotError::Write { file: out.display().to_string(), cause })
 }
 
 /// Points of a percentile curve: (1 / (1 − q), latency µs), from the median to the
@@ -174,6 +178,11 @@ where
 
 /// Draws the percentile distribution of `results`, one line each, to `out`.
 pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
+    write_svg(out, percentiles_svg(results))
+}
+
+/// The percentile distribution of `results`, one line each, as SVG text.
+pub fn percentiles_svg(results: &[Saved]) -> Result<String, PlotError> {
     if results.len() > MAX_SERIES {
         return Err(PlotError::TooMany { count: results.len(), what: "results", max: MAX_SERIES });
     }
@@ -188,7 +197,7 @@ pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
     let x_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(10.0, f64::max);
     let y_min = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(f64::MAX, f64::min).max(0.1);
     let y_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(0.0, f64::max).max(y_min * 10.0);
-    svg_file(out, (960, 600), |root| {
+    svg_text((960, 600), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption("Latency by percentile (from intended send time)", ("sans-serif", 22))
             .margin(16)
@@ -244,11 +253,12 @@ pub fn intervals(logs: &[PathBuf], out: &Path) -> Result<(), PlotError> {
     let mid = |i: &Interval| i.start_s + i.length_s / 2.0;
     let t_min = all().map(mid).fold(f64::MAX, f64::min).floor();
     let t_max = all().map(mid).fold(0.0, f64::max).ceil().max(t_min + 1.0);
-    svg_file(out, (960, 760), |root| {
+    let text = svg_text((960, 760), |root| {
         let (top, bottom) = root.split_vertically(340);
         draw_rates(&top, &series, t_min..t_max).map_err(draw_err)?;
         draw_latency(&bottom, &series, t_min..t_max).map_err(draw_err)
-    })
+    });
+    write_svg(out, text)
 }
 
 type Series = [(String, Vec<Interval>)];

@@ -12,6 +12,7 @@
 
 mod compare;
 pub mod escape;
+pub mod fuzz;
 pub mod input;
 pub mod intervals;
 mod merge;
