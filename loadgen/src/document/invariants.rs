@@ -54,14 +54,18 @@ pub enum Violation {
         completed: u64,
     },
     /// A start time no clock gives.
-    #[error("started_unix ({0}) is not a time ringload writes (Unix seconds before the year 5138)")]
+    #[error("started_unix ({0:e}) is not a time ringload writes (Unix seconds before the year 5138)")]
     StartedUnix(f64),
+    /// A plan no run could have had (ringload validates every plan before it runs).
+    #[error("plan: no run has this plan: {0}")]
+    Plan(String),
 }
 
 impl ResultDoc {
     /// Checks the document's invariants: completed ≤ sent (when sent is known, i.e. not
     /// 0), one corrected and one service sample per answered message, percentiles in
-    /// order, a measured time when anything was answered, a real start time.
+    /// order, a measured time when anything was answered, a real start time, a plan
+    /// that passes [`crate::plan::Plan::validate`].
     pub fn check(&self) -> Result<(), Violation> {
         let c = &self.counters;
         if c.sent > 0 && c.completed > c.sent {
@@ -96,6 +100,9 @@ impl ResultDoc {
         }
         if !(0.0..MAX_UNIX_S).contains(&self.started_unix) {
             return Err(Violation::StartedUnix(self.started_unix));
+        }
+        if let Some(plan) = &self.plan {
+            plan.validate().map_err(|e| Violation::Plan(e.to_string()))?;
         }
         Ok(())
     }

@@ -289,3 +289,42 @@ proptest::proptest! {
         exercise(&s.unwrap());
     }
 }
+
+/// Fields that each read but together break a rule: an error naming the file and the
+/// rule, never figures that cannot all be true.
+#[test]
+fn invariants_are_errors_naming_the_rule() {
+    let good = serde_json::to_value(full_report().document()).unwrap();
+    assert!(read(good.clone()).is_ok());
+    for (edit, needle) in [
+        (
+            serde_json::json!({"counters": {"sent": 10, "completed": 2000}}),
+            "counters.completed (2000) is more than counters.sent (10)",
+        ),
+        (
+            serde_json::json!({"counters": {"sent": 5000, "completed": 2001}}),
+            "latency.corrected.histogram holds 2000 samples but counters.completed is 2001",
+        ),
+        (serde_json::json!({"elapsed_s": 0.0}), "counters.completed is 2000 but elapsed_s is 0"),
+        (serde_json::json!({"started_unix": 1e300}), "started_unix (1e300) is not a time"),
+        (
+            serde_json::json!({"plan": {"cpus": [0, 1, 2, 3, 4]}}),
+            "plan: no run has this plan: --threads: more workers than connections",
+        ),
+    ] {
+        let mut doc = good.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            match v {
+                serde_json::Value::Object(fields) => {
+                    for (f, x) in fields {
+                        doc[k][f] = x.clone();
+                    }
+                }
+                v => doc[k] = v.clone(),
+            }
+        }
+        let e = read(doc).unwrap_err();
+        assert!(matches!(e, ResultError::Invariant { .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("x.json: {needle}")), "{e}");
+    }
+}
