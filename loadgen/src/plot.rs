@@ -158,10 +158,10 @@ where
         None => chart.draw_series(LineSeries::new(points, style))?,
         Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(points, dash, gap, style))?,
     };
-    // A dashed key: two dashes; a solid one: one line (and an empty second path, so
-    // both are one type).
+    // A dashed key: two dashes; a solid one: two halves of one line (so that both are
+    // one type).
     let (first, second) = match dash {
-        None => ((0, 24), (24, 24)),
+        None => ((0, 12), (12, 24)),
         Some((d, _)) => {
             let d = d.min(8) as i32;
             ((0, d), (d + 4, 2 * d + 4))
@@ -209,6 +209,8 @@ pub fn percentiles_svg(results: &[Saved]) -> Result<String, PlotError> {
             .map_err(draw_err)?;
         chart
             .configure_mesh()
+            // plotters' light lines crowd a log axis that spans less than a decade.
+            .light_line_style(TRANSPARENT)
             .x_desc("percentile")
             .y_desc("latency")
             .x_label_formatter(&nines_label)
@@ -309,7 +311,13 @@ fn draw_latency<DB: DrawingBackend>(
         .x_label_area_size(36)
         .y_label_area_size(80)
         .build_cartesian_2d(t, (y_min * 0.8..y_max * 1.25).log_scale())?;
-    chart.configure_mesh().x_desc("seconds").y_desc("latency").y_label_formatter(&us_label).draw()?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("seconds")
+        .y_desc("latency")
+        .y_label_formatter(&us_label)
+        .draw()?;
     let figures: [Figure; 3] = [
         ("p50", |i| i.p50_ns, DASHES[2], 1),
         ("p99", |i| i.p99_ns, None, 2),
