@@ -32,15 +32,17 @@ pub struct ResultDoc {
     /// Always [`TOOL`].
     pub tool: String,
     /// The version of ringload that wrote it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "read::version")]
     pub version: String,
-    /// The run's label (`--label`), or `merged (N)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The run's label (`--label`), or `merged (N)`: at most
+    /// [`read::MAX_LABEL_CHARS`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read::label")]
     pub label: Option<String>,
     /// The target as resolved (`tcp://127.0.0.1:7007`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "read::target")]
     pub target: String,
     /// The target's scheme: `tcp`, `udp`, `unix` or `unixgram`.
+    #[serde(deserialize_with = "read::transport")]
     pub transport: String,
     /// The built-in ringecho server, when no target was given.
     #[serde(default)]
@@ -51,15 +53,15 @@ pub struct ResultDoc {
     /// Measured seconds, after the warm-up.
     #[serde(deserialize_with = "seconds")]
     pub elapsed_s: f64,
-    /// When the measured run began, Unix seconds.
-    #[serde(default)]
+    /// When the measured run began, Unix seconds; 0 when unknown.
+    #[serde(default, deserialize_with = "seconds")]
     pub started_unix: f64,
     /// Ctrl-C cut the run short.
     #[serde(default)]
     pub interrupted: bool,
     /// Counts. Every entry must be a count, even one this version does not know; a
     /// known one that is missing reads as 0.
-    #[serde(deserialize_with = "counters")]
+    #[serde(deserialize_with = "read::counters")]
     pub counters: Counters,
     /// Failed messages: [`Counters::failed`] (lost with a connection, mismatched, lost
     /// datagrams, unanswered at the end, backlog overflow). Scripts read this instead of
@@ -79,16 +81,16 @@ pub struct ResultDoc {
     #[serde(default, deserialize_with = "seconds")]
     pub load_cpu_s: f64,
     /// What went against the user's interest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "read::warnings")]
     pub warnings: Vec<WarningEntry>,
     /// Thresholds that failed, as shown to a person.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "read::failed_checks")]
     pub failed_checks: Vec<String>,
     /// The exit code the run implied.
     #[serde(default)]
     pub exit_code: i32,
     /// The results a merged document was made from (their labels or file names).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read::merged_from")]
     pub merged_from: Option<Vec<String>>,
 }
 
@@ -137,8 +139,10 @@ impl Latency {
 }
 
 /// A latency histogram and the figures read from it (ns). The histogram is the data;
-/// the figures are derived from it ([`Summary::summarize`]).
+/// the figures are derived from it ([`Summary::summarize`]). Read from a file, the
+/// figures it states must agree with its histogram ([`read::StatedSummary`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "read::StatedSummary")]
 pub struct Summary {
     /// Samples.
     #[serde(default)]
@@ -285,7 +289,7 @@ pub fn saturating_sum(a: &Counters, b: &Counters) -> Counters {
 }
 
 /// Seconds: finite and not negative.
-fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
     if v.is_finite() && v >= 0.0 {
         Ok(v)
@@ -294,16 +298,8 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     }
 }
 
-/// Counters: every entry a count (an unknown one too, so a newer ringload's counter that
-/// is not a count is still refused); the known ones fill [`Counters`].
-fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<Counters, D::Error> {
-    let all = std::collections::BTreeMap::<String, u64>::deserialize(d)?;
-    let entries = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(all.into_iter());
-    Counters::deserialize(entries).map_err(serde::de::Error::custom)
-}
-
 /// A histogram as base64 text ([`hist::encode`], [`hist::decode`]).
-mod histogram_text {
+pub(crate) mod histogram_text {
     use super::{Hist, hist};
     use serde::Deserialize;
 
@@ -316,6 +312,11 @@ mod histogram_text {
         hist::decode(&text).map_err(serde::de::Error::custom)
     }
 }
+
+mod invariants;
+pub mod read;
+
+pub use invariants::Violation;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,10 +1,18 @@
 //! Latency histograms: nanosecond values up to an hour at three significant digits, and
 //! their portable encoding (HdrHistogram V2 + DEFLATE, base64) so results merge exactly
 //! later.
+//!
+//! Invariant: every histogram ringload holds has at most `i64::MAX` samples in all (what
+//! the V2 format can carry), so [`encode`] cannot fail: a live run cannot come near it,
+//! [`decode`] refuses more, and [`add`] refuses a sum that would pass it.
+
+mod v2;
 
 use base64::Engine;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{DeserializeError, Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+
+pub use v2::{HistError, MAX_TEXT_LEN, MAX_V2_BYTES, decode_bytes};
 
 /// A latency histogram in nanoseconds.
 pub type Hist = Histogram<u64>;
@@ -12,9 +20,15 @@ pub type Hist = Histogram<u64>;
 /// Highest trackable latency: one hour.
 pub const MAX_NS: u64 = 3_600_000_000_000;
 
+/// Significant digits of every ringload histogram.
+pub const DIGITS: u8 = 3;
+
+/// The most samples a histogram may hold: what the V2 encoding carries.
+pub const MAX_SAMPLES: u64 = i64::MAX as u64;
+
 /// An empty latency histogram.
 pub fn new() -> Hist {
-    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, MAX_NS, DIGITS).expect("valid histogram bounds")
 }
 
 /// Records `ns`, saturating at the histogram's top rather than failing.
@@ -22,28 +36,36 @@ pub fn record(h: &mut Hist, ns: u64) {
     let _ = h.record(ns.clamp(1, MAX_NS));
 }
 
+/// Adds `h` into `sum`: refused when the values do not fit `sum`'s range, or when the
+/// samples together would pass [`MAX_SAMPLES`] (hdrhistogram would saturate silently).
+pub fn add(sum: &mut Hist, h: &Hist) -> Result<(), HistError> {
+    match sum.len().checked_add(h.len()) {
+        Some(n) if n <= MAX_SAMPLES => {}
+        _ => return Err(HistError::TooManySamples),
+    }
+    sum.add(h).map_err(|_| HistError::OutOfRange)
+}
+
 /// Encodes as base64 of the V2 + DEFLATE format.
 pub fn encode(h: &Hist) -> String {
     let mut bytes = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serializing to memory");
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing to memory: counts are below i64::MAX (module invariant)");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Why text is not an encoded histogram.
-#[derive(Debug, thiserror::Error)]
-pub enum HistError {
-    /// Not base64.
-    #[error("not base64: {0}")]
-    Base64(base64::DecodeError),
-    /// Base64, but not an HdrHistogram V2 histogram.
-    #[error("not an HdrHistogram V2 histogram: {0}")]
-    Format(DeserializeError),
-}
-
-/// Decodes what [`encode`] produced (or any V2 histogram in base64).
+/// Decodes what [`encode`] produced (or any V2 histogram, compressed or not, in base64)
+/// whose range and precision are no larger than ringload's own. The text is refused
+/// before it is decoded when it is longer than any such histogram needs
+/// ([`MAX_TEXT_LEN`]).
 pub fn decode(text: &str) -> Result<Hist, HistError> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(HistError::Base64)?;
-    Deserializer::new().deserialize(&mut &bytes[..]).map_err(HistError::Format)
+    let text = text.trim();
+    if text.len() > MAX_TEXT_LEN {
+        return Err(HistError::TextTooLong { len: text.len() });
+    }
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| HistError::Base64)?;
+    decode_bytes(&bytes)
 }
 
 #[cfg(test)]
@@ -57,9 +79,25 @@ mod tests {
             record(&mut h, v * 1000);
         }
         let back = decode(&encode(&h)).unwrap();
-        assert_eq!(back.len(), h.len());
+        assert_eq!(back, h);
         assert_eq!(back.value_at_quantile(0.99), h.value_at_quantile(0.99));
         assert!(decode("not base64!").is_err());
         assert!(decode("aGVsbG8=").is_err());
+    }
+
+    #[test]
+    fn add_refuses_what_v2_cannot_carry() {
+        let mut a = new();
+        a.record_n(1_000, MAX_SAMPLES - 1).unwrap();
+        let mut b = new();
+        b.record_n(2_000, 2).unwrap();
+        let before = a.clone();
+        assert!(matches!(add(&mut a, &b), Err(HistError::TooManySamples)));
+        assert_eq!(a, before, "a refused sum leaves the histogram as it was");
+        let mut one = new();
+        one.record(5).unwrap();
+        add(&mut a, &one).unwrap();
+        assert_eq!(a.len(), MAX_SAMPLES);
+        assert_eq!(decode(&encode(&a)).unwrap(), a, "the largest sum still encodes");
     }
 }

@@ -1,8 +1,13 @@
 //! The `ringload` binary: parse, open the output files (so a bad path fails before any
 //! load), run, report, exit with the code the report implies.
+//!
+//! Everything for stdout goes through [`print_out`]: a closed stdout (`ringload … |
+//! head -1`) is a normal end, not an error (ripgrep's rule): the rest of the output is
+//! dropped quietly, output files are still written, and the exit code is the one the
+//! command implies. Warnings go to stderr through [`warn`], which never fails either.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args as _, CommandFactory, FromArgMatches};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use ringload::cli::{Args, Command, RunArgs};
@@ -11,71 +16,116 @@ use ringload::{Progress, Report, Tick};
 use std::fs::File;
 use std::io::IsTerminal;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+/// Flags of `merge` that [`Command::Merge`] does not have yet.
+#[derive(Debug, Default, clap::Args)]
+struct MergeExtra {
+    /// Merge runs whose measured windows do not overlap. Merged runs must have run at
+    /// the same time (same --start-at): the merged rate is their summed count over one
+    /// window. Without --force, runs that did not overlap are refused, saying how far
+    /// apart they were; with it they are merged, with a warning on stderr and in the
+    /// merged result.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse() -> (Args, MergeExtra) {
+    let matches = Args::command().mut_subcommand("merge", MergeExtra::augment_args).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let extra = match matches.subcommand() {
+        Some(("merge", m)) => MergeExtra::from_arg_matches(m).unwrap_or_else(|e| e.exit()),
+        _ => MergeExtra::default(),
+    };
+    (args, extra)
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    let (args, extra) = parse();
+    match run(&args, &extra) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote labels and names from files: escaped like any text from one.
+            warn(&results::escape::terminal(&format!("error: {e:#}")));
             ExitCode::from(2)
         }
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<u8> {
+/// Writes `text` to stdout. A closed stdout is not an error: the reader went away.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+/// Writes a line to stderr; if even stderr is gone, there is no one left to tell.
+fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+fn run(args: &Args, extra: &MergeExtra) -> anyhow::Result<u8> {
     match &args.command {
-        Some(cmd) => results_command(cmd),
+        Some(cmd) => results_command(cmd, extra),
         None => load(&args.run),
     }
 }
 
-fn load_all(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Saved>> {
+fn load_all(files: &[PathBuf]) -> anyhow::Result<Vec<Saved>> {
     files.iter().map(|f| Saved::load(f).map_err(anyhow::Error::from)).collect()
 }
 
-fn results_command(cmd: &Command) -> anyhow::Result<u8> {
+fn results_command(cmd: &Command, extra: &MergeExtra) -> anyhow::Result<u8> {
     match cmd {
         Command::Merge { files, output } => {
-            let (merged, warnings) = results::merge(&load_all(files)?)?;
+            let (merged, warnings) = results::merge(&load_all(files)?, extra.force)?;
             for w in warnings {
-                eprintln!("warning: {w}");
+                warn(&format!("warning: {}", results::escape::terminal(&w.to_string())));
             }
-            let text = serde_json::to_string_pretty(&merged)?;
+            let text = serde_json::to_string_pretty(&merged)? + "\n";
             match output {
-                Some(p) => std::fs::write(p, text + "\n").with_context(|| format!("-o {}", p.display()))?,
-                None => println!("{text}"),
+                Some(p) => std::fs::write(p, text).with_context(|| format!("-o {}", p.display()))?,
+                None => print_out(&text)?,
             }
             Ok(0)
         }
         Command::Report { files, format } => {
-            print!("{}", results::render(&load_all(files)?, *format));
+            print_out(&results::render(&load_all(files)?, *format))?;
             Ok(0)
         }
         Command::Compare { base, new, tolerance } => {
             let (b, n) = (Saved::load(base)?, Saved::load(new)?);
-            let deltas = results::compare(&b, &n, *tolerance);
-            print!("{}", results::render_compare(&b, &n, &deltas));
-            Ok(u8::from(deltas.iter().any(|d| d.regression)))
+            let comparison = results::compare(&b, &n, *tolerance);
+            print_out(&results::render_compare(&b, &n, &comparison))?;
+            Ok(comparison.exit_code())
         }
         Command::Plot { files, output } => {
-            let logs = files.iter().filter(|f| f.extension().is_some_and(|e| e == "hlog")).count();
-            if logs > 0 {
-                anyhow::ensure!(
-                    files.len() == 1,
-                    "plot takes one interval log (.hlog), or result files (.json)"
-                );
-                ringload::plot::intervals(&files[0], output)?;
-            } else {
-                ringload::plot::percentiles(&load_all(files)?, output)?;
-            }
+            plot(files, output)?;
             Ok(0)
         }
     }
+}
+
+/// Result files (.json) draw the percentile distribution; interval logs (.hlog) the
+/// rate and latency over time, one series per log.
+fn plot(files: &[PathBuf], output: &Path) -> anyhow::Result<()> {
+    let is_log = |f: &PathBuf| f.extension().is_some_and(|e| e == "hlog");
+    let logs = files.iter().filter(|f| is_log(f)).count();
+    if logs == 0 {
+        ringload::plot::percentiles(&load_all(files)?, output)?;
+    } else {
+        anyhow::ensure!(
+            logs == files.len(),
+            "plot takes result files (.json) or interval logs (.hlog), not both at once"
+        );
+        ringload::plot::intervals(files, output)?;
+    }
+    Ok(())
 }
 
 fn load(args: &RunArgs) -> anyhow::Result<u8> {
@@ -107,19 +157,19 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
 
     let document = report.document();
     if json_to_stdout {
-        println!("{}", serde_json::to_string_pretty(&document)?);
+        print_out(&(serde_json::to_string_pretty(&document)? + "\n"))?;
     } else {
-        print!("{}", report.text());
+        print_out(&report.text())?;
     }
     if let Some(f) = json_file.as_mut() {
         serde_json::to_writer_pretty(&mut *f, &document).context("--json")?;
-        writeln!(f)?;
+        writeln!(f).context("--json")?;
     }
     if let Some(f) = hdr_file.as_mut() {
         write_hdr_log(f, &report).context("--hdr-log")?;
     }
     for w in report.warnings.iter().filter(|w| w.is_failure()) {
-        eprintln!("error: {}", w.message());
+        warn(&format!("error: {}", w.message()));
     }
     Ok(report.exit_code() as u8)
 }
@@ -148,7 +198,7 @@ fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
     for (start_ns, length_ns, h) in &report.intervals {
         let start = std::time::Duration::from_nanos(*start_ns);
         log.write_histogram(h, start, std::time::Duration::from_nanos(*length_ns), None)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            .map_err(|e| anyhow::anyhow!("writing an interval: {e}"))?;
     }
     Ok(())
 }

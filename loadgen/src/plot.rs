@@ -1,11 +1,18 @@
 //! SVG plots: the latency percentile distribution of one or more results (x in "nines",
-//! y log latency — the HdrHistogram convention), and, from an interval log, throughput
-//! and p99 over time. plotters' SVG backend needs no system libraries.
+//! y log latency — the HdrHistogram convention), and, from one or more interval logs,
+//! throughput and p50, p99 and max latency over time (a stall shows in the max long
+//! before it moves the p99). plotters' SVG backend needs no system libraries.
+//!
+//! Every series has a style of its own (a colour, and past eight series a dash
+//! pattern), and every name drawn comes from a file, so it goes through
+//! [`escape::svg`].
 
-use crate::hist::{Hist, HistError};
-use crate::results::Saved;
+use crate::hist::Hist;
+use crate::results::intervals::{self, Interval, LogError};
+use crate::results::{Saved, escape};
+use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why a plot could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -13,48 +20,55 @@ pub enum PlotError {
     /// No result has latency samples.
     #[error("no result has latency samples")]
     NoSamples,
-    /// The interval log holds no interval.
-    #[error("{file}: no intervals")]
-    NoIntervals {
-        /// The log.
-        file: String,
+    /// More series than have styles of their own.
+    #[error("{count} {what} in one plot; at most {max} can be told apart")]
+    TooMany {
+        /// Series asked for.
+        count: usize,
+        /// Results or logs.
+        what: &'static str,
+        /// The most told apart.
+        max: usize,
     },
-    /// Drawing or writing the SVG failed.
-    #[error("drawing {file}: {detail}")]
-    Draw {
+    /// Drawing failed (plotters' description).
+    #[error("cannot draw the plot: {0}")]
+    Draw(String),
+    /// Writing the SVG failed.
+    #[error("{file}: {cause}")]
+    Write {
         /// The SVG file.
         file: String,
-        /// plotters' description (its error type depends on the backend).
-        detail: String,
-    },
-    /// The interval log could not be read.
-    #[error("{file}")]
-    Read {
-        /// The log.
-        file: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    /// The interval log is malformed.
-    #[error("{file}: not an interval log at byte {offset}")]
-    Log {
-        /// The log.
-        file: String,
-        /// Where parsing failed.
-        offset: usize,
-    },
-    /// An interval's histogram does not decode.
-    #[error("{file}: an interval's histogram")]
-    Histogram {
-        /// The log.
-        file: String,
-        /// Why.
-        source: HistError,
-    },
+    /// An interval log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
-fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
-    move |e| PlotError::Draw { file: path.display().to_string(), detail: format!("{e:?}") }
+fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> PlotError {
+    PlotError::Draw(e.to_string())
+}
+
+/// Draws an SVG in memory with `draw`.
+fn svg_text(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>,
+) -> Result<String, PlotError> {
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        draw(&root)?;
+        root.present().map_err(draw_err)?;
+    }
+    Ok(text)
+}
+
+/// Writes a drawn SVG to `out`: a path that cannot be written is an I/O error naming
+/// it, and no half-drawn file is left.
+fn write_svg(out: &Path, text: Result<String, PlotError>) -> Result<(), PlotError> {
+    std::fs::write(out, text?).map_err(|cause| PlotError::Write { file: out.display().to_string(), cause })
 }
 
 /// Points of a percentile curve: (1 / (1 − q), latency µs), from the median to the
@@ -86,22 +100,92 @@ const SERIES_COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
+/// Dash patterns (dash, gap in pixels); `None` is a solid line.
+const DASHES: [Option<(u32, u32)>; 3] = [None, Some((10, 5)), Some((3, 4))];
+
+/// The most series with a style of their own: every colour in every dash pattern.
+pub const MAX_SERIES: usize = SERIES_COLORS.len() * DASHES.len();
+
+/// The style of series `i`: colours first, then the same colours dashed, then dotted.
+pub fn series_style(i: usize) -> (RGBColor, Option<(u32, u32)>) {
+    (SERIES_COLORS[i % SERIES_COLORS.len()], DASHES[(i / SERIES_COLORS.len()) % DASHES.len()])
+}
+
 fn nines_label(x: &f64) -> String {
     let q = 100.0 * (1.0 - 1.0 / x);
-    if q < 99.0 { format!("{q:.0}%") } else { format!("{}%", trim(q)) }
+    if q < 99.0 { format!("{q:.0}%") } else { format!("{}%", trim(q, 5)) }
 }
 
-fn trim(q: f64) -> String {
-    let s = format!("{q:.5}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+/// `v` with at most `decimals` decimals, without trailing zeros.
+fn trim(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
 }
 
-fn us_label(y: &f64) -> String {
-    if *y >= 1000.0 { format!("{:.0}ms", y / 1000.0) } else { format!("{y:.0}µs") }
+/// A latency in µs as an axis label: the unit from the value, three significant digits,
+/// so that ticks 1.5 ms apart never print alike ("2ms, 2ms, 2ms").
+pub fn us_label(y: &f64) -> String {
+    let (v, unit) = match *y {
+        y if y >= 1e6 => (y / 1e6, "s"),
+        y if y >= 1e3 => (y / 1e3, "ms"),
+        y if y >= 1.0 => (y, "µs"),
+        y => (y * 1e3, "ns"),
+    };
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{}{unit}", trim(v, decimals))
+}
+
+/// Draws a line in `style`, and its legend key.
+fn draw_line<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    points: Vec<(X::ValueType, Y::ValueType)>,
+    (color, dash): (RGBColor, Option<(u32, u32)>),
+    width: u32,
+    name: String,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
+where
+    X: plotters::coord::ranged1d::Ranged<ValueType: Clone + 'static>,
+    Y: plotters::coord::ranged1d::Ranged<ValueType: Clone + 'static>,
+{
+    let style = color.stroke_width(width);
+    let series = match dash {
+        None => chart.draw_series(LineSeries::new(points, style))?,
+        Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(points, dash, gap, style))?,
+    };
+    // A dashed key: two dashes; a solid one: two halves of one line (so that both are
+    // one type).
+    let (first, second) = match dash {
+        None => ((0, 12), (12, 24)),
+        Some((d, _)) => {
+            let d = d.min(8) as i32;
+            ((0, d), (d + 4, 2 * d + 4))
+        }
+    };
+    let key = move |(x, y): (i32, i32)| {
+        EmptyElement::at((x, y))
+            + PathElement::new(vec![(first.0, 0), (first.1, 0)], style)
+            + PathElement::new(vec![(second.0, 0), (second.1, 0)], style)
+    };
+    series.label(escape::svg(&name)).legend(key);
+    Ok(())
 }
 
 /// Draws the percentile distribution of `results`, one line each, to `out`.
 pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
+    write_svg(out, percentiles_svg(results))
+}
+
+/// The percentile distribution of `results`, one line each, as SVG text.
+pub fn percentiles_svg(results: &[Saved]) -> Result<String, PlotError> {
+    if results.len() > MAX_SERIES {
+        return Err(PlotError::TooMany { count: results.len(), what: "results", max: MAX_SERIES });
+    }
     let curves: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
         .map(|r| (r.name.clone(), percentile_curve(&r.doc.latency.corrected.histogram)))
@@ -113,128 +197,141 @@ pub fn percentiles(results: &[Saved], out: &Path) -> Result<(), PlotError> {
     let x_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).fold(10.0, f64::max);
     let y_min = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(f64::MAX, f64::min).max(0.1);
     let y_max = curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1)).fold(0.0, f64::max).max(y_min * 10.0);
-    let root = SVGBackend::new(out, (960, 600)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(out))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Latency by percentile (from intended send time)", ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1f64..x_max).log_scale(), (y_min * 0.8..y_max * 1.25).log_scale())
-        .map_err(draw_err(out))?;
-    chart
-        .configure_mesh()
-        .x_desc("percentile")
-        .y_desc("latency")
-        .x_label_formatter(&nines_label)
-        .y_label_formatter(&us_label)
-        .draw()
-        .map_err(draw_err(out))?;
-    for (i, (name, curve)) in curves.into_iter().enumerate() {
-        let color = SERIES_COLORS[i % SERIES_COLORS.len()].to_rgba();
+    svg_text((960, 600), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Latency by percentile (from intended send time)", ("sans-serif", 22))
+            .margin(16)
+            // The last x label ("99.9999%") is centred on the right edge: room for its half.
+            .margin_right(48)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d((1f64..x_max).log_scale(), (y_min * 0.8..y_max * 1.25).log_scale())
+            .map_err(draw_err)?;
         chart
-            .draw_series(LineSeries::new(curve, color.stroke_width(2)))
-            .map_err(draw_err(out))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_err(out))?;
-    root.present().map_err(draw_err(out))?;
-    Ok(())
+            .configure_mesh()
+            // plotters' light lines crowd a log axis that spans less than a decade.
+            .light_line_style(TRANSPARENT)
+            .x_desc("percentile")
+            .y_desc("latency")
+            .x_label_formatter(&nines_label)
+            .y_label_formatter(&us_label)
+            .draw()
+            .map_err(draw_err)?;
+        for (i, (name, curve)) in curves.into_iter().enumerate() {
+            draw_line(&mut chart, curve, series_style(i), 2, name).map_err(draw_err)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(draw_err)
+    })
 }
 
-/// Draws throughput and p99 per interval from an HdrHistogram interval log.
-pub fn intervals(log: &Path, out: &Path) -> Result<(), PlotError> {
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry, LogIteratorError};
-    let file = log.display().to_string();
-    let bytes = match std::fs::read(log) {
-        Ok(b) => b,
-        Err(source) => return Err(PlotError::Read { file, source }),
-    };
-    let mut points = Vec::new(); // (middle of the interval s, msg/s, p99 µs)
-    for entry in IntervalLogIterator::new(&bytes) {
-        match entry {
-            Ok(LogEntry::Interval(i)) => {
-                let h = match crate::hist::decode(i.encoded_histogram()) {
-                    Ok(h) => h,
-                    Err(source) => return Err(PlotError::Histogram { file, source }),
-                };
-                let secs = i.duration().as_secs_f64().max(1e-9);
-                points.push((
-                    i.start_timestamp().as_secs_f64() + secs / 2.0,
-                    h.len() as f64 / secs,
-                    h.value_at_quantile(0.99) as f64 / 1e3,
-                ));
-            }
-            Ok(_) => {}
-            Err(LogIteratorError::ParseError { offset }) => return Err(PlotError::Log { file, offset }),
-        }
+fn legend<
+    'a,
+    DB: DrawingBackend + 'a,
+    X: plotters::coord::ranged1d::Ranged,
+    Y: plotters::coord::ranged1d::Ranged,
+>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    at: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart.configure_series_labels().position(at).background_style(WHITE.mix(0.85)).border_style(BLACK).draw()
+}
+
+/// The most interval logs in one plot: each has a colour, and its p50, p99 and max
+/// their dash patterns.
+pub const MAX_LOGS: usize = SERIES_COLORS.len();
+
+/// Draws throughput and p50, p99 and max latency per interval, one colour per log.
+pub fn intervals(logs: &[PathBuf], out: &Path) -> Result<(), PlotError> {
+    if logs.len() > MAX_LOGS {
+        return Err(PlotError::TooMany { count: logs.len(), what: "interval logs", max: MAX_LOGS });
     }
-    if points.is_empty() {
-        return Err(PlotError::NoIntervals { file });
+    let mut room = intervals::MAX_INTERVALS;
+    let mut series = Vec::new();
+    for log in logs {
+        let name = log.file_name().map_or_else(|| log.display().to_string(), |n| n.to_string_lossy().into());
+        series.push((name, intervals::read_log(log, &mut room)?));
     }
-    let t_min = points.iter().map(|p| p.0).fold(f64::MAX, f64::min).floor();
-    let t_max = points.iter().map(|p| p.0).fold(0.0, f64::max).ceil().max(t_min + 1.0);
-    let r_max = points.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1.0;
-    let l_max = points.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1.0;
-    let root = SVGBackend::new(out, (960, 720)).into_drawing_area();
-    root.fill(&WHITE).map_err(draw_err(out))?;
-    let (top, bottom) = root.split_vertically(360);
-    let mut rate = ChartBuilder::on(&top)
+    let all = || series.iter().flat_map(|(_, s)| s.iter());
+    let mid = |i: &Interval| i.start_s + i.length_s / 2.0;
+    let t_min = all().map(mid).fold(f64::MAX, f64::min).floor();
+    let t_max = all().map(mid).fold(0.0, f64::max).ceil().max(t_min + 1.0);
+    let text = svg_text((960, 760), |root| {
+        let (top, bottom) = root.split_vertically(340);
+        draw_rates(&top, &series, t_min..t_max).map_err(draw_err)?;
+        draw_latency(&bottom, &series, t_min..t_max).map_err(draw_err)
+    });
+    write_svg(out, text)
+}
+
+type Series = [(String, Vec<Interval>)];
+
+/// A figure drawn per interval: its name, how to read it, its dash pattern and width.
+type Figure = (&'static str, fn(&Interval) -> u64, Option<(u32, u32)>, u32);
+
+fn draw_rates<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &Series,
+    t: std::ops::Range<f64>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let rate = |i: &Interval| i.count as f64 / i.length_s;
+    let r_max = series.iter().flat_map(|(_, s)| s.iter().map(rate)).fold(0.0, f64::max) * 1.1 + 1.0;
+    let mut chart = ChartBuilder::on(area)
         .caption("Throughput per interval", ("sans-serif", 20))
         .margin(12)
+        .margin_right(32)
         .x_label_area_size(36)
         .y_label_area_size(80)
-        .build_cartesian_2d(t_min..t_max, 0.0..r_max)
-        .map_err(draw_err(out))?;
-    rate.configure_mesh()
+        .build_cartesian_2d(t, 0.0..r_max)?;
+    chart
+        .configure_mesh()
         .x_desc("seconds")
         .y_desc("msg/s")
         .y_label_formatter(&|v: &f64| crate::report::rate(*v).replace(" msg/s", ""))
-        .draw()
-        .map_err(draw_err(out))?;
-    rate.draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), BLUE.stroke_width(2)))
-        .map_err(draw_err(out))?;
-    let mut lat = ChartBuilder::on(&bottom)
-        .caption("p99 latency per interval", ("sans-serif", 20))
+        .draw()?;
+    for (k, (name, s)) in series.iter().enumerate() {
+        let points = s.iter().map(|i| (i.start_s + i.length_s / 2.0, rate(i))).collect();
+        draw_line(&mut chart, points, (SERIES_COLORS[k], None), 2, name.clone())?;
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)
+}
+
+fn draw_latency<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &Series,
+    t: std::ops::Range<f64>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let us = |ns: u64| (ns.max(1) as f64) / 1e3;
+    let values = || series.iter().flat_map(|(_, s)| s.iter().flat_map(|i| [us(i.p50_ns), us(i.max_ns)]));
+    let y_min = values().fold(f64::MAX, f64::min).max(0.001);
+    let y_max = values().fold(0.0, f64::max).max(y_min * 10.0);
+    let mut chart = ChartBuilder::on(area)
+        .caption("Latency per interval: p50, p99, max", ("sans-serif", 20))
         .margin(12)
+        .margin_right(32)
         .x_label_area_size(36)
         .y_label_area_size(80)
-        .build_cartesian_2d(t_min..t_max, 0.0..l_max)
-        .map_err(draw_err(out))?;
-    lat.configure_mesh()
+        .build_cartesian_2d(t, (y_min * 0.8..y_max * 1.25).log_scale())?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("seconds")
-        .y_desc("p99")
+        .y_desc("latency")
         .y_label_formatter(&us_label)
-        .draw()
-        .map_err(draw_err(out))?;
-    lat.draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.2)), RED.stroke_width(2)))
-        .map_err(draw_err(out))?;
-    root.present().map_err(draw_err(out))?;
-    Ok(())
+        .draw()?;
+    let figures: [Figure; 3] = [
+        ("p50", |i| i.p50_ns, DASHES[2], 1),
+        ("p99", |i| i.p99_ns, None, 2),
+        ("max", |i| i.max_ns, DASHES[1], 1),
+    ];
+    for (k, (name, s)) in series.iter().enumerate() {
+        for (figure, of, dash, width) in figures {
+            let points =
+                s.iter().filter(|i| i.count > 0).map(|i| (i.start_s + i.length_s / 2.0, us(of(i)))).collect();
+            draw_line(&mut chart, points, (SERIES_COLORS[k], dash), width, format!("{name} {figure}"))?;
+        }
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn curve_spans_the_nines() {
-        let mut h = crate::hist::new();
-        for v in 1..=100_000u64 {
-            crate::hist::record(&mut h, v * 100);
-        }
-        let c = percentile_curve(&h);
-        assert_eq!(c.first().unwrap().0, 1.0);
-        assert!(c.last().unwrap().0 >= 99_999.0);
-        assert!(c.windows(2).all(|w| w[0].1 <= w[1].1), "latency never falls with the percentile");
-        assert_eq!(nines_label(&100.0), "99%");
-        assert_eq!(nines_label(&1000.0), "99.9%");
-    }
-}
+mod tests;

@@ -140,6 +140,15 @@ pub enum Warning {
         /// Datagrams lost.
         lost: u64,
     },
+    /// A merge of runs that did not all run at the same time (`merge --force`, or
+    /// windows that overlap for less than 90% of the time they span): the merged rate
+    /// counts them as if they had.
+    NotConcurrent {
+        /// Seconds all of them ran together; negative: how far apart they were.
+        overlap_s: f64,
+        /// Seconds from the first start to the last end.
+        span_s: f64,
+    },
 }
 
 impl Warning {
@@ -190,6 +199,13 @@ impl Warning {
             ),
             Warning::NoDatagramAnswered { lost } => format!(
                 "no datagram was answered ({lost} lost): no server on that port, a size limit below --size, or a firewall"
+            ),
+            Warning::NotConcurrent { overlap_s, .. } if *overlap_s <= 0.0 => format!(
+                "merged runs that did not run together ({:.3} s apart, --force): the merged rate is no rate the target saw",
+                -overlap_s
+            ),
+            Warning::NotConcurrent { overlap_s, span_s } => format!(
+                "merged runs ran together for only {overlap_s:.3} s of the {span_s:.3} s they spanned: the merged rate counts them as simultaneous"
             ),
         }
     }

@@ -120,7 +120,11 @@ fn two_processes_same_start_merge_exactly_and_plot() {
     let svg = std::fs::read_to_string(&svg_path).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     // Series are drawn 2 px wide, axes and ticks 1 px.
-    assert_eq!(svg.matches("stroke-width=\"2\"").count(), 2 * 3, "one line and one legend key per input");
+    assert_eq!(
+        svg.matches("stroke-width=\"2\"").count(),
+        3 * 3,
+        "per input: its line and a two-part legend key"
+    );
     for label in ["a", "b", "merged (2)"] {
         assert!(
             svg.contains(&format!(">\n{label}\n<")) || svg.contains(&format!(">{label}<")),
@@ -153,20 +157,22 @@ fn interval_log_plots_throughput_and_p99() {
             .success()
     );
     let text = std::fs::read_to_string(&svg).unwrap();
-    assert!(
-        text.starts_with("<svg") && text.contains("Throughput per interval") && text.contains("p99 latency")
-    );
-    assert_eq!(text.matches("stroke-width=\"2\"").count(), 2, "throughput and p99 lines");
+    assert!(text.starts_with("<svg") && text.contains("Throughput per interval"));
+    assert!(text.contains("Latency per interval: p50, p99, max"));
+    for figure in ["p50", "p99", "max"] {
+        assert!(text.contains(&format!(">\nrun.hlog {figure}\n</text>")), "{figure} in the legend");
+    }
+    // 2 px: the throughput and p99 lines and their two-part legend keys.
+    assert_eq!(text.matches("stroke-width=\"2\"").count(), 2 * 3, "throughput and p99 lines");
 }
 
 #[test]
 fn compare_exit_code_flags_regressions() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, completed: u64| {
+        // One sample per answered message: a document must say so.
         let mut h = ringload::hist::new();
-        for _ in 0..1000 {
-            ringload::hist::record(&mut h, 100_000);
-        }
+        h.record_n(100_000, completed).unwrap();
         let e = ringload::hist::encode(&h);
         let doc = serde_json::json!({
             "schema_version": 1, "tool": "ringload", "transport": "tcp", "elapsed_s": 10.0,

@@ -77,6 +77,7 @@ pub fn full_report() -> Report {
             Warning::Errors { failed: 15 },
             Warning::SharedCpu,
             Warning::Interrupted,
+            Warning::NotConcurrent { overlap_s: 0.5, span_s: 2.6 },
         ],
         failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
         label: Some("lg1".into()),

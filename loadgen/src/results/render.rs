@@ -1,8 +1,15 @@
-//! Re-rendering saved results (one row each, as text, Markdown or CSV) and comparing
-//! two: throughput and the percentiles of latency from the intended send time, with
-//! the ratio of each and whether it is a regression.
+//! Re-rendering saved results, one row each, as text, Markdown or CSV, in the order of
+//! their plans (transport, then offered load, then connections, then size), with the
+//! offered rate beside the achieved one and each result's warnings.
+//!
+//! Every text from a file goes through [`super::escape`] for its format; columns are
+//! padded by hand (no `{:<w$}`, which panics past 65,535).
 
 use super::Saved;
+use super::escape;
+use crate::plan::{Model, Plan};
+use crate::report::Warning;
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 
 /// Output formats of `ringload report`.
@@ -16,175 +23,184 @@ pub enum Format {
     Csv,
 }
 
-const QUANTILES: [(&str, f64); 5] =
+pub(super) const QUANTILES: [(&str, f64); 5] =
     [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
 
-/// Renders results, one row each.
+/// A warning's short name, for a table cell.
+pub fn short(w: &Warning) -> &'static str {
+    match w {
+        Warning::ClientSaturated { .. } => "client saturated",
+        Warning::RateShortfall { .. } => "rate shortfall",
+        Warning::Errors { .. } => "errors",
+        Warning::SharedCpu => "shared CPU",
+        Warning::Interrupted => "interrupted",
+        Warning::NotConcurrent { .. } => "not concurrent",
+        Warning::LateStart { .. } => "late start",
+        Warning::TimeLimit { .. } => "time limit",
+        Warning::SizeLimit { .. } => "size limit",
+        Warning::ConnectsFailed { .. } => "connects failed",
+        Warning::ConnectionsLost { .. } => "connections lost",
+        Warning::NotEcho { .. } => "not an echo",
+        Warning::Duplicates { .. } => "duplicates",
+        Warning::NoAnswer { .. } => "no answer",
+        Warning::NoDatagramAnswered { .. } => "no datagram answered",
+    }
+}
+
+/// The order of rows: transport, then the offered load (closed loop by depth before
+/// open loop by rate), then connections, then message size; results without a plan
+/// last; the name breaks ties.
+pub fn plan_order(a: &Saved, b: &Saved) -> Ordering {
+    fn key(p: &Plan) -> (u8, f64, u32, u32, u32) {
+        let (loop_kind, load) = match p.model {
+            Model::Closed { depth } => (0, f64::from(depth)),
+            Model::Open { rate } => (1, rate),
+        };
+        (loop_kind, load, p.connections, p.size.min, p.size.max)
+    }
+    let by_plan = match (&a.doc.plan, &b.doc.plan) {
+        (Some(pa), Some(pb)) => {
+            let (ka, kb) = (key(pa), key(pb));
+            ka.0.cmp(&kb.0)
+                .then(ka.1.total_cmp(&kb.1))
+                .then(ka.2.cmp(&kb.2))
+                .then(ka.3.cmp(&kb.3))
+                .then(ka.4.cmp(&kb.4))
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    a.doc.transport.cmp(&b.doc.transport).then(by_plan).then_with(|| a.name.cmp(&b.name))
+}
+
+fn header() -> Vec<String> {
+    let mut h: Vec<String> =
+        ["result", "transport", "offered", "conns", "size", "msg/s", "errors"].map(String::from).into();
+    h.extend(QUANTILES.iter().map(|(n, _)| n.to_string()));
+    h.extend(["max".to_string(), "warnings".to_string()]);
+    h
+}
+
+/// Columns holding text (left-aligned); the rest are figures.
+const TEXT_COLUMNS: [usize; 3] = [0, 1, 13];
+
+/// One result's cells, not yet escaped.
+fn row(r: &Saved, format: Format) -> Vec<String> {
+    let csv = format == Format::Csv;
+    let (offered, conns, size) = match &r.doc.plan {
+        Some(p) => (
+            match p.model {
+                Model::Open { rate } => format!("{rate:.0}"),
+                Model::Closed { depth } if csv => format!("closed depth {depth}"),
+                Model::Closed { depth } => format!("closed ×{depth}"),
+            },
+            p.connections.to_string(),
+            if p.size.min == p.size.max {
+                p.size.min.to_string()
+            } else {
+                format!("{}..{}", p.size.min, p.size.max)
+            },
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    let mut cells =
+        vec![r.name.clone(), r.doc.transport.clone(), offered, conns, size, format!("{:.0}", r.throughput())];
+    cells.push(r.doc.failed.to_string());
+    let latency = &r.doc.latency.corrected.histogram;
+    let ns = |v: u64| if csv { v.to_string() } else { crate::report::ns(v as f64) };
+    cells.extend(QUANTILES.iter().map(|(_, q)| ns(latency.value_at_quantile(*q))));
+    cells.push(ns(latency.max()));
+    let warnings: Vec<&str> = r.doc.warnings.iter().map(|w| short(&w.warning)).collect();
+    cells.push(warnings.join(", "));
+    cells
+}
+
+/// Renders results, one row each, in [`plan_order`]; text and Markdown list each
+/// result's warnings in full under the table.
 pub fn render(results: &[Saved], format: Format) -> String {
-    let mut header = vec!["result".to_string(), "transport".into(), "msg/s".into(), "errors".into()];
-    header.extend(QUANTILES.iter().map(|(n, _)| n.to_string()));
-    header.push("max".into());
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|r| {
-            let mut row = vec![
-                r.name.clone(),
-                r.doc.transport.clone(),
-                format!("{:.0}", r.throughput()),
-                r.doc.failed.to_string(),
-            ];
-            let latency = &r.doc.latency.corrected.histogram;
-            let fmt =
-                |ns: u64| if format == Format::Csv { ns.to_string() } else { crate::report::ns(ns as f64) };
-            row.extend(QUANTILES.iter().map(|(_, q)| fmt(latency.value_at_quantile(*q))));
-            row.push(fmt(latency.max()));
-            row
-        })
-        .collect();
+    let mut sorted: Vec<&Saved> = results.iter().collect();
+    sorted.sort_by(|a, b| plan_order(a, b));
+    let rows: Vec<Vec<String>> = sorted.iter().map(|r| row(r, format)).collect();
+    let header = header();
     let mut out = String::new();
     match format {
         Format::Csv => {
-            if let Some(h) = header.first_mut() {
-                *h = "result".into();
-            }
-            let _ = writeln!(out, "{}", header.join(","));
-            for row in rows {
-                let _ = writeln!(out, "{}", row.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
-            }
-        }
-        Format::Markdown => {
-            let _ = writeln!(out, "| {} |", header.join(" | "));
-            let _ = writeln!(
-                out,
-                "|{}|",
-                header
-                    .iter()
-                    .enumerate()
-                    .map(|(i, _)| if i < 2 { "---" } else { "---:" })
-                    .collect::<Vec<_>>()
-                    .join("|")
-            );
-            for row in rows {
-                let _ = writeln!(out, "| {} |", row.join(" | "));
-            }
-        }
-        Format::Text => {
-            let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-            for row in &rows {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            let line = |cells: &[String]| {
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .enumerate()
-                    .map(|(i, (c, w))| if i < 2 { format!("{c:<w$}") } else { format!("{c:>w$}") })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
+            let line = |cells: &[String]| cells.iter().map(|c| escape::csv(c)).collect::<Vec<_>>().join(",");
             let _ = writeln!(out, "{}", line(&header));
             for row in &rows {
                 let _ = writeln!(out, "{}", line(row));
             }
         }
+        Format::Markdown => {
+            let line =
+                |cells: &[String]| cells.iter().map(|c| escape::markdown(c)).collect::<Vec<_>>().join(" | ");
+            let _ = writeln!(out, "| {} |", line(&header));
+            let align: Vec<&str> =
+                (0..header.len()).map(|i| if TEXT_COLUMNS.contains(&i) { "---" } else { "---:" }).collect();
+            let _ = writeln!(out, "|{}|", align.join("|"));
+            for row in &rows {
+                let _ = writeln!(out, "| {} |", line(row));
+            }
+            notes(&mut out, &sorted, |s| format!("- {}", escape::markdown(s)));
+        }
+        Format::Text => {
+            let escaped: Vec<Vec<String>> = std::iter::once(&header)
+                .chain(&rows)
+                .map(|r| r.iter().map(|c| escape::terminal(c).into_owned()).collect())
+                .collect();
+            let _ = write!(out, "{}", aligned(&escaped));
+            notes(&mut out, &sorted, |s| escape::terminal(s).into_owned());
+        }
     }
     out
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
-}
-
-/// One line of a comparison.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delta {
-    /// What is compared.
-    pub metric: String,
-    /// Base value.
-    pub base: f64,
-    /// New value.
-    pub new: f64,
-    /// new / base.
-    pub ratio: f64,
-    /// Worse than the tolerance allows.
-    pub regression: bool,
-}
-
-/// Compares `new` against `base`: throughput (higher is better) and each percentile
-/// (lower is better). A change for the worse beyond `tolerance` (0.05 = 5%) is a
-/// regression.
-pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Vec<Delta> {
-    let mut out = Vec::new();
-    let (b, n) = (base.throughput(), new.throughput());
-    let ratio = if b > 0.0 { n / b } else { f64::INFINITY };
-    out.push(Delta { metric: "msg/s".into(), base: b, new: n, ratio, regression: ratio < 1.0 - tolerance });
-    for (name, q) in QUANTILES {
-        let (b, n) = (
-            base.doc.latency.corrected.histogram.value_at_quantile(q) as f64,
-            new.doc.latency.corrected.histogram.value_at_quantile(q) as f64,
-        );
-        let ratio = if b > 0.0 { n / b } else { 1.0 };
-        out.push(Delta { metric: name.into(), base: b, new: n, ratio, regression: ratio > 1.0 + tolerance });
+/// Each result's warnings in full, one line each, after a blank line.
+fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
+    let lines: Vec<String> = results
+        .iter()
+        .flat_map(|r| {
+            r.doc.warnings.iter().map(move |w| format!("{}: warning: {}", r.name, w.warning.message()))
+        })
+        .collect();
+    if !lines.is_empty() {
+        out.push('\n');
+        for l in lines {
+            let _ = writeln!(out, "{}", show(&l));
+        }
     }
-    out
 }
 
-/// Renders a comparison as aligned text.
-pub fn render_compare(base: &Saved, new: &Saved, deltas: &[Delta]) -> String {
+/// Aligned columns, two spaces apart: text left, figures right. The last column is not
+/// padded.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
-    let _ = writeln!(out, "base: {}\nnew:  {}\n", base.name, new.name);
-    let _ = writeln!(out, "{:<8} {:>14} {:>14} {:>8}", "metric", "base", "new", "ratio");
-    for d in deltas {
-        let show = |v: f64| if d.metric == "msg/s" { format!("{v:.0}") } else { crate::report::ns(v) };
-        let _ = writeln!(
-            out,
-            "{:<8} {:>14} {:>14} {:>8.3}{}",
-            d.metric,
-            show(d.base),
-            show(d.new),
-            d.ratio,
-            if d.regression { "  REGRESSION" } else { "" }
-        );
+    for r in rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in r.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(width - cell.chars().count());
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if TEXT_COLUMNS.contains(&i) {
+                line.push_str(cell);
+                if i + 1 < r.len() {
+                    line.push_str(&pad);
+                }
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::results::testing::fake;
-
-    #[test]
-    fn compare_flags_twenty_not_one_percent() {
-        let base = fake("base", 100_000, 10.0, 100_000);
-        let worse = fake("worse", 80_000, 10.0, 100_000);
-        let same = fake("same", 99_000, 10.0, 100_000);
-        assert!(compare(&base, &worse, 0.05)[0].regression);
-        assert!(!compare(&base, &same, 0.05)[0].regression);
-        let slower = fake("slower", 100_000, 10.0, 130_000);
-        assert!(compare(&base, &slower, 0.05).iter().any(|d| d.metric == "p99" && d.regression));
-    }
-
-    #[test]
-    fn renders_every_format() {
-        let rs = [fake("a,1", 1000, 1.0, 50_000), fake("b", 2000, 1.0, 70_000)];
-        assert!(render(&rs, Format::Text).contains("msg/s"));
-        assert!(render(&rs, Format::Markdown).starts_with("| result"));
-        let csv = render(&rs, Format::Csv);
-        assert!(csv.contains("\"a,1\"") && csv.lines().count() == 3);
-    }
-
-    /// The errors column is `Counters::failed`: lost datagrams count.
-    #[test]
-    fn errors_column_counts_lost_datagrams() {
-        let mut r = fake("u", 1000, 1.0, 50_000);
-        r.doc.counters.lost = 5;
-        r.doc.counters.failed_messages = 2;
-        r.doc.derive();
-        let csv = render(std::slice::from_ref(&r), Format::Csv);
-        let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
-        assert_eq!(row[3], "7", "{csv}");
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::document::testing::full_report;
 use crate::hist;
+use crate::report::Warning;
 
 fn read(doc: serde_json::Value) -> Result<Saved, ResultError> {
     Saved::from_doc("x.json".into(), doc)
@@ -71,9 +72,9 @@ fn bad_documents_are_errors_not_panics() {
     };
     assert!(read(base(serde_json::json!({}))).is_ok());
     let field = |doc: serde_json::Value| match read(doc) {
-        Err(ResultError::Field { file, field, source }) => {
+        Err(ResultError::Field { file, field, cause }) => {
             assert_eq!(file, "x.json");
-            format!("{field}: {source}")
+            format!("{field}: {cause}")
         }
         other => panic!("{other:?}"),
     };
@@ -118,7 +119,7 @@ fn bad_documents_are_errors_not_panics() {
     }
     let mut missing = base(serde_json::json!({}));
     missing.as_object_mut().unwrap().remove("transport");
-    assert_eq!(field(missing), "the document: missing field `transport`");
+    assert!(field(missing).starts_with("the document: missing field `transport`"));
 }
 
 /// The whole message names the file and the field, and the cause.
@@ -193,11 +194,16 @@ fn paths(v: &serde_json::Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
+/// Everything that reads a document, on one the reader accepted (the fuzz targets'
+/// check), and a plot written to a temporary file.
 fn exercise(s: &Saved) {
-    let _ = merge(&[s.clone(), s.clone()]);
-    let _ = render(std::slice::from_ref(s), Format::Csv);
-    let _ = render(std::slice::from_ref(s), Format::Text);
-    let _ = compare(s, s, 0.05);
+    super::fuzz::exercise(s);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.svg");
+    if crate::plot::percentiles(std::slice::from_ref(s), &out).is_ok() {
+        let svg = std::fs::read_to_string(&out).unwrap();
+        assert!(!svg.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')));
+    }
 }
 
 proptest::proptest! {
@@ -230,10 +236,107 @@ proptest::proptest! {
         }
         if let Ok(s) = read(doc) {
             exercise(&s);
-            if let Ok((m, _)) = merge(&[s.clone(), s]) {
+            if let Ok((m, _)) = merge(&[s.clone(), s], false) {
                 let back = read(serde_json::to_value(&m).unwrap());
                 proptest::prop_assert!(back.is_ok(), "{back:?}");
             }
         }
+    }
+}
+
+/// A document as ringload could write it, from arbitrary figures: counts (small, or
+/// near the top), samples, times, a label with any characters, warnings.
+fn consistent_doc() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let count = prop_oneof![0..1_000u64, (u64::MAX - 8)..=u64::MAX, Just(0u64)];
+    let samples = proptest::collection::vec((1..hist::MAX_NS, 1..1_000u64), 0..20);
+    let label = "(\\PC|[\\x00-\\x1f|<>*_`\\[\\]]){0,40}";
+    let warning = prop_oneof![
+        (0.0..2.0f64).prop_map(|busy| Warning::ClientSaturated { busy }),
+        (1.0..1e6f64, 0.0..1e6f64)
+            .prop_map(|(requested, achieved)| Warning::RateShortfall { requested, achieved }),
+        any::<u64>().prop_map(|failed| Warning::Errors { failed }),
+        Just(Warning::SharedCpu),
+        Just(Warning::Interrupted),
+        (-100.0..100.0f64, 0.0..200.0f64)
+            .prop_map(|(overlap_s, span_s)| Warning::NotConcurrent { overlap_s, span_s }),
+    ];
+    (
+        proptest::array::uniform6(count),
+        samples,
+        0u64..1_000,
+        (1e-6..1e6f64, 0.0..2e9f64),
+        label,
+        proptest::collection::vec(warning, 0..4),
+    )
+        .prop_map(|(c, samples, extra_sent, (elapsed, started), label, warnings)| {
+            let mut h = hist::new();
+            for (v, n) in samples {
+                h.record_n(v, n).unwrap();
+            }
+            let e = hist::encode(&h);
+            let completed = h.len();
+            let warnings: Vec<crate::document::WarningEntry> = warnings.iter().map(Into::into).collect();
+            serde_json::json!({
+                "tool": "ringload", "schema_version": 1, "transport": "udp", "elapsed_s": elapsed,
+                "started_unix": started, "label": label, "warnings": warnings,
+                "counters": {"completed": completed, "sent": completed.saturating_add(extra_sent),
+                             "lost": c[0], "failed_messages": c[1], "mismatched_messages": c[2],
+                             "unanswered_at_end": c[3], "backlog_overflow": c[4], "bytes_echoed": c[5]},
+                "latency": {"corrected": {"histogram": e}, "service": {"histogram": e},
+                            "connect": {"histogram": hist::encode(&hist::new())}},
+            })
+        })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Item 13: a document that keeps the invariants is accepted (no false refusal),
+    /// and whatever is accepted renders in every format, compares, merges and plots.
+    #[test]
+    fn consistent_documents_are_accepted_and_render(doc in consistent_doc()) {
+        let s = read(doc);
+        proptest::prop_assert!(s.is_ok(), "{:?}", s.err().map(|e| e.to_string()));
+        exercise(&s.unwrap());
+    }
+}
+
+/// Fields that each read but together break a rule: an error naming the file and the
+/// rule, never figures that cannot all be true.
+#[test]
+fn invariants_are_errors_naming_the_rule() {
+    let good = serde_json::to_value(full_report().document()).unwrap();
+    assert!(read(good.clone()).is_ok());
+    for (edit, needle) in [
+        (
+            serde_json::json!({"counters": {"sent": 10, "completed": 2000}}),
+            "counters.completed (2000) is more than counters.sent (10)",
+        ),
+        (
+            serde_json::json!({"counters": {"sent": 5000, "completed": 2001}}),
+            "latency.corrected.histogram holds 2000 samples but counters.completed is 2001",
+        ),
+        (serde_json::json!({"elapsed_s": 0.0}), "counters.completed is 2000 but elapsed_s is 0"),
+        (serde_json::json!({"started_unix": 1e300}), "started_unix (1e300) is not a time"),
+        (
+            serde_json::json!({"plan": {"cpus": [0, 1, 2, 3, 4]}}),
+            "plan: no run has this plan: --threads: more workers than connections",
+        ),
+    ] {
+        let mut doc = good.clone();
+        for (k, v) in edit.as_object().unwrap() {
+            match v {
+                serde_json::Value::Object(fields) => {
+                    for (f, x) in fields {
+                        doc[k][f] = x.clone();
+                    }
+                }
+                v => doc[k] = v.clone(),
+            }
+        }
+        let e = read(doc).unwrap_err();
+        assert!(matches!(e, ResultError::Invariant { .. }), "{e}");
+        assert!(e.to_string().starts_with(&format!("x.json: {needle}")), "{e}");
     }
 }

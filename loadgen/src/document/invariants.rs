@@ -1,0 +1,135 @@
+//! The rules every result document keeps, whoever wrote it: what ringload's own runs
+//! and merges guarantee, checked on every document read, so a broken or edited file is
+//! an error naming the rule instead of figures that cannot all be true.
+
+use super::ResultDoc;
+use crate::hist::Hist;
+
+/// The latest `started_unix` taken for a real time (the year 5138), as `--start-at`.
+const MAX_UNIX_S: f64 = 1e11;
+
+/// A rule a document breaks. Each message names the fields and their values.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Violation {
+    /// More messages answered than sent.
+    #[error(
+        "counters.completed ({completed}) is more than counters.sent ({sent}): more answers than messages"
+    )]
+    CompletedAboveSent {
+        /// Answered.
+        completed: u64,
+        /// Sent.
+        sent: u64,
+    },
+    /// A latency histogram does not hold one sample per answered message.
+    #[error(
+        "latency.{which}.histogram holds {samples} samples but counters.completed is {completed}: every answered message has one"
+    )]
+    HistogramCount {
+        /// `corrected` or `service`.
+        which: &'static str,
+        /// Samples in the histogram.
+        samples: u64,
+        /// Answered messages.
+        completed: u64,
+    },
+    /// Percentiles that do not rise with the percentile.
+    #[error("latency.{which}: {lower} ({lower_ns} ns) is above {upper} ({upper_ns} ns)")]
+    PercentilesOutOfOrder {
+        /// The summary.
+        which: &'static str,
+        /// The lower percentile's name.
+        lower: &'static str,
+        /// Its value.
+        lower_ns: u64,
+        /// The higher percentile's name.
+        upper: &'static str,
+        /// Its value.
+        upper_ns: u64,
+    },
+    /// Answers without any measured time: every rate would be wrong.
+    #[error("counters.completed is {completed} but elapsed_s is 0: answers need a measured time")]
+    NoMeasuredTime {
+        /// Answered.
+        completed: u64,
+    },
+    /// A start time no clock gives.
+    #[error("started_unix ({0:e}) is not a time ringload writes (Unix seconds before the year 5138)")]
+    StartedUnix(f64),
+    /// A plan no run could have had (ringload validates every plan before it runs).
+    #[error("plan: no run has this plan: {0}")]
+    Plan(String),
+}
+
+impl ResultDoc {
+    /// Checks the document's invariants: completed ≤ sent (when sent is known, i.e. not
+    /// 0), one corrected and one service sample per answered message, percentiles in
+    /// order, a measured time when anything was answered, a real start time, a plan
+    /// that passes [`crate::plan::Plan::validate`].
+    pub fn check(&self) -> Result<(), Violation> {
+        let c = &self.counters;
+        if c.sent > 0 && c.completed > c.sent {
+            return Err(Violation::CompletedAboveSent { completed: c.completed, sent: c.sent });
+        }
+        for (which, h) in
+            [("corrected", &self.latency.corrected.histogram), ("service", &self.latency.service.histogram)]
+        {
+            if h.len() != c.completed {
+                return Err(Violation::HistogramCount { which, samples: h.len(), completed: c.completed });
+            }
+        }
+        for (which, s) in [
+            ("corrected", &self.latency.corrected),
+            ("service", &self.latency.service),
+            ("connect", &self.latency.connect),
+        ] {
+            ordered(which, &s.histogram)?;
+            let figures = [
+                ("min", s.min),
+                ("p50", s.p50),
+                ("p90", s.p90),
+                ("p99", s.p99),
+                ("p999", s.p999),
+                ("p9999", s.p9999),
+                ("max", s.max),
+            ];
+            in_order(which, &figures)?;
+        }
+        if c.completed > 0 && self.elapsed_s <= 0.0 {
+            return Err(Violation::NoMeasuredTime { completed: c.completed });
+        }
+        if !(0.0..MAX_UNIX_S).contains(&self.started_unix) {
+            return Err(Violation::StartedUnix(self.started_unix));
+        }
+        if let Some(plan) = &self.plan {
+            plan.validate().map_err(|e| Violation::Plan(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The histogram's own percentiles rise with the percentile.
+fn ordered(which: &'static str, h: &Hist) -> Result<(), Violation> {
+    let q = |q: f64| h.value_at_quantile(q);
+    in_order(
+        which,
+        &[
+            ("p50", q(0.5)),
+            ("p90", q(0.9)),
+            ("p99", q(0.99)),
+            ("p999", q(0.999)),
+            ("p9999", q(0.9999)),
+            ("max", h.max()),
+        ],
+    )
+}
+
+fn in_order(which: &'static str, figures: &[(&'static str, u64)]) -> Result<(), Violation> {
+    for pair in figures.windows(2) {
+        let ((lower, lower_ns), (upper, upper_ns)) = (pair[0], pair[1]);
+        if lower_ns > upper_ns {
+            return Err(Violation::PercentilesOutOfOrder { which, lower, lower_ns, upper, upper_ns });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Reading a document's fields from an untrusted file: every text and every list has a
+//! bound, checked as it is read, so a hostile file's size is not multiplied in memory
+//! (a list of a million empty strings, a 70,000-character label); and the figures a
+//! summary states must agree with its own histogram.
+//!
+//! Bounds (each generous for anything ringload writes): a label, 256 characters (what
+//! `--label` allows); a target, 4,096 bytes; the version, 64; `merged_from`, 4,096
+//! names of at most 4,096 bytes; `warnings` and `failed_checks`, 64 entries; `counters`,
+//! 256 entries. Labels are refused past the bound, not truncated: two labels cut to the
+//! same prefix would read as one run.
+
+use super::{Hist, Summary, histogram_text};
+use crate::engine::Counters;
+use serde::Deserialize;
+use serde::de::MapAccess;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use std::fmt;
+use std::marker::PhantomData;
+
+/// The longest label a document may carry, in characters.
+pub const MAX_LABEL_CHARS: usize = 256;
+/// The longest target text.
+pub const MAX_TARGET_BYTES: usize = 4096;
+/// The most results a merged document names.
+pub const MAX_MERGED: usize = 4096;
+/// The most warnings or failed checks a document lists.
+pub const MAX_NOTES: usize = 64;
+/// The most counters a document holds (known or not).
+pub const MAX_COUNTERS: usize = 256;
+
+/// A string of at most `MAX` bytes.
+pub struct Text<const MAX: usize>(pub String);
+
+impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() > MAX {
+            return Err(de::Error::custom(format_args!("{} bytes of text; at most {MAX} are read", s.len())));
+        }
+        Ok(Text(s))
+    }
+}
+
+/// A list of at most `max` entries, refused at the first one past it.
+pub fn bounded_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    max: usize,
+) -> Result<Vec<T>, D::Error> {
+    struct Bounded<T>(usize, PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a list of at most {} entries", self.0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == self.0 {
+                    return Err(de::Error::custom(format_args!("more than {} entries", self.0)));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded(max, PhantomData))
+}
+
+/// `label`: at most [`MAX_LABEL_CHARS`] characters.
+pub fn label<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(label) = Option::<String>::deserialize(d)? else { return Ok(None) };
+    let chars = label.chars().count();
+    if chars > MAX_LABEL_CHARS {
+        return Err(de::Error::custom(format_args!(
+            "{chars} characters; a label has at most {MAX_LABEL_CHARS}"
+        )));
+    }
+    Ok(Some(label))
+}
+
+/// `transport`: one of the four ringload knows.
+pub fn transport<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    const KNOWN: [&str; 4] = ["tcp", "udp", "unix", "unixgram"];
+    let t =
+        Text::<16>::deserialize(d).map_err(|_| de::Error::custom("not one of tcp, udp, unix, unixgram"))?.0;
+    if KNOWN.contains(&t.as_str()) { Ok(t) } else { Err(de::Error::unknown_variant(&t, &KNOWN)) }
+}
+
+/// `target`: at most [`MAX_TARGET_BYTES`].
+pub fn target<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Text::<MAX_TARGET_BYTES>::deserialize(d)?.0)
+}
+
+/// `version`: at most 64 bytes.
+pub fn version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Text::<64>::deserialize(d)?.0)
+}
+
+/// `merged_from`: at most [`MAX_MERGED`] names.
+pub fn merged_from<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Names(Vec<String>);
+    impl<'de> Deserialize<'de> for Names {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let names: Vec<Text<MAX_TARGET_BYTES>> = bounded_list(d, MAX_MERGED)?;
+            Ok(Names(names.into_iter().map(|t| t.0).collect()))
+        }
+    }
+    Ok(Option::<Names>::deserialize(d)?.map(|n| n.0))
+}
+
+/// `warnings`: at most [`MAX_NOTES`].
+pub fn warnings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::WarningEntry>, D::Error> {
+    bounded_list(d, MAX_NOTES)
+}
+
+/// `failed_checks`: at most [`MAX_NOTES`] of at most 1 KiB each.
+pub fn failed_checks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let checks: Vec<Text<1024>> = bounded_list(d, MAX_NOTES)?;
+    Ok(checks.into_iter().map(|t| t.0).collect())
+}
+
+/// A summary as a file states it: the figures are optional (hand-made documents may
+/// give only the histogram), and those given must agree with the histogram.
+#[derive(Deserialize)]
+pub struct StatedSummary {
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    min: Option<u64>,
+    #[serde(default)]
+    p50: Option<u64>,
+    #[serde(default)]
+    p90: Option<u64>,
+    #[serde(default)]
+    p99: Option<u64>,
+    #[serde(default)]
+    p999: Option<u64>,
+    #[serde(default)]
+    p9999: Option<u64>,
+    #[serde(default)]
+    max: Option<u64>,
+    #[serde(with = "histogram_text")]
+    histogram: Hist,
+}
+
+impl TryFrom<StatedSummary> for Summary {
+    type Error = String;
+
+    /// The summary of the histogram, once the stated count matches it and the stated
+    /// percentiles are in order (a file whose p99 lies above its max has been edited or
+    /// broken, and its histogram cannot be trusted either).
+    fn try_from(s: StatedSummary) -> Result<Summary, String> {
+        if let Some(count) = s.count {
+            if count != s.histogram.len() {
+                return Err(format!(
+                    "states count {count} but its histogram holds {} samples",
+                    s.histogram.len()
+                ));
+            }
+        }
+        let stated = [
+            ("min", s.min),
+            ("p50", s.p50),
+            ("p90", s.p90),
+            ("p99", s.p99),
+            ("p999", s.p999),
+            ("p9999", s.p9999),
+            ("max", s.max),
+        ];
+        let given: Vec<(&str, u64)> = stated.iter().filter_map(|(n, v)| v.map(|v| (*n, v))).collect();
+        for pair in given.windows(2) {
+            let ((lo_name, lo), (hi_name, hi)) = (pair[0], pair[1]);
+            if lo > hi {
+                return Err(format!(
+                    "states {lo_name} {lo} ns above {hi_name} {hi} ns: percentiles out of order"
+                ));
+            }
+        }
+        Ok(Summary::of(s.histogram))
+    }
+}
+
+/// `counters`: every entry a count (an unknown one too, so a newer ringload's counter
+/// that is not a count is still refused), at most [`MAX_COUNTERS`] entries; the known
+/// ones fill [`Counters`].
+pub fn counters<'de, D: Deserializer<'de>>(d: D) -> Result<Counters, D::Error> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(String, u64)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a map of at most {MAX_COUNTERS} counts")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((k, v)) = map.next_entry::<Text<64>, u64>()? {
+                if out.len() == MAX_COUNTERS {
+                    return Err(de::Error::custom(format_args!("more than {MAX_COUNTERS} counters")));
+                }
+                out.push((k.0, v));
+            }
+            Ok(out)
+        }
+    }
+    let all = d.deserialize_map(Entries)?;
+    let entries = serde::de::value::MapDeserializer::<_, serde::de::value::Error>::new(all.into_iter());
+    Counters::deserialize(entries).map_err(de::Error::custom)
+}
