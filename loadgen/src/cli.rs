@@ -22,8 +22,9 @@ use std::time::Duration;
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
         ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
         Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
-        regression); 2 usage or runtime error, or nothing answered; 130 interrupted (the partial\n\
-        report is printed).",
+        regression, or ratios a side's warnings make not meaningful); 2 usage or runtime error,\n\
+        or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
+        never made); 130 interrupted (the partial report is printed).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Args {
@@ -48,6 +49,13 @@ pub enum Command {
         /// Write the merged result here (default: stdout).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Merge runs whose measured windows do not overlap. Merged runs must have run
+        /// at the same time (same --start-at): the merged rate is their summed count over
+        /// one window. Without --force, runs that did not overlap are refused, saying how
+        /// far apart they were; with it they are merged, with a warning on stderr and in
+        /// the merged result.
+        #[arg(long)]
+        force: bool,
     },
     /// Re-render saved results, one row each.
     Report {
@@ -58,8 +66,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Compare NEW against BASE: throughput and percentiles with ratios; exit 1 if any
-    /// is worse than --tolerance.
+    /// Compare NEW against BASE: throughput and percentiles with ratios and each side's
+    /// warnings; exit 1 if any is worse than --tolerance, or when a side's warnings make
+    /// the ratios not meaningful.
     Compare {
         /// The baseline result.
         base: PathBuf,
@@ -70,7 +79,7 @@ pub enum Command {
         tolerance: f64,
     },
     /// Plot the latency percentile distribution of results (.json), or throughput and
-    /// p99 over time from an interval log (.hlog), as SVG.
+    /// p50/p99/max over time from interval logs (.hlog, up to 8), as SVG.
     Plot {
         /// Result files (.json), or one interval log (.hlog).
         #[arg(required = true)]
@@ -113,13 +122,13 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// The longest `--label`.
-pub const MAX_LABEL: usize = 256;
-
-/// A run's label: printable text, at most [`MAX_LABEL`] characters.
+/// A run's label: printable text, at most
+/// [`MAX_LABEL_CHARS`](crate::document::read::MAX_LABEL_CHARS) characters (what a saved
+/// result may carry).
 pub fn parse_label(text: &str) -> Result<String, String> {
-    if text.chars().count() > MAX_LABEL {
-        return Err(format!("at most {MAX_LABEL} characters"));
+    use crate::document::read::MAX_LABEL_CHARS;
+    if text.chars().count() > MAX_LABEL_CHARS {
+        return Err(format!("at most {MAX_LABEL_CHARS} characters"));
     }
     if text.chars().any(char::is_control) {
         return Err("no control characters (newlines, escapes)".into());

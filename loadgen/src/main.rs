@@ -7,7 +7,7 @@
 //! command implies. Warnings go to stderr through [`warn`], which never fails either.
 
 use anyhow::Context;
-use clap::{Args as _, CommandFactory, FromArgMatches};
+use clap::Parser;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use ringload::cli::{Args, Command, RunArgs};
@@ -21,31 +21,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-/// Flags of `merge` that [`Command::Merge`] does not have yet.
-#[derive(Debug, Default, clap::Args)]
-struct MergeExtra {
-    /// Merge runs whose measured windows do not overlap. Merged runs must have run at
-    /// the same time (same --start-at): the merged rate is their summed count over one
-    /// window. Without --force, runs that did not overlap are refused, saying how far
-    /// apart they were; with it they are merged, with a warning on stderr and in the
-    /// merged result.
-    #[arg(long)]
-    force: bool,
-}
-
-fn parse() -> (Args, MergeExtra) {
-    let matches = Args::command().mut_subcommand("merge", MergeExtra::augment_args).get_matches();
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let extra = match matches.subcommand() {
-        Some(("merge", m)) => MergeExtra::from_arg_matches(m).unwrap_or_else(|e| e.exit()),
-        _ => MergeExtra::default(),
-    };
-    (args, extra)
-}
-
 fn main() -> ExitCode {
-    let (args, extra) = parse();
-    match run(&args, &extra) {
+    let args = Args::parse();
+    match run(&args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Errors quote labels and names from files: escaped like any text from one.
@@ -69,9 +47,9 @@ fn warn(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-fn run(args: &Args, extra: &MergeExtra) -> anyhow::Result<u8> {
+fn run(args: &Args) -> anyhow::Result<u8> {
     match &args.command {
-        Some(cmd) => results_command(cmd, extra),
+        Some(cmd) => results_command(cmd),
         None => load(&args.run),
     }
 }
@@ -80,10 +58,10 @@ fn load_all(files: &[PathBuf]) -> anyhow::Result<Vec<Saved>> {
     files.iter().map(|f| Saved::load(f).map_err(anyhow::Error::from)).collect()
 }
 
-fn results_command(cmd: &Command, extra: &MergeExtra) -> anyhow::Result<u8> {
+fn results_command(cmd: &Command) -> anyhow::Result<u8> {
     match cmd {
-        Command::Merge { files, output } => {
-            let (merged, warnings) = results::merge(&load_all(files)?, extra.force)?;
+        Command::Merge { files, output, force } => {
+            let (merged, warnings) = results::merge(&load_all(files)?, *force)?;
             for w in warnings {
                 warn(&format!("warning: {}", results::escape::terminal(&w.to_string())));
             }

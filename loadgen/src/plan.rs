@@ -61,6 +61,7 @@ pub struct Plan {
     /// Check every echoed byte.
     pub verify: bool,
     /// CPUs to run load workers on (one worker each).
+    #[serde(deserialize_with = "crate::plan::bounded_cpus")]
     pub cpus: Vec<usize>,
     /// A datagram unanswered this long is lost.
     #[serde(with = "crate::plan::secs")]
@@ -171,6 +172,9 @@ impl Plan {
         if self.cpus.is_empty() {
             return Err(err("--threads/--cpus", "no CPU to run on"));
         }
+        if self.cpus.len() > MAX_CPUS {
+            return Err(err("--threads/--cpus", format!("at most {MAX_CPUS} workers")));
+        }
         if self.cpus.len() > self.connections as usize {
             return Err(err("--threads", "more workers than connections"));
         }
@@ -214,6 +218,32 @@ impl Plan {
 }
 
 /// A duration as float seconds.
+/// The most CPUs a plan names (as many load workers): what `--threads` allows.
+pub const MAX_CPUS: usize = 1024;
+
+/// Reads `cpus` from an untrusted document, refusing a list longer than [`MAX_CPUS`]
+/// before it is stored (a file of millions of entries must not cost memory).
+pub(crate) fn bounded_cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<usize>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_CPUS} CPU numbers")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<usize>, A::Error> {
+            let mut cpus = Vec::new();
+            while let Some(cpu) = seq.next_element::<usize>()? {
+                if cpus.len() == MAX_CPUS {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_CPUS} CPUs")));
+                }
+                cpus.push(cpu);
+            }
+            Ok(cpus)
+        }
+    }
+    d.deserialize_seq(Bounded)
+}
+
 pub(crate) mod secs {
     use serde::Deserialize;
     use std::time::Duration;
@@ -278,6 +308,15 @@ mod tests {
             coalesce: false,
             max_duration: Duration::from_secs(60),
         }
+    }
+
+    #[test]
+    fn a_long_cpu_list_is_refused_while_reading() {
+        let mut doc =
+            serde_json::to_value(plan(None, Model::Closed { depth: 1 }, Stop::Requests(5), None)).unwrap();
+        doc["cpus"] = (0..=MAX_CPUS).collect::<Vec<_>>().into();
+        let e = serde_json::from_value::<Plan>(doc).unwrap_err().to_string();
+        assert!(e.contains("more than 1024 CPUs"), "{e}");
     }
 
     /// A plan reads back from the document as it was written, for every kind of target,
