@@ -359,6 +359,7 @@ impl RunArgs {
             seed: self.seed,
             churn: self.churn,
             coalesce: self.coalesce,
+            intervals: self.hdr_log.is_some(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.

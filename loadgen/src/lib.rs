@@ -79,7 +79,6 @@ pub fn run_at(
     progress: Progress,
     start_at: Option<SystemTime>,
 ) -> Result<Report, RunError> {
-    let mut plan = plan;
     let mut warnings = Vec::new();
     if let Some(at) = start_at {
         match at.duration_since(SystemTime::now()) {
@@ -91,7 +90,7 @@ pub fn run_at(
     let (target, builtin_server) = match plan.target.clone() {
         Some(t) => (t, None),
         None => {
-            let (server, cpus, addr) = start_builtin(&mut plan)?;
+            let (server, cpus, addr) = start_builtin(&plan)?;
             (Target::Tcp(addr), Some((server, cpus)))
         }
     };
@@ -144,7 +143,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     let plan = &shared.plan;
     let mut counters = engine::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
-    let mut intervals: Vec<(u64, u64, hist::Hist)> = Vec::new();
+    let mut per_second: std::collections::BTreeMap<u64, (u64, Vec<&str>)> = Default::default();
     let mut load_cpu = Duration::ZERO;
     for r in results {
         counters.merge(&r.counters);
@@ -154,16 +153,14 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         let _ = connect.add(&r.connect);
         load_cpu += r.cpu;
         for (start_ns, length, h) in &r.intervals {
-            match intervals.iter_mut().find(|(s, _, _)| s == start_ns) {
-                Some((_, len, acc)) => {
-                    *len = (*len).max(*length);
-                    let _ = acc.add(h);
-                }
-                None => intervals.push((*start_ns, *length, h.clone())),
-            }
+            let (len, parts) = per_second.entry(*start_ns).or_default();
+            *len = (*len).max(*length);
+            parts.push(h);
         }
     }
-    intervals.sort_by_key(|(s, _, _)| *s);
+    // One interval at a time: decoded, added across workers, encoded again.
+    let intervals =
+        per_second.into_iter().map(|(start, (len, parts))| (start, len, sum_encoded(&parts))).collect();
     let interrupted = shared.interrupted.load(Ordering::Relaxed);
     Report {
         plan: plan.clone(),
@@ -185,6 +182,18 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     }
 }
 
+/// The sum of encoded histograms (the workers' parts of one interval), encoded. Our own
+/// encodings: decoding cannot fail, nor can adding histograms of the same bounds.
+fn sum_encoded(parts: &[&str]) -> String {
+    let mut sum = hist::new();
+    for part in parts {
+        if let Ok(h) = hist::decode(part) {
+            let _ = hist::add(&mut sum, &h);
+        }
+    }
+    hist::encode(&sum)
+}
+
 /// The window the figures cover, after the warm-up: the planned duration; or, when the
 /// run ended otherwise (request-bound, interrupted, every connection gone), up to the
 /// last answer or the moment the last connection went, whichever is later.
@@ -195,18 +204,21 @@ fn measured_window(plan: &Plan, results: &[WorkerResult], interrupted: bool) -> 
         workers_alive.clone().count() > 0 && workers_alive.clone().all(|r| r.all_gone_at.is_some());
     let gone_at = workers_alive.filter_map(|r| r.all_gone_at).max().unwrap_or(0);
     let since_warmup = |ns: u64| Duration::from_nanos(ns).saturating_sub(plan.warmup);
+    let planned = plan.duration().unwrap_or(plan.max_duration);
+    if all_gone && !interrupted {
+        return since_warmup(gone_at.max(last_answer)).min(planned);
+    }
     match plan.duration() {
-        Some(d) if !interrupted && !all_gone => d,
-        Some(d) if all_gone && !interrupted => since_warmup(gone_at.max(last_answer)).min(d),
+        Some(d) if !interrupted => d,
         _ if results.iter().any(|r| r.time_limit_hit) => plan.max_duration,
         _ => since_warmup(last_answer),
     }
 }
 
-/// Starts the built-in server on the first allowed CPU the load does not use, and moves
-/// the load off it when there are other CPUs.
+/// Starts the built-in server on the first allowed CPU the load does not use (the plan
+/// leaves it one when there are others: see `cli`), else on the first allowed CPU.
 fn start_builtin(
-    plan: &mut Plan,
+    plan: &Plan,
 ) -> Result<(ringecho::ServerHandle, Vec<usize>, std::net::SocketAddr), RunError> {
     let allowed = ringecho::sys::allowed_cpus().unwrap_or_default();
     let server_cpu =

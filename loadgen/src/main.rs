@@ -121,7 +121,10 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     // Ctrl-C, a `kill` and a closed terminal all end the run with its partial report.
+    // A second one exits at once (130), should the run not stop (a connect that hangs).
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone())
+            .context("installing signal handlers")?;
         signal_hook::flag::register(signal, interrupted.clone()).context("installing signal handlers")?;
     }
     let progress = if args.no_progress || !std::io::stderr().is_terminal() {
@@ -173,9 +176,10 @@ fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
     builder.add_comment("values in nanoseconds, from the intended send time");
     builder.with_max_value_divisor(1e6);
     let mut log = builder.begin_log_with(f, &mut serializer)?;
-    for (start_ns, length_ns, h) in &report.intervals {
+    for (start_ns, length_ns, encoded) in &report.intervals {
+        let h = ringload::hist::decode(encoded).context("an interval of our own")?;
         let start = std::time::Duration::from_nanos(*start_ns);
-        log.write_histogram(h, start, std::time::Duration::from_nanos(*length_ns), None)
+        log.write_histogram(&h, start, std::time::Duration::from_nanos(*length_ns), None)
             .map_err(|e| anyhow::anyhow!("writing an interval: {e}"))?;
     }
     Ok(())

@@ -86,6 +86,9 @@ pub struct Plan {
     /// (`--requests`) against a target that stops answering still ends.
     #[serde(default = "default_max_duration", with = "crate::plan::secs")]
     pub max_duration: Duration,
+    /// Keep a latency histogram per second (for `--hdr-log`); not part of a result.
+    #[serde(skip)]
+    pub intervals: bool,
 }
 
 /// The default `--max-duration`: five minutes.
@@ -108,6 +111,9 @@ pub struct PlanError {
 fn err(flag: &'static str, problem: impl Into<String>) -> PlanError {
     PlanError { flag, problem: problem.into() }
 }
+
+/// The lowest open-loop rate: one message in about 17 minutes.
+pub const MIN_RATE: f64 = 0.001;
 
 /// The longest measured duration (`--duration`): 30 days.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -155,8 +161,8 @@ impl Plan {
             Model::Closed { depth } if depth == 0 || depth > 65_536 => {
                 return Err(err("--depth", "must be between 1 and 65536"));
             }
-            Model::Open { rate } if !(rate.is_finite() && rate > 0.0 && rate <= 1e9) => {
-                return Err(err("--rate", "must be a positive number of messages per second"));
+            Model::Open { rate } if !(rate.is_finite() && (MIN_RATE..=1e9).contains(&rate)) => {
+                return Err(err("--rate", "between 0.001 and 1e9 messages per second"));
             }
             _ => {}
         }
@@ -307,6 +313,7 @@ mod tests {
             churn,
             coalesce: false,
             max_duration: Duration::from_secs(60),
+            intervals: false,
         }
     }
 

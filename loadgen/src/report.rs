@@ -30,8 +30,9 @@ pub struct Report {
     pub service: Hist,
     /// Connection set-up times.
     pub connect: Hist,
-    /// Per-second latency histograms (start and length, ns since the run began).
-    pub intervals: Vec<(u64, u64, Hist)>,
+    /// Per-second latency histograms, encoded (start and length, ns since the run
+    /// began); kept only when the plan asks for them (`--hdr-log`).
+    pub intervals: Vec<(u64, u64, String)>,
     /// CPU time the load workers used.
     pub load_cpu: Duration,
     /// Wall time the load workers ran (warm-up, measure and drain).

@@ -37,7 +37,8 @@ pub(crate) fn judge(report: &mut Report, results: &[WorkerResult]) {
     if datagram && c.duplicates > 0 {
         found.push(Warning::Duplicates { duplicates: c.duplicates });
     }
-    if c.completed == 0 && !interrupted && made > 0 {
+    // Something must have been sent for "answered none" to blame the target.
+    if c.completed == 0 && c.sent > 0 && !interrupted && made > 0 {
         found.push(if datagram {
             Warning::NoDatagramAnswered { lost: c.lost }
         } else {

@@ -181,10 +181,11 @@ fn datagrams_dropped_for_their_size_are_named() {
             out.push(d.to_vec());
         }
     });
+    // A timeout long enough that no answered datagram is taken for lost on a busy machine.
     let r = run(plan(Some(Target::Udp(addr)), |p| {
         p.size = SizeSpec { min: 64, max: 2000 };
-        p.udp_timeout = Duration::from_millis(100);
-        p.stop = Stop::Duration(Duration::from_millis(800));
+        p.udp_timeout = Duration::from_millis(500);
+        p.stop = Stop::Duration(Duration::from_millis(2500));
     }));
     let limit = r.warnings.iter().find_map(|w| match w {
         Warning::SizeLimit { answered_max, lost_min } => Some((*answered_max, *lost_min)),
@@ -194,8 +195,8 @@ fn datagrams_dropped_for_their_size_are_named() {
     assert!(answered_max <= 1000 && lost_min > 1000, "{answered_max} {lost_min}");
     let r = run(plan(Some(Target::Udp(addr)), |p| {
         p.size = SizeSpec { min: 2000, max: 2000 };
-        p.udp_timeout = Duration::from_millis(100);
-        p.stop = Stop::Duration(Duration::from_millis(400));
+        p.udp_timeout = Duration::from_millis(500);
+        p.stop = Stop::Duration(Duration::from_millis(1500));
     }));
     assert!(has(&r, |w| matches!(w, Warning::NoDatagramAnswered { .. })), "{:?}", r.warnings);
     assert!(r.text().contains("size limit"), "{}", r.text());
@@ -233,10 +234,11 @@ fn open_loop_sends_one_message_per_send() {
     if !uring_available() {
         return;
     }
+    // One connection at 200k/s: several messages fall due between two wake-ups.
     let open = |coalesce| {
         run(plan(None, |p| {
-            p.connections = 2;
-            p.model = Model::Open { rate: 50_000.0 };
+            p.connections = 1;
+            p.model = Model::Open { rate: 200_000.0 };
             p.coalesce = coalesce;
             p.stop = Stop::Duration(Duration::from_millis(700));
         }))
@@ -248,7 +250,7 @@ fn open_loop_sends_one_message_per_send() {
     assert!(r.text().contains("1.00 messages per send"), "{}", r.text());
     let r = open(true);
     let c = r.counters;
-    assert!(c.sends <= c.completed + c.warmup_completed + c.failed(), "{c:?}");
+    assert!(c.sends < c.completed + c.warmup_completed + c.failed(), "--coalesce joins due messages: {c:?}");
 }
 
 /// `tcp://localhost:PORT` reaches a server on either family the name resolves to (on

@@ -117,15 +117,20 @@ fn shutdown_with_no_clients_is_prompt(backend: Backend) {
     }
     args.extend(["--metrics", "127.0.0.1:0", "--stats", "1s"]);
     let listeners = args.iter().filter(|a| a.starts_with("--") && **a != "--stats").count();
-    for _ in 0..3 {
-        let server = Binary::start_on(backend, &args, listeners);
-        let t0 = Instant::now();
-        server.signal(libc::SIGTERM);
-        let (code, _) = server.wait(Duration::from_secs(10));
-        let took = t0.elapsed();
-        assert_eq!(code, Some(0));
-        assert!(took < Duration::from_millis(500), "{}: shutdown took {took:?}", backend.name());
-    }
+    // The fastest of three: a hidden one-second wait shows in every one, scheduler noise
+    // on a loaded machine does not.
+    let fastest = (0..3)
+        .map(|_| {
+            let server = Binary::start_on(backend, &args, listeners);
+            let t0 = Instant::now();
+            server.signal(libc::SIGTERM);
+            let (code, _) = server.wait(Duration::from_secs(10));
+            assert_eq!(code, Some(0));
+            t0.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(fastest < Duration::from_millis(500), "{}: shutdown took {fastest:?}", backend.name());
 }
 
 /// SIGHUP ends the server like SIGTERM (drain, totals, exit 0), and the socket files it

@@ -82,10 +82,17 @@ fn metrics_match_stats(backend: Backend) {
     let idle: Vec<_> = (0..50).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
     let mut trickler = std::net::TcpStream::connect(addr).unwrap();
     trickler.write_all(b"GET /metr").unwrap();
-    let t0 = Instant::now();
-    let (head, _) = get(addr, "/metrics");
-    assert!(head.starts_with("HTTP/1.1 200"));
-    assert!(t0.elapsed() < Duration::from_millis(500), "a scrape behind idle ones took {:?}", t0.elapsed());
+    // The fastest of three: a scrape that waited for the idle ones would take 2 s each.
+    let fastest = (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            let (head, _) = get(addr, "/metrics");
+            assert!(head.starts_with("HTTP/1.1 200"));
+            t0.elapsed()
+        })
+        .min()
+        .unwrap();
+    assert!(fastest < Duration::from_millis(500), "a scrape behind idle ones took {fastest:?}");
     drop(idle);
 }
 

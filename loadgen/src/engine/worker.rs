@@ -36,7 +36,7 @@ const CANCEL_WAIT: Duration = Duration::from_secs(2);
 pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, RunError> {
     let shared = args.shared;
     let mut clock = Clock::new(shared, args.index, args.workers);
-    let mut rec = Recorder::new(args.index);
+    let mut rec = Recorder::new(args.index, shared.plan.intervals);
     // The ring first: it must be made on this thread, and a failure still meets the
     // barrier below.
     let ring = new_ring(T::BUFFERS);
@@ -84,6 +84,9 @@ fn connect_all<T: Transport>(
     let mut conns = Vec::new();
     let mut first_error = None;
     for i in 0..args.conns {
+        if args.shared.interrupted.load(Ordering::Relaxed) {
+            break; // Ctrl-C while connecting: meet the others at the barrier, then stop
+        }
         let t0 = Instant::now();
         match T::connect(args.shared, args.first_conn + i) {
             Ok(conn) => {

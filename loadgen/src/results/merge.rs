@@ -78,19 +78,21 @@ fn windows(results: &[Saved]) -> Option<Windows> {
     if results.iter().any(|r| r.doc.started_unix <= 0.0) {
         return None;
     }
-    let end = |r: &Saved| r.doc.started_unix + r.doc.elapsed_s;
+    // The measured window begins after the warm-up; `started_unix` is the run's start.
+    let start = |r: &Saved| r.doc.started_unix + r.doc.plan.as_ref().map_or(0.0, |p| p.warmup.as_secs_f64());
+    let end = |r: &Saved| start(r) + r.doc.elapsed_s;
     let by = |f: &dyn Fn(&Saved) -> f64, later: bool| {
         (0..results.len())
             .reduce(|a, b| if (f(&results[b]) > f(&results[a])) == later { b } else { a })
             .unwrap_or(0)
     };
     let first_end = by(&end, false);
-    let last_start = by(&|r: &Saved| r.doc.started_unix, true);
-    let first_start = by(&|r: &Saved| r.doc.started_unix, false);
+    let last_start = by(&start, true);
+    let first_start = by(&start, false);
     let last_end = by(&end, true);
     Some(Windows {
-        overlap_s: end(&results[first_end]) - results[last_start].doc.started_unix,
-        span_s: end(&results[last_end]) - results[first_start].doc.started_unix,
+        overlap_s: end(&results[first_end]) - start(&results[last_start]),
+        span_s: end(&results[last_end]) - start(&results[first_start]),
         first_end,
         last_start,
     })
@@ -190,6 +192,9 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.exit_code = if counters.completed == 0 { 2 } else { 0 };
     doc.derive();
     doc.warnings = carried_warnings(results, &doc, &warnings).iter().map(WarningEntry::from).collect();
+    if doc.warnings.iter().any(|w| w.warning.is_failure()) {
+        doc.exit_code = 2;
+    }
     Ok((doc, warnings))
 }
 
@@ -238,6 +243,15 @@ fn carried_warnings(results: &[Saved], merged: &ResultDoc, said: &[MergeWarning]
     });
     let carried = || inputs().find(|w| matches!(w, Warning::NotConcurrent { .. })).cloned();
     out.extend(not_concurrent.or_else(carried));
+    // What one input said about itself holds for the merge: a failed run (not an echo,
+    // connections lost, ...) makes a failed merge; its limits and late start stay said.
+    for w in inputs() {
+        let own = w.is_failure()
+            || matches!(w, Warning::TimeLimit { .. } | Warning::SizeLimit { .. } | Warning::LateStart { .. });
+        if own && !out.contains(w) {
+            out.push(w.clone());
+        }
+    }
     out
 }
 
@@ -396,5 +410,19 @@ mod tests {
             got,
             [Warning::ClientSaturated { busy: 0.97 }, Warning::Errors { failed: 3 }, Warning::SharedCpu]
         );
+        assert_eq!(m.exit_code, 0);
+    }
+
+    /// A failed input (here: connections lost) makes a failed merge (exit 2), its failure
+    /// said again.
+    #[test]
+    fn a_failed_input_fails_the_merge() {
+        let a = fake("a", 1000, 10.0, 50_000);
+        let mut b = fake("b", 1000, 10.0, 50_000);
+        let lost = Warning::ConnectionsLost { conns_lost: 2, connections: 4 };
+        b.doc.warnings.push((&lost).into());
+        let (m, _) = merge(&[a, b], false).unwrap();
+        assert!(m.warnings.iter().any(|w| w.warning == lost), "{:?}", m.warnings);
+        assert_eq!(m.exit_code, 2);
     }
 }

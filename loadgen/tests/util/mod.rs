@@ -34,6 +34,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         churn: None,
         coalesce: false,
         max_duration: std::time::Duration::from_secs(60),
+        intervals: false,
     };
     tweak(&mut p);
     p.validate().unwrap();

@@ -5,11 +5,11 @@
 //! Every backend supplies an [`Engine`]: one worker body, run on a thread of its own per
 //! worker, which
 //! - serves the [`Listener`]s of its [`WorkerSetup`] in their mode, following the echo
-//!   rules of [`crate::policy`] (admission, datagram verdicts, error classes, the source
-//!   pattern, close reasons) and nothing else;
+//!   rules of [`crate::policy`] (admission through [`Shared::admission`], datagram
+//!   verdicts, error classes, the source pattern, close reasons) and nothing else;
 //! - says on [`Ready`] once it serves (or why it cannot), before it serves;
 //! - publishes its counters into its slot of [`Shared::stats`] at least every
-//!   [`PUBLISH_EVERY`] and before the peer of a closing connection can observe the close;
+//!   [`PUBLISH_EVERY`] (readers wait for a figure, never assume it is there at once);
 //! - on [`Shared::shutdown`] (its `wake` eventfd is signalled) stops accepting and
 //!   receiving datagrams, lets open connections finish until the drain timeout, closes the
 //!   rest as `drain_closed`, and returns;
@@ -79,6 +79,13 @@ pub(crate) struct Shared {
     /// Set when shutdown begins; each worker's `wake` is signalled after.
     pub shutdown: AtomicBool,
     pub stats: StatsRegistry,
+}
+
+impl Shared {
+    /// `--max-conns` over the whole process.
+    pub fn admission(&self) -> crate::policy::Admission<'_> {
+        crate::policy::Admission::new(&self.open_conns, self.config.max_conns)
+    }
 }
 
 /// What a worker is given.

@@ -177,8 +177,8 @@ impl<'a> Worker<'a> {
 
     /// `--max-conns` over the process (borrows the set-up, not the worker).
     fn admission(&self) -> Admission<'a> {
-        let setup = self.setup;
-        Admission::new(&setup.shared.open_conns, setup.shared.config.max_conns)
+        let setup: &'a WorkerSetup = self.setup;
+        setup.shared.admission()
     }
 
     fn publish(&mut self) {

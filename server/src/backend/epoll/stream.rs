@@ -304,9 +304,9 @@ impl Worker<'_> {
             }
             match conn.read_once(pool, free, c, max, now) {
                 Got::Some => {}
-                // Nothing more to read: stop, unless echoes are still to be written.
-                Got::Nothing if conn.queue.is_empty() || conn.mode != Mode::Echo => break,
-                Got::Nothing => {}
+                // Nothing more to read. Echoes still queued mean the write above blocked
+                // (it empties the queue otherwise): writability brings the connection back.
+                Got::Nothing => break,
                 Got::Paused => break,
                 Got::Starved => {
                     starved = true;

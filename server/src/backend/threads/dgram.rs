@@ -86,7 +86,9 @@ fn dgram_loop(
                 continue;
             }
             Err(_) => {
+                // A receive that keeps failing must not spin.
                 local.err_other += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
                 continue;
             }
         };

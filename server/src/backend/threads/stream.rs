@@ -3,7 +3,7 @@
 
 use super::{FLUSH_EVERY, POLL, State, timed_out};
 use crate::config::Mode;
-use crate::policy::{self, Admission, CloseReason, SOURCE_CHUNK};
+use crate::policy::{self, CloseReason, SOURCE_CHUNK};
 use crate::stats::Counters;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -32,10 +32,6 @@ impl Conn for std::os::unix::net::UnixStream {
     }
 }
 
-fn admission(state: &State) -> Admission<'_> {
-    Admission::new(&state.shared.open_conns, state.shared.config.max_conns)
-}
-
 pub(super) fn accept_loop(state: &Arc<State>, mode: Mode, accept: impl Fn() -> io::Result<Box<dyn Conn>>) {
     // The listener's receive timeout makes accept() return every POLL.
     let mut local = Counters::default();
@@ -43,7 +39,7 @@ pub(super) fn accept_loop(state: &Arc<State>, mode: Mode, accept: impl Fn() -> i
     while !state.stopping() {
         match accept() {
             Ok(conn) => {
-                let admitted = admission(state).admit(false, &mut local);
+                let admitted = state.shared.admission().admit(false, &mut local);
                 if admitted {
                     state.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -60,7 +56,7 @@ pub(super) fn accept_loop(state: &Arc<State>, mode: Mode, accept: impl Fn() -> i
                     Ok(h) => conns.push(h),
                     Err(_) => {
                         local.err_other += 1;
-                        admission(state).release(CloseReason::Error, &mut local);
+                        state.shared.admission().release(CloseReason::Error, &mut local);
                         state.flush_closing(&mut local, true);
                     }
                 }
@@ -92,7 +88,7 @@ fn serve_conn(state: &State, mode: Mode, mut conn: Box<dyn Conn>) {
     let _ = conn.set_timeouts(POLL);
     let mut local = Counters::default();
     let reason = serve(state, mode, &mut *conn, &mut local);
-    admission(state).release(reason, &mut local);
+    state.shared.admission().release(reason, &mut local);
     drop(conn);
     state.flush_closing(&mut local, true);
 }

@@ -17,7 +17,6 @@ mod stream;
 use crate::backend::contract::{Engine, Family, Ready, Shared, Started, Transport, WorkerSetup};
 use crate::config::Config;
 use crate::error::ServerWarning;
-use crate::policy::Admission;
 use crate::ring::UringError;
 use crate::stats::Counters;
 use std::cell::RefCell;
@@ -77,13 +76,9 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn admission(&self) -> Admission<'_> {
-        Admission::new(&self.shared.open_conns, self.shared.config.max_conns)
-    }
-
     /// Takes a connection in, or refuses it past `--max-conns`.
     fn admit(&self) -> bool {
-        let admitted = self.admission().admit(false, &mut self.tally.borrow_mut());
+        let admitted = self.shared.admission().admit(false, &mut self.tally.borrow_mut());
         if admitted {
             *self.open.borrow_mut() += 1;
         }
@@ -93,7 +88,7 @@ impl Ctx {
     /// Counts a connection out, with its reason, and publishes at once (before the peer
     /// can see the close).
     fn release(&self, reason: crate::policy::CloseReason) {
-        self.admission().release(reason, &mut self.tally.borrow_mut());
+        self.shared.admission().release(reason, &mut self.tally.borrow_mut());
         *self.open.borrow_mut() -= 1;
         self.publish();
     }

@@ -34,6 +34,9 @@ pub(super) struct Conn {
     pub phase: Phase,
     /// What the connection does (its listener's mode).
     pub mode: Mode,
+    /// Large replies may go as SEND_ZC (the kernel has it, and the socket is TCP: Unix
+    /// sockets have no zero-copy send).
+    pub zc: bool,
     /// `source` mode: bytes of the pattern sent so far.
     pub source_offset: u64,
     /// `source` mode: a send of the pattern is in flight.
@@ -69,12 +72,13 @@ pub(super) enum RecvAction {
 
 impl Conn {
     /// Makes a free slot an open connection.
-    pub fn open(&mut self, mode: Mode, now: Instant) {
+    pub fn open(&mut self, mode: Mode, zc: bool, now: Instant) {
         debug_assert_eq!(self.phase, Phase::Free);
         *self = Conn {
             generation: self.generation,
             phase: Phase::Open,
             mode,
+            zc,
             last_active: Some(now),
             ..Conn::default()
         };
@@ -156,7 +160,7 @@ mod tests {
         #[test]
         fn bound_order_and_buffers(evs in proptest::collection::vec(ev(), 1..300)) {
             let mut c = Conn::default();
-            c.open(Mode::Echo, Instant::now());
+            c.open(Mode::Echo, false, Instant::now());
             let mut next_bid = 0u16;
             let mut limit_left: Option<u32> = None;
             let mut sent_order = Vec::new();
@@ -209,7 +213,7 @@ mod tests {
     #[test]
     fn in_flight_chunk_is_not_taken() {
         let mut c = Conn::default();
-        c.open(Mode::Echo, Instant::now());
+        c.open(Mode::Echo, false, Instant::now());
         c.queue.push(Buf::for_test(1), 10);
         c.queue.push(Buf::for_test(2), 10);
         let front = c.queue.start_send().map(|ch| (ch.buf.id(), ch.offset, ch.len));
@@ -232,7 +236,7 @@ mod tests {
     #[test]
     fn pause_without_limits_cancels() {
         let mut c = Conn::default();
-        c.open(Mode::Echo, Instant::now());
+        c.open(Mode::Echo, false, Instant::now());
         assert_eq!(c.recv_action(100, 50, false), RecvAction::Arm(None));
         c.recv_armed = true;
         c.queue.push(Buf::for_test(0), 100);

@@ -57,16 +57,23 @@ impl Worker<'_> {
     }
 
     pub(super) fn on_dgram_recv(&mut self, listener: usize, res: i32, flags: u32, more: bool) {
-        let buf = match cqueue::buffer_select(flags) {
-            Some(bid) => match self.buffers.take(bid, &mut self.counters) {
-                Some(buf) => Some(buf),
-                None => return,
-            },
-            None => None,
-        };
         if !more {
             self.dgram[listener].armed = false;
         }
+        let buf = match cqueue::buffer_select(flags) {
+            Some(bid) => match self.buffers.take(bid, &mut self.counters) {
+                Some(buf) => Some(buf),
+                None => {
+                    // Not a buffer we can trust: the datagram is ignored; a receive that
+                    // ended is re-armed at the next tick.
+                    if !more && !self.backoff.contains(&listener) {
+                        self.backoff.push(listener);
+                    }
+                    return;
+                }
+            },
+            None => None,
+        };
         match (res, buf) {
             (n, Some(buf)) if n >= 0 => self.on_datagram(listener, buf, n as u32),
             (n, buf) => {

@@ -7,7 +7,7 @@
 use super::conn::{Conn, Phase, RecvAction};
 use super::token::{Kind, Token};
 use super::worker::{AcceptState, Worker};
-use crate::backend::contract::Transport;
+use crate::backend::contract::{Family, Transport, WorkerSetup};
 use crate::config::Mode;
 use crate::policy::{self, Admission, CloseReason};
 use crate::ring;
@@ -27,8 +27,8 @@ const ZC_REPORT_USAGE: u16 = 8;
 impl<'a> Worker<'a> {
     /// `--max-conns` over the process (borrows the set-up, not the worker).
     fn admission(&self) -> Admission<'a> {
-        let setup = self.setup;
-        Admission::new(&setup.shared.open_conns, setup.shared.config.max_conns)
+        let setup: &'a WorkerSetup = self.setup;
+        setup.shared.admission()
     }
 
     /// Arms the listener's accept: multishot while the descriptor table has plenty of
@@ -107,6 +107,7 @@ impl<'a> Worker<'a> {
         let draining = self.draining.is_some();
         let admitted = self.admission().admit(draining, &mut self.counters);
         let mode = self.setup.listeners[listener].mode;
+        let zc = self.send_zc && self.setup.listeners[listener].family != Family::Unix;
         let now = self.now;
         let Some(conn) = self.conns.get_mut(slot as usize) else {
             // Cannot happen (the table is ours); close the descriptor all the same.
@@ -120,7 +121,7 @@ impl<'a> Worker<'a> {
             return;
         };
         if admitted {
-            conn.open(mode, now);
+            conn.open(mode, zc, now);
             self.open += 1;
             self.progress(slot);
         } else {
@@ -328,7 +329,7 @@ impl<'a> Worker<'a> {
         let generation = conn.generation;
         let Some(chunk) = conn.queue.start_send() else { return };
         let ptr = self.buffers.data(&chunk.buf, chunk.offset, chunk.len);
-        let zc = zc_threshold.is_some_and(|t| chunk.len >= t);
+        let zc = conn.zc && zc_threshold.is_some_and(|t| chunk.len >= t);
         let kind = if zc { Kind::SendZc } else { Kind::Send };
         let token = Token { kind, slot, generation, bid: chunk.buf.id() }.encode();
         let fd = types::Fixed(slot);

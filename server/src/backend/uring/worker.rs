@@ -68,7 +68,7 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     }
     let started = Started { detail: Some(format!("ring {:?}", ring.task_run())) };
     let (driver, buf_ring) = ring.split();
-    let mut worker = Worker::new(&setup, driver, Buffers::new(buf_ring), table, features.recv_total_limit);
+    let mut worker = Worker::new(&setup, driver, Buffers::new(buf_ring), table, features);
     ready.serving(started);
 
     let mut warnings = Vec::new();
@@ -87,8 +87,12 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
         ring.leak();
     } else {
         // Every operation has completed: a buffer still lent or deferred is a lost one.
+        // (Queued ones remain only after an error exit; they go with the ring.)
         let lost = worker.buffers.abandon();
         worker.counters.buf_errors += lost;
+        for conn in &mut worker.conns {
+            conn.queue.forget_all();
+        }
         worker.publish();
     }
     warnings
@@ -142,6 +146,8 @@ pub(super) struct Worker<'a> {
     tick_spec: Box<types::Timespec>,
     /// The kernel ends multishot receives at a byte limit (exact per-connection bound).
     pub limits: bool,
+    /// The kernel has SEND_ZC (`--zc-threshold` is ignored otherwise).
+    pub send_zc: bool,
     /// `finish` has cancelled everything: nothing re-arms itself any more.
     finishing: bool,
     /// The first push the ring refused: the loop stops after this turn.
@@ -154,7 +160,7 @@ impl<'a> Worker<'a> {
         driver: Driver<'a>,
         buffers: Buffers<'a>,
         table: u32,
-        limits: bool,
+        features: Features,
     ) -> Worker<'a> {
         let now = Instant::now();
         Worker {
@@ -174,7 +180,8 @@ impl<'a> Worker<'a> {
             draining: None,
             wake_buf: Box::new(0),
             tick_spec: Box::new(types::Timespec::from(TICK)),
-            limits,
+            limits: features.recv_total_limit,
+            send_zc: features.send_zc,
             finishing: false,
             push_error: None,
         }
