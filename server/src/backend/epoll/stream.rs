@@ -95,6 +95,19 @@ fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
 }
 
+/// What a failed write means: `None` to try again (interrupted), `Blocked` when the socket
+/// is full, `Failed` (counted) for a socket error.
+fn write_ended(e: &io::Error, c: &mut Counters) -> Option<Wrote> {
+    if would_block(e) {
+        Some(Wrote::Blocked)
+    } else if interrupted(e) {
+        None
+    } else {
+        policy::count_error(c, e);
+        Some(Wrote::Failed)
+    }
+}
+
 fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
@@ -110,11 +123,10 @@ impl Conn {
                     policy::count_sent(c, n);
                     self.last_active = now;
                 }
-                Err(e) if would_block(&e) => return Wrote::Blocked,
-                Err(e) if interrupted(&e) => {}
                 Err(e) => {
-                    policy::count_error(c, &e);
-                    return Wrote::Failed;
+                    if let Some(end) = write_ended(&e, c) {
+                        return end;
+                    }
                 }
             }
         }
@@ -145,11 +157,10 @@ impl Conn {
                         self.queue[0].1 += n;
                     }
                 }
-                Err(e) if would_block(&e) => return Wrote::Blocked,
-                Err(e) if interrupted(&e) => {}
                 Err(e) => {
-                    policy::count_error(c, &e);
-                    return Wrote::Failed;
+                    if let Some(end) = write_ended(&e, c) {
+                        return end;
+                    }
                 }
             }
         }
