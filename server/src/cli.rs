@@ -80,6 +80,23 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_u32_size)]
     pub buffer_size: u32,
 
+    /// Provided buffers per worker for datagram listeners (uring backend; a power of two).
+    /// They are mapped only when a datagram listener exists, and a buffer's memory is
+    /// touched only as far as datagrams fill it.
+    #[arg(long, value_name = "N", default_value_t = Config::default().dgram_buffers)]
+    pub dgram_buffers: u32,
+
+    /// The largest datagram (or UDP GRO batch) echoed, e.g. 9000. Default: every datagram
+    /// the listener can receive (65,507 B over IPv4, 65,527 B over IPv6, the socket's send
+    /// limit for Unix datagrams). Larger ones are dropped and counted as truncated.
+    #[arg(long, value_name = "SIZE", value_parser = parse_u32_size)]
+    pub dgram_buffer_size: Option<u32>,
+
+    /// Do not ask the kernel to batch UDP datagrams (UDP_GRO) and echo each batch with one
+    /// segmented send (UDP_SEGMENT). Batching is used by the uring and epoll backends.
+    #[arg(long)]
+    pub no_gro: bool,
+
     /// Most bytes one connection may hold received but not yet echoed; past it, the server
     /// stops reading from that connection until its queue drains.
     #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = parse_u32_size)]
@@ -259,6 +276,9 @@ impl Args {
             workers: self.workers,
             buffers: self.buffers,
             buffer_size: self.buffer_size,
+            dgram_buffers: self.dgram_buffers,
+            dgram_buffer_size: self.dgram_buffer_size,
+            gro: !self.no_gro,
             max_conn_buffer: self.max_conn_buffer,
             max_conns: self.max_conns,
             idle_timeout: self.idle_timeout,
@@ -280,6 +300,25 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("ringecho").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn datagram_flags() {
+        let c = parse(&[
+            "--udp",
+            "127.0.0.1:0",
+            "--dgram-buffers",
+            "64",
+            "--dgram-buffer-size",
+            "9000",
+            "--no-gro",
+        ])
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert_eq!((c.dgram_buffers, c.dgram_buffer_size, c.gro), (64, Some(9000), false));
+        let e = parse(&["--dgram-buffers", "3"]).unwrap().to_config().unwrap_err().to_string();
+        assert!(e.contains("--dgram-buffers"), "{e}");
     }
 
     #[test]
@@ -306,6 +345,7 @@ mod tests {
         .unwrap();
         let c = a.to_config().unwrap();
         assert_eq!(c.buffer_size, 4096);
+        assert_eq!((c.dgram_buffers, c.dgram_buffer_size, c.gro), (256, None, true), "datagram defaults");
         assert_eq!(c.cpus, Cpus::List(vec![0]));
         assert_eq!(c.idle_timeout, Some(Duration::from_millis(500)));
         assert_eq!(c.listen.len(), 2);

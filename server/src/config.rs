@@ -113,7 +113,21 @@ impl Backend {
     pub fn has_unix_datagram(self) -> bool {
         self != Backend::TokioUring
     }
+
+    /// Whether it splits UDP GRO batches into their datagrams and echoes each batch with
+    /// one segmented send. Only such a backend may turn UDP_GRO on.
+    pub fn handles_gro(self) -> bool {
+        matches!(self, Backend::Uring | Backend::Epoll)
+    }
 }
+
+/// The largest UDP payload over IPv4 (65,535 − 20 − 8).
+pub const MAX_UDP4_PAYLOAD: u32 = 65_507;
+/// The largest UDP payload over IPv6 without jumbograms (65,535 − 8).
+pub const MAX_UDP6_PAYLOAD: u32 = 65_527;
+/// The most `--dgram-buffer-size` may ask for: room for a Unix datagram with the largest
+/// send buffer a system would plausibly allow.
+pub const MAX_DGRAM_BUFFER_SIZE: u32 = 16 << 20;
 
 /// Which CPUs the workers run on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -174,6 +188,17 @@ pub struct Config {
     pub buffers: u32,
     /// Bytes per provided buffer.
     pub buffer_size: u32,
+    /// Provided buffers per worker for datagram listeners (the `uring` backend; a power of
+    /// two, at most 32768). Unused when no datagram listener exists.
+    pub dgram_buffers: u32,
+    /// The largest datagram (or GRO train) received whole, in bytes; `None` means the
+    /// largest any datagram listener can get (65,507 B over IPv4, 65,527 B over IPv6, the
+    /// socket's send limit for Unix datagrams). Independent of `buffer_size`, a stream
+    /// setting.
+    pub dgram_buffer_size: Option<u32>,
+    /// Ask the kernel to batch UDP datagrams (UDP_GRO) and echo each batch with one send
+    /// (UDP_SEGMENT), on the backends that can.
+    pub gro: bool,
     /// Most bytes a connection may hold received but not yet echoed.
     pub max_conn_buffer: u32,
     /// Most open connections in the whole process; further ones are closed at once.
@@ -204,6 +229,9 @@ impl Default for Config {
             workers: None,
             buffers: 1024,
             buffer_size: 16 * 1024,
+            dgram_buffers: 256,
+            dgram_buffer_size: None,
+            gro: true,
             max_conn_buffer: 256 * 1024,
             max_conns: 65_536,
             idle_timeout: None,
@@ -273,6 +301,23 @@ impl Config {
         }
         if u64::from(self.buffers) * u64::from(self.buffer_size) > 1 << 34 {
             return Err(invalid("--buffers", "buffers × buffer size exceeds 16 GiB per worker"));
+        }
+        if !self.dgram_buffers.is_power_of_two() || !(2..=32_768).contains(&self.dgram_buffers) {
+            return Err(invalid(
+                "--dgram-buffers",
+                format!("{} is not a power of two between 2 and 32768", self.dgram_buffers),
+            ));
+        }
+        if let Some(size) = self.dgram_buffer_size {
+            if !(1..=MAX_DGRAM_BUFFER_SIZE).contains(&size) {
+                return Err(invalid("--dgram-buffer-size", "must be between 1 B and 16 MiB"));
+            }
+            if u64::from(self.dgram_buffers) * u64::from(size) > 1 << 34 {
+                return Err(invalid(
+                    "--dgram-buffers",
+                    "datagram buffers × their size exceeds 16 GiB per worker",
+                ));
+            }
         }
         if self.max_conns == 0 {
             return Err(invalid("--max-conns", "must be at least 1"));
@@ -347,6 +392,27 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().starts_with("--buffers"));
         let c = Config { max_conn_buffer: 100, ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().starts_with("--max-conn-buffer"));
+        let c = Config { dgram_buffers: 100, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--dgram-buffers"));
+        for size in [0, MAX_DGRAM_BUFFER_SIZE + 1] {
+            let c = Config { dgram_buffer_size: Some(size), ..Config::default() };
+            assert!(c.validate().unwrap_err().to_string().starts_with("--dgram-buffer-size"));
+        }
+        let c = Config {
+            dgram_buffers: 32_768,
+            dgram_buffer_size: Some(MAX_DGRAM_BUFFER_SIZE),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().starts_with("--dgram-buffers"));
+        // The stream buffer size no longer bounds datagrams: a small one with the
+        // largest datagram buffers is fine.
+        let c = Config {
+            buffer_size: 64,
+            max_conn_buffer: 64,
+            dgram_buffer_size: Some(65_535),
+            ..Config::default()
+        };
+        c.validate().unwrap();
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod backend;
 pub mod cli;
 pub mod config;
 mod error;
+pub mod gso;
 mod listen;
 pub mod metrics;
 mod policy;

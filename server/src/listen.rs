@@ -4,7 +4,7 @@
 //! socket is one socket that every worker serves.
 
 use crate::backend::contract::{Family, Listener, Transport};
-use crate::config::{Endpoint, Listen, Mode};
+use crate::config::{Endpoint, Listen, MAX_UDP4_PAYLOAD, MAX_UDP6_PAYLOAD, Mode};
 use crate::error::StartError;
 use socket2::{Domain, Socket, Type};
 use std::fmt;
@@ -47,15 +47,30 @@ pub(crate) struct Bound {
     pub per_worker: Vec<Vec<Listener>>,
     /// The bound addresses with their modes, in configuration order.
     pub addrs: Vec<(BoundAddr, Mode)>,
+    /// For each address, the largest datagram a peer can send it (`None` for a stream).
+    pub largest_datagram: Vec<Option<u32>>,
     /// Unix socket files this server created (removed when it stops).
     pub unix_paths: Vec<PathBuf>,
 }
 
-/// Binds every endpoint for `workers` workers. On failure, the socket files this call
-/// created are removed again.
-pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, StartError> {
-    let mut bound = Bound { per_worker: Vec::new(), addrs: Vec::new(), unix_paths: Vec::new() };
-    match bind_into(endpoints, workers, &mut bound) {
+impl Bound {
+    /// The largest datagram any datagram listener can be sent; `None` without one.
+    pub fn largest_datagram(&self) -> Option<u32> {
+        self.largest_datagram.iter().flatten().copied().max()
+    }
+}
+
+/// Binds every endpoint for `workers` workers, with UDP_GRO on UDP sockets when `gro`
+/// (where the kernel refuses it, the socket goes without). On failure, the socket files
+/// this call created are removed again.
+pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize, gro: bool) -> Result<Bound, StartError> {
+    let mut bound = Bound {
+        per_worker: Vec::new(),
+        addrs: Vec::new(),
+        largest_datagram: Vec::new(),
+        unix_paths: Vec::new(),
+    };
+    match bind_into(endpoints, workers, gro, &mut bound) {
         Ok(()) => Ok(bound),
         Err(e) => {
             for path in &bound.unix_paths {
@@ -66,10 +81,11 @@ pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize) -> Result<Bound, 
     }
 }
 
-fn bind_into(endpoints: &[Endpoint], workers: usize, bound: &mut Bound) -> Result<(), StartError> {
+fn bind_into(endpoints: &[Endpoint], workers: usize, gro: bool, bound: &mut Bound) -> Result<(), StartError> {
     *bound = Bound {
         per_worker: (0..workers).map(|_| Vec::new()).collect(),
         addrs: Vec::new(),
+        largest_datagram: Vec::new(),
         unix_paths: Vec::new(),
     };
     for endpoint in endpoints {
@@ -83,13 +99,23 @@ fn bind_into(endpoints: &[Endpoint], workers: usize, bound: &mut Bound) -> Resul
                     refuse_if_held(*addr, transport).map_err(listen_err)?;
                 }
                 let mut addr = *addr;
+                let largest = match (transport, family) {
+                    (Transport::Stream, _) => None,
+                    (Transport::Datagram, Family::Inet6) => Some(MAX_UDP6_PAYLOAD),
+                    (Transport::Datagram, _) => Some(MAX_UDP4_PAYLOAD),
+                };
                 for listeners in bound.per_worker.iter_mut() {
                     // Each worker gets its own SO_REUSEPORT socket; after the first, they
                     // bind the port the first one got (port 0 resolved).
                     let sock = inet_socket(addr, transport).map_err(listen_err)?;
                     addr = sock.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
-                    listeners.push(Listener { fd: Arc::new(sock.into()), transport, family, mode });
+                    // A kernel without UDP_GRO (before 5.0) refuses it: no batching then.
+                    let gro = gro
+                        && transport == Transport::Datagram
+                        && crate::gso::enable_gro(std::os::fd::AsFd::as_fd(&sock)).is_ok();
+                    listeners.push(Listener { fd: Arc::new(sock.into()), transport, family, mode, gro });
                 }
+                bound.largest_datagram.push(largest);
                 let shown = match transport {
                     Transport::Stream => BoundAddr::Tcp(addr),
                     Transport::Datagram => BoundAddr::Udp(addr),
@@ -97,10 +123,20 @@ fn bind_into(endpoints: &[Endpoint], workers: usize, bound: &mut Bound) -> Resul
                 bound.addrs.push((shown, mode));
             }
             Listen::Unix(path) | Listen::UnixGram(path) => {
-                let fd = Arc::new(OwnedFd::from(unix_socket(path, transport).map_err(listen_err)?));
+                let sock = unix_socket(path, transport).map_err(listen_err)?;
                 bound.unix_paths.push(path.clone());
+                bound.largest_datagram.push(match transport {
+                    Transport::Stream => None,
+                    // The kernel refuses a Unix datagram longer than the sender's send
+                    // buffer less 32 bytes; the echo is sent from this socket.
+                    Transport::Datagram => {
+                        Some(sock.send_buffer_size().map_err(listen_err)?.saturating_sub(32) as u32)
+                    }
+                });
+                let fd = Arc::new(OwnedFd::from(sock));
                 for listeners in bound.per_worker.iter_mut() {
-                    listeners.push(Listener { fd: fd.clone(), transport, family: Family::Unix, mode });
+                    let family = Family::Unix;
+                    listeners.push(Listener { fd: fd.clone(), transport, family, mode, gro: false });
                 }
                 let shown = match transport {
                     Transport::Stream => BoundAddr::Unix(path.clone()),

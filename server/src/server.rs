@@ -33,8 +33,14 @@ impl Server {
         let cpus = config.cpus.resolve(&allowed)?;
         let workers = engine.workers(&config, cpus.len());
         crate::config::check_workers(workers, cpus.len())?;
-        let bound = listen::bind_all(&config.listen, workers)?;
+        let gro = config.gro && config.backend.handles_gro();
+        let bound = listen::bind_all(&config.listen, workers, gro)?;
+        let dgram_capacity = match bound.largest_datagram() {
+            Some(largest) => config.dgram_buffer_size.unwrap_or(largest),
+            None => 0,
+        };
         let shared = Arc::new(Shared {
+            dgram_capacity,
             config,
             open_conns: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -47,6 +53,7 @@ impl Server {
             wakes: Vec::new(),
             addrs: bound.addrs.iter().map(|(a, _)| a.clone()).collect(),
             modes: bound.addrs.iter().map(|(_, m)| *m).collect(),
+            largest_datagram: bound.largest_datagram,
             unix_paths: bound.unix_paths,
             started: Vec::new(),
             cpus: Vec::new(),
@@ -116,6 +123,8 @@ pub struct ServerHandle {
     wakes: Vec<Arc<OwnedFd>>,
     addrs: Vec<BoundAddr>,
     modes: Vec<Mode>,
+    /// Per address, the largest datagram a peer can send it (`None` for streams).
+    largest_datagram: Vec<Option<u32>>,
     unix_paths: Vec<PathBuf>,
     started: Vec<Started>,
     cpus: Vec<Option<usize>>,
@@ -129,15 +138,25 @@ impl ServerHandle {
     }
 
     /// The start-up lines, one per listener: `listening tcp 127.0.0.1:40123`, with the
-    /// mode appended when it is not echo (`listening tcp 127.0.0.1:7009 discard`), and
+    /// mode appended when it is not echo (`listening tcp 127.0.0.1:7009 discard`), the
+    /// largest datagram received whole when `--dgram-buffer-size` is below what peers can
+    /// send (`listening udp 127.0.0.1:7007 max-datagram 9000`), and
     /// `listening metrics 127.0.0.1:9107` last when `--metrics` is on.
     pub fn listening_lines(&self) -> Vec<String> {
+        let capacity = self.shared.dgram_capacity;
         self.addrs
             .iter()
             .zip(&self.modes)
-            .map(|(addr, mode)| match mode {
-                Mode::Echo => format!("listening {addr}"),
-                other => format!("listening {addr} {}", other.name()),
+            .zip(&self.largest_datagram)
+            .map(|((addr, mode), largest)| {
+                let mut line = format!("listening {addr}");
+                if *mode != Mode::Echo {
+                    line += &format!(" {}", mode.name());
+                }
+                if largest.is_some_and(|l| l > capacity) {
+                    line += &format!(" max-datagram {capacity}");
+                }
+                line
             })
             .chain(self.metrics_addr().map(|a| format!("listening metrics {a}")))
             .collect()

@@ -52,7 +52,7 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     let transport = transport?;
     let connected = transport.conns();
 
-    let (driver, buf_ring) = ring.split();
+    let ringecho::ring::Parts { driver, buffers: buf_ring, .. } = ring.split();
     let cx = Ctx { clock, rec, buf_ring, driver, push_error: None, now: 0, scheduling: true };
     let mut worker = Worker { cx, transport, next_conn: 0 };
     let outcome = worker.turns(shared, T::drain(shared).as_nanos() as u64);
@@ -71,7 +71,8 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
 
 /// A worker's ring: `buffers` provided buffers of [`BUFFER_SIZE`].
 fn new_ring(buffers: u16) -> Result<Ring, RunError> {
-    let options = RingOptions { entries: RING_ENTRIES, sqpoll: false, buffers, buffer_size: BUFFER_SIZE };
+    let options =
+        RingOptions { entries: RING_ENTRIES, sqpoll: false, buffers, buffer_size: BUFFER_SIZE, dgram: None };
     Ring::new(options).map_err(RunError::Ring)
 }
 

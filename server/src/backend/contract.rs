@@ -57,6 +57,9 @@ pub(crate) struct Listener {
     pub transport: Transport,
     pub family: Family,
     pub mode: Mode,
+    /// UDP_GRO is on: a receive may hold several datagrams of one size from one sender
+    /// (the last may be shorter), with the size in a control message.
+    pub gro: bool,
 }
 
 impl Listener {
@@ -79,6 +82,9 @@ pub(crate) struct Shared {
     /// Set when shutdown begins; each worker's `wake` is signalled after.
     pub shutdown: AtomicBool,
     pub stats: StatsRegistry,
+    /// The largest datagram (or GRO batch) a datagram listener receives whole: the size
+    /// of the payload part of a datagram buffer. 0 when there is no datagram listener.
+    pub dgram_capacity: u32,
 }
 
 impl Shared {

@@ -42,16 +42,33 @@ pub struct RingOptions {
     pub buffers: u16,
     /// Bytes per provided buffer.
     pub buffer_size: u32,
+    /// A second buffer group ([`DGRAM_GROUP`]) of this many buffers of this size, for
+    /// datagrams, whose buffers must hold the largest datagram whole.
+    pub dgram: Option<(u16, u32)>,
 }
 
-/// An io_uring and the provided buffer ring registered with it (group 0), owned together
-/// so that they are dropped in the only safe order. Must be created on the thread that
+/// The buffer group of [`RingOptions::dgram`].
+pub const DGRAM_GROUP: u16 = 1;
+
+/// The parts of a [`Ring`] a loop works with.
+pub struct Parts<'a> {
+    /// Submits and reaps.
+    pub driver: Driver<'a>,
+    /// The provided buffers (group 0).
+    pub buffers: &'a mut BufRing,
+    /// The datagram buffers, when asked for.
+    pub dgram_buffers: Option<&'a mut BufRing>,
+}
+
+/// An io_uring and the provided buffer rings registered with it (group 0, and perhaps a
+/// datagram group), owned together so that they are dropped in the only safe order. Must be created on the thread that
 /// submits to it (SINGLE_ISSUER).
 pub struct Ring {
     // Field order is drop order: the io_uring goes first, so the kernel has stopped using
     // the buffers before their mapping is unmapped.
     uring: IoUring,
     buf_ring: BufRing,
+    dgram_ring: Option<BufRing>,
     task_run: TaskRun,
 }
 
@@ -63,14 +80,21 @@ impl Ring {
                 step: format!("mapping {} buffers of {} B", options.buffers, options.buffer_size),
                 error,
             })?;
+        let dgram_ring = match options.dgram {
+            Some((count, size)) => Some(BufRing::new(count, size, DGRAM_GROUP).map_err(|error| {
+                UringError::Setup { step: format!("mapping {count} datagram buffers of {size} B"), error }
+            })?),
+            None => None,
+        };
         let (uring, task_run) = build(options.entries, options.sqpoll)?;
-        let mut ring = Ring { uring, buf_ring, task_run };
-        // SAFETY: `ring` owns both, and its field order drops the io_uring first.
-        unsafe { ring.buf_ring.register(&ring.uring.submitter()) }.map_err(|error| UringError::Missing {
-            feature: "provided buffer rings",
-            kernel: "5.19",
-            error,
-        })?;
+        let mut ring = Ring { uring, buf_ring, dgram_ring, task_run };
+        let missing = |error| UringError::Missing { feature: "provided buffer rings", kernel: "5.19", error };
+        // SAFETY: `ring` owns them all, and its field order drops the io_uring first.
+        unsafe { ring.buf_ring.register(&ring.uring.submitter()) }.map_err(missing)?;
+        if let Some(dgram) = &mut ring.dgram_ring {
+            // SAFETY: as above.
+            unsafe { dgram.register(&ring.uring.submitter()) }.map_err(missing)?;
+        }
         Ok(ring)
     }
 
@@ -86,8 +110,12 @@ impl Ring {
 
     /// The submit/complete half and the buffers. Call once: the driver registers the
     /// ring's descriptor.
-    pub fn split(&mut self) -> (Driver<'_>, &mut BufRing) {
-        (Driver::new(&mut self.uring), &mut self.buf_ring)
+    pub fn split(&mut self) -> Parts<'_> {
+        Parts {
+            driver: Driver::new(&mut self.uring),
+            buffers: &mut self.buf_ring,
+            dgram_buffers: self.dgram_ring.as_mut(),
+        }
     }
 
     /// Gives up the ring and its buffers without freeing them: for an exit while the

@@ -73,7 +73,8 @@ fn probe_here() -> Result<Features, UringError> {
         let step = step.to_owned();
         move |error| UringError::Setup { step, error }
     };
-    let mut ring = Ring::new(RingOptions { entries: 8, sqpoll: false, buffers: 2, buffer_size: 64 })?;
+    let mut ring =
+        Ring::new(RingOptions { entries: 8, sqpoll: false, buffers: 2, buffer_size: 64, dgram: None })?;
     let mut probe = io_uring::Probe::new();
     let _ = ring.uring.submitter().register_probe(&mut probe);
     let send_zc = probe.is_supported(opcode::SendZc::CODE);
@@ -81,7 +82,7 @@ fn probe_here() -> Result<Features, UringError> {
     let (a, b) = std::os::unix::net::UnixStream::pair().map_err(setup("socketpair"))?;
     use std::io::Write;
     (&a).write_all(b"xy").map_err(setup("socketpair"))?;
-    let (mut driver, buf_ring) = ring.split();
+    let crate::ring::Parts { mut driver, buffers: buf_ring, .. } = ring.split();
     let recv = sqe::recv_multishot(types::Fd(b.as_raw_fd()), buf_ring.group(), Some(1)).user_data(1);
     // SAFETY: the receive writes only into the ring's own buffers, which `Ring` keeps
     // mapped until its io_uring is gone; the socket is a file the kernel holds a

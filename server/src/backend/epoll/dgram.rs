@@ -1,71 +1,74 @@
-//! Datagram listeners of the `epoll` backend: read each datagram into the worker's scratch
-//! buffer (one byte larger than a pool buffer, so a datagram that fills it is known to be
-//! too large), let [`crate::policy::Datagrams`] decide its fate, and answer with exactly
-//! its own bytes.
+//! Datagram listeners of the `epoll` backend: read each datagram (or UDP GRO train) into
+//! the worker's scratch buffer (one byte larger than the largest datagram echoed, so one
+//! that fills it is known to be too large), let [`crate::policy::Datagrams`] decide its
+//! fate, and answer with exactly its own bytes — a train with one send cut into the same
+//! segments (UDP_SEGMENT).
 
 use super::{Listener, Worker};
+use crate::gso;
 use crate::policy::{Datagrams, Received, SourceKey, Verdict};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use std::io;
-use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-/// Datagrams one listener handles per turn.
+/// Datagrams (or trains) one listener handles per turn.
 const DGRAM_BUDGET: usize = 64;
-
-/// Where a datagram came from, to answer it.
-enum Peer {
-    Ip(SocketAddr),
-    Path(PathBuf),
-}
 
 impl Worker<'_> {
     /// Reads datagrams until the socket is empty or the turn's budget is spent; answers
     /// each with exactly its own bytes (or drops and counts it).
     pub(super) fn datagrams(&mut self, index: usize) {
-        let buffer_size = self.config().buffer_size as usize;
         for _ in 0..DGRAM_BUDGET {
-            let received = match &self.listeners[index] {
-                Listener::Udp(s, _) => {
-                    s.recv_from(&mut self.scratch).map(|(n, from)| (n, Some(Peer::Ip(from))))
-                }
-                Listener::UnixGram(s, _) => s
-                    .recv_from(&mut self.scratch)
-                    .map(|(n, from)| (n, from.as_pathname().map(|p| Peer::Path(p.to_owned())))),
+            let handled = match &self.listeners[index] {
+                Listener::Udp(..) => self.udp_datagram(index),
+                Listener::UnixGram(..) => self.unix_datagram(index),
                 _ => return,
             };
-            let (n, peer) = match received {
-                Ok(r) => r,
+            match handled {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => {
                     self.counters.err_other += 1;
                     return;
                 }
-            };
-            let mode = match &self.listeners[index] {
-                Listener::Udp(_, m) | Listener::UnixGram(_, m) => *m,
-                _ => return,
-            };
-            let source = match &peer {
-                Some(Peer::Ip(addr)) => Some(SourceKey::from_ip(addr)),
-                Some(Peer::Path(path)) => SourceKey::from_unix(Some(path)),
-                None => None,
-            };
-            let d = Received { len: n, truncated: n > buffer_size, source };
-            if self.rules.judge(mode, d, self.now, &mut self.counters) != Verdict::Reply {
-                continue;
             }
-            let data = &self.scratch[..n];
-            let sent = match (&self.listeners[index], &peer) {
-                (Listener::Udp(s, _), Some(Peer::Ip(to))) => s.send_to(data, to),
-                (Listener::UnixGram(s, _), Some(Peer::Path(to))) => s.send_to(data, to),
-                _ => Err(io::ErrorKind::InvalidInput.into()),
-            };
-            Datagrams::replied(&mut self.counters, sent);
         }
         // Budget spent with datagrams possibly left: edge-triggered, so come back.
         self.requeue_listener(index);
+    }
+
+    fn udp_datagram(&mut self, index: usize) -> io::Result<()> {
+        let Listener::Udp(sock, mode) = &self.listeners[index] else { return Ok(()) };
+        // SAFETY: zeroed is a valid (empty) sockaddr_storage.
+        let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let capacity = self.scratch.len() - 1;
+        let r = gso::recvmsg(sock.as_fd(), &mut self.scratch, &mut name)?;
+        let from = gso::sockaddr_bytes(&name, r.namelen);
+        let source = SourceKey::from_sockaddr(from);
+        let d = Received { len: r.len, captured: r.captured.min(capacity), segment: r.segment, source };
+        if let Verdict::Reply(echo) = self.rules.judge(*mode, d, self.now, &mut self.counters) {
+            let sent = gso::sendmsg(sock.as_fd(), &self.scratch[..echo.bytes], from, echo.segment);
+            Datagrams::replied(&mut self.counters, echo.datagrams, sent);
+        }
+        Ok(())
+    }
+
+    fn unix_datagram(&mut self, index: usize) -> io::Result<()> {
+        let Listener::UnixGram(sock, mode) = &self.listeners[index] else { return Ok(()) };
+        let capacity = self.scratch.len() - 1;
+        let (n, from) = sock.recv_from(&mut self.scratch)?;
+        let path: Option<PathBuf> = from.as_pathname().map(|p| p.to_owned());
+        let d = Received::single(n, n.min(capacity), SourceKey::from_unix(path.as_deref()));
+        if let Verdict::Reply(echo) = self.rules.judge(*mode, d, self.now, &mut self.counters) {
+            let sent = match &path {
+                Some(to) => sock.send_to(&self.scratch[..echo.bytes], to),
+                None => Err(io::ErrorKind::InvalidInput.into()),
+            };
+            Datagrams::replied(&mut self.counters, echo.datagrams, sent);
+        }
+        Ok(())
     }
 
     fn requeue_listener(&mut self, index: usize) {

@@ -124,7 +124,8 @@ struct Worker<'a> {
     /// Edge-triggered, so without this the connections already queued would wait for the
     /// next new one; retrying on every event instead would spin.
     accept_retry: Vec<usize>,
-    /// One datagram, received whole or known too large (one byte more than a buffer).
+    /// One datagram or GRO train, received whole or known too large (one byte more than
+    /// the largest datagram echoed).
     scratch: Vec<u8>,
     rules: Datagrams,
     counters: Counters,
@@ -162,7 +163,7 @@ impl<'a> Worker<'a> {
             ready: Vec::new(),
             starved: Vec::new(),
             accept_retry: Vec::new(),
-            scratch: vec![0u8; config.buffer_size as usize + 1],
+            scratch: vec![0u8; setup.shared.dgram_capacity as usize + 1],
             rules: Datagrams::new(config, now),
             counters,
             open: 0,

@@ -68,9 +68,10 @@ fn dgram_loop(
     mut recv: impl FnMut(&mut [u8]) -> io::Result<(usize, Option<Peer>)>,
     send: impl Fn(&[u8], &Peer) -> io::Result<usize>,
 ) {
-    let buffer_size = state.shared.config.buffer_size as usize;
-    // One byte more than a buffer holds: a datagram that fills it was too big.
-    let mut buf = vec![0u8; buffer_size + 1];
+    let capacity = state.shared.dgram_capacity as usize;
+    // One byte more than the largest datagram echoed: a datagram that fills it was too
+    // big.
+    let mut buf = vec![0u8; capacity + 1];
     let mut local = Counters::default();
     let mut rules = Datagrams::new(&state.shared.config, Instant::now());
     let mut ops = 0u32;
@@ -92,15 +93,15 @@ fn dgram_loop(
                 continue;
             }
         };
-        let d = Received { len: n, truncated: n > buffer_size, source: Peer::key(&peer) };
-        if rules.judge(mode, d, Instant::now(), &mut local) != Verdict::Reply {
+        let d = Received::single(n, n.min(capacity), Peer::key(&peer));
+        let Verdict::Reply(echo) = rules.judge(mode, d, Instant::now(), &mut local) else {
             continue;
-        }
+        };
         let sent = match &peer {
-            Some(to) => send(&buf[..n], to),
+            Some(to) => send(&buf[..echo.bytes], to),
             None => Err(io::ErrorKind::InvalidInput.into()),
         };
-        Datagrams::replied(&mut local, sent);
+        Datagrams::replied(&mut local, echo.datagrams, sent);
     }
     state.flush(&mut local);
 }

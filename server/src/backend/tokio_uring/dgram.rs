@@ -8,10 +8,11 @@ use std::time::Instant;
 use tokio_uring::buf::BoundedBuf;
 
 pub(super) async fn udp(mut ctx: Ctx, sock: tokio_uring::net::UdpSocket, mode: Mode) {
-    let buffer_size = ctx.shared.config.buffer_size as usize;
+    let capacity = ctx.shared.dgram_capacity as usize;
     let mut rules = Datagrams::new(&ctx.shared.config, Instant::now());
-    // One byte more than a buffer holds: a datagram that fills it was too big.
-    let mut buf = vec![0u8; buffer_size + 1];
+    // One byte more than the largest datagram echoed: a datagram that fills it was too
+    // big.
+    let mut buf = vec![0u8; capacity + 1];
     loop {
         let received = tokio::select! {
             r = sock.recv_from(buf) => r,
@@ -21,15 +22,15 @@ pub(super) async fn udp(mut ctx: Ctx, sock: tokio_uring::net::UdpSocket, mode: M
         buf = b;
         let Ok((n, from)) = res else {
             ctx.tally.borrow_mut().err_other += 1;
-            buf = vec![0u8; buffer_size + 1];
+            buf = vec![0u8; capacity + 1];
             continue;
         };
-        let d = Received { len: n, truncated: n > buffer_size, source: Some(SourceKey::from_ip(&from)) };
-        if rules.judge(mode, d, Instant::now(), &mut ctx.tally.borrow_mut()) != Verdict::Reply {
+        let d = Received::single(n, n.min(capacity), Some(SourceKey::from_ip(&from)));
+        let Verdict::Reply(echo) = rules.judge(mode, d, Instant::now(), &mut ctx.tally.borrow_mut()) else {
             continue;
-        }
-        let (res, slice) = sock.send_to(buf.slice(..n), from).await;
+        };
+        let (res, slice) = sock.send_to(buf.slice(..echo.bytes), from).await;
         buf = slice.into_inner();
-        Datagrams::replied(&mut ctx.tally.borrow_mut(), res);
+        Datagrams::replied(&mut ctx.tally.borrow_mut(), echo.datagrams, res);
     }
 }

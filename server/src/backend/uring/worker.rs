@@ -13,13 +13,13 @@
 
 use super::buffers::Buffers;
 use super::conn::{Conn, Phase};
-use super::dgram::DgramState;
+use super::dgram::{DgramPool, DgramState};
 use super::token::{Kind, Token};
 use crate::backend::contract::{Ready, Started, Transport, WorkerSetup};
 use crate::config::Config;
 use crate::error::{ServerWarning, WorkerError};
 use crate::policy::Datagrams;
-use crate::ring::{Driver, Features, PushError, Ring, RingOptions};
+use crate::ring::{Driver, Features, Parts, PushError, Ring, RingOptions};
 use crate::stats::Counters;
 use io_uring::{cqueue, opcode, squeue, types};
 use std::io;
@@ -47,11 +47,14 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
             return Vec::new();
         }
     }
+    let serves_datagrams = setup.listeners.iter().any(|l| l.transport == Transport::Datagram);
+    let dgram_size = setup.shared.dgram_capacity.saturating_add(super::dgram::header_room(&setup.listeners));
     let options = RingOptions {
         entries: config.ring_entries,
         sqpoll: config.sqpoll,
         buffers: config.buffers as u16,
         buffer_size: config.buffer_size,
+        dgram: serves_datagrams.then_some((config.dgram_buffers as u16, dgram_size)),
     };
     let mut ring = match Ring::new(options) {
         Ok(r) => r,
@@ -67,8 +70,9 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
         return Vec::new();
     }
     let started = Started { detail: Some(format!("ring {:?}", ring.task_run())) };
-    let (driver, buf_ring) = ring.split();
-    let mut worker = Worker::new(&setup, driver, Buffers::new(buf_ring), table, features);
+    let Parts { driver, buffers, dgram_buffers } = ring.split();
+    let dgrams = dgram_buffers.map(DgramPool::new);
+    let mut worker = Worker::new(&setup, driver, Buffers::new(buffers), dgrams, table, features);
     ready.serving(started);
 
     let mut warnings = Vec::new();
@@ -88,7 +92,7 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     } else {
         // Every operation has completed: a buffer still lent or deferred is a lost one.
         // (Queued ones remain only after an error exit; they go with the ring.)
-        let lost = worker.buffers.abandon();
+        let lost = worker.buffers.abandon() + worker.dgrams.as_mut().map_or(0, |d| d.buffers.abandon());
         worker.counters.buf_errors += lost;
         for conn in &mut worker.conns {
             conn.queue.forget_all();
@@ -122,6 +126,8 @@ pub(super) struct Worker<'a> {
     pub setup: &'a WorkerSetup,
     pub driver: Driver<'a>,
     pub buffers: Buffers<'a>,
+    /// The datagram buffers, when this worker serves a datagram listener.
+    pub dgrams: Option<DgramPool<'a>>,
     /// Direct-descriptor slots not holding a connection.
     pub slots_free: u32,
     pub accepts: Vec<AcceptState>,
@@ -159,6 +165,7 @@ impl<'a> Worker<'a> {
         setup: &'a WorkerSetup,
         driver: Driver<'a>,
         buffers: Buffers<'a>,
+        dgrams: Option<DgramPool<'a>>,
         table: u32,
         features: Features,
     ) -> Worker<'a> {
@@ -167,6 +174,7 @@ impl<'a> Worker<'a> {
             setup,
             driver,
             buffers,
+            dgrams,
             slots_free: table,
             accepts: vec![AcceptState::default(); setup.listeners.len()],
             conns: (0..table).map(|_| Conn::default()).collect(),
@@ -198,7 +206,7 @@ impl<'a> Worker<'a> {
         self.arm_wake();
         self.arm_tick();
         loop {
-            self.buffers.publish();
+            self.publish_buffers();
             self.publish();
             if let Some(e) = self.push_error.take() {
                 return Err(io::Error::other(e));
@@ -213,9 +221,17 @@ impl<'a> Worker<'a> {
             }
             // Not only when this turn returned buffers: an ENOBUFS that raced with an
             // earlier return would otherwise wait for ever on a ring that is full again.
-            let starving = !self.starved.is_empty() || self.dgram.iter().any(|d| d.starved);
-            if starving && (self.buffers.take_returned() || self.buffers.available() > 0) {
+            if !self.starved.is_empty() && (self.buffers.take_returned() || self.buffers.available() > 0) {
                 self.rearm_starved();
+            }
+            let dgram_starving = self.dgram.iter().any(|d| d.starved);
+            if dgram_starving
+                && self
+                    .dgrams
+                    .as_mut()
+                    .is_some_and(|d| d.buffers.take_returned() || d.buffers.available() > 0)
+            {
+                self.rearm_starved_dgram();
             }
         }
     }
@@ -241,8 +257,16 @@ impl<'a> Worker<'a> {
                 self.dispatch(cqe);
             }
         }
-        self.buffers.publish();
+        self.publish_buffers();
         Ok(())
+    }
+
+    /// Makes the buffers given back visible to the kernel (once per loop turn).
+    fn publish_buffers(&mut self) {
+        self.buffers.publish();
+        if let Some(d) = &mut self.dgrams {
+            d.buffers.publish();
+        }
     }
 
     /// Gives up every buffer handle without returning it: the worker is leaving while the
@@ -252,6 +276,9 @@ impl<'a> Worker<'a> {
             conn.queue.forget_all();
         }
         self.buffers.abandon();
+        if let Some(d) = &mut self.dgrams {
+            d.buffers.abandon();
+        }
     }
 
     /// Queues an SQE; a refusal stops the loop after this turn.
@@ -338,6 +365,13 @@ impl<'a> Worker<'a> {
         for slot in self.starved.drain(..n).collect::<Vec<_>>() {
             self.conns[slot as usize].starved = false;
             self.progress(slot);
+        }
+    }
+
+    /// Datagram buffers came back: re-arm the datagram receives that ran dry.
+    fn rearm_starved_dgram(&mut self) {
+        if let Some(d) = &mut self.dgrams {
+            d.buffers.publish();
         }
         for listener in 0..self.dgram.len() {
             if std::mem::take(&mut self.dgram[listener].starved) && self.draining.is_none() {
