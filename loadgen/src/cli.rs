@@ -230,6 +230,13 @@ pub struct RunArgs {
     #[arg(long, requires = "rate")]
     pub coalesce: bool,
 
+    /// UDP: send each datagram with its own send and receive them one by one. By default
+    /// a flow's datagrams that are due together (`--depth` > 1) go as one UDP_SEGMENT send
+    /// and come back through UDP_GRO, each with its own header and sequence number; the
+    /// kernel splits them for a server that does not batch.
+    #[arg(long)]
+    pub no_gso: bool,
+
     /// Stop after this long (after the warm-up) whatever else, e.g. when a request-bound
     /// run (`-n`) meets a target that stops answering; what is unanswered then counts as
     /// failed. Default: 5m (or --duration, if longer).
@@ -359,6 +366,7 @@ impl RunArgs {
             seed: self.seed,
             churn: self.churn,
             coalesce: self.coalesce,
+            gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,

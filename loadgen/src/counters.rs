@@ -64,7 +64,7 @@ pub struct Counters {
     /// still needed them; churn's own closes are not losses.
     pub conns_lost: u64,
     /// Send operations handed to the kernel (a stream send may carry several messages
-    /// when they are coalesced; a datagram is one send).
+    /// when they are coalesced; a UDP send carries a train of datagrams when batching).
     pub sends: u64,
 }
 

@@ -82,6 +82,11 @@ pub struct Plan {
     /// message is its own send, as wrk2 and tcpkali send requests).
     #[serde(default)]
     pub coalesce: bool,
+    /// UDP: send a flow's datagrams that are due together as one UDP_SEGMENT send and
+    /// receive with UDP_GRO (each datagram keeps its own header). Off in documents from
+    /// before it existed.
+    #[serde(default)]
+    pub gso: bool,
     /// The longest a run lasts after the warm-up, whatever else: a request-bound run
     /// (`--requests`) against a target that stops answering still ends.
     #[serde(default = "default_max_duration", with = "crate::plan::secs")]
@@ -312,6 +317,7 @@ mod tests {
             seed: u64::MAX,
             churn,
             coalesce: false,
+            gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
         }

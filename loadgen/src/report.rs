@@ -439,6 +439,13 @@ impl Report {
             };
             let _ = writeln!(o, "sends       {:.2} messages per send{server}", all_sent / c.sends as f64);
         }
+        if c.sends > 0 && p.target.as_ref().is_some_and(crate::target::Target::is_datagram) {
+            // Datagrams sent (the warm-up's included, as in `sends`) over send operations:
+            // above 1 only with UDP batching.
+            let per_send = (c.sent + c.warmup_completed) as f64 / c.sends as f64;
+            let how = if p.gso { "UDP_SEGMENT trains, UDP_GRO receives" } else { "--no-gso" };
+            let _ = writeln!(o, "sends       {per_send:.2} datagrams per send ({how})");
+        }
         for w in &self.warnings {
             let kind = if w.is_failure() { "FAILED" } else { "warning" };
             let _ = writeln!(o, "{kind}: {}", w.message());

@@ -16,6 +16,10 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 pub const GRO_CONTROL_LEN: usize = 32;
 const _: () = assert!(cmsg_space(std::mem::size_of::<libc::c_int>()) <= GRO_CONTROL_LEN);
 
+/// The most payload bytes one UDP_SEGMENT send may carry (the IPv4 datagram limit; IPv6
+/// allows 20 more).
+pub const MAX_TRAIN_BYTES: usize = 65_507;
+
 /// The most datagrams one UDP_SEGMENT send may carry (`UDP_MAX_SEGMENTS` in every kernel
 /// that has UDP GSO; newer kernels allow more).
 pub const MAX_SEGMENTS: usize = 64;
@@ -47,6 +51,23 @@ pub fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
         )
     };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Whether the kernel takes UDP_SEGMENT on this UDP socket (Linux 4.18 and later): sets
+/// the socket's default segment size to 0, which means "no segmentation".
+pub fn can_segment(fd: BorrowedFd<'_>) -> bool {
+    let none: libc::c_int = 0;
+    // SAFETY: a plain setsockopt with a pointer to a live int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&none as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
 }
 
 /// The segment size a UDP_GRO receive reported in its control messages, if any. Reads

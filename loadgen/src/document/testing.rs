@@ -53,6 +53,7 @@ pub fn full_report() -> Report {
             seed: 42,
             churn: None,
             coalesce: false,
+            gso: false,
             max_duration: std::time::Duration::from_secs(60),
             intervals: false,
         },

@@ -8,9 +8,18 @@
 //! first, and the front entry is always one still waiting (answered and lost ones are
 //! trimmed, the lost remembered for a while to tell `late` from `duplicate`).
 //!
-//! Memory the kernel sees: each send points into one of the flow's send slots, which is
-//! not written again until that send completes; receives land in the worker's buffer ring.
+//! Batching (UDP, on unless `--no-gso`): datagrams of a flow that are due together (the
+//! closed loop's `--depth`, an open loop's backlog) go as one UDP_SEGMENT send, each still
+//! with its own header, and replies come back through UDP_GRO, a train of them in one
+//! buffer, split here at the segment size the kernel reports. A server that does not
+//! batch sees them one by one: the kernel splits the train.
+//!
+//! Memory the kernel sees: each send points into one of the flow's send slots (and, for a
+//! train, that slot's boxed `msghdr`), which is not written again until that send
+//! completes; receives land in the worker's buffer ring, described by the flow's boxed
+//! `msghdr`.
 
+use super::recorder::Recorder;
 use super::token::{self, Op, Token};
 use super::transport::{Ctx, Transport};
 use super::{Clock, RunError, Shared};
@@ -18,9 +27,10 @@ use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
+use ringecho::gso::{self, SegmentControl};
 use ringecho::ring::{self, Buf};
 use std::collections::{HashSet, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,6 +63,16 @@ pub(super) struct Opened {
     fd: OwnedFd,
     id: u32,
     bound: Option<BoundPath>,
+    /// The socket takes UDP_SEGMENT sends and has UDP_GRO on.
+    batches: bool,
+}
+
+/// A train's `sendmsg` header, iovec and UDP_SEGMENT message, at a stable address while
+/// its send is in flight.
+struct TrainMsg {
+    msghdr: libc::msghdr,
+    iov: libc::iovec,
+    control: SegmentControl,
 }
 
 struct Flow {
@@ -68,9 +88,14 @@ struct Flow {
     /// Sequences below this may have been lost and forgotten: a reply to one is counted
     /// late, never duplicate (a stalled server flushing its queue is no amplifier).
     forgotten_below: u64,
-    /// Send slots: a buffer each; `free` lists those not in the kernel's hands.
+    /// Send slots: a buffer each (room for a train when the flow batches), with the
+    /// train's message header; `free` lists those not in the kernel's hands.
     slots: Vec<Box<[u8]>>,
+    trains: Box<[TrainMsg]>,
     free: Vec<usize>,
+    /// Sends trains and receives with UDP_GRO (then `recv_msghdr` describes receives).
+    batches: bool,
+    recv_msghdr: Box<libc::msghdr>,
     /// Sequences scheduled but waiting for a free slot.
     pending: VecDeque<u64>,
     recv_armed: bool,
@@ -79,7 +104,7 @@ struct Flow {
     bound: Option<BoundPath>,
 }
 
-fn open(target: &Target, id: u32) -> std::io::Result<Opened> {
+fn open(target: &Target, id: u32, gso: bool) -> std::io::Result<Opened> {
     match target {
         Target::Udp(addr) => {
             let local: std::net::SocketAddr = if addr.is_ipv6() {
@@ -89,7 +114,9 @@ fn open(target: &Target, id: u32) -> std::io::Result<Opened> {
             };
             let s = std::net::UdpSocket::bind(local)?;
             s.connect(addr)?;
-            Ok(Opened { fd: s.into(), id, bound: None })
+            // Both or neither: a kernel without either sends and receives one by one.
+            let batches = gso && gso::can_segment(s.as_fd()) && gso::enable_gro(s.as_fd()).is_ok();
+            Ok(Opened { fd: s.into(), id, bound: None, batches })
         }
         Target::UnixGram(path) => {
             // A Unix datagram server answers to the sender's path: bind one.
@@ -99,14 +126,19 @@ fn open(target: &Target, id: u32) -> std::io::Result<Opened> {
             let s = std::os::unix::net::UnixDatagram::bind(&me)?;
             let bound = BoundPath(me);
             s.connect(path)?;
-            Ok(Opened { fd: s.into(), id, bound: Some(bound) })
+            Ok(Opened { fd: s.into(), id, bound: Some(bound), batches: false })
         }
         _ => Err(std::io::Error::other("not a datagram target")),
     }
 }
 
 impl Flow {
-    fn new(opened: Opened, slots: usize, max_size: usize) -> Flow {
+    fn new(opened: Opened, slots: usize, max_size: usize, train_max: usize) -> Flow {
+        let batches = opened.batches && train_max > 1;
+        let slot_size = if batches { (max_size * train_max).min(gso::MAX_TRAIN_BYTES) } else { max_size };
+        // SAFETY: msghdr is plain data; all-zero is an empty header.
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr.msg_controllen = gso::GRO_CONTROL_LEN as _;
         Flow {
             fd: opened.fd,
             id: opened.id,
@@ -117,8 +149,18 @@ impl Flow {
             lost: HashSet::new(),
             lost_order: VecDeque::new(),
             forgotten_below: 0,
-            slots: (0..slots).map(|_| vec![0u8; max_size].into_boxed_slice()).collect(),
+            slots: (0..slots).map(|_| vec![0u8; slot_size].into_boxed_slice()).collect(),
+            trains: (0..if batches { slots } else { 0 })
+                .map(|_| TrainMsg {
+                    // SAFETY: as above.
+                    msghdr: unsafe { std::mem::zeroed() },
+                    iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                    control: SegmentControl::new(0),
+                })
+                .collect(),
             free: (0..slots).rev().collect(),
+            batches,
+            recv_msghdr,
             pending: VecDeque::new(),
             recv_armed: false,
             starved: false,
@@ -178,6 +220,18 @@ pub(super) struct Dgram {
     verify: bool,
     /// `--udp-timeout`, ns.
     timeout: u64,
+    /// The most datagrams one send carries.
+    train_max: usize,
+}
+
+/// The most datagrams one send carries: a closed loop's depth (what is due together) or,
+/// open loop, a backlog; within the kernel's limits for the largest size.
+fn train_max(gso: bool, depth: u32, max_size: u32) -> usize {
+    if !gso {
+        return 1;
+    }
+    let fit = gso::MAX_TRAIN_BYTES / (max_size as usize).max(1);
+    (depth as usize).min(gso::MAX_SEGMENTS).min(fit).max(1)
 }
 
 impl Transport for Dgram {
@@ -186,18 +240,23 @@ impl Transport for Dgram {
     type Conn = Opened;
 
     fn connect(shared: &Shared, id: u32) -> std::io::Result<Opened> {
-        open(&shared.target, id)
+        open(&shared.target, id, shared.plan.gso)
     }
 
     fn new(shared: &Shared, clock: &Clock, opened: Vec<Opened>) -> Result<Dgram, RunError> {
         let plan = &shared.plan;
         let slots = (clock.depth as usize).clamp(MIN_SLOTS, MAX_SLOTS);
         let max_size = plan.size.max as usize;
+        // Open loop: what fell due while a send was in flight goes together, up to the
+        // kernel's limit.
+        let due = if clock.interval.is_some() { gso::MAX_SEGMENTS as u32 } else { clock.depth };
+        let train = train_max(plan.gso, due, plan.size.max);
         Ok(Dgram {
             pattern: Pattern::new(plan.seed),
-            flows: opened.into_iter().map(|o| Flow::new(o, slots, max_size)).collect(),
+            flows: opened.into_iter().map(|o| Flow::new(o, slots, max_size, train)).collect(),
             verify: plan.verify,
             timeout: plan.udp_timeout.as_nanos() as u64,
+            train_max: train,
         })
     }
 
@@ -236,9 +295,16 @@ impl Transport for Dgram {
             return;
         }
         f.recv_armed = true;
-        let entry = ring::recv_multishot(types::Fd(f.fd.as_raw_fd()), cx.buf_ring.group(), None)
-            .user_data(Token::new(Op::Recv, i, 0).encode());
-        // SAFETY: a receive lands in the worker's buffer ring, which outlives the ring.
+        let fd = types::Fd(f.fd.as_raw_fd());
+        let entry = if f.batches {
+            opcode::RecvMsgMulti::new(fd, &*f.recv_msghdr, cx.buf_ring.group()).build()
+        } else {
+            ring::recv_multishot(fd, cx.buf_ring.group(), None)
+        };
+        let entry = entry.user_data(Token::new(Op::Recv, i, 0).encode());
+        // SAFETY: a receive lands in the worker's buffer ring, which outlives the ring;
+        // the kernel reads the flow's boxed msghdr, which the transport owns until the
+        // last completion.
         unsafe { cx.push(&entry) };
     }
 
@@ -254,32 +320,67 @@ impl Transport for Dgram {
         f.pending.push_back(seq);
     }
 
-    /// Sends pending datagrams while send slots are free.
+    /// Sends pending datagrams while send slots are free: one per send, or as many as
+    /// go together in one UDP_SEGMENT train (every one the size of the first, the last
+    /// perhaps shorter).
     fn pump(&mut self, cx: &mut Ctx<'_>, i: usize) {
         loop {
             let f = &mut self.flows[i];
             if f.dead || f.pending.is_empty() || f.free.is_empty() {
                 return;
             }
-            let seq = f.pending.pop_front().expect("not empty");
-            let (id, fd) = (f.id, f.fd.as_raw_fd());
-            let Some(Entry::Waiting { sent, size, .. }) = f.entry(seq) else { continue };
-            *sent = Some(cx.now);
-            let size = *size as usize;
             let slot = f.free.pop().expect("not empty");
-            let buf = &mut f.slots[slot][..size];
-            Header { flow: id, seq, sent_ns: cx.now }.encode(&mut buf[..header::LEN]);
-            buf[header::LEN..]
-                .copy_from_slice(self.pattern.slice(payload_offset(id, seq), size - header::LEN));
-            let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), size as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-                .user_data(Token::new(Op::Send, i, slot).encode());
+            let (id, fd, room) = (f.id, f.fd.as_raw_fd(), f.slots[slot].len());
+            let most = if f.batches { self.train_max } else { 1 };
+            let (mut count, mut bytes, mut segment) = (0usize, 0usize, 0usize);
+            while count < most {
+                let Some(&seq) = f.pending.front() else { break };
+                let Some(Entry::Waiting { sent, size, .. }) = f.entry(seq) else {
+                    f.pending.pop_front();
+                    continue;
+                };
+                let size = *size as usize;
+                if count > 0 && (size > segment || bytes + size > room) {
+                    break;
+                }
+                *sent = Some(cx.now);
+                f.pending.pop_front();
+                let buf = &mut f.slots[slot][bytes..bytes + size];
+                Header { flow: id, seq, sent_ns: cx.now }.encode(&mut buf[..header::LEN]);
+                buf[header::LEN..]
+                    .copy_from_slice(self.pattern.slice(payload_offset(id, seq), size - header::LEN));
+                bytes += size;
+                count += 1;
+                if count == 1 {
+                    segment = size;
+                } else if size < segment {
+                    // A shorter one ends a train.
+                    break;
+                }
+            }
+            if count == 0 {
+                f.free.push(slot);
+                continue;
+            }
+            let data = f.slots[slot].as_ptr();
+            let entry = if count == 1 {
+                opcode::Send::new(types::Fd(fd), data, bytes as u32).flags(libc::MSG_NOSIGNAL).build()
+            } else {
+                let t = &mut f.trains[slot];
+                t.iov = libc::iovec { iov_base: data as *mut libc::c_void, iov_len: bytes };
+                t.control = SegmentControl::new(segment as u16);
+                t.msghdr.msg_iov = &mut t.iov;
+                t.msghdr.msg_iovlen = 1;
+                t.msghdr.msg_control = t.control.as_bytes().as_ptr() as *mut libc::c_void;
+                t.msghdr.msg_controllen = SegmentControl::LEN as _;
+                opcode::SendMsg::new(types::Fd(fd), &t.msghdr).flags(libc::MSG_NOSIGNAL as u32).build()
+            };
             cx.rec.counters.sends += 1;
-            // SAFETY: the send reads slot `slot`, heap memory of this transport that is off
-            // the free list (so not written) until this send's completion gives it back;
-            // the worker frees the transport only after the last completion.
-            unsafe { cx.push(&entry) };
+            // SAFETY: the send reads slot `slot` (and, for a train, its boxed message
+            // header, iovec and control message), heap memory of this transport that is
+            // off the free list (so not written) until this send's completion gives it
+            // back; the worker frees the transport only after the last completion.
+            unsafe { cx.push(&entry.user_data(Token::new(Op::Send, i, slot).encode())) };
         }
     }
 
@@ -297,6 +398,9 @@ impl Transport for Dgram {
             self.expire(cx, i);
         }
         for i in 0..self.flows.len() {
+            if self.flows[i].batches && !self.flows[i].pending.is_empty() {
+                self.pump(cx, i);
+            }
             if self.flows[i].starved {
                 self.flows[i].starved = false;
                 self.arm_recv(cx, i);
@@ -333,8 +437,18 @@ impl Dgram {
         }
         match (res, &buf) {
             (n, Some(buf)) if n >= 0 => {
-                cx.rec.counters.bytes_received += n as u64;
-                self.on_reply(cx, i, buf, n as u32);
+                let answered = self.on_replies(cx, i, buf, n as u32);
+                if answered > 0 && cx.refills() {
+                    let now = cx.now;
+                    for _ in 0..answered {
+                        self.schedule(cx, i, now);
+                    }
+                    // A batching flow sends at the end of the turn (`housekeeping`), so
+                    // that replies reaped together are refilled with one train.
+                    if !self.flows[i].batches {
+                        self.pump(cx, i);
+                    }
+                }
             }
             (n, _) if n < 0 => match -n {
                 libc::ENOBUFS => self.flows[i].starved = true,
@@ -361,58 +475,41 @@ impl Dgram {
         }
     }
 
-    /// Matches one reply of `n` bytes to its datagram by the header's sequence.
-    fn on_reply(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) {
-        let data = cx.buf_ring.bytes(buf, n);
+    /// Matches the datagrams of one receive of `n` bytes (one datagram, or a UDP_GRO
+    /// train of them) to what was sent; returns how many were first answers to a datagram
+    /// still waiting.
+    fn on_replies(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) -> usize {
+        let bytes = cx.buf_ring.bytes(buf, n);
         let f = &mut self.flows[i];
-        let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
-            cx.rec.counters.garbage += 1;
-            return;
+        let (payload, segment) = if f.batches {
+            match io_uring::types::RecvMsgOut::parse(bytes, &f.recv_msghdr) {
+                // A datagram longer than a buffer (64 KiB) cannot be one of ours: its
+                // part is matched, and found wrong, like any other reply.
+                // The payload is the end of what the kernel wrote.
+                Ok(out) => {
+                    (&bytes[bytes.len() - out.payload_data().len()..], gso::gro_segment(out.control_data()))
+                }
+                Err(()) => {
+                    cx.rec.counters.garbage += 1;
+                    return 0;
+                }
+            }
+        } else {
+            (bytes, None)
         };
-        if h.seq >= f.next_seq {
-            cx.rec.counters.garbage += 1;
-            return;
-        }
-        if h.seq < f.base {
-            if f.lost.remove(&h.seq) || h.seq < f.forgotten_below {
-                cx.rec.counters.late += 1;
-            } else {
-                cx.rec.counters.duplicates += 1;
+        cx.rec.counters.bytes_received += payload.len() as u64;
+        let step = segment.filter(|s| *s > 0).unwrap_or(payload.len()).max(1);
+        // `chunks` yields nothing for an empty datagram, which is still one reply.
+        let whole: &[&[u8]] = &[payload];
+        let replies = payload.chunks(step).chain(whole.iter().copied().filter(|p| p.is_empty()));
+        let mut answered = 0;
+        for data in replies {
+            if on_reply(f, &self.pattern, self.verify, &mut cx.rec, &cx.clock, cx.now, data) {
+                answered += 1;
             }
-            return;
+            f.trim();
         }
-        let (id, highest) = (f.id, f.highest_answered);
-        let entry = f.entry(h.seq).expect("base ≤ seq < next_seq");
-        match *entry {
-            Entry::Answered => cx.rec.counters.duplicates += 1,
-            Entry::Lost => {
-                cx.rec.counters.late += 1;
-                *entry = Entry::Answered;
-            }
-            Entry::Waiting { intended, sent, size } => {
-                *entry = Entry::Answered;
-                let intact = n == size
-                    && (!self.verify
-                        || self.pattern.mismatches(payload_offset(id, h.seq), &data[header::LEN..]) == 0);
-                if highest.is_some_and(|hi| hi > h.seq) {
-                    cx.rec.counters.reordered += 1;
-                }
-                f.highest_answered = Some(highest.map_or(h.seq, |hi| hi.max(h.seq)));
-                if intact {
-                    cx.rec.answered_size(size);
-                    cx.rec.complete(&cx.clock, cx.now, intended, sent.unwrap_or(intended), u64::from(size));
-                } else if intended >= cx.clock.warm_end {
-                    cx.rec.counters.mismatched_messages += 1;
-                    cx.rec.counters.mismatched_bytes += u64::from(n.abs_diff(size)).max(1);
-                }
-                if cx.refills() {
-                    let now = cx.now;
-                    self.schedule(cx, i, now);
-                    self.pump(cx, i);
-                }
-            }
-        }
-        self.flows[i].trim();
+        answered
     }
 
     /// Marks datagrams unanswered for `--udp-timeout` as lost (oldest first: sequences
@@ -441,6 +538,66 @@ impl Dgram {
                 self.schedule(cx, i, now);
             }
             self.pump(cx, i);
+        }
+    }
+}
+
+/// Matches one reply to its datagram by the header's sequence and records it; true when
+/// it was the first answer to a datagram still waiting.
+fn on_reply(
+    f: &mut Flow,
+    pattern: &Pattern,
+    verify: bool,
+    rec: &mut Recorder,
+    clock: &Clock,
+    now: u64,
+    data: &[u8],
+) -> bool {
+    let n = data.len() as u32;
+    let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
+        rec.counters.garbage += 1;
+        return false;
+    };
+    if h.seq >= f.next_seq {
+        rec.counters.garbage += 1;
+        return false;
+    }
+    if h.seq < f.base {
+        if f.lost.remove(&h.seq) || h.seq < f.forgotten_below {
+            rec.counters.late += 1;
+        } else {
+            rec.counters.duplicates += 1;
+        }
+        return false;
+    }
+    let (id, highest) = (f.id, f.highest_answered);
+    let Some(entry) = f.entry(h.seq) else { return false };
+    match *entry {
+        Entry::Answered => {
+            rec.counters.duplicates += 1;
+            false
+        }
+        Entry::Lost => {
+            rec.counters.late += 1;
+            *entry = Entry::Answered;
+            false
+        }
+        Entry::Waiting { intended, sent, size } => {
+            *entry = Entry::Answered;
+            let intact = n == size
+                && (!verify || pattern.mismatches(payload_offset(id, h.seq), &data[header::LEN..]) == 0);
+            if highest.is_some_and(|hi| hi > h.seq) {
+                rec.counters.reordered += 1;
+            }
+            f.highest_answered = Some(highest.map_or(h.seq, |hi| hi.max(h.seq)));
+            if intact {
+                rec.answered_size(size);
+                rec.complete(clock, now, intended, sent.unwrap_or(intended), u64::from(size));
+            } else if intended >= clock.warm_end {
+                rec.counters.mismatched_messages += 1;
+                rec.counters.mismatched_bytes += u64::from(n.abs_diff(size)).max(1);
+            }
+            true
         }
     }
 }

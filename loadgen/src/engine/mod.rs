@@ -346,6 +346,7 @@ mod tests {
             seed: 1,
             churn: None,
             coalesce: false,
+            gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
         };

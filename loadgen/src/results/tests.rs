@@ -43,6 +43,11 @@ fn previous_version_documents_read_back() {
         }
         if let Some(plan) = again_map.get_mut("plan").and_then(|p| p.as_object_mut()) {
             assert_eq!(plan.remove("coalesce"), Some(false.into()), "{file}");
+            assert_eq!(
+                plan.remove("gso"),
+                Some(false.into()),
+                "{file}: runs from before batching did not batch"
+            );
             assert!(plan.remove("max_duration").is_some(), "{file}");
         }
         if let Some(b) = again_map.get_mut("builtin").and_then(|b| b.as_object_mut()) {
