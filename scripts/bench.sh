@@ -3,13 +3,16 @@
 # fresh ringecho, ringload as the client, pinned (server CPU 0, ringload CPU 1) when
 # there are two CPUs or more. Per cell: msg/s, MB/s, p50/p99/p99.9, the server's CPU-µs
 # per message (utime+stime from /proc/PID/stat) and its peak RSS. Then RSS with 10,000
-# idle connections per backend, and SEND_ZC on/off for large messages.
+# idle connections per backend, SEND_ZC on/off for large messages, and UDP batching
+# (UDP_GRO/UDP_SEGMENT on both sides, 8 flows × depth 16 × 64 B and 1,200 B, 8 × 1 × 64 B)
+# against the same without and against a blocking recvfrom/sendto loop, in datagrams per
+# server and per client CPU-second.
 #
 # Writes results/<timestamp>/*.json (ringload's JSON plus a "server" section per cell)
 # and results/<timestamp>/summary.md, with ratios against the epoll backend measured in
 # the same run.
 #
-# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR]
+# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION]
 #   --quick: a subset that takes a few minutes.
 #   --seconds N: seconds per cell (default 2 with --quick, 5 without).
 #   --runs N: runs per cell (backends interleaved), the median by msg/s is reported
@@ -17,6 +20,7 @@
 #   --bin-dir DIR: run the ringecho and ringload in DIR (relative to the current
 #             directory) instead of building target/release; e.g. build an older commit
 #             elsewhere and run the script once with each DIR to compare two versions.
+#   --only SECTION: matrix, idle, zerocopy or udp-batching (repeatable); default all.
 #
 # The work is done by scripts/lib/bench.py, with the procedures the scripts share in
 # scripts/lib/ringbench.py.

@@ -12,11 +12,21 @@ from pathlib import Path
 
 import ringbench as rb
 
-USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR]"
+USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION]"
+SECTIONS = ("matrix", "idle", "zerocopy", "udp-batching")
 
 BACKENDS = ["uring", "epoll", "tokio-uring", "threads"]
-# Large enough for the largest UDP cell's datagrams (and their recvmsg header).
+# The matrix has always run with 66 KiB stream buffers (datagrams no longer need them:
+# they have their own buffers); kept so that results compare across versions.
 BIG_BUFFERS = ("--buffer-size", "66KiB")
+
+# UDP batching cells: (flows, datagrams in flight per flow, size).
+BATCH_CELLS = [(8, 16, 64), (8, 16, 1200), (8, 1, 64)]
+# Server and client set-ups compared in each batching cell, interleaved run by run.
+BATCH_SETUPS = [
+    ("uring", "gso"), ("uring --no-gro", "gso"), ("epoll", "gso"), ("floor", "gso"),
+    ("uring", "no-gso"), ("floor", "no-gso"),
+]
 
 
 def parse_args():
@@ -29,7 +39,10 @@ def parse_args():
                                                            "is reported (default 1 with --quick, 3 without)")
     ap.add_argument("--bin-dir", metavar="DIR", help="take ringecho and ringload from DIR instead of building "
                                                      f"{rb.DEFAULT_BIN_DIR}, e.g. to compare two versions")
+    ap.add_argument("--only", choices=SECTIONS, action="append", metavar="SECTION",
+                    help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
     a = ap.parse_args()
+    a.only = set(a.only or SECTIONS)
     # Relative to where the user ran the script, before we move to the workspace root.
     a.bin_dir = str(Path(a.bin_dir).resolve()) if a.bin_dir else None
     return a
@@ -42,6 +55,9 @@ def run():
         rb.check_binaries(args.bin_dir, "ringecho", "ringload")
     else:
         rb.cargo_build("ringecho", "ringload")
+    if "udp-batching" in args.only:
+        # The recvfrom/sendto floor is not a version under test: always today's build.
+        rb.cargo_build("ringecho-benches")
     b = args.bin_dir or rb.DEFAULT_BIN_DIR
     quick = args.quick
     secs = args.seconds if args.seconds is not None else (2.0 if quick else 5.0)
@@ -91,7 +107,8 @@ def run():
     print(f"{runs} run(s) per cell, backends interleaved; the median run by msg/s is kept", flush=True)
     if args.bin_dir:
         print(f"binaries from {args.bin_dir}", flush=True)
-    for transport, cells in (("tcp", tcp_cells), ("udp", udp_cells)):
+    matrix = (("tcp", tcp_cells), ("udp", udp_cells)) if "matrix" in args.only else ()
+    for transport, cells in matrix:
         for conns, size in cells:
             tries = {backend: [] for backend in BACKENDS}
             for _ in range(runs):
@@ -119,7 +136,7 @@ def run():
 
     # Idle connections: RSS with 10,000 open, default buffer size.
     idle = {}
-    for backend in BACKENDS:
+    for backend in BACKENDS if "idle" in args.only else ():
         server = start_server(backend, ())
         try:
             # settle_s: let a polling backend publish; RSS is read from /proc, not stats.
@@ -133,7 +150,8 @@ def run():
 
     # SEND_ZC on and off (uring), large messages.
     zc = {}
-    for label, extra in (("copy", ()), ("zerocopy", ("--zc-threshold", "16KiB"))):
+    zc_labels = (("copy", ()), ("zerocopy", ("--zc-threshold", "16KiB"))) if "zerocopy" in args.only else ()
+    for label, extra in zc_labels:
         d = run_cell("uring", "tcp", 50, 65536, BIG_BUFFERS + extra)
         zc[label] = d
         if "error" not in d:
@@ -141,13 +159,66 @@ def run():
             print(f"SEND_ZC {label}: {d['throughput']['msgs_per_s']:.0f} msg/s, server {d['server']['cpu_us_per_msg']:.2f} "
                   f"µs/msg, zc_sends={t.get('zc_sends')} zc_copied={t.get('zc_copied')}", flush=True)
 
-    write_summary(out, rows, idle, zc, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs, runs=runs,
-                  bin_dir=args.bin_dir)
+    batching = udp_batching(b, secs, runs, server_cpu, client_cpu) if "udp-batching" in args.only else {}
+
+    write_summary(out, rows, idle, zc, batching, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs,
+                  runs=runs, bin_dir=args.bin_dir)
     print(f"\nwrote {out}/summary.md")
     return 0
 
 
-def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
+def udp_batching(b, secs, runs, server_cpu, client_cpu):
+    """UDP_GRO/UDP_SEGMENT on both sides against the same without, and against a blocking
+    recvfrom/sendto loop: datagrams per server CPU-second and per client CPU-second, the
+    median of `runs` interleaved runs per set-up."""
+    floor = f"{rb.DEFAULT_BIN_DIR}/udp-echo-floor"
+    results = {}
+    for flows, depth, size in BATCH_CELLS:
+        tries = {setup: [] for setup in BATCH_SETUPS}
+        for _ in range(runs):
+            for server_kind, client_kind in BATCH_SETUPS:
+                if server_kind == "floor":
+                    cmd = [floor, "127.0.0.1:0"]
+                else:
+                    backend, *extra = server_kind.split()
+                    cmd = [f"{b}/ringecho", "--backend", backend, "--udp", "127.0.0.1:0", "--workers", "1", *extra]
+                server = rb.start_server(cmd, cpu=server_cpu)
+                try:
+                    cpu0 = rb.cpu_seconds(server.pid)
+                    args = ["-c", flows, "--depth", depth, "-s", size, "-d", f"{secs}s", "-w", "500ms"]
+                    if client_kind == "no-gso":
+                        args.append("--no-gso")
+                    try:
+                        d = rb.ringload(b, f"udp://{server.addr('udp')}", args, cpu=client_cpu, timeout=secs + 60)
+                    except rb.LoadError as e:
+                        d = {"error": str(e)}
+                    cpu1 = rb.cpu_seconds(server.pid)
+                finally:
+                    rb.stop_server(server)
+                if "error" in d:
+                    print(f"udp batching {flows}x{depth}x{size}B {server_kind}/{client_kind}: ERROR {d['error']}",
+                          flush=True)
+                    continue
+                msgs = d["counters"]["completed"] + d["counters"]["warmup_completed"]
+                tries[(server_kind, client_kind)].append(dict(
+                    rate=d["throughput"]["msgs_per_s"], p50=d["latency"]["corrected"]["p50"] / 1e3,
+                    p99=d["latency"]["corrected"]["p99"] / 1e3,
+                    server_per_cpu_s=msgs / max(cpu1 - cpu0, 1e-9), client_per_cpu_s=msgs / max(d["load_cpu_s"], 1e-9),
+                    failed=rb.failed(d), runs=None))
+        for setup, ok in tries.items():
+            if not ok:
+                continue
+            row = {k: rb.median([t[k] for t in ok]) for k in ("rate", "p50", "p99", "server_per_cpu_s", "client_per_cpu_s")}
+            row["failed"] = max(t["failed"] for t in ok)
+            row["runs"] = [round(t["rate"]) for t in ok]
+            results[(flows, depth, size, *setup)] = row
+            print(f"udp batching {flows}x{depth}x{size}B server {setup[0]:<15} client {setup[1]:<7} "
+                  f"{row['rate']:>10.0f} dgram/s  server {row['server_per_cpu_s']:>10.0f} dgram/CPU-s  "
+                  f"client {row['client_per_cpu_s']:>10.0f} dgram/CPU-s  p50 {row['p50']:.1f} µs", flush=True)
+    return results
+
+
+def write_summary(out, rows, idle, zc, batching, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
@@ -190,6 +261,20 @@ def write_summary(out, rows, idle, zc, *, cpus, server_cpu, client_cpu, secs, ru
                       f"SEND_ZC sends {t.get('zc_sends', '?')}, of which the kernel reported copying {t.get('zc_copied', '?')}")
     md.append("\nOn loopback the kernel copies SEND_ZC data anyway (there is no NIC to DMA from; it says so in each "
               "notification, counted as `zc_copied`), so zero-copy only adds the notification's cost here; measure it on a real NIC.")
+    if batching:
+        md.append("\n## UDP batching (UDP_GRO and UDP_SEGMENT)\n")
+        md.append("Datagrams per CPU-second of the server (utime+stime from /proc) and of ringload (its own CPU time), "
+                  "median of the interleaved runs; `floor` is a blocking recvfrom/sendto loop (benches' udp-echo-floor); "
+                  "`gso` is ringload's default, `no-gso` is `--no-gso`. Ratios are against the floor with the same client.\n")
+        md.append("| flows × depth × size | server | client | dgram/s | p50 µs | p99 µs | server dgram/CPU-s | × floor | "
+                  "client dgram/CPU-s | failed |")
+        md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for (flows, depth, size, server, client), row in batching.items():
+            base = batching.get((flows, depth, size, "floor", client))
+            ratio = row["server_per_cpu_s"] / base["server_per_cpu_s"] if base else None
+            md.append(f"| {flows} × {depth} × {size} B | {server} | {client} | {row['rate']:.0f} | {row['p50']:.1f} | "
+                      f"{row['p99']:.1f} | {row['server_per_cpu_s']:.0f} | {fmt(ratio, '.2f')} | "
+                      f"{row['client_per_cpu_s']:.0f} | {row['failed']} |")
     with open(f"{out}/summary.md", "w") as f:
         f.write("\n".join(md) + "\n")
 
