@@ -39,35 +39,28 @@ const fn cmsg_len(data: usize) -> usize {
 
 /// Turns UDP_GRO on for a UDP socket.
 pub fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a plain setsockopt with a pointer to a live int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    set_udp_option(fd, libc::UDP_GRO, 1)
 }
 
 /// Whether the kernel takes UDP_SEGMENT on this UDP socket (Linux 4.18 and later): sets
 /// the socket's default segment size to 0, which means "no segmentation".
 pub fn can_segment(fd: BorrowedFd<'_>) -> bool {
-    let none: libc::c_int = 0;
+    set_udp_option(fd, libc::UDP_SEGMENT, 0).is_ok()
+}
+
+/// One `setsockopt(SOL_UDP, option, value)`.
+fn set_udp_option(fd: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt with a pointer to a live int and its size.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            (&none as *const libc::c_int).cast(),
+            option,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    rc == 0
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// The segment size a UDP_GRO receive reported in its control messages, if any. Reads
