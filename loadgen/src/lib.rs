@@ -7,6 +7,7 @@
 //! caller's [`Progress`] callback, problems into the report's warnings.
 #![deny(missing_docs)]
 
+pub mod capacity;
 pub mod cli;
 pub mod counters;
 pub mod document;
@@ -16,8 +17,10 @@ pub mod hist;
 pub mod payload;
 pub mod plan;
 pub mod plot;
+pub mod repeat;
 pub mod report;
 pub mod results;
+pub mod slo;
 pub mod target;
 mod verdict;
 

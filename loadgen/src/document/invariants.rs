@@ -59,6 +59,26 @@ pub enum Violation {
     /// A plan no run could have had (ringload validates every plan before it runs).
     #[error("plan: no run has this plan: {0}")]
     Plan(String),
+    /// More repeats or search steps than ringload makes.
+    #[error("{what}: {count} entries; ringload writes at most {max}")]
+    TooMany {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Entries found.
+        count: usize,
+        /// The most written.
+        max: usize,
+    },
+    /// A repeat or a search step breaks a rule.
+    #[error("{what}[{index}]: {cause}")]
+    Nested {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Which one.
+        index: usize,
+        /// The rule it breaks.
+        cause: Box<Violation>,
+    },
 }
 
 impl ResultDoc {
@@ -103,6 +123,20 @@ impl ResultDoc {
         }
         if let Some(plan) = &self.plan {
             plan.validate().map_err(|e| Violation::Plan(e.to_string()))?;
+        }
+        let steps: Vec<&ResultDoc> =
+            self.search.iter().flat_map(|s| s.steps.iter().map(|step| &step.run)).collect();
+        let repeats: Vec<&ResultDoc> = self.repeats.iter().collect();
+        for (what, docs, max) in [
+            ("repeats", repeats, crate::repeat::MAX_REPEATS as usize),
+            ("search.steps", steps, crate::capacity::MAX_STEPS),
+        ] {
+            if docs.len() > max {
+                return Err(Violation::TooMany { what, count: docs.len(), max });
+            }
+            for (index, d) in docs.iter().enumerate() {
+                d.check().map_err(|cause| Violation::Nested { what, index, cause: Box::new(cause) })?;
+            }
         }
         Ok(())
     }

@@ -24,6 +24,28 @@ fn fullest() -> ResultDoc {
     if let Some(p) = doc.plan.as_mut() {
         p.churn = Some(10);
     }
+    let mut run = full_report().document();
+    run.warnings.clear();
+    run.failed_checks.clear();
+    doc.repeats = vec![run.clone(), run.clone()];
+    let step = crate::capacity::judge(
+        1000.0,
+        vec![crate::capacity::Sample { doc: run, busy: 0.5 }],
+        &crate::slo::Slo::parse("p99<1ms").unwrap().and(crate::slo::Slo::from_flags(None, Some(0.01))),
+        None,
+    );
+    doc.search = Some(Box::new(crate::capacity::SearchDoc {
+        slo: crate::slo::Slo::parse("p99<1ms").unwrap().and(crate::slo::Slo::from_flags(None, Some(0.01))),
+        slo_text: "p99<1ms,errors<1%".into(),
+        precision: 0.05,
+        min_achieved: 0.97,
+        repeat: 1,
+        answer: None,
+        lower_bound: false,
+        stopped: Some(crate::capacity::Stopped::Interrupted),
+        steps: vec![step],
+    }));
+    doc.derive();
     doc
 }
 

@@ -187,6 +187,9 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.latency.connect.histogram = connect;
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
+    // Repeats and search steps belong to the first result alone, not to the merge.
+    doc.repeats.clear();
+    doc.search = None;
     doc.failed_checks.clear();
     doc.interrupted = results.iter().any(|r| r.doc.interrupted);
     doc.exit_code = if counters.completed == 0 { 2 } else { 0 };
