@@ -151,7 +151,7 @@ pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
 }
 
 /// The load-running arguments.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH or unixgram:///PATH. None: a built-in
     /// ringecho server on a loopback port, on its own CPU.
@@ -455,7 +455,9 @@ impl RunArgs {
             return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
         }
         self.check_repeat()?;
-        let mut plan = self.to_plan()?;
+        // Each step is a run of --step-duration; --max-duration bounds the whole search.
+        let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
+        let mut plan = step.to_plan()?;
         plan.model = Model::Open { rate: self.start_rate };
         let plan = crate::capacity::step_plan(plan, self.step_duration, self.warmup);
         plan.validate().map_err(|e| PlanError {

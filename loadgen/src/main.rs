@@ -95,7 +95,12 @@ fn plot(files: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     let is_log = |f: &PathBuf| f.extension().is_some_and(|e| e == "hlog");
     let logs = files.iter().filter(|f| is_log(f)).count();
     if logs == 0 {
-        ringload::plot::percentiles(&load_all(files)?, output)?;
+        let results = load_all(files)?;
+        // A --find-max-rate result draws its steps: latency against offered rate.
+        match results.as_slice() {
+            [one] if one.doc.search.is_some() => ringload::plot::capacity(one, output)?,
+            _ => ringload::plot::percentiles(&results, output)?,
+        }
     } else {
         anyhow::ensure!(
             logs == files.len(),
