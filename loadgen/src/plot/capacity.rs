@@ -1,7 +1,7 @@
 //! The plot of a `--find-max-rate` search: p50, p99 and p99.9 of latency (from the
 //! intended send time) against the offered rate, both axes logarithmic, one point per
 //! step (in rate order), with each latency clause of the SLO as a horizontal line and
-//! the answer as a vertical one.
+//! the answer as a vertical one. Passing steps are filled dots, failing ones hollow.
 
 use super::{PlotError, draw_err, draw_line, series_style, svg_text, us_label, write_svg};
 use crate::capacity::SearchDoc;
@@ -57,7 +57,7 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
             .light_line_style(TRANSPARENT)
             .x_desc("offered rate (msg/s)")
             .y_desc("latency")
-            .x_label_formatter(&|x| crate::report::rate(*x).replace(" msg/s", ""))
+            .x_label_formatter(&rate_label)
             .y_label_formatter(&us_label)
             .draw()
             .map_err(draw_err)?;
@@ -66,7 +66,11 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
             draw_line(&mut chart, points.clone(), series_style(i), 2, (*name).to_owned())
                 .map_err(draw_err)?;
             let (color, _) = series_style(i);
-            chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled()))).map_err(draw_err)?;
+            // Passing steps filled, failing ones hollow.
+            let marks = points.iter().zip(&steps).map(|(p, s)| {
+                Circle::new(*p, 3, if s.passed { color.filled() } else { color.stroke_width(1) })
+            });
+            chart.draw_series(marks).map_err(draw_err)?;
         }
         for (name, limit) in &limits {
             let line = vec![(x_range.start, *limit), (x_range.end, *limit)];
@@ -76,7 +80,7 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
             let line = vec![(answer, y_range.start), (answer, y_range.end)];
             let bound = if search.lower_bound { "at least " } else { "" };
             let name = format!("answer: {bound}{}", crate::report::rate(answer));
-            draw_line(&mut chart, line, (RGBColor(44, 160, 44), Some((3, 3))), 2, name).map_err(draw_err)?;
+            draw_line(&mut chart, line, (BLACK, Some((3, 3))), 2, name).map_err(draw_err)?;
         }
         chart
             .configure_series_labels()
@@ -86,6 +90,17 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
             .draw()
             .map_err(draw_err)
     })
+}
+
+/// A rate as an axis label: `20k`, `1.5M`.
+fn rate_label(x: &f64) -> String {
+    let (v, unit) = match *x {
+        x if x >= 1e6 => (x / 1e6, "M"),
+        x if x >= 1e3 => (x / 1e3, "k"),
+        x => (x, ""),
+    };
+    let s = if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+    format!("{}{unit}", s.trim_end_matches(".0"))
 }
 
 fn caption(name: &str, search: &SearchDoc) -> String {
