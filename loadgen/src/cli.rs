@@ -20,9 +20,12 @@ use std::time::Duration;
         ringload tcp://[::1]:7007 --rate 20000 --max-p99 2ms   # open loop, exit 1 if p99 > 2 ms\n  \
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
-        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
-        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
-        regression, or ratios a side's warnings make not meaningful); 2 usage or runtime error,\n\
+        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n  \
+        ringload tcp://127.0.0.1:7007 --find-max-rate --slo 'p99<1ms,errors<0.1%'   # sustainable rate\n  \
+        ringload tcp://127.0.0.1:7007 -r 50k --repeat 5        # median, range and CI of 5 runs\n\n\
+        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --slo, --verify;\n\
+        --find-max-rate: no rate met the SLO; compare: a regression, or ratios a side's\n\
+        warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
         never made); 130 interrupted (the partial report is printed).",
     args_conflicts_with_subcommands = true

@@ -244,9 +244,10 @@ impl Output {
 /// `--find-max-rate`: the search, its step table and answer; exit 0 with an answer, 1
 /// when no rate met the SLO, 130 interrupted (with the steps so far).
 fn find_max_rate(args: &RunArgs) -> anyhow::Result<u8> {
+    // The handlers first: a Ctrl-C at any moment from here on ends with the steps so far.
+    let interrupted = interrupt_flag()?;
     let (plan, cfg) = args.to_search()?;
     let mut out = Output::open(args)?;
-    let interrupted = interrupt_flag()?;
     let show = !args.no_progress && std::io::stderr().is_terminal();
     let mut n = 0;
     let mut doc = ringload::capacity::run(&plan, &cfg, interrupted, |step| {
@@ -272,9 +273,9 @@ fn find_max_rate(args: &RunArgs) -> anyhow::Result<u8> {
 fn repeated(args: &RunArgs) -> anyhow::Result<u8> {
     args.check_repeat()?;
     anyhow::ensure!(args.hdr_log.is_none(), "--hdr-log: one run's intervals; not with --repeat");
+    let interrupted = interrupt_flag()?;
     let plan = args.to_plan()?;
     let mut out = Output::open(args)?;
-    let interrupted = interrupt_flag()?;
     let show = !args.no_progress && std::io::stderr().is_terminal();
     let slo = args.slo();
     let mut runs = Vec::new();

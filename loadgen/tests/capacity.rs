@@ -245,6 +245,24 @@ fn repeat_reports_the_median_of_its_runs() {
     assert_eq!(doc["counters"]["completed"].as_u64(), Some(completed), "the document pools them");
 }
 
+/// `--slo` on an ordinary run: a broken clause is a failed check (exit 1), named.
+#[test]
+fn slo_on_a_run_is_a_check() {
+    if !uring_available() {
+        return;
+    }
+    let target = format!("tcp://{}", limited_server(1e9, None));
+    let cpu = cpu();
+    let args = [&target, "-c", "1", "--cpus", &cpu, "-r", "1k", "-d", "200ms", "-w", "0s", "--no-progress"];
+    let out = ringload(&[&args[..], &["--slo", "p50<1ns,errors<1%"]].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED: p50 ") && stdout.contains("> SLO p50<1ns"), "{stdout}");
+    assert!(!stdout.contains("errors<"), "the clause that holds is not reported: {stdout}");
+    let out = ringload(&[&args[..], &["--slo", "p50<10s"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// Ctrl-C while the first step is starting (its connection just accepted) ends the
 /// search with the steps so far and exit 130.
 #[test]
