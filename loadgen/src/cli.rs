@@ -314,6 +314,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: u32,
 
+    /// --find-max-rate: the server's process ID, to report its CPU per step (from
+    /// /proc/PID/stat; 100% = one CPU busy).
+    #[arg(long, value_name = "PID", requires = "find_max_rate")]
+    pub server_pid: Option<u32>,
+
     /// Test knob: take --find-max-rate steps offered above this rate as client-saturated.
     #[arg(long, hide = true, value_parser = parse_rate)]
     pub test_saturate_above: Option<f64>,
@@ -475,6 +480,7 @@ impl RunArgs {
             repeat: self.repeat,
             max_duration: self.max_duration.unwrap_or(Duration::from_secs(600)),
             saturate_above: self.test_saturate_above,
+            server_pid: self.server_pid,
         };
         Ok((plan, cfg))
     }

@@ -113,7 +113,11 @@ fn finds_the_rate_the_server_sustains() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("search.json");
     let cpu = cpu();
-    let out = ringload(&search_args(&target, "p90<8ms", file.to_str().unwrap(), &cpu));
+    // The test server is this process: its CPU per step is reported.
+    let pid = std::process::id().to_string();
+    let mut args = search_args(&target, "p90<8ms", file.to_str().unwrap(), &cpu);
+    args.extend(["--server-pid", &pid]);
+    let out = ringload(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let doc = json(&file);
@@ -123,6 +127,7 @@ fn finds_the_rate_the_server_sustains() {
     // within 10% below it (a little more for the window's jitter on a loaded machine).
     assert!((limit * 0.85..=limit * 1.02).contains(&answer), "answer {answer}\n{stdout}");
     assert!(stdout.contains("answer: ") && stdout.contains("met the SLO"), "{stdout}");
+    assert!(stdout.contains(" server  verdict"), "a server CPU column: {stdout}");
     assert_eq!(search["lower_bound"], false);
     let steps = search["steps"].as_array().unwrap();
     assert!(steps.len() >= 4, "{stdout}");
@@ -131,6 +136,7 @@ fn finds_the_rate_the_server_sustains() {
         let p90 = s["point"]["p90"].as_f64().unwrap();
         assert_eq!(s["passed"].as_bool().unwrap(), p90 <= 8e6 && s["reasons"].as_array().unwrap().is_empty());
         assert!(s["run"]["latency"]["corrected"]["histogram"].is_string());
+        assert!(s["server_cpu"].as_f64().is_some_and(|c| c >= 0.0), "{s}");
     }
     // The document is an ordinary result (the answer's step): report, compare and plot read it.
     assert_eq!(doc["plan"]["model"]["rate"].as_f64(), Some(answer));

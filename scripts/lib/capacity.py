@@ -79,7 +79,8 @@ def search(b, backend, n, args, budget, out):
         load = rb.start_ringload(b, f"tcp://{server.addr('tcp')}", [
             "--find-max-rate", "--slo", args.slo, "-c", str(args.connections),
             "--step-duration", args.step_duration, "-w", args.warmup, "--start-rate", args.start_rate,
-            "--precision", args.precision, "--max-duration", args.max_duration, "--label", name], cpu=LOAD_CPU)
+            "--precision", args.precision, "--max-duration", args.max_duration, "--label", name,
+            "--server-pid", str(server.pid)], cpu=LOAD_CPU)
         # The search is bounded by --max-duration; a last step may run past it.
         doc = rb.finish_ringload(load, timeout=budget + 120)
     finally:

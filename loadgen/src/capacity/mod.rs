@@ -14,8 +14,8 @@
 //!   step, as the `client saturated` warning) below 90% of what it had;
 //! - the SLO holds at the medians of the repeats.
 //!
-//! A step that failed because the client saturated makes the answer a lower bound: the
-//! target was not what stopped the search. The search ends at convergence, at
+//! When the lowest failing step failed because the client saturated, the answer is a
+//! lower bound: the target was not what stopped the search. The search ends at convergence, at
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
@@ -61,6 +61,8 @@ pub struct SearchConfig {
     /// Test knob (hidden flag): steps offered above this rate are taken as
     /// client-saturated, so a lower-bound answer can be staged deterministically.
     pub saturate_above: Option<f64>,
+    /// A server process (`--server-pid`) whose CPU each step reports.
+    pub server_pid: Option<u32>,
 }
 
 /// Why a search stopped before it converged.
@@ -97,6 +99,10 @@ pub struct StepDoc {
     /// Why it failed, one sentence each; empty when it passed.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// The server's CPU over the step (warm-up and drain included), in CPUs (1.0 = one
+    /// CPU busy all the time): read from /proc/PID/stat of `--server-pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu: Option<f64>,
     /// The step's run.
     pub run: ResultDoc,
 }
@@ -116,7 +122,7 @@ pub struct SearchDoc {
     pub repeat: u32,
     /// The highest offered rate that met the SLO, msg/s; none when no rate did.
     pub answer: Option<f64>,
-    /// The answer is a lower bound: a step failed because the client saturated.
+    /// The answer is a lower bound: the lowest failing step had a saturated client.
     pub lower_bound: bool,
     /// Why the search stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +224,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         interrupted,
         point,
         reasons,
+        server_cpu: None,
         run,
     }
 }
@@ -286,7 +293,11 @@ pub fn search(
             break;
         }
     }
-    let lower_bound = good.is_some() && steps.iter().any(|s| !s.passed && s.client_saturated);
+    // A lower bound when the failure that bounds the answer from above (the lowest
+    // failing rate) was the client's.
+    let first_failed =
+        steps.iter().filter(|s| !s.passed && !s.interrupted).min_by(|a, b| a.offered.total_cmp(&b.offered));
+    let lower_bound = good.is_some() && first_failed.is_some_and(|s| s.client_saturated);
     Ok(SearchDoc {
         slo_text: cfg.slo.to_string(),
         slo: cfg.slo.clone(),
@@ -313,6 +324,7 @@ pub fn run(
     let search = search(cfg, &interrupted, |rate| {
         let mut plan = base.clone();
         plan.model = Model::Open { rate };
+        let server_before = cfg.server_pid.and_then(process_cpu).map(|cpu| (cpu, Instant::now()));
         let mut samples = Vec::new();
         for _ in 0..cfg.repeat.max(1) {
             let report = crate::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
@@ -322,7 +334,11 @@ pub fn run(
                 break;
             }
         }
-        let step = judge(rate, samples, &cfg.slo, cfg.saturate_above);
+        let mut step = judge(rate, samples, &cfg.slo, cfg.saturate_above);
+        step.server_cpu = server_before.and_then(|(before, at)| {
+            let after = process_cpu(cfg.server_pid?)?;
+            Some(after.saturating_sub(before).as_secs_f64() / at.elapsed().as_secs_f64().max(1e-9))
+        });
         on_step(&step);
         Ok(step)
     })?;
@@ -343,6 +359,20 @@ pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
     doc.exit_code = i32::from(search.exit_code());
     doc.search = Some(Box::new(search));
     doc
+}
+
+/// CPU time (user + system) of process `pid` from /proc/PID/stat; `None` when it cannot
+/// be read (gone, not ours to see).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a configuration value; it has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
 /// A step's plan: `base` (validated) with the step's length and warm-up.

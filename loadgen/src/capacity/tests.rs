@@ -11,6 +11,7 @@ fn cfg(slo: &str) -> SearchConfig {
         repeat: 1,
         max_duration: Duration::from_secs(3600),
         saturate_above: None,
+        server_pid: None,
     }
 }
 
@@ -60,6 +61,14 @@ fn a_saturated_client_makes_a_lower_bound() {
     assert!((7_600.0..=8_000.0).contains(&a), "{a}");
     assert!(s.lower_bound);
     assert!(text("x", &s).contains("LOWER BOUND"));
+    // Saturation only above a rate the target already failed at: a true answer.
+    // 1k passes, 16k fails saturated, 8.5k fails on the SLO alone: the target's limit.
+    let mut c = cfg("p99<1ms");
+    c.growth = 16.0;
+    let s = search(&c, &AtomicBool::new(false), |r| Ok(mock(6_000.0, r, 0.3, Some(10_000.0)))).unwrap();
+    assert!(s.steps.iter().any(|s| s.client_saturated && !s.passed));
+    assert!(!s.lower_bound, "the target broke the SLO below the saturated rate");
+    assert!((5_700.0..=6_000.0).contains(&s.answer.unwrap()));
     // Real CPU figures mark it too.
     let busy = mock(100_000.0, 1000.0, 0.97, None);
     assert!(busy.client_saturated && !busy.passed);
@@ -139,4 +148,15 @@ fn the_document_reads_back() {
     let search = saved.doc.search.as_ref().unwrap();
     assert_eq!(search.answer, doc.search.as_ref().unwrap().answer);
     assert_eq!(saved.doc.throughput.msgs_per_s, search.answer_step().unwrap().run.throughput.msgs_per_s);
+}
+
+#[test]
+fn process_cpu_reads_our_own() {
+    let spin = Instant::now();
+    while spin.elapsed() < Duration::from_millis(30) {
+        std::hint::black_box(0);
+    }
+    let cpu = process_cpu(std::process::id()).unwrap();
+    assert!(cpu > Duration::ZERO);
+    assert_eq!(process_cpu(u32::MAX), None);
 }

@@ -1,5 +1,6 @@
 //! The text report of a search: the step table (offered and achieved rate, p50, p99,
-//! p99.9, errors, client CPU, verdict) and the answer in words.
+//! p99.9, errors, client CPU, server CPU with `--server-pid`, verdict) and the answer in
+//! words.
 
 use super::{SearchDoc, Stopped};
 use crate::report::{ns, rate};
@@ -24,16 +25,30 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
         "a step passes when it achieves ≥ {:.0}% of the offered rate, the client is not saturated, and the SLO holds\n",
         search.min_achieved * 100.0
     );
+    let server = search.steps.iter().any(|s| s.server_cpu.is_some());
     let _ = writeln!(
         o,
-        "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>8} {:>7}  verdict",
-        "step", "offered", "achieved", "p50", "p99", "p99.9", "errors", "client"
+        "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>8} {:>7}{}  verdict",
+        "step",
+        "offered",
+        "achieved",
+        "p50",
+        "p99",
+        "p99.9",
+        "errors",
+        "client",
+        if server { " server" } else { "" }
     );
     for (i, s) in search.steps.iter().enumerate() {
         let verdict = if s.passed { "ok".to_owned() } else { format!("FAIL: {}", s.reasons.join("; ")) };
+        let server = match (server, s.server_cpu) {
+            (false, _) => String::new(),
+            (true, Some(cpu)) => format!(" {:>6.0}%", cpu * 100.0),
+            (true, None) => format!(" {:>7}", "?"),
+        };
         let _ = writeln!(
             o,
-            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}%  {verdict}",
+            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}%{server}  {verdict}",
             i + 1,
             rate(s.offered),
             rate(s.achieved),
