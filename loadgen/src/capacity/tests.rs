@@ -160,3 +160,23 @@ fn process_cpu_reads_our_own() {
     assert!(cpu > Duration::ZERO);
     assert_eq!(process_cpu(u32::MAX), None);
 }
+
+#[test]
+fn nested_documents_are_checked() {
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(3_000.0, r, 0.3, None))).unwrap();
+    let plan = crate::document::testing::full_report().plan;
+    let doc = document(&plan, s);
+    let read =
+        |d: &ResultDoc| crate::results::Saved::from_bytes("x.json".into(), &serde_json::to_vec(d).unwrap());
+    // A search inside a step.
+    let mut deep = doc.clone();
+    let inner = deep.clone();
+    deep.search.as_mut().unwrap().steps[0].run.search = inner.search;
+    let e = read(&deep).unwrap_err().to_string();
+    assert!(e.contains("search.steps[0] holds a search"), "{e}");
+    // A step whose run breaks a rule is named.
+    let mut bad = doc;
+    bad.search.as_mut().unwrap().steps[1].run.counters.sent = 1;
+    let e = read(&bad).unwrap_err().to_string();
+    assert!(e.contains("search.steps[1]: counters.completed"), "{e}");
+}

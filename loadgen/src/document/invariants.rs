@@ -69,6 +69,17 @@ pub enum Violation {
         /// The most written.
         max: usize,
     },
+    /// A repeat holding repeats or a search, or a step holding a search: ringload nests
+    /// one level (a step's run may hold its repeats), no more.
+    #[error("{what}[{index}] holds {inner}: ringload does not nest them")]
+    NestedTooDeep {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Which one.
+        index: usize,
+        /// What it should not hold.
+        inner: &'static str,
+    },
     /// A repeat or a search step breaks a rule.
     #[error("{what}[{index}]: {cause}")]
     Nested {
@@ -85,7 +96,8 @@ impl ResultDoc {
     /// Checks the document's invariants: completed ≤ sent (when sent is known, i.e. not
     /// 0), one corrected and one service sample per answered message, percentiles in
     /// order, a measured time when anything was answered, a real start time, a plan
-    /// that passes [`crate::plan::Plan::validate`].
+    /// that passes [`crate::plan::Plan::validate`]; and the same of every repeat and search
+    /// step it holds (bounded in number, nested one level at most).
     pub fn check(&self) -> Result<(), Violation> {
         let c = &self.counters;
         if c.sent > 0 && c.completed > c.sent {
@@ -135,6 +147,12 @@ impl ResultDoc {
                 return Err(Violation::TooMany { what, count: docs.len(), max });
             }
             for (index, d) in docs.iter().enumerate() {
+                if d.search.is_some() {
+                    return Err(Violation::NestedTooDeep { what, index, inner: "a search" });
+                }
+                if what == "repeats" && !d.repeats.is_empty() {
+                    return Err(Violation::NestedTooDeep { what, index, inner: "repeats" });
+                }
                 d.check().map_err(|cause| Violation::Nested { what, index, cause: Box::new(cause) })?;
             }
         }
