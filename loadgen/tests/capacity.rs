@@ -299,6 +299,7 @@ fn sigint_during_a_search_exits_130() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("interrupted") && stdout.contains("offered"), "{stdout}");
+    assert!(!stdout.contains("no rate met the SLO"), "an interruption is no verdict: {stdout}");
     let doc = json(&file);
     assert_eq!(doc["search"]["stopped"], "interrupted");
     assert!(doc["search"]["steps"].as_array().unwrap().len() <= 1);

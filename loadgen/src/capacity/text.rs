@@ -67,6 +67,9 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
         .map(|s| s.offered)
         .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
     match (search.answer, search.lower_bound) {
+        (None, _) if search.stopped == Some(Stopped::Interrupted) => {
+            let _ = writeln!(o, "no answer: interrupted before any step passed");
+        }
         (None, _) => {
             let _ = writeln!(
                 o,
