@@ -337,6 +337,17 @@ mod tests {
         assert_eq!(both.clauses[0].limit, 1e6, "the stricter limit wins");
     }
 
+    proptest::proptest! {
+        /// Any text parses or is refused naming a clause that is part of it; never a panic.
+        #[test]
+        fn any_text_parses_or_names_its_clause(text in "[ -~µ]{0,40}") {
+            match Slo::parse(&text) {
+                Ok(slo) => proptest::prop_assert!(!slo.clauses.is_empty()),
+                Err(e) => proptest::prop_assert!(text.contains(e.clause.as_str())),
+            }
+        }
+    }
+
     #[test]
     fn points_from_histograms() {
         let mut h = crate::hist::new();
