@@ -272,6 +272,10 @@ pub struct RunArgs {
     /// most 256 characters, no control characters.
     #[arg(long, value_name = "NAME", value_parser = parse_label)]
     pub label: Option<String>,
+
+    /// Byte throughput and latency under load.
+    #[command(flatten)]
+    pub throughput: crate::throughput::cli::ThroughputArgs,
 }
 
 /// A parsed `--cpus` value.
@@ -368,6 +372,7 @@ impl RunArgs {
             coalesce: self.coalesce,
             gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
+            throughput: self.throughput.to_plan(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.

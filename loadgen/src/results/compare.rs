@@ -85,7 +85,11 @@ pub fn spoils_comparison(w: &Warning) -> bool {
         | Warning::NotEcho { .. }
         | Warning::Duplicates { .. }
         | Warning::NoAnswer { .. }
-        | Warning::NoDatagramAnswered { .. } => true,
+        | Warning::NoDatagramAnswered { .. }
+        | Warning::AnsweredSendOnly { .. }
+        | Warning::NothingReceived
+        | Warning::NothingSent
+        | Warning::BackgroundFailed { .. } => true,
         // A late start moves the window, not the figures.
         Warning::LateStart { .. } => false,
     }
