@@ -346,7 +346,12 @@ impl Report {
                 ));
             }
         }
-        if self.plan.verify && self.counters.mismatched_bytes > 0 {
+        if self.plan.verify && self.counters.mismatched_bytes > 0 && self.bulk.is_some() {
+            self.failed_checks.push(format!(
+                "--verify: {} bytes differed from what the target should have sent",
+                self.counters.mismatched_bytes
+            ));
+        } else if self.plan.verify && self.counters.mismatched_bytes > 0 {
             self.failed_checks.push(format!(
                 "--verify: {} bytes in {} messages differed from what was sent",
                 self.counters.mismatched_bytes, self.counters.mismatched_messages

@@ -345,10 +345,8 @@ impl<const BACKGROUND: bool> Bulk<BACKGROUND> {
             Mode::Receive => self.source.as_ref().map_or(0, |s| s.mismatches(offset, data)),
             Mode::Send | Mode::Rr => 0,
         };
-        if bad > 0 {
-            cx.rec.counters.mismatched_bytes += bad as u64;
-            cx.rec.counters.mismatched_messages += 1;
-        }
+        // Bytes, not messages: a bulk stream has none (and no message "failed").
+        cx.rec.counters.mismatched_bytes += bad as u64;
         let now = cx.now;
         cx.rec.moved(&cx.clock, now, 0, u64::from(n));
     }

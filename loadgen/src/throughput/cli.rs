@@ -86,3 +86,41 @@ impl Default for ThroughputArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Args;
+    use clap::Parser;
+
+    fn flag_refused(args: &[&str]) -> &'static str {
+        let args = Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied())).unwrap();
+        args.run.to_plan().expect_err("refused").flag
+    }
+
+    #[test]
+    fn what_the_bulk_modes_cannot_do_is_refused() {
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "-n", "10"]), "--requests");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "bulk", "--rate", "10"]), "--rate/--depth");
+        assert_eq!(flag_refused(&["udp://127.0.0.1:9", "--mode", "receive"]), "--mode");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--zerocopy"]), "--zerocopy");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "receive", "--zerocopy"]), "--zerocopy");
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--write-size", "2MiB"]),
+            "--write-size"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--background", "2"]),
+            "--background"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--background", "1", "--background-mode", "rr"]),
+            "--background-mode"
+        );
+        let ok =
+            Args::try_parse_from(["ringload", "tcp://127.0.0.1:9", "--mode", "send", "--sndbuf", "1MiB"])
+                .unwrap();
+        let plan = ok.run.to_plan().unwrap();
+        assert_eq!(plan.throughput.sndbuf, Some(1 << 20));
+        assert_eq!(plan.throughput.write_size, 64 * 1024);
+    }
+}
