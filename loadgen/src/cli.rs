@@ -20,7 +20,9 @@ use std::time::Duration;
         ringload tcp://[::1]:7007 --rate 20000 --max-p99 2ms   # open loop, exit 1 if p99 > 2 ms\n  \
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
-        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
+        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n  \
+        ringload tcp://127.0.0.1:7009 --mode send -c 8         # one-way throughput against a discard server\n  \
+        ringload tcp://127.0.0.1:7007 --rate 10k --background 4   # latency beside 4 bulk flows\n\n\
         Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
         regression, or ratios a side's warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
