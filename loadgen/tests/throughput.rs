@@ -115,6 +115,34 @@ fn the_builtin_server_serves_each_mode() {
     }
 }
 
+/// `--zerocopy`: sends go as SEND_ZC where the kernel has it (the run refuses otherwise,
+/// saying so), and the counts still equal the server's.
+#[test]
+fn zerocopy_sends_count_exactly_or_are_refused() {
+    if !uring_available() {
+        return;
+    }
+    let p = plan(None, |p| {
+        p.throughput.mode = Mode::Send;
+        p.throughput.zerocopy = true;
+        p.stop = Stop::Duration(Duration::from_millis(300));
+    });
+    let has_zc = ringecho::ring::probe().unwrap().send_zc;
+    match ringload::run(p, Arc::default(), ringload::Progress::Hide) {
+        Ok(r) => {
+            assert!(has_zc, "ran without SEND_ZC");
+            assert_eq!(r.exit_code(), 0, "{}", r.text());
+            let b = r.bulk.as_ref().unwrap();
+            assert!(b.zerocopy && r.text().contains("(SEND_ZC)"), "{}", r.text());
+            assert_eq!(r.builtin.as_ref().unwrap().server_bytes_in, r.counters.bytes_sent);
+        }
+        Err(e) => {
+            assert!(!has_zc, "{e}");
+            assert!(e.to_string().contains("no SEND_ZC"), "{e}");
+        }
+    }
+}
+
 /// A source that sends ringecho's pattern with one wrong byte (at offset 100,000), until
 /// its peer ends the connection.
 fn corrupt_source() -> SocketAddr {
