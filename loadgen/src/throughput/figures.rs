@@ -176,6 +176,50 @@ impl Bulk {
         }
     }
 
+    /// The figures of runs that ran together (`merge`): bytes, connections, CPU and each
+    /// second's bytes summed, the longest window, the rates recomputed. `None` unless every
+    /// part has figures of the same mode.
+    pub fn merged<'a>(parts: impl IntoIterator<Item = Option<&'a Bulk>>) -> Option<Bulk> {
+        let parts: Option<Vec<&Bulk>> = parts.into_iter().collect();
+        let parts = parts?;
+        let first = (*parts.first()?).clone();
+        if parts.iter().any(|p| p.mode != first.mode) {
+            return None;
+        }
+        let mut m = Bulk { intervals: Vec::new(), ..first };
+        m.connections = 0;
+        (m.bytes_sent, m.bytes_received, m.cpu_s, m.elapsed_s) = (0, 0, 0.0, 0.0);
+        for p in &parts {
+            m.connections = m.connections.saturating_add(p.connections);
+            m.bytes_sent = m.bytes_sent.saturating_add(p.bytes_sent);
+            m.bytes_received = m.bytes_received.saturating_add(p.bytes_received);
+            m.cpu_s += p.cpu_s;
+            m.elapsed_s = m.elapsed_s.max(p.elapsed_s);
+            m.zerocopy &= p.zerocopy;
+            for (k, i) in p.intervals.iter().enumerate() {
+                match m.intervals.get_mut(k) {
+                    Some(sum) => {
+                        sum.bytes_sent = sum.bytes_sent.saturating_add(i.bytes_sent);
+                        sum.bytes_received = sum.bytes_received.saturating_add(i.bytes_received);
+                        sum.length_s = sum.length_s.max(i.length_s);
+                    }
+                    None => m.intervals.push(*i),
+                }
+            }
+        }
+        let pick = |sent: u64, received: u64| if m.mode == Mode::Send { sent } else { received };
+        for i in &mut m.intervals {
+            i.gbit_per_s = pick(i.bytes_sent, i.bytes_received) as f64 * 8.0 / 1e9 / i.length_s.max(1e-9);
+        }
+        m.bytes_per_s =
+            if m.elapsed_s > 0.0 { pick(m.bytes_sent, m.bytes_received) as f64 / m.elapsed_s } else { 0.0 };
+        m.mb_per_s = m.bytes_per_s / 1e6;
+        m.gbit_per_s = m.bytes_per_s * 8.0 / 1e9;
+        let moved = m.moved();
+        m.cpu_ns_per_byte = if moved > 0 { m.cpu_s * 1e9 / moved as f64 } else { 0.0 };
+        Some(m)
+    }
+
     /// Bytes moved in the window, both ways.
     pub fn moved(&self) -> u64 {
         self.bytes_sent.saturating_add(self.bytes_received)
@@ -315,6 +359,24 @@ mod tests {
         assert_eq!(b.bytes_per_s, 60.0 / 2.5);
         assert!((b.cpu_s - 0.05).abs() < 1e-12);
         assert!((b.cpu_ns_per_byte - 50e6 / 66.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn merged_runs_add_up() {
+        let mut t = Tally::default();
+        t.moved(0, 2 * SEC, 5, 1_000, 0);
+        t.moved(0, 2 * SEC, SEC + 5, 3_000, 0);
+        t.cpu_start = Some(Duration::ZERO);
+        let plan = super::super::ThroughputPlan::default();
+        let one = Bulk::of(Mode::Send, 4, &plan, &[(&t, Duration::from_micros(4))], Duration::from_secs(2));
+        let two = Bulk::merged([Some(&one), Some(&one)]).unwrap();
+        assert_eq!((two.connections, two.bytes_sent), (8, 8_000));
+        assert_eq!(two.intervals[1].bytes_sent, 6_000);
+        assert_eq!(two.bytes_per_s, 4_000.0);
+        assert!((two.cpu_ns_per_byte - one.cpu_ns_per_byte).abs() < 1e-9, "{two:?}");
+        assert_eq!(Bulk::merged([Some(&one), None]), None, "a run without figures");
+        let other = Bulk { mode: Mode::Receive, ..one.clone() };
+        assert_eq!(Bulk::merged([Some(&one), Some(&other)]), None, "different modes");
     }
 
     #[test]
