@@ -121,7 +121,9 @@ impl<const BACKGROUND: bool> Bulk<BACKGROUND> {
 }
 
 impl<const BACKGROUND: bool> Transport for Bulk<BACKGROUND> {
-    const BUFFERS: u16 = 256;
+    // 64 × 64 KiB: enough for a receive per connection in flight, few enough to stay
+    // warm in cache (256 cost ~10% more CPU per byte receiving, same Gbit/s).
+    const BUFFERS: u16 = 64;
 
     type Conn = Conn;
 
