@@ -110,6 +110,7 @@ fn the_builtin_server_serves_each_mode() {
             Mode::Receive => assert!(c.bytes_received > 0 && c.bytes_sent == 0),
             _ => assert!(c.bytes_received == c.bytes_sent && c.bytes_sent > 0, "{c:?}"),
         }
+        assert_eq!(c.mismatched_bytes, 0, "{mode:?}: verified");
         let doc = r.document();
         assert_eq!(doc.bulk.as_ref().map(|b| b.mode), Some(mode));
     }
@@ -192,6 +193,16 @@ fn a_corrupted_source_stream_is_caught() {
     assert_eq!(r.counters.mismatched_bytes, u64::from(r.plan.connections), "{}", r.text());
     assert_eq!(r.exit_code(), 1, "{}", r.text());
     assert!(r.text().contains("FAILED: --verify"), "{}", r.text());
+
+    // Both ways: an echo that flips one byte in every 1,000 is caught too.
+    let mut r = bulk(Some(Target::Tcp(tcp_server(echo_corrupt))), Mode::Bulk);
+    r.check(None, None);
+    let c = r.counters;
+    assert!(c.bytes_received > 10_000, "{c:?}");
+    // Byte 999 of every 1,000 of each connection: ⌊n/1000⌋ per connection.
+    let most = c.bytes_received / 1000;
+    assert!((most - u64::from(r.plan.connections)..=most).contains(&c.mismatched_bytes), "{c:?}");
+    assert_eq!(r.exit_code(), 1);
 }
 
 /// Send-only against an echo (it answers) and receive-only against discard (it sends
