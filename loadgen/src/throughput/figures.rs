@@ -70,7 +70,7 @@ pub struct Interval {
     pub bytes_sent: u64,
     /// Bytes received in it.
     pub bytes_received: u64,
-    /// The mode's bytes ([`Bulk::bytes`]) as Gbit/s.
+    /// The bytes of the mode (sent for send, received otherwise) as Gbit/s.
     pub gbit_per_s: f64,
 }
 
