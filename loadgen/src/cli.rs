@@ -402,7 +402,8 @@ impl RunArgs {
 fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
     let limit = ringecho::sys::raise_nofile_limit().unwrap_or(u64::MAX);
     let per_conn = if plan.target.is_none() { 2 } else { 1 };
-    let need = u64::from(plan.connections) * per_conn + 64 + 8 * plan.cpus.len() as u64;
+    let conns = u64::from(plan.connections) + u64::from(plan.throughput.background);
+    let need = conns * per_conn + 64 + 8 * plan.cpus.len() as u64;
     if need > limit {
         return Err(PlanError {
             flag: "--connections",
