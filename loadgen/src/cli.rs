@@ -20,7 +20,9 @@ use std::time::Duration;
         ringload tcp://[::1]:7007 --rate 20000 --max-p99 2ms   # open loop, exit 1 if p99 > 2 ms\n  \
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
-        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n\n\
+        ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n  \
+        ringload tcp://127.0.0.1:7009 --mode send -c 8         # one-way throughput against a discard server\n  \
+        ringload tcp://127.0.0.1:7007 --rate 10k --background 4   # latency beside 4 bulk flows\n\n\
         Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
         regression, or ratios a side's warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
@@ -272,6 +274,10 @@ pub struct RunArgs {
     /// most 256 characters, no control characters.
     #[arg(long, value_name = "NAME", value_parser = parse_label)]
     pub label: Option<String>,
+
+    /// Byte throughput and latency under load.
+    #[command(flatten)]
+    pub throughput: crate::throughput::cli::ThroughputArgs,
 }
 
 /// A parsed `--cpus` value.
@@ -368,6 +374,7 @@ impl RunArgs {
             coalesce: self.coalesce,
             gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
+            throughput: self.throughput.to_plan(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.
@@ -395,7 +402,8 @@ impl RunArgs {
 fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
     let limit = ringecho::sys::raise_nofile_limit().unwrap_or(u64::MAX);
     let per_conn = if plan.target.is_none() { 2 } else { 1 };
-    let need = u64::from(plan.connections) * per_conn + 64 + 8 * plan.cpus.len() as u64;
+    let conns = u64::from(plan.connections) + u64::from(plan.throughput.background);
+    let need = conns * per_conn + 64 + 8 * plan.cpus.len() as u64;
     if need > limit {
         return Err(PlanError {
             flag: "--connections",

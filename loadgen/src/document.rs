@@ -92,6 +92,12 @@ pub struct ResultDoc {
     /// The results a merged document was made from (their labels or file names).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read::merged_from")]
     pub merged_from: Option<Vec<String>>,
+    /// Byte figures of the measured connections in a bulk mode (`--mode send|receive|bulk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<crate::throughput::figures::Bulk>,
+    /// Byte figures of the background flows of a latency-under-load run (`--background`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<crate::throughput::figures::Bulk>,
 }
 
 /// Rates over the measured time.

@@ -187,6 +187,11 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.latency.connect.histogram = connect;
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
+    // Byte figures add up when every run has them in the same mode; else there are none
+    // (never the first run's alone).
+    doc.bulk = crate::throughput::figures::Bulk::merged(results.iter().map(|r| r.doc.bulk.as_ref()));
+    doc.background =
+        crate::throughput::figures::Bulk::merged(results.iter().map(|r| r.doc.background.as_ref()));
     doc.failed_checks.clear();
     doc.interrupted = results.iter().any(|r| r.doc.interrupted);
     doc.exit_code = if counters.completed == 0 { 2 } else { 0 };
