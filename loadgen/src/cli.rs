@@ -21,6 +21,8 @@ use std::time::Duration;
         ringload udp://127.0.0.1:7007 -c 8 --depth 4 --size 64..1400 --verify\n  \
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
         ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n  \
+        ringload tcp://127.0.0.1:7009 --mode send -c 8         # one-way throughput against a discard server\n  \
+        ringload tcp://127.0.0.1:7007 --rate 10k --background 4   # latency beside 4 bulk flows\n  \
         ringload tcp://127.0.0.1:7007 --find-max-rate --slo 'p99<1ms,errors<0.1%'   # sustainable rate\n  \
         ringload tcp://127.0.0.1:7007 -r 50k --repeat 5        # median, range and CI of 5 runs\n\n\
         Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --slo, --verify;\n\
@@ -322,6 +324,9 @@ pub struct RunArgs {
     /// Test knob: take --find-max-rate steps offered above this rate as client-saturated.
     #[arg(long, hide = true, value_parser = parse_rate)]
     pub test_saturate_above: Option<f64>,
+    /// Byte throughput and latency under load.
+    #[command(flatten)]
+    pub throughput: crate::throughput::cli::ThroughputArgs,
 }
 
 /// A parsed `--cpus` value.
@@ -418,6 +423,7 @@ impl RunArgs {
             coalesce: self.coalesce,
             gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
+            throughput: self.throughput.to_plan(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.
@@ -462,10 +468,17 @@ impl RunArgs {
         if !(self.precision > 0.0 && self.precision <= 1.0) {
             return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
         }
-        self.check_repeat()?;
         // Each step is a run of --step-duration; --max-duration bounds the whole search.
         let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
+        step.check_repeat()?;
         let mut plan = step.to_plan()?;
+        if plan.throughput.mode != crate::throughput::Mode::Rr {
+            return Err(PlanError {
+                flag: "--find-max-rate",
+                problem: "searches a message rate: request/response only (not with --mode send|receive|bulk)"
+                    .into(),
+            });
+        }
         plan.model = Model::Open { rate: self.start_rate };
         let plan = crate::capacity::step_plan(plan, self.step_duration, self.warmup);
         plan.validate().map_err(|e| PlanError {
@@ -485,8 +498,15 @@ impl RunArgs {
         Ok((plan, cfg))
     }
 
-    /// `--repeat` is between 1 and [`crate::repeat::MAX_REPEATS`].
+    /// `--repeat` is between 1 and [`crate::repeat::MAX_REPEATS`], of request/response
+    /// runs (their spread is of messages and latency).
     pub fn check_repeat(&self) -> Result<(), PlanError> {
+        if self.repeat > 1 && self.to_plan()?.throughput.mode != crate::throughput::Mode::Rr {
+            return Err(PlanError {
+                flag: "--repeat",
+                problem: "request/response runs only (not with --mode send|receive|bulk)".into(),
+            });
+        }
         if self.repeat == 0 || self.repeat > crate::repeat::MAX_REPEATS {
             return Err(PlanError {
                 flag: "--repeat",
@@ -503,7 +523,8 @@ impl RunArgs {
 fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
     let limit = ringecho::sys::raise_nofile_limit().unwrap_or(u64::MAX);
     let per_conn = if plan.target.is_none() { 2 } else { 1 };
-    let need = u64::from(plan.connections) * per_conn + 64 + 8 * plan.cpus.len() as u64;
+    let conns = u64::from(plan.connections) + u64::from(plan.throughput.background);
+    let need = conns * per_conn + 64 + 8 * plan.cpus.len() as u64;
     if need > limit {
         return Err(PlanError {
             flag: "--connections",

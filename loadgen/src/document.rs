@@ -103,6 +103,12 @@ pub struct ResultDoc {
     /// step, or the first step when no rate met the SLO).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<Box<crate::capacity::SearchDoc>>,
+    /// Byte figures of the measured connections in a bulk mode (`--mode send|receive|bulk`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<crate::throughput::figures::Bulk>,
+    /// Byte figures of the background flows of a latency-under-load run (`--background`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background: Option<crate::throughput::figures::Bulk>,
 }
 
 /// Rates over the measured time.
@@ -324,6 +330,8 @@ impl ResultDoc {
             repeats: Vec::new(),
             spread: None,
             search: None,
+            bulk: None,
+            background: None,
         };
         doc.derive();
         doc

@@ -22,6 +22,7 @@ pub mod report;
 pub mod results;
 pub mod slo;
 pub mod target;
+pub mod throughput;
 mod verdict;
 
 pub use document::ResultDoc;
@@ -58,6 +59,19 @@ pub enum Tick {
         /// Still in the warm-up.
         warmup: bool,
     },
+    /// Bulk connections moved bytes (a bulk mode, or the background flows).
+    Bytes {
+        /// Seconds since the start (warm-up included).
+        elapsed_s: f64,
+        /// Bytes sent in the last second.
+        sent_per_s: f64,
+        /// Bytes received in the last second.
+        received_per_s: f64,
+        /// Still in the warm-up.
+        warmup: bool,
+        /// The background flows', beside the measured request/response ones.
+        background: bool,
+    },
 }
 
 /// How the run talks to the person watching.
@@ -90,6 +104,12 @@ pub fn run_at(
             Err(late) => warnings.push(Warning::LateStart { late_s: late.duration().as_secs_f64() }),
         }
     }
+    if plan.throughput.zerocopy {
+        let features = ringecho::ring::probe().map_err(RunError::Ring)?;
+        if !features.send_zc {
+            return Err(RunError::NoZerocopy);
+        }
+    }
     let (target, builtin_server) = match plan.target.clone() {
         Some(t) => (t, None),
         None => {
@@ -97,7 +117,7 @@ pub fn run_at(
             (Target::Tcp(addr), Some((server, cpus)))
         }
     };
-    let workers = plan.cpus.len();
+    let workers = plan.cpus.len() + engine::background_workers(&plan).len();
     let shared = Arc::new(Shared {
         plan: plan.clone(),
         target: target.clone(),
@@ -106,6 +126,7 @@ pub fn run_at(
             connected: AtomicU64::new(0),
             completed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             failed: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            bytes: (0..workers).map(|_| Default::default()).collect(),
         },
         start: std::sync::OnceLock::new(),
         started_unix: std::sync::OnceLock::new(),
@@ -123,9 +144,9 @@ pub fn run_at(
     }
     let results = results?;
     let builtin = builtin_server.map(|(server, server_cpus)| {
-        let stats = server.stats().total;
+        // The totals once every worker has stopped: final, not a snapshot of a moment.
         server.shutdown();
-        let _ = server.join();
+        let stats = server.join().total;
         Builtin {
             server_cpus,
             server_bytes_in: stats.bytes_in,
@@ -137,6 +158,7 @@ pub fn run_at(
     report.warnings = warnings;
     report.assess();
     verdict::judge(&mut report, &results);
+    throughput::judge(&mut report, &results);
     Ok(report)
 }
 
@@ -149,12 +171,15 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     let mut per_second: std::collections::BTreeMap<u64, (u64, Vec<&str>)> = Default::default();
     let mut load_cpu = Duration::ZERO;
     for r in results {
+        load_cpu += r.cpu;
+        if r.background {
+            continue; // their own figures: `throughput::background`
+        }
         counters.merge(&r.counters);
         // Every histogram has the same bounds: adding cannot fail.
         let _ = latency.add(&r.latency);
         let _ = service.add(&r.service);
         let _ = connect.add(&r.connect);
-        load_cpu += r.cpu;
         for (start_ns, length, h) in &r.intervals {
             let (len, parts) = per_second.entry(*start_ns).or_default();
             *len = (*len).max(*length);
@@ -165,11 +190,14 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     let intervals =
         per_second.into_iter().map(|(start, (len, parts))| (start, len, sum_encoded(&parts))).collect();
     let interrupted = shared.interrupted.load(Ordering::Relaxed);
+    let elapsed = measured_window(plan, results, interrupted);
     Report {
+        bulk: throughput::measured(plan, results, elapsed),
+        background: throughput::background(plan, results, elapsed),
         plan: plan.clone(),
         target: shared.target.to_string(),
         builtin,
-        elapsed: measured_window(plan, results, interrupted),
+        elapsed,
         counters,
         latency,
         service,
@@ -201,6 +229,7 @@ fn sum_encoded(parts: &[&str]) -> String {
 /// run ended otherwise (request-bound, interrupted, every connection gone), up to the
 /// last answer or the moment the last connection went, whichever is later.
 fn measured_window(plan: &Plan, results: &[WorkerResult], interrupted: bool) -> Duration {
+    let results: Vec<&WorkerResult> = results.iter().filter(|r| !r.background).collect();
     let last_answer = results.iter().map(|r| r.last_completion).max().unwrap_or(0);
     let workers_alive = results.iter().filter(|r| r.connected > 0);
     let all_gone =
@@ -228,7 +257,11 @@ fn start_builtin(
         allowed.iter().copied().find(|c| !plan.cpus.contains(c)).or_else(|| allowed.first().copied());
     let server_cpus: Vec<usize> = server_cpu.into_iter().collect();
     let config = ringecho::Config {
-        listen: vec![ringecho::Listen::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).into()],
+        listen: vec![ringecho::Endpoint {
+            listen: ringecho::Listen::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            // The listener the mode measures: discard for send, source for receive.
+            mode: plan.throughput.mode.server_mode(),
+        }],
         cpus: if server_cpus.is_empty() {
             ringecho::Cpus::Allowed
         } else {
@@ -274,6 +307,12 @@ fn spawn_progress(
             std::thread::sleep(Duration::from_millis(20));
         };
         let (mut tick, mut last) = (start + Duration::from_secs(1), 0u64);
+        let measured = shared.plan.cpus.len();
+        let t = &shared.plan.throughput;
+        // The workers whose bytes the progress shows: the measured ones in a bulk mode,
+        // else the background ones.
+        let bulk_workers = if t.mode.is_bulk() { 0..measured } else { measured..shared.live.bytes.len() };
+        let mut last_bytes = [0u64; 2];
         loop {
             pause(tick);
             if done.load(Ordering::Relaxed) {
@@ -284,6 +323,23 @@ fn spawn_progress(
             let failed: u64 = shared.live.failed.iter().map(|a| a.load(Ordering::Relaxed)).sum();
             let elapsed_s = start.elapsed().as_secs_f64();
             let warmup = elapsed_s < shared.plan.warmup.as_secs_f64();
+            if !bulk_workers.is_empty() {
+                let sum = |k: usize| -> u64 {
+                    shared.live.bytes[bulk_workers.clone()].iter().map(|b| b[k].load(Ordering::Relaxed)).sum()
+                };
+                let now = [sum(0), sum(1)];
+                report(Tick::Bytes {
+                    elapsed_s,
+                    sent_per_s: now[0].saturating_sub(last_bytes[0]) as f64,
+                    received_per_s: now[1].saturating_sub(last_bytes[1]) as f64,
+                    warmup,
+                    background: !t.mode.is_bulk(),
+                });
+                last_bytes = now;
+                if t.mode.is_bulk() {
+                    continue;
+                }
+            }
             report(Tick::Running {
                 elapsed_s,
                 rate: completed.saturating_sub(last) as f64,

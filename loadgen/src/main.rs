@@ -172,6 +172,15 @@ fn print_progress(tick: Tick) {
         Tick::Connecting { connected, planned } => {
             eprintln!("[connecting] {connected} of {planned} connections")
         }
+        Tick::Bytes { elapsed_s, sent_per_s, received_per_s, warmup, background } => eprintln!(
+            "[{elapsed_s:5.1}s] {}sent {:.3} Gbit/s ({:.1} MB/s), received {:.3} Gbit/s ({:.1} MB/s){}",
+            if background { "background: " } else { "" },
+            sent_per_s * 8.0 / 1e9,
+            sent_per_s / 1e6,
+            received_per_s * 8.0 / 1e9,
+            received_per_s / 1e6,
+            if warmup { " (warm-up)" } else { "" }
+        ),
         Tick::Running { elapsed_s, rate, completed, failed, warmup } => eprintln!(
             "[{elapsed_s:5.1}s] {}{}, {completed} answered, {failed} failed",
             ringload::report::rate(rate),
@@ -192,6 +201,19 @@ fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
         let start = std::time::Duration::from_nanos(*start_ns);
         log.write_histogram(&h, start, std::time::Duration::from_nanos(*length_ns), None)
             .map_err(|e| anyhow::anyhow!("writing an interval: {e}"))?;
+    }
+    // Bulk figures have no histogram: one comment line per second, as iperf3's.
+    for (name, b) in [("bulk", &report.bulk), ("background", &report.background)] {
+        for i in b.iter().flat_map(|b| &b.intervals) {
+            log.write_comment(&format!(
+                "{name} {:.3}-{:.3} s: sent {} B, received {} B, {:.3} Gbit/s",
+                i.start_s,
+                i.start_s + i.length_s,
+                i.bytes_sent,
+                i.bytes_received,
+                i.gbit_per_s
+            ))?;
+        }
     }
     Ok(())
 }

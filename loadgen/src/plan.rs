@@ -94,6 +94,10 @@ pub struct Plan {
     /// Keep a latency histogram per second (for `--hdr-log`); not part of a result.
     #[serde(skip)]
     pub intervals: bool,
+    /// Byte throughput: `--mode`, write size, socket buffers, SEND_ZC, background flows.
+    /// Request/response in documents from before it existed.
+    #[serde(default)]
+    pub throughput: crate::throughput::ThroughputPlan,
 }
 
 /// The default `--max-duration`: five minutes.
@@ -197,6 +201,7 @@ impl Plan {
                 return Err(err("--churn", "needs a stream target and the closed loop"));
             }
         }
+        crate::throughput::validate(self)?;
         if self.udp_timeout.is_zero() {
             return Err(err("--udp-timeout", "must be more than 0"));
         }
@@ -320,6 +325,7 @@ mod tests {
             gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
+            throughput: Default::default(),
         }
     }
 

@@ -47,6 +47,10 @@ pub struct Report {
     pub label: Option<String>,
     /// When the measured run began (after any `--start-at` wait), Unix seconds.
     pub started_unix: f64,
+    /// The measured connections' byte figures, in a bulk mode (`--mode send|receive|bulk`).
+    pub bulk: Option<crate::throughput::figures::Bulk>,
+    /// The background flows' figures (`--background`).
+    pub background: Option<crate::throughput::figures::Bulk>,
 }
 
 /// The built-in ringecho server's part in a run.
@@ -141,6 +145,20 @@ pub enum Warning {
         /// Datagrams lost.
         lost: u64,
     },
+    /// Failure: a send-only run's target answered (an echo, not a discard server).
+    AnsweredSendOnly {
+        /// Bytes it sent back.
+        bytes_received: u64,
+    },
+    /// Failure: a receive-only run received nothing (not a source server).
+    NothingReceived,
+    /// Failure: a run that writes could not send a byte.
+    NothingSent,
+    /// Failure: a background flow of a latency-under-load run failed.
+    BackgroundFailed {
+        /// What went wrong.
+        problem: String,
+    },
     /// A merge of runs that did not all run at the same time (`merge --force`, or
     /// windows that overlap for less than 90% of the time they span): the merged rate
     /// counts them as if they had.
@@ -201,6 +219,14 @@ impl Warning {
             Warning::NoDatagramAnswered { lost } => format!(
                 "no datagram was answered ({lost} lost): no server on that port, a size limit below --size, or a firewall"
             ),
+            Warning::AnsweredSendOnly { bytes_received } => format!(
+                "the target sent back {bytes_received} bytes to a send-only run: it is not a discard server (an echo or a source server sends); use --mode send against a discard@ listener, --mode bulk against an echo"
+            ),
+            Warning::NothingReceived => "nothing received: is this a source@ listener? (--mode receive reads what the target sends unasked; an echo or a discard server sends nothing)".into(),
+            Warning::NothingSent => "nothing could be sent: the target took no byte (a full or closed socket)".into(),
+            Warning::BackgroundFailed { problem } => format!(
+                "background flows failed: {problem}; the latency was not measured under the load asked for"
+            ),
             Warning::NotConcurrent { overlap_s, .. } if *overlap_s <= 0.0 => format!(
                 "merged runs that did not run together ({:.3} s apart, --force): the merged rate is no rate the target saw",
                 -overlap_s
@@ -221,6 +247,10 @@ impl Warning {
                 | Warning::Duplicates { .. }
                 | Warning::NoAnswer { .. }
                 | Warning::NoDatagramAnswered { .. }
+                | Warning::AnsweredSendOnly { .. }
+                | Warning::NothingReceived
+                | Warning::NothingSent
+                | Warning::BackgroundFailed { .. }
         )
     }
 }
@@ -277,12 +307,20 @@ impl Report {
     pub fn exit_code(&self) -> i32 {
         if self.interrupted {
             130
-        } else if self.counters.completed == 0 || self.warnings.iter().any(Warning::is_failure) {
+        } else if self.nothing_measured() || self.warnings.iter().any(Warning::is_failure) {
             2
         } else if !self.failed_checks.is_empty() {
             1
         } else {
             0
+        }
+    }
+
+    /// Nothing was measured: no message answered, or in a bulk mode no byte moved.
+    pub fn nothing_measured(&self) -> bool {
+        match &self.bulk {
+            Some(b) => b.moved() == 0,
+            None => self.counters.completed == 0,
         }
     }
 
@@ -301,7 +339,12 @@ impl Report {
     pub fn check_slo(&mut self, slo: &crate::slo::Slo) {
         let breaches = slo.breaches(&self.slo_point());
         self.failed_checks.extend(breaches);
-        if self.plan.verify && self.counters.mismatched_bytes > 0 {
+        if self.plan.verify && self.counters.mismatched_bytes > 0 && self.bulk.is_some() {
+            self.failed_checks.push(format!(
+                "--verify: {} bytes differed from what the target should have sent",
+                self.counters.mismatched_bytes
+            ));
+        } else if self.plan.verify && self.counters.mismatched_bytes > 0 {
             self.failed_checks.push(format!(
                 "--verify: {} bytes in {} messages differed from what was sent",
                 self.counters.mismatched_bytes, self.counters.mismatched_messages
@@ -311,6 +354,9 @@ impl Report {
 
     /// The human report.
     pub fn text(&self) -> String {
+        if self.bulk.is_some() {
+            return crate::throughput::text::bulk(self);
+        }
         let p = &self.plan;
         let mut o = String::new();
         let builtin = match &self.builtin {
@@ -439,6 +485,9 @@ impl Report {
             let how = if p.gso { "UDP_SEGMENT trains, UDP_GRO receives" } else { "--no-gso" };
             let _ = writeln!(o, "sends       {per_send:.2} datagrams per send ({how})");
         }
+        if let Some(bg) = &self.background {
+            crate::throughput::text::background(&mut o, bg);
+        }
         for w in &self.warnings {
             let kind = if w.is_failure() { "FAILED" } else { "warning" };
             let _ = writeln!(o, "{kind}: {}", w.message());
@@ -477,6 +526,8 @@ impl Report {
             repeats: Vec::new(),
             spread: None,
             search: None,
+            bulk: self.bulk.clone(),
+            background: self.background.clone(),
         };
         doc.derive();
         doc

@@ -56,6 +56,7 @@ pub fn full_report() -> Report {
             gso: false,
             max_duration: std::time::Duration::from_secs(60),
             intervals: false,
+            throughput: Default::default(),
         },
         target: "tcp://127.0.0.1:40001".into(),
         builtin: Some(Builtin {
@@ -84,5 +85,7 @@ pub fn full_report() -> Report {
         failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
         label: Some("lg1".into()),
         started_unix: 1_764_000_000.125,
+        bulk: None,
+        background: None,
     }
 }

@@ -23,7 +23,25 @@ fn fullest() -> ResultDoc {
     doc.merged_from = Some(vec!["lg1".into(), "lg2.json".into()]);
     if let Some(p) = doc.plan.as_mut() {
         p.churn = Some(10);
+        p.throughput.background_target = Some(crate::target::Target::Unix("/tmp/bg.sock".into()));
+        p.throughput.sndbuf = Some(65_536);
     }
+    let mut tally = crate::throughput::figures::Tally::default();
+    tally.moved(0, 2_000_000_000, 5, 1_000, 900);
+    tally.moved(0, 2_000_000_000, 1_500_000_000, 2_000, 1_800);
+    tally.cpu_start = Some(std::time::Duration::ZERO);
+    let plan = crate::throughput::ThroughputPlan::default();
+    let bulk = |mode| {
+        crate::throughput::figures::Bulk::of(
+            mode,
+            2,
+            &plan,
+            &[(&tally, std::time::Duration::from_millis(3))],
+            std::time::Duration::from_millis(1_700),
+        )
+    };
+    doc.bulk = Some(bulk(crate::throughput::Mode::Receive));
+    doc.background = Some(bulk(crate::throughput::Mode::Bulk));
     let mut run = full_report().document();
     run.warnings.clear();
     run.failed_checks.clear();
@@ -97,11 +115,19 @@ fn schema_names_exactly_the_fields_written() {
         ("/throughput", &fullest["throughput"]),
         ("/latency", &fullest["latency"]),
         ("/builtin/oneOf/1", &fullest["builtin"]),
+        ("/plan/properties/throughput", &fullest["plan"]["throughput"]),
     ] {
         let node = props.pointer(path).unwrap();
         assert_eq!(keys(&node["properties"]), keys(value), "{path}");
         assert_eq!(names(&node["required"]), keys(value), "{path}");
         assert_eq!(node["additionalProperties"], false, "{path}");
+    }
+    for (node, value) in [
+        (&schema["$defs"]["bulk"], &fullest["bulk"]),
+        (&schema["$defs"]["bulk"]["properties"]["intervals"]["items"], &fullest["bulk"]["intervals"][0]),
+    ] {
+        assert_eq!(keys(&node["properties"]), keys(value));
+        assert_eq!(names(&node["required"]), keys(value));
     }
     let summary = &schema["$defs"]["summary"];
     assert_eq!(keys(&summary["properties"]), keys(&fullest["latency"]["corrected"]));

@@ -11,6 +11,7 @@
 //! slot), so a stalled server shows up in full (no coordinated omission); the service
 //! time from the actual send is recorded beside it.
 
+mod bulk;
 mod dgram;
 mod recorder;
 mod stream;
@@ -54,6 +55,10 @@ pub struct WorkerResult {
     pub time_limit_hit: bool,
     /// The largest datagram answered, and the smallest lost (bytes; datagram runs).
     pub sizes: SizeFates,
+    /// Bulk connections: bytes per second of the window, window CPU.
+    pub bulk: crate::throughput::figures::Tally,
+    /// The worker ran background flows (`--background`), not the measured connections.
+    pub background: bool,
 }
 
 /// Which datagram sizes were answered and which were lost: a target with a size limit
@@ -89,6 +94,9 @@ pub struct Live {
     pub completed: Vec<AtomicU64>,
     /// Failures so far, per worker.
     pub failed: Vec<AtomicU64>,
+    /// Bytes sent and received so far (warm-up included), per worker: the measured
+    /// workers first, then the background ones.
+    pub bytes: Vec<[AtomicU64; 2]>,
 }
 
 /// Why the run could not happen at all.
@@ -126,6 +134,11 @@ pub enum RunError {
     /// `--start-at` is too far away.
     #[error("--start-at is more than a day away")]
     StartAtTooFar,
+    /// `--zerocopy` where the kernel's io_uring has no SEND_ZC (Linux 6.0+).
+    #[error(
+        "--zerocopy: this kernel's io_uring has no SEND_ZC (it needs Linux 6.0 or later); run without --zerocopy"
+    )]
+    NoZerocopy,
 }
 
 /// State shared by the workers and the caller.
@@ -258,7 +271,8 @@ impl Clock {
 pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
     let cpus = shared.plan.cpus.clone();
     let workers = cpus.len();
-    let barrier = Arc::new(Barrier::new(workers));
+    let background = background_workers(&shared.plan);
+    let barrier = Arc::new(Barrier::new(workers + background.len()));
     let mut handles = Vec::new();
     for (index, cpu) in cpus.into_iter().enumerate() {
         let shared = shared.clone();
@@ -274,6 +288,8 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
                     WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
                 if shared.target.is_datagram() {
                     worker::run::<dgram::Dgram>(args)
+                } else if shared.plan.throughput.mode.is_bulk() {
+                    worker::run::<bulk::Bulk<false>>(args)
                 } else {
                     worker::run::<stream::Stream>(args)
                 }
@@ -281,11 +297,15 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
             .map_err(|error| RunError::Io { step: "spawning a load worker".into(), error })?;
         handles.push(h);
     }
+    handles.extend(spawn_background(&shared, &barrier, &background)?);
     let mut results = Vec::new();
     let mut first_err = None;
-    for h in handles {
+    for (k, h) in handles.into_iter().enumerate() {
         match h.join() {
-            Ok(Ok(r)) => results.push(r),
+            Ok(Ok(mut r)) => {
+                r.background = k >= workers;
+                results.push(r);
+            }
             Ok(Err(e)) => {
                 first_err.get_or_insert(e);
             }
@@ -299,7 +319,7 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
     }
     // A worker whose connections all failed still reports its counts; the run fails only
     // when no worker connected at all.
-    if results.iter().all(|r| r.connected == 0) {
+    if results.iter().filter(|r| !r.background).all(|r| r.connected == 0) {
         let source = results
             .iter_mut()
             .find_map(|r| r.connect_error.take())
@@ -307,6 +327,47 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
         return Err(RunError::Connect { target: shared.target.to_string(), error: source });
     }
     Ok(results)
+}
+
+/// The background flows' workers (`--background`): the CPUs they run on, one worker per
+/// load CPU at most, beside the measured workers.
+pub(crate) fn background_workers(plan: &Plan) -> Vec<usize> {
+    let n = plan.throughput.background as usize;
+    plan.cpus.iter().copied().take(n).collect()
+}
+
+/// The run-wide number of the first background connection: apart from the measured
+/// ones, so that the two never share a payload phase by accident of numbering.
+const BACKGROUND_FIRST_CONN: u32 = 1 << 30;
+
+/// Starts the background workers (worker indices after the measured ones).
+fn spawn_background(
+    shared: &Arc<Shared>,
+    barrier: &Arc<Barrier>,
+    cpus: &[usize],
+) -> Result<Vec<std::thread::JoinHandle<Result<WorkerResult, RunError>>>, RunError> {
+    let total = shared.plan.throughput.background;
+    let (workers, measured) = (cpus.len(), shared.plan.cpus.len());
+    let mut handles = Vec::new();
+    for (k, &cpu) in cpus.iter().enumerate() {
+        let shared = shared.clone();
+        let barrier = barrier.clone();
+        let conns = share_of(total, k, workers);
+        let first_conn = BACKGROUND_FIRST_CONN + (0..k).map(|w| share_of(total, w, workers)).sum::<u32>();
+        let h = std::thread::Builder::new()
+            .name(format!("ringload-bg-{k}"))
+            .spawn(move || -> Result<WorkerResult, RunError> {
+                // Best effort, as the measured workers.
+                let _ = ringecho::sys::pin_current_thread(cpu);
+                let index = measured + k;
+                let args =
+                    WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
+                worker::run::<bulk::Bulk<true>>(args)
+            })
+            .map_err(|error| RunError::Io { step: "spawning a background worker".into(), error })?;
+        handles.push(h);
+    }
+    Ok(handles)
 }
 
 fn share_of(total: u32, index: usize, workers: usize) -> u32 {
@@ -349,6 +410,7 @@ mod tests {
             gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
+            throughput: Default::default(),
         };
         Shared {
             plan,

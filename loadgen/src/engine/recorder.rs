@@ -30,6 +30,8 @@ pub(crate) struct Recorder {
     worker: usize,
     last_completion: u64,
     sizes: super::SizeFates,
+    /// Bulk connections' bytes per second and window CPU.
+    pub bulk: crate::throughput::figures::Tally,
 }
 
 impl Recorder {
@@ -46,6 +48,7 @@ impl Recorder {
             worker,
             last_completion: 0,
             sizes: super::SizeFates::default(),
+            bulk: Default::default(),
         }
     }
 
@@ -67,6 +70,15 @@ impl Recorder {
         // the measured window, not to a sliver of an interval after it.
         self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
         hist::record(&mut self.current, corrected);
+    }
+
+    /// Bulk bytes `sent` and `received` at `now`: counted in the window's seconds.
+    #[inline]
+    pub fn moved(&mut self, clock: &Clock, now: u64, sent: u64, received: u64) {
+        if now >= clock.warm_end && now < clock.stop_at {
+            self.last_completion = self.last_completion.max(now);
+        }
+        self.bulk.moved(clock.warm_end, clock.stop_at, now, sent, received);
     }
 
     /// A datagram of `size` bytes was answered in full.
@@ -122,6 +134,10 @@ impl Recorder {
     pub fn publish(&self, live: &Live) {
         live.completed[self.worker].store(self.counters.completed, Ordering::Relaxed);
         live.failed[self.worker].store(self.counters.failed(), Ordering::Relaxed);
+        if let Some(b) = live.bytes.get(self.worker) {
+            b[0].store(self.counters.bytes_sent, Ordering::Relaxed);
+            b[1].store(self.counters.bytes_received, Ordering::Relaxed);
+        }
     }
 
     /// The worker's result, the last interval closed at the stop (or now, if earlier).
@@ -144,6 +160,8 @@ impl Recorder {
             all_gone_at: None,
             time_limit_hit: false,
             sizes: self.sizes,
+            bulk: self.bulk,
+            background: false,
         }
     }
 }

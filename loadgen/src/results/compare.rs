@@ -102,7 +102,11 @@ pub fn spoils_comparison(w: &Warning) -> bool {
         | Warning::NotEcho { .. }
         | Warning::Duplicates { .. }
         | Warning::NoAnswer { .. }
-        | Warning::NoDatagramAnswered { .. } => true,
+        | Warning::NoDatagramAnswered { .. }
+        | Warning::AnsweredSendOnly { .. }
+        | Warning::NothingReceived
+        | Warning::NothingSent
+        | Warning::BackgroundFailed { .. } => true,
         // A late start moves the window, not the figures.
         Warning::LateStart { .. } => false,
     }
@@ -132,6 +136,15 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
         _ => None,
     };
     let mut deltas = Vec::new();
+    // Bulk runs: bytes per second (higher is better) and load CPU per byte (lower).
+    let bulk: Vec<(&str, f64, f64)> = [
+        ("Gbit/s", (|d: &crate::ResultDoc| d.bulk.as_ref().map(|b| b.gbit_per_s)) as fn(&_) -> _),
+        ("CPU ns/B", |d| d.bulk.as_ref().map(|b| b.cpu_ns_per_byte)),
+        ("bg Gbit/s", |d| d.background.as_ref().map(|b| b.gbit_per_s)),
+    ]
+    .into_iter()
+    .filter_map(|(name, pick)| Some((name, pick(&base.doc)?, pick(&new.doc)?)))
+    .collect();
     let mut push = |metric: &str, b: f64, n: f64, higher_is_better: bool, noise: Option<(Stat, Stat)>| {
         let ratio = if b > 0.0 {
             n / b
@@ -165,9 +178,15 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
                 }
                 push(name, bs.median, ns.median, name == "msg/s", Some((bs, ns)));
             }
+            for (name, b, n) in bulk {
+                push(name, b, n, name != "CPU ns/B", None);
+            }
         }
         None => {
             push("msg/s", base.throughput(), new.throughput(), true, None);
+            for (name, b, n) in bulk {
+                push(name, b, n, name != "CPU ns/B", None);
+            }
             for (name, q) in QUANTILES {
                 let value = |s: &Saved| s.doc.latency.corrected.histogram.value_at_quantile(q) as f64;
                 push(name, value(base), value(new), false, None);
@@ -200,7 +219,11 @@ pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
     let _ = writeln!(out, "{:<8} {:>14} {:>14} {:>8}", "metric", "base", "new", "ratio");
     let meaningful = c.meaningful();
     for d in &c.deltas {
-        let show = |v: f64| if d.metric == "msg/s" { format!("{v:.0}") } else { crate::report::ns(v) };
+        let show = |v: f64| match d.metric.as_str() {
+            "msg/s" => format!("{v:.0}"),
+            "Gbit/s" | "CPU ns/B" | "bg Gbit/s" => format!("{v:.3}"),
+            _ => crate::report::ns(v),
+        };
         let verdict = match (meaningful, d.regression, d.improvement, d.outside_noise) {
             (false, ..) => "  not meaningful",
             (true, true, _, Some(_)) => "  REGRESSION (outside the noise)",
@@ -253,6 +276,41 @@ pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
 mod tests {
     use super::*;
     use crate::results::testing::fake;
+
+    /// Bulk runs compare by Gbit/s (higher is better) and CPU per byte (lower is better).
+    #[test]
+    fn bulk_runs_compare_by_bytes_and_cpu_per_byte() {
+        let with = |name, gbit: f64, cpu: f64| {
+            let mut s = fake(name, 0, 10.0, 0);
+            let plan = crate::throughput::ThroughputPlan::default();
+            let mut b = crate::throughput::figures::Bulk::of(
+                crate::throughput::Mode::Send,
+                1,
+                &plan,
+                &[],
+                std::time::Duration::from_secs(10),
+            );
+            (b.gbit_per_s, b.cpu_ns_per_byte) = (gbit, cpu);
+            s.doc.bulk = Some(b);
+            s
+        };
+        let base = with("base", 10.0, 0.2);
+        let c = compare(&base, &with("slower", 8.0, 0.2), 0.05);
+        let gbit = c.deltas.iter().find(|d| d.metric == "Gbit/s").unwrap();
+        assert!(gbit.regression && (gbit.ratio - 0.8).abs() < 1e-12);
+        let c = compare(&base, &with("costlier", 10.0, 0.3), 0.05);
+        assert!(c.deltas.iter().any(|d| d.metric == "CPU ns/B" && d.regression));
+        assert_eq!(c.exit_code(), 1);
+        let c = compare(&base, &with("same", 10.1, 0.2), 0.05);
+        assert!(!c.deltas.iter().any(|d| d.regression));
+        assert!(render_compare(&base, &with("same", 10.1, 0.2), &c).contains("10.100"));
+        assert!(
+            !compare(&fake("rr", 10, 1.0, 5), &fake("rr2", 10, 1.0, 5), 0.05)
+                .deltas
+                .iter()
+                .any(|d| d.metric == "Gbit/s")
+        );
+    }
 
     #[test]
     fn compare_flags_twenty_not_one_percent() {

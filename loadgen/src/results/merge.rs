@@ -190,6 +190,11 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     // Repeats and search steps belong to the first result alone, not to the merge.
     doc.repeats.clear();
     doc.search = None;
+    // Byte figures add up when every run has them in the same mode; else there are none
+    // (never the first run's alone).
+    doc.bulk = crate::throughput::figures::Bulk::merged(results.iter().map(|r| r.doc.bulk.as_ref()));
+    doc.background =
+        crate::throughput::figures::Bulk::merged(results.iter().map(|r| r.doc.background.as_ref()));
     doc.failed_checks.clear();
     doc.interrupted = results.iter().any(|r| r.doc.interrupted);
     doc.exit_code = if counters.completed == 0 { 2 } else { 0 };

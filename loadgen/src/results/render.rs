@@ -44,6 +44,10 @@ pub fn short(w: &Warning) -> &'static str {
         Warning::Duplicates { .. } => "duplicates",
         Warning::NoAnswer { .. } => "no answer",
         Warning::NoDatagramAnswered { .. } => "no datagram answered",
+        Warning::AnsweredSendOnly { .. } => "answered a send-only run",
+        Warning::NothingReceived => "nothing received",
+        Warning::NothingSent => "nothing sent",
+        Warning::BackgroundFailed { .. } => "background failed",
     }
 }
 

@@ -49,6 +49,12 @@ fn previous_version_documents_read_back() {
                 "{file}: runs from before batching did not batch"
             );
             assert!(plan.remove("max_duration").is_some(), "{file}");
+            let throughput = plan.remove("throughput").expect("written");
+            assert_eq!(
+                serde_json::from_value::<crate::throughput::ThroughputPlan>(throughput).unwrap(),
+                Default::default(),
+                "{file}: runs from before the bulk modes were request/response"
+            );
         }
         if let Some(b) = again_map.get_mut("builtin").and_then(|b| b.as_object_mut()) {
             assert_eq!(b.remove("server_recv_ops"), Some(0.into()), "{file}");

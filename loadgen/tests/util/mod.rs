@@ -36,6 +36,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         gso: true,
         max_duration: std::time::Duration::from_secs(60),
         intervals: false,
+        throughput: Default::default(),
     };
     tweak(&mut p);
     p.validate().unwrap();

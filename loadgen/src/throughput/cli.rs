@@ -1,0 +1,126 @@
+//! The command-line flags of byte throughput and latency under load, flattened into
+//! ringload's run arguments.
+
+use super::{DEFAULT_WRITE_SIZE, Mode, ThroughputPlan};
+use crate::target::Target;
+use ringecho::units;
+
+/// `--mode`, `--write-size`, `--sndbuf`, `--rcvbuf`, `--zerocopy`, `--background`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Throughput (bytes per second) and latency under load")]
+pub struct ThroughputArgs {
+    /// What the connections do: `rr` request/response (latency); `send` write only,
+    /// against a discard server; `receive` read only, against a source server; `bulk`
+    /// write and read at once, against an echo. The bulk modes report bytes per second
+    /// (MB/s, Gbit/s) per second and in all, and load CPU per byte. Without a target the
+    /// built-in ringecho listens in the matching mode.
+    #[arg(long, value_enum, default_value_t = Mode::Rr)]
+    pub mode: Mode,
+
+    /// Bytes per send in the bulk modes and of background flows (at most 1 MiB).
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_u32_size)]
+    pub write_size: u32,
+
+    /// SO_SNDBUF of bulk and background connections, set before connecting (the kernel
+    /// doubles it; the report shows what it set).
+    #[arg(long, value_name = "SIZE", value_parser = parse_u32_size)]
+    pub sndbuf: Option<u32>,
+
+    /// SO_RCVBUF of bulk and background connections, set before connecting.
+    #[arg(long, value_name = "SIZE", value_parser = parse_u32_size)]
+    pub rcvbuf: Option<u32>,
+
+    /// Bulk sends as io_uring SEND_ZC (zero copy; refused where the kernel lacks it).
+    /// Over loopback the kernel copies anyway.
+    #[arg(long)]
+    pub zerocopy: bool,
+
+    /// Latency under load: N bulk connections beside the measured request/response ones,
+    /// to the same target (or --background-target); the report gives both their
+    /// throughput and the measured latency. A background flow that fails fails the run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub background: u32,
+
+    /// What the background connections do: `bulk` (both ways, an echo), `send` (a
+    /// discard server) or `receive` (a source server).
+    #[arg(long, value_enum, default_value_t = Mode::Bulk, value_name = "MODE")]
+    pub background_mode: Mode,
+
+    /// Where the background connections go (default: the run's target).
+    #[arg(long, value_name = "TARGET")]
+    pub background_target: Option<Target>,
+}
+
+fn parse_u32_size(text: &str) -> Result<u32, String> {
+    let n = units::parse_size(text).map_err(|e| e.to_string())?;
+    u32::try_from(n).map_err(|_| format!("{n} is too large"))
+}
+
+impl ThroughputArgs {
+    /// The plan's throughput part (checked with the rest of the plan).
+    pub fn to_plan(&self) -> ThroughputPlan {
+        ThroughputPlan {
+            mode: self.mode,
+            write_size: self.write_size,
+            sndbuf: self.sndbuf,
+            rcvbuf: self.rcvbuf,
+            zerocopy: self.zerocopy,
+            background: self.background,
+            background_mode: self.background_mode,
+            background_target: self.background_target.clone(),
+        }
+    }
+}
+
+impl Default for ThroughputArgs {
+    fn default() -> Self {
+        ThroughputArgs {
+            mode: Mode::Rr,
+            write_size: DEFAULT_WRITE_SIZE,
+            sndbuf: None,
+            rcvbuf: None,
+            zerocopy: false,
+            background: 0,
+            background_mode: Mode::Bulk,
+            background_target: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Args;
+    use clap::Parser;
+
+    fn flag_refused(args: &[&str]) -> &'static str {
+        let args = Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied())).unwrap();
+        args.run.to_plan().expect_err("refused").flag
+    }
+
+    #[test]
+    fn what_the_bulk_modes_cannot_do_is_refused() {
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "-n", "10"]), "--requests");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "bulk", "--rate", "10"]), "--rate/--depth");
+        assert_eq!(flag_refused(&["udp://127.0.0.1:9", "--mode", "receive"]), "--mode");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--zerocopy"]), "--zerocopy");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "receive", "--zerocopy"]), "--zerocopy");
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--write-size", "2MiB"]),
+            "--write-size"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--background", "2"]),
+            "--background"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--background", "1", "--background-mode", "rr"]),
+            "--background-mode"
+        );
+        let ok =
+            Args::try_parse_from(["ringload", "tcp://127.0.0.1:9", "--mode", "send", "--sndbuf", "1MiB"])
+                .unwrap();
+        let plan = ok.run.to_plan().unwrap();
+        assert_eq!(plan.throughput.sndbuf, Some(1 << 20));
+        assert_eq!(plan.throughput.write_size, 64 * 1024);
+    }
+}
