@@ -103,6 +103,14 @@ fn running(pid: u32) -> bool {
     }
 }
 
+fn assert_valid(doc: &Value, schema: &str) {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 fn short_load() -> Vec<String> {
     ["-c", "2", "-d", "700ms", "-w", "100ms", "--runs", "2"].iter().map(|s| s.to_string()).collect()
 }
@@ -114,13 +122,23 @@ fn ab_names_the_slower_server_and_the_ratio() {
     let mut args = vec!["--server-a".into(), server("0", None), "--server-b".into(), server("1000", None)];
     args.extend(short_load());
     args.extend(pinning());
-    args.extend(["--json".into(), json.display().to_string()]);
+    args.extend(["--json".into(), json.display().to_string(), "--max-slowdown".into(), "50%".into()]);
     let out = ringload_ab(&args);
     let text = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stdout:\n{text}\nstderr:\n{stderr}");
+    // B is far more than 50% slower: the threshold fails (exit 1), the report is whole.
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{text}\nstderr:\n{stderr}");
+    assert!(text.contains("FAILED: B's median msg/s is") && text.contains("--max-slowdown 50.0%"), "{text}");
     let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(doc["tool"], "ringload-ab");
+    assert_valid(&doc, include_str!("../schema/ab.schema.json"));
+    for side in ["a", "b"] {
+        for r in doc[side]["runs"].as_array().unwrap() {
+            assert_valid(&r["result"], include_str!("../schema/result.schema.json"));
+        }
+    }
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["failed_checks"].as_array().unwrap().len(), 2, "msg/s and p99: {}", doc["failed_checks"]);
     let c = &doc["comparison"];
     let rate = c["msgs_per_s"]["ratio"].as_f64().unwrap();
     assert!(rate < 0.5, "B adds 1 ms per reply: B/A msg/s {rate}\n{text}");

@@ -395,6 +395,71 @@ fn rate_short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ab::{Address, ServerFigures};
+    use std::time::Duration;
+
+    fn record(
+        side: Side,
+        run: u32,
+        msgs: f64,
+        p50_us: u64,
+        p99_us: u64,
+        cpu_us: f64,
+        busy: f64,
+    ) -> RunRecord {
+        let mut result = crate::document::testing::full_report().document();
+        result.throughput.msgs_per_s = msgs;
+        result.latency.corrected.p50 = p50_us * 1000;
+        result.latency.corrected.p99 = p99_us * 1000;
+        result.failed_checks.clear();
+        RunRecord {
+            side,
+            run,
+            server: ServerFigures {
+                pid: 4242,
+                target: "tcp://127.0.0.1:7100".into(),
+                cpu_s: 1.0,
+                cpu_us_per_msg: cpu_us,
+                killed: false,
+            },
+            client_busy: busy,
+            result,
+        }
+    }
+
+    fn plan() -> AbPlan {
+        let mut load = crate::document::testing::full_report().plan;
+        load.cpus = vec![1];
+        AbPlan {
+            servers: ["ringecho --backend uring".into(), "ringecho --backend epoll".into()],
+            server_cpus: Some(vec![0]),
+            address: Address::Printed,
+            load,
+            runs: 2,
+            start_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(10),
+            max_p99: None,
+            max_error_rate: None,
+            max_slowdown: Some(0.05),
+        }
+    }
+
+    /// The text report, whole: a snapshot.
+    #[test]
+    fn text_snapshot() {
+        let mut records = vec![
+            record(Side::A, 1, 100_000.0, 20, 100, 5.0, 0.5),
+            record(Side::B, 1, 50_000.0, 40, 90, 5.1, 0.95),
+            record(Side::B, 2, 55_000.0, 38, 130, 4.9, 0.5),
+            record(Side::A, 2, 110_000.0, 22, 120, 5.2, 0.5),
+        ];
+        records[3].result.failed_checks.push("p99 120.0µs > --max-p99 110.0µs".into());
+        let result = summarize(&plan(), records, false);
+        assert_eq!(result.exit_code(), 1);
+        let text = result.text();
+        let expected = include_str!("testdata/text.snap");
+        assert_eq!(text, expected, "\n{text}");
+    }
 
     #[test]
     fn spread_median_min_max() {
