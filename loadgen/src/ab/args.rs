@@ -19,11 +19,19 @@ use std::time::Duration;
 /// (a stream target is probed until it accepts), else the first `listening <transport>
 /// <address>` line the server prints on stdout (ringecho prints one per listener).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  \
+#[command(after_help = "How it runs:\n  \
+    Each server command is run by `sh -c` (quoting, VAR=value and exec work as in a shell;\n  \
+    the command is yours and runs with your rights), stdin from /dev/null, in a process\n  \
+    group of its own, pinned to --server-cpus; it is stopped with SIGTERM to the whole\n  \
+    group, then SIGKILL after --stop-timeout, and reaped before the next run starts.\n  \
+    TARGET, when given, is where the load goes (a stream target is probed until it\n  \
+    accepts); without it, the first `listening <transport> <address>` line the server\n  \
+    prints on stdout (ringecho prints one per listener). No built-in server is used.\n\n\
+    Examples:\n  \
     ringload ab --server-a 'ringecho --backend uring --tcp 127.0.0.1:0' \\\n      \
       --server-b 'ringecho --backend epoll --tcp 127.0.0.1:0' \\\n      \
       --server-cpus 0 --cpus 1 -c 50 -s 64 --runs 5\n  \
-    ringload ab --server-a './old-server 7100' --server-b './new-server 7100' tcp://127.0.0.1:7100 -d 5s --json ab.json\n\n\
+    ringload ab --server-a './old 7100' --server-b './new 7100' tcp://127.0.0.1:7100 --json ab.json\n\n\
     Exit codes: 0 ok; 1 a threshold failed (--max-p99 or --max-error-rate in any run,\n\
     --max-slowdown); 2 a server did not start, never listened, died during a run, or a\n\
     run's figures cannot be trusted; 130 interrupted (the servers are stopped first).")]
@@ -128,5 +136,47 @@ impl AbArgs {
             max_error_rate: l.max_error_rate,
             max_slowdown: self.max_slowdown,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Args, Command};
+    use clap::Parser;
+
+    fn ab(args: &[&str]) -> Result<super::AbPlan, crate::plan::PlanError> {
+        let all =
+            ["ringload", "ab", "--server-a", "a", "--server-b", "b"].into_iter().chain(args.iter().copied());
+        match Args::try_parse_from(all).unwrap().command {
+            Some(Command::Ab(a)) => a.to_plan(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_and_refusals() {
+        let p = ab(&["-c", "4", "--runs", "3"]).unwrap();
+        assert_eq!((p.runs, p.load.connections), (3, 4));
+        assert!(matches!(p.address, super::Address::Printed));
+        assert!(p.load.target.is_none(), "set per run, from the server");
+        let given = ab(&["tcp://127.0.0.1:7100"]).unwrap();
+        assert!(matches!(given.address, super::Address::Given(_)));
+        for (args, flag) in [
+            (&["--runs", "0"][..], "--runs"),
+            (&["--hdr-log", "x.hlog"][..], "--hdr-log"),
+            (&["--label", "x"][..], "--label"),
+            (&["--server-cpus", "1000"][..], "--server-cpus"),
+        ] {
+            assert_eq!(ab(args).unwrap_err().flag, flag, "{args:?}");
+        }
+        let cpus = ringecho::sys::allowed_cpus().unwrap();
+        if cpus.len() >= 2 {
+            let p = ab(&["--server-cpus", &cpus[0].to_string()]).unwrap();
+            assert!(
+                !p.load.cpus.contains(&cpus[0]),
+                "the load keeps off the servers' CPUs: {:?}",
+                p.load.cpus
+            );
+        }
     }
 }
