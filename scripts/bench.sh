@@ -20,7 +20,15 @@
 #   --bin-dir DIR: run the ringecho and ringload in DIR (relative to the current
 #             directory) instead of building target/release; e.g. build an older commit
 #             elsewhere and run the script once with each DIR to compare two versions.
-#   --only SECTION: matrix, idle, zerocopy or udp-batching (repeatable); default all.
+#   --only SECTION: matrix, idle, zerocopy, udp-batching or ab (repeatable); default all.
+#
+# Section `ab`: `ringload ab` of the uring backend (A) against epoll (B) in the matrix's
+# "tcp 50 connections × 64 B" cell, the servers started and pinned as in the matrix,
+# --runs interleaved runs per side: medians with min–max, B/A ratios and whether each is
+# beyond the spread of the runs (results/<timestamp>/ab-uring-vs-epoll-tcp-50x64.json and
+# a section of summary.md). The matrix's row for that cell is the one run with the median
+# msg/s; `ab` gives each figure's median and the spread, so `--only matrix --only ab`
+# puts both side by side.
 #
 # The work is done by scripts/lib/bench.py, with the procedures the scripts share in
 # scripts/lib/ringbench.py.

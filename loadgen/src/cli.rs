@@ -93,6 +93,9 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// A/B of two servers: the same load against each, a fresh server per run, A and B
+    /// interleaved --runs times; medians, spreads, B/A ratios, server CPU per message.
+    Ab(Box<crate::ab::AbArgs>),
 }
 
 /// `5%` or `0.05`.

@@ -7,6 +7,7 @@
 //! caller's [`Progress`] callback, problems into the report's warnings.
 #![deny(missing_docs)]
 
+pub mod ab;
 pub mod capacity;
 pub mod cli;
 pub mod counters;

@@ -86,7 +86,52 @@ fn results_command(cmd: &Command) -> anyhow::Result<u8> {
             plot(files, output)?;
             Ok(0)
         }
+        Command::Ab(ab) => ab_command(ab),
     }
+}
+
+/// `ringload ab`: the runs, then the summary (text, or the `ab` document with --json -).
+/// Ctrl-C stops the run in progress and its server (the library stops every server it
+/// started before it returns), then the runs done so far are summed up (exit 130).
+fn ab_command(args: &ringload::ab::AbArgs) -> anyhow::Result<u8> {
+    let plan = args.to_plan()?;
+    let json = args.load.json.as_deref();
+    let json_to_stdout = json == Some(Path::new("-"));
+    let mut json_file = match json {
+        Some(p) if !json_to_stdout => {
+            Some(File::create(p).with_context(|| format!("--json {}", p.display()))?)
+        }
+        _ => None,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // No exit on a second signal: the servers must be stopped whatever happens.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, interrupted.clone()).context("installing signal handlers")?;
+    }
+    let show = !args.load.no_progress && std::io::stderr().is_terminal();
+    let outcome = ringload::ab::run(&plan, &interrupted, |r| {
+        if show {
+            eprintln!(
+                "[{} run {}] {}, p99 {}, server {} per message",
+                r.side,
+                r.run,
+                ringload::report::rate(r.msgs_per_s()),
+                ringload::report::ns(r.result.latency.corrected.p99 as f64),
+                ringload::report::ns(r.server.cpu_us_per_msg * 1e3)
+            );
+        }
+    })?;
+    let result = ringload::ab::summarize(&plan, outcome.records, outcome.interrupted);
+    if json_to_stdout {
+        print_out(&(serde_json::to_string_pretty(&result.doc)? + "\n"))?;
+    } else {
+        print_out(&result.text())?;
+    }
+    if let Some(f) = json_file.as_mut() {
+        serde_json::to_writer_pretty(&mut *f, &result.doc).context("--json")?;
+        writeln!(f).context("--json")?;
+    }
+    Ok(result.exit_code() as u8)
 }
 
 /// Result files (.json) draw the percentile distribution; interval logs (.hlog) the

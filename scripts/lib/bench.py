@@ -7,13 +7,14 @@ results/<timestamp>/summary.md.
 import argparse
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
 import ringbench as rb
 
 USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION]"
-SECTIONS = ("matrix", "idle", "zerocopy", "udp-batching")
+SECTIONS = ("matrix", "idle", "zerocopy", "udp-batching", "ab")
 
 BACKENDS = ["uring", "epoll", "tokio-uring", "threads"]
 # The matrix has always run with 66 KiB stream buffers (datagrams no longer need them:
@@ -22,6 +23,10 @@ BIG_BUFFERS = ("--buffer-size", "66KiB")
 
 # UDP batching cells: (flows, datagrams in flight per flow, size).
 BATCH_CELLS = [(8, 16, 64), (8, 16, 1200), (8, 1, 64)]
+# The cell `ringload ab` compares the uring and epoll backends in (section `ab`):
+# (transport, connections, size), the same as the matrix's row for it.
+AB_CELL = ("tcp", 50, 64)
+
 # Server and client set-ups compared in each batching cell, interleaved run by run.
 BATCH_SETUPS = [
     ("uring", "gso"), ("uring --no-gro", "gso"), ("epoll", "gso"), ("floor", "gso"),
@@ -160,8 +165,9 @@ def run():
                   f"µs/msg, zc_sends={t.get('zc_sends')} zc_copied={t.get('zc_copied')}", flush=True)
 
     batching = udp_batching(b, secs, runs, server_cpu, client_cpu) if "udp-batching" in args.only else {}
+    ab = ab_section(b, out, secs, runs, server_cpu, client_cpu) if "ab" in args.only else None
 
-    write_summary(out, rows, idle, zc, batching, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs,
+    write_summary(out, rows, idle, zc, batching, ab, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs,
                   runs=runs, bin_dir=args.bin_dir)
     print(f"\nwrote {out}/summary.md")
     return 0
@@ -218,7 +224,46 @@ def udp_batching(b, secs, runs, server_cpu, client_cpu):
     return results
 
 
-def write_summary(out, rows, idle, zc, batching, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
+def ab_section(b, out, secs, runs, server_cpu, client_cpu):
+    """`ringload ab` of the uring backend (A) against epoll (B) in AB_CELL: the servers
+    started exactly as the matrix starts them (less the UDP listener), the same load, the
+    same pinning, `runs` interleaved runs per side. Returns ringload ab's document (its
+    text report is printed); writes it to OUT/ab-uring-vs-epoll-<cell>.json."""
+    transport, conns, size = AB_CELL
+
+    def server(backend):
+        return shlex.join([f"{b}/ringecho", "--backend", backend, "--tcp", "127.0.0.1:0", "--workers", "1",
+                           "--max-conns", "20000", *BIG_BUFFERS])
+
+    cmd = [f"{b}/ringload", "ab", "--server-a", server("uring"), "--server-b", server("epoll"), "-c", conns, "-s", size,
+           "-d", f"{secs}s", "-w", "500ms", "--connect-timeout", "5s", "--runs", runs, "--no-progress", "--json", "-"]
+    if server_cpu is not None:
+        cmd += ["--server-cpus", server_cpu, "--cpus", client_cpu]
+    print(f"\nringload ab (uring = A, epoll = B), {transport} {conns} x {size} B, {runs} interleaved run(s) per side:\n"
+          f"  {shlex.join(str(a) for a in cmd)}", flush=True)
+    child = rb.Child(cmd)
+    timeout = runs * 2 * (secs + 0.5 + 30) + 60
+    try:
+        try:
+            child.proc.wait(timeout=timeout)
+        except rb.subprocess.TimeoutExpired:
+            child.end(timeout=30)
+            raise rb.ScriptError(f"ringload ab did not finish within {timeout:g} s") from None
+        if child.proc.returncode not in (0, 1):
+            raise rb.ScriptError(f"ringload ab exited {child.proc.returncode}: {child.stderr_text().strip()[-600:]}")
+        doc = json.loads(child.stdout_text())
+    finally:
+        child.release()
+    with open(f"{out}/ab-uring-vs-epoll-{transport}-{conns}x{size}.json", "w") as f:
+        json.dump(doc, f, indent=1)
+    c = doc.get("comparison") or {}
+    for key in ("msgs_per_s", "p50", "p99", "server_cpu_per_msg"):
+        if key in c:
+            print(f"  {c[key]['verdict']}", flush=True)
+    return doc
+
+
+def write_summary(out, rows, idle, zc, batching, ab, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
@@ -275,6 +320,33 @@ def write_summary(out, rows, idle, zc, batching, *, cpus, server_cpu, client_cpu
             md.append(f"| {flows} × {depth} × {size} B | {server} | {client} | {row['rate']:.0f} | {row['p50']:.1f} | "
                       f"{row['p99']:.1f} | {row['server_per_cpu_s']:.0f} | {fmt(ratio, '.2f')} | "
                       f"{row['client_per_cpu_s']:.0f} | {row['failed']} |")
+    if ab is not None:
+        transport, conns, size = AB_CELL
+        md.append(f"\n## ringload ab: uring (A) against epoll (B), {transport} {conns} × {size} B\n")
+        md.append(f"`ringload ab`, {ab['runs_planned']} run(s) per side interleaved A B, B A, …, a fresh server each run, "
+                  "started and pinned as in the matrix. Each figure is its median over the runs (min–max); the matrix "
+                  "row for the same cell keeps instead the one run with the median msg/s, so its figures may differ "
+                  "from these by the spread shown here. Server CPU per message is the same reading in both "
+                  "(utime+stime over the load, warm-up included, per answered message).\n")
+        md.append("| figure | uring (A) | epoll (B) | B/A | run pairs B/A | verdict |")
+        md.append("|---|---:|---:|---:|---:|---|")
+        sa, sb, c = ab["a"]["summary"], ab["b"]["summary"], ab.get("comparison") or {}
+        for name, key, ckey, scale, spec in (("msg/s", "msgs_per_s", "msgs_per_s", 1, ".0f"),
+                                             ("p50 µs", "p50_ns", "p50", 1e-3, ".1f"),
+                                             ("p99 µs", "p99_ns", "p99", 1e-3, ".1f"),
+                                             ("server µs/msg", "server_cpu_us_per_msg", "server_cpu_per_msg", 1, ".2f")):
+            def cell(s):
+                v = s[key]
+                return f"{v['median'] * scale:{spec}} ({v['min'] * scale:{spec}}–{v['max'] * scale:{spec}})"
+            r = c.get(ckey)
+            ratio = f"{r['ratio']:.3f}" if r and r["ratio"] is not None else "—"
+            pairs = f"{r['pairs_min']:.3f}–{r['pairs_max']:.3f}" if r and r["pairs_min"] is not None else "—"
+            verdict = ("beyond the spread: " + (r["better"] or "") + " better") if r and r["beyond_spread"] else "within the spread"
+            md.append(f"| {name} | {cell(sa)} | {cell(sb)} | {ratio} | {pairs} | {verdict} |")
+        for side, s in (("uring", sa), ("epoll", sb)):
+            if s["client_saturated_runs"]:
+                md.append(f"\nThe client saturated in {s['client_saturated_runs']} of {s['runs']} {side} runs: those "
+                          "figures are bounded by the client.")
     with open(f"{out}/summary.md", "w") as f:
         f.write("\n".join(md) + "\n")
 

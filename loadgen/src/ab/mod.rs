@@ -1,0 +1,361 @@
+//! `ringload ab`: the same load against two server commands, A and B, each started fresh
+//! for every run, interleaved N times (A B, B A, A B, …, so that a drift of the machine
+//! falls on both sides alike), with medians, spreads and B/A ratios, server CPU per
+//! message and whether the client saturated (`summary`).
+//!
+//! Invariants: every server this starts is stopped and reaped before the next one starts
+//! and before [`run`] returns, on every path — errors and Ctrl-C included (`process`);
+//! a run whose figures cannot be trusted, or whose server died during it, ends the
+//! comparison with an error naming the side and the run (exit 2), never a ratio.
+
+mod args;
+mod process;
+pub mod summary;
+mod sys;
+
+pub use args::AbArgs;
+pub use process::{Address, group_members, parse_listening};
+pub use summary::{AbDocument, AbResult, summarize};
+
+use crate::Progress;
+use crate::document::ResultDoc;
+use crate::engine::RunError;
+use crate::plan::Plan;
+use process::{NotReady, ServerProcess};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// A or B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// The first server command (the baseline of the ratios).
+    A,
+    /// The second.
+    B,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::A => "A",
+            Side::B => "B",
+        })
+    }
+}
+
+/// A validated `ab` comparison.
+#[derive(Debug, Clone)]
+pub struct AbPlan {
+    /// The server commands, A then B, each run by `sh -c`.
+    pub servers: [String; 2],
+    /// CPUs each server is pinned to (None: not pinned).
+    pub server_cpus: Option<Vec<usize>>,
+    /// How a server's address is known.
+    pub address: Address,
+    /// The load of every run (its target is set per run).
+    pub load: Plan,
+    /// Runs per side.
+    pub runs: u32,
+    /// How long a server may take to listen.
+    pub start_timeout: Duration,
+    /// How long a server may take to exit after SIGTERM before SIGKILL.
+    pub stop_timeout: Duration,
+    /// `--max-p99`, checked on every run.
+    pub max_p99: Option<Duration>,
+    /// `--max-error-rate`, checked on every run.
+    pub max_error_rate: Option<f64>,
+    /// `--max-slowdown`: B's median msg/s at most this far below A's, its p99 at most this
+    /// far above.
+    pub max_slowdown: Option<f64>,
+}
+
+/// The server's part in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFigures {
+    /// The PID `sh -c` ran as (also its process group's ID); gone when `ab` returns.
+    pub pid: u32,
+    /// The target the load went to.
+    pub target: String,
+    /// CPU seconds (utime + stime, threads and children) of its process group over the
+    /// run, warm-up and drain included.
+    pub cpu_s: f64,
+    /// `cpu_s` per answered message (warm-up included), µs.
+    pub cpu_us_per_msg: f64,
+    /// It did not exit within --stop-timeout of SIGTERM and was killed.
+    #[serde(default)]
+    pub killed: bool,
+}
+
+/// One run of one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The side.
+    pub side: Side,
+    /// The run's number on its side, from 1.
+    pub run: u32,
+    /// The server.
+    pub server: ServerFigures,
+    /// Share of the client's CPUs busy over the run (load CPU ÷ wall × workers).
+    pub client_busy: f64,
+    /// The run's own result document, as `ringload --json` writes it.
+    pub result: ResultDoc,
+}
+
+impl RunRecord {
+    /// Answered messages per second.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.result.throughput.msgs_per_s
+    }
+}
+
+/// Why the comparison could not be made (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum AbError {
+    /// `sh` could not be started.
+    #[error("server {side}: cannot run `sh -c {command:?}`: {error}")]
+    Spawn {
+        /// The side.
+        side: Side,
+        /// Its command.
+        command: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The server exited before it listened.
+    #[error("server {side} (`{command}`) exited ({status}) before it listened{}", stderr_part(.stderr))]
+    Exited {
+        /// The side.
+        side: Side,
+        /// Its command.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// The server did not listen in time.
+    #[error("server {side} (`{command}`) did not listen within {timeout:?} (--start-timeout): {how}{}", stderr_part(.stderr))]
+    NeverListened {
+        /// The side.
+        side: Side,
+        /// Its command.
+        command: String,
+        /// The bound.
+        timeout: Duration,
+        /// What was waited for.
+        how: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// Something already accepted at the given target before the server started.
+    #[error(
+        "server {side}: something already accepts connections at {target} before the server started; stop it, or give an address nothing else uses"
+    )]
+    AddressInUse {
+        /// The side.
+        side: Side,
+        /// The target.
+        target: String,
+    },
+    /// The server exited during a run.
+    #[error("server {side} (`{command}`) exited ({status}) during run {run}{}", stderr_part(.stderr))]
+    DiedMidRun {
+        /// The side.
+        side: Side,
+        /// The run, from 1.
+        run: u32,
+        /// Its command.
+        command: String,
+        /// How it exited.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// Processes of a server's group were still there after SIGKILL.
+    #[error("server {side}: processes {pids:?} of its group still run 5 s after SIGKILL")]
+    StillRunning {
+        /// The side.
+        side: Side,
+        /// Their PIDs.
+        pids: Vec<u32>,
+    },
+    /// The load could not run.
+    #[error("server {side}, run {run}: {source}")]
+    Run {
+        /// The side.
+        side: Side,
+        /// The run, from 1.
+        run: u32,
+        /// Why.
+        #[source]
+        source: RunError,
+    },
+    /// The run's figures cannot be trusted (what a single run exits 2 for).
+    #[error("server {side}, run {run}: {why}")]
+    Untrusted {
+        /// The side.
+        side: Side,
+        /// The run, from 1.
+        run: u32,
+        /// The failures, as a run reports them.
+        why: String,
+    },
+    /// The plan does not fit the server's address.
+    #[error("server {side}: {source}")]
+    Plan {
+        /// The side.
+        side: Side,
+        /// Why.
+        #[source]
+        source: crate::plan::PlanError,
+    },
+}
+
+fn stderr_part(stderr: &str) -> String {
+    if stderr.is_empty() {
+        "; it wrote nothing on stderr".into()
+    } else {
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
+        format!("; the end of its stderr:\n    {}", crate::results::escape::terminal(&tail))
+    }
+}
+
+/// What the runs gave.
+pub struct AbOutcome {
+    /// Every finished run, in the order it ran.
+    pub records: Vec<RunRecord>,
+    /// Ctrl-C stopped it (the run cut short is not in `records`).
+    pub interrupted: bool,
+}
+
+/// Runs the comparison: `plan.runs` rounds, each one run of A and one of B (A first in
+/// odd rounds, B first in even ones). `on_run` sees each run as it finishes.
+/// `interrupted` (Ctrl-C) stops the run in progress and its server; the runs before it
+/// are returned.
+pub fn run(
+    plan: &AbPlan,
+    interrupted: &Arc<AtomicBool>,
+    mut on_run: impl FnMut(&RunRecord),
+) -> Result<AbOutcome, AbError> {
+    let mut records = Vec::new();
+    for round in 1..=plan.runs {
+        let order = if round % 2 == 1 { [Side::A, Side::B] } else { [Side::B, Side::A] };
+        for side in order {
+            match one_run(plan, side, round, interrupted)? {
+                Some(record) => {
+                    on_run(&record);
+                    records.push(record);
+                }
+                None => return Ok(AbOutcome { records, interrupted: true }),
+            }
+        }
+    }
+    Ok(AbOutcome { records, interrupted: false })
+}
+
+/// One run: start the server, wait for it to listen, run the load, stop it. None when
+/// Ctrl-C cut it short.
+fn one_run(
+    plan: &AbPlan,
+    side: Side,
+    run: u32,
+    interrupted: &Arc<AtomicBool>,
+) -> Result<Option<RunRecord>, AbError> {
+    let command = &plan.servers[match side {
+        Side::A => 0,
+        Side::B => 1,
+    }];
+    if let Address::Given(t) = &plan.address {
+        if process::accepts(t) {
+            return Err(AbError::AddressInUse { side, target: t.to_string() });
+        }
+    }
+    let mut server = ServerProcess::start(command, plan.server_cpus.as_deref())
+        .map_err(|error| AbError::Spawn { side, command: command.clone(), error })?;
+    let target = match server.wait_ready(&plan.address, plan.start_timeout, interrupted) {
+        Ok(t) => t,
+        Err(not_ready) => {
+            let stopped = stop(server, plan, side)?;
+            let (command, stderr) = (command.clone(), stopped.stderr_tail);
+            return Err(match not_ready {
+                NotReady::Interrupted => return Ok(None),
+                NotReady::Exited(status) => AbError::Exited { side, command, status: status.to_string(), stderr },
+                NotReady::Timeout => AbError::NeverListened {
+                    side,
+                    command,
+                    timeout: plan.start_timeout,
+                    how: match &plan.address {
+                        Address::Given(t) if !t.is_datagram() => format!("{t} never accepted a connection"),
+                        Address::Given(t) => format!("it printed no `listening {}` line on stdout", process::scheme_of(t)),
+                        Address::Printed => "it printed no `listening <transport> <address>` line on stdout (give the target instead, e.g. tcp://127.0.0.1:7100, to probe it)".into(),
+                    },
+                    stderr,
+                },
+            });
+        }
+    };
+    let mut load = plan.load.clone();
+    load.target = Some(target.clone());
+    if let Err(source) = load.validate() {
+        stop(server, plan, side)?;
+        return Err(AbError::Plan { side, source });
+    }
+    let cpu_before = server.cpu();
+    let result = crate::run(load, interrupted.clone(), Progress::Hide);
+    let cpu = server.cpu().saturating_sub(cpu_before);
+    let died = server.exited();
+    let pid = server.pid();
+    let stopped = stop(server, plan, side)?;
+    if let Some(status) = died {
+        return Err(AbError::DiedMidRun {
+            side,
+            run,
+            command: command.clone(),
+            status: status.to_string(),
+            stderr: stopped.stderr_tail,
+        });
+    }
+    let mut report = result.map_err(|source| AbError::Run { side, run, source })?;
+    if report.interrupted {
+        return Ok(None);
+    }
+    report.label = Some(format!("{side} run {run}"));
+    report.check(plan.max_p99, plan.max_error_rate);
+    if report.exit_code() == 2 {
+        let mut why: Vec<String> =
+            report.warnings.iter().filter(|w| w.is_failure()).map(|w| w.message()).collect();
+        if why.is_empty() {
+            why.push("no message was answered".into());
+        }
+        return Err(AbError::Untrusted { side, run, why: why.join("; ") });
+    }
+    let messages = report.counters.completed + report.counters.warmup_completed;
+    let busy_base = report.wall.as_secs_f64() * report.plan.cpus.len() as f64;
+    Ok(Some(RunRecord {
+        side,
+        run,
+        server: ServerFigures {
+            pid,
+            target: target.to_string(),
+            cpu_s: cpu.as_secs_f64(),
+            cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / messages.max(1) as f64,
+            killed: stopped.killed,
+        },
+        client_busy: if busy_base > 0.0 { report.load_cpu.as_secs_f64() / busy_base } else { 0.0 },
+        result: report.document(),
+    }))
+}
+
+/// Stops a server; an error only when processes of its group survive SIGKILL.
+fn stop(server: ServerProcess, plan: &AbPlan, side: Side) -> Result<process::Stopped, AbError> {
+    let stopped = server.stop(plan.stop_timeout);
+    if stopped.left.is_empty() {
+        Ok(stopped)
+    } else {
+        Err(AbError::StillRunning { side, pids: stopped.left.clone() })
+    }
+}

@@ -1,0 +1,259 @@
+//! `ringload ab` end to end: two deliberately different echo servers (one adds 1 ms to
+//! every reply), a server that never starts, one that never listens, one that dies
+//! mid-run, and Ctrl-C; after every one, no server process is left running.
+//!
+//! The servers are this test binary itself, run through its ignored `ab_test_server`
+//! entry point with `RINGLOAD_AB_TEST_SERVER=DELAY_US[,DIE_AFTER_MS]`: it prints
+//! `listening tcp ADDR` as ringecho does and echoes, each reply after DELAY_US (slept,
+//! but its last 100 µs spent on the CPU, so its CPU per message is plainly non-zero).
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVER_ENV: &str = "RINGLOAD_AB_TEST_SERVER";
+const PIDFILE_ENV: &str = "RINGLOAD_AB_TEST_PIDFILE";
+
+/// The test servers' entry point (ignored: run only as a server, by the tests below).
+#[test]
+#[ignore = "a server for the ab tests, started by them"]
+fn ab_test_server() {
+    let Ok(spec) = std::env::var(SERVER_ENV) else { return };
+    let mut parts = spec.split(',').map(|p| p.parse::<u64>().unwrap());
+    let delay = Duration::from_micros(parts.next().unwrap());
+    if let Some(ms) = parts.next() {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            eprintln!("test server: dying on purpose");
+            std::process::exit(3);
+        });
+    }
+    if let Ok(path) = std::env::var(PIDFILE_ENV) {
+        std::fs::write(path, std::process::id().to_string()).unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // On a line of its own: libtest has written `test ab_test_server ... ` without one.
+    println!("\nlistening tcp {}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    for conn in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let mut conn = conn;
+            conn.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                if !delay.is_zero() {
+                    let spin = Duration::from_micros(100).min(delay);
+                    std::thread::sleep(delay - spin);
+                    let until = Instant::now() + spin;
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+                if conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The command that runs this binary as a test server.
+fn server(spec: &str, pidfile: Option<&Path>) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let pid = pidfile.map_or(String::new(), |p| format!("{PIDFILE_ENV}='{}' ", p.display()));
+    format!(
+        "{SERVER_ENV}={spec} {pid}exec '{}' --ignored --exact ab_test_server --nocapture --test-threads=1",
+        exe.display()
+    )
+}
+
+/// CPU pinning when there are two CPUs or more: servers on the first, the load on the second.
+fn pinning() -> Vec<String> {
+    let cpus = ringecho::sys::allowed_cpus().unwrap();
+    if cpus.len() >= 2 {
+        vec!["--server-cpus".into(), cpus[0].to_string(), "--cpus".into(), cpus[1].to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+fn ringload_ab(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringload"))
+        .arg("ab")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringload ab")
+}
+
+/// Whether a process is still running (a zombie waiting for its parent is not).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z" | "X")
+        ),
+        Err(_) => false,
+    }
+}
+
+fn assert_valid(doc: &Value, schema: &str) {
+    let schema: Value = serde_json::from_str(schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> =
+        validator.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+fn short_load() -> Vec<String> {
+    ["-c", "2", "-d", "700ms", "-w", "100ms", "--runs", "2"].iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn ab_names_the_slower_server_and_the_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ab.json");
+    let mut args = vec!["--server-a".into(), server("0", None), "--server-b".into(), server("1000", None)];
+    args.extend(short_load());
+    args.extend(pinning());
+    args.extend(["--json".into(), json.display().to_string(), "--max-slowdown".into(), "50%".into()]);
+    let out = ringload_ab(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // B is far more than 50% slower: the threshold fails (exit 1), the report is whole.
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{text}\nstderr:\n{stderr}");
+    assert!(text.contains("FAILED: B's median msg/s is") && text.contains("--max-slowdown 50.0%"), "{text}");
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["tool"], "ringload-ab");
+    assert_valid(&doc, include_str!("../schema/ab.schema.json"));
+    for side in ["a", "b"] {
+        for r in doc[side]["runs"].as_array().unwrap() {
+            assert_valid(&r["result"], include_str!("../schema/result.schema.json"));
+        }
+    }
+    assert_eq!(doc["exit_code"], 1);
+    assert_eq!(doc["failed_checks"].as_array().unwrap().len(), 2, "msg/s and p99: {}", doc["failed_checks"]);
+    let c = &doc["comparison"];
+    let rate = c["msgs_per_s"]["ratio"].as_f64().unwrap();
+    assert!(rate < 0.5, "B adds 1 ms per reply: B/A msg/s {rate}\n{text}");
+    assert_eq!(c["msgs_per_s"]["better"], "A", "{text}");
+    assert_eq!(c["msgs_per_s"]["beyond_spread"], true, "{text}");
+    let p50 = c["p50"]["ratio"].as_f64().unwrap();
+    assert!(p50 > 3.0, "B's p50 is at least 1 ms: B/A p50 {p50}\n{text}");
+    assert_eq!(c["p50"]["better"], "A", "{text}");
+    assert!(text.contains("beyond the spread of the runs") && text.contains("A is better"), "{text}");
+    let mut pids = Vec::new();
+    for side in ["a", "b"] {
+        let runs = doc[side]["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "two runs of {side}");
+        for r in runs {
+            let cpu = r["server"]["cpu_us_per_msg"].as_f64().unwrap();
+            assert!(cpu > 0.0, "server CPU per message of {side}: {cpu}");
+            assert!(r["result"]["counters"]["completed"].as_u64().unwrap() > 0);
+            pids.push(r["server"]["pid"].as_u64().unwrap() as u32);
+        }
+        assert!(doc[side]["summary"]["server_cpu_us_per_msg"]["median"].as_f64().unwrap() > 0.0);
+    }
+    // Interleaved: A, B, then B, A — four servers, each gone.
+    assert_eq!(doc["a"]["runs"][0]["run"], 1);
+    for pid in pids {
+        assert!(!running(pid), "server {pid} is still running");
+    }
+    assert!(text.contains("server CPU/msg"), "{text}");
+}
+
+#[test]
+fn a_server_that_cannot_start_is_named_with_its_stderr() {
+    let mut args = vec!["--server-a".into(), "/nonexistent/echo-server --port 1".into()];
+    args.extend(["--server-b".into(), server("0", None)]);
+    args.extend(short_load());
+    let out = ringload_ab(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server A") && stderr.contains("before it listened"), "{stderr}");
+    assert!(stderr.contains("/nonexistent/echo-server"), "the shell's own complaint is shown: {stderr}");
+}
+
+#[test]
+fn a_server_that_never_listens_is_stopped_with_its_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, background) = (dir.path().join("leader"), dir.path().join("background"));
+    // A shell that does not exec: it starts a child in the background and waits.
+    let cmd = format!(
+        "echo $$ > '{}'; sleep 60 & echo $! > '{}'; echo 'warming up forever' >&2; wait",
+        leader.display(),
+        background.display()
+    );
+    let mut args = vec!["--server-a".into(), server("0", None), "--server-b".into(), cmd];
+    args.extend(short_load());
+    args.extend(["--start-timeout".into(), "700ms".into()]);
+    let started = Instant::now();
+    let out = ringload_ab(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server B") && stderr.contains("did not listen within"), "{stderr}");
+    assert!(stderr.contains("warming up forever"), "the end of its stderr: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    for file in [&leader, &background] {
+        let pid: u32 = std::fs::read_to_string(file).unwrap().trim().parse().unwrap();
+        assert!(!running(pid), "{} ({pid}) is still running", file.display());
+    }
+}
+
+#[test]
+fn a_server_that_dies_mid_run_fails_the_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let mut args = vec!["--server-a".into(), server("0,400", Some(&pidfile))];
+    args.extend(["--server-b".into(), server("0", None)]);
+    args.extend(short_load());
+    let out = ringload_ab(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server A") && stderr.contains("during run 1"), "{stderr}");
+    assert!(stderr.contains("dying on purpose"), "{stderr}");
+    let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(!running(pid));
+}
+
+#[test]
+fn ctrl_c_stops_the_server_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringload"))
+        .args(["ab", "--server-a", &server("0", Some(&pidfile)), "--server-b", &server("0", None)])
+        .args(["-c", "2", "-d", "30s", "-w", "0s", "--runs", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = testkit::eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| p.trim().parse::<u32>().is_ok())
+    });
+    assert!(ready, "server A started");
+    let server_pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringload ab did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(!running(server_pid), "server {server_pid} left running after Ctrl-C");
+}
