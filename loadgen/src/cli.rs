@@ -22,9 +22,12 @@ use std::time::Duration;
         ringload unix:///tmp/echo.sock --json result.json --hdr-log latency.hlog\n  \
         ringload tcp://127.0.0.1:7007 -c 20 --churn 10         # connects/s and connect latency\n  \
         ringload tcp://127.0.0.1:7009 --mode send -c 8         # one-way throughput against a discard server\n  \
-        ringload tcp://127.0.0.1:7007 --rate 10k --background 4   # latency beside 4 bulk flows\n\n\
-        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --verify; compare: a\n\
-        regression, or ratios a side's warnings make not meaningful); 2 usage or runtime error,\n\
+        ringload tcp://127.0.0.1:7007 --rate 10k --background 4   # latency beside 4 bulk flows\n  \
+        ringload tcp://127.0.0.1:7007 --find-max-rate --slo 'p99<1ms,errors<0.1%'   # sustainable rate\n  \
+        ringload tcp://127.0.0.1:7007 -r 50k --repeat 5        # median, range and CI of 5 runs\n\n\
+        Exit codes: 0 ok; 1 a check failed (--max-p99, --max-error-rate, --slo, --verify;\n\
+        --find-max-rate: no rate met the SLO; compare: a regression, or ratios a side's\n\
+        warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
         never made); 130 interrupted (the partial report is printed).",
     args_conflicts_with_subcommands = true
@@ -156,7 +159,7 @@ pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
 }
 
 /// The load-running arguments.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// tcp://HOST:PORT, udp://HOST:PORT, unix:///PATH or unixgram:///PATH. None: a built-in
     /// ringecho server on a loopback port, on its own CPU.
@@ -278,6 +281,52 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_label)]
     pub label: Option<String>,
 
+    /// A service-level objective: clauses `METRIC<LIMIT` joined by commas, over p50,
+    /// p90, p99, p99.9, max (latency from the intended send time) and errors, loss
+    /// (shares): `p99<1ms,errors<0.1%`. A run that breaks it exits 1 (as --max-p99,
+    /// which is the clause `p99<…`); --find-max-rate searches under it.
+    #[arg(long, value_name = "SLO", value_parser = crate::slo::parse_slo)]
+    pub slo: Option<crate::slo::Slo>,
+
+    /// Find the highest open-loop rate that meets --slo: steps grow ×--growth from
+    /// --start-rate until one fails, then bisect to --precision. A step passes when it
+    /// achieves ≥ 97% of its offered rate, the client is not saturated (CPU < 90%), and
+    /// the SLO holds (at the median of --repeat runs). Bounded by --max-duration
+    /// (default 10m). Exit 0 with an answer, 1 when no rate met the SLO.
+    #[arg(long, conflicts_with_all = ["rate", "depth", "churn", "requests", "hdr_log"])]
+    pub find_max_rate: bool,
+
+    /// --find-max-rate: stop bisecting when the first failing rate is within this of
+    /// the last passing one: `5%` or `0.05`.
+    #[arg(long, default_value = "5%", value_parser = parse_fraction, requires = "find_max_rate")]
+    pub precision: f64,
+
+    /// --find-max-rate: measured time of each step (after its own warm-up, --warmup).
+    #[arg(long, default_value = "3s", value_parser = units::parse_duration, requires = "find_max_rate")]
+    pub step_duration: Duration,
+
+    /// --find-max-rate: the first rate tried (`1k`, `50k`).
+    #[arg(long, default_value = "1k", value_parser = parse_rate, requires = "find_max_rate")]
+    pub start_rate: f64,
+
+    /// --find-max-rate: the factor between rates while no step has failed.
+    #[arg(long, default_value_t = 2.0, requires = "find_max_rate")]
+    pub growth: f64,
+
+    /// Measure N times, each with fresh connections: the report shows the median, the
+    /// range and a confidence interval of the median; the JSON keeps every run. With
+    /// --find-max-rate, every step runs N times and passes on its medians.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: u32,
+
+    /// --find-max-rate: the server's process ID, to report its CPU per step (from
+    /// /proc/PID/stat; 100% = one CPU busy).
+    #[arg(long, value_name = "PID", requires = "find_max_rate")]
+    pub server_pid: Option<u32>,
+
+    /// Test knob: take --find-max-rate steps offered above this rate as client-saturated.
+    #[arg(long, hide = true, value_parser = parse_rate)]
+    pub test_saturate_above: Option<f64>,
     /// Byte throughput and latency under load.
     #[command(flatten)]
     pub throughput: crate::throughput::cli::ThroughputArgs,
@@ -396,6 +445,78 @@ impl RunArgs {
         plan.validate()?;
         check_descriptors(&plan)?;
         Ok(plan)
+    }
+
+    /// The SLO of `--slo`, `--max-p99` and `--max-error-rate` together.
+    pub fn slo(&self) -> crate::slo::Slo {
+        self.slo
+            .clone()
+            .unwrap_or_default()
+            .and(crate::slo::Slo::from_flags(self.max_p99, self.max_error_rate))
+    }
+
+    /// `--find-max-rate`: the plan of every step (open loop at --start-rate, each
+    /// --step-duration long after a --warmup) and the search's settings.
+    pub fn to_search(&self) -> Result<(Plan, crate::capacity::SearchConfig), PlanError> {
+        let slo = self.slo();
+        if slo.is_empty() {
+            return Err(PlanError {
+                flag: "--find-max-rate",
+                problem: "needs an objective: --slo 'p99<1ms' (or --max-p99, --max-error-rate)".into(),
+            });
+        }
+        if !(self.growth.is_finite() && self.growth > 1.0 && self.growth <= 100.0) {
+            return Err(PlanError { flag: "--growth", problem: "a factor above 1 (at most 100)".into() });
+        }
+        if !(self.precision > 0.0 && self.precision <= 1.0) {
+            return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
+        }
+        // Each step is a run of --step-duration; --max-duration bounds the whole search.
+        let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
+        step.check_repeat()?;
+        let mut plan = step.to_plan()?;
+        if plan.throughput.mode != crate::throughput::Mode::Rr {
+            return Err(PlanError {
+                flag: "--find-max-rate",
+                problem: "searches a message rate: request/response only (not with --mode send|receive|bulk)"
+                    .into(),
+            });
+        }
+        plan.model = Model::Open { rate: self.start_rate };
+        let plan = crate::capacity::step_plan(plan, self.step_duration, self.warmup);
+        plan.validate().map_err(|e| PlanError {
+            flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
+            problem: e.problem,
+        })?;
+        let cfg = crate::capacity::SearchConfig {
+            slo,
+            start_rate: self.start_rate,
+            growth: self.growth,
+            precision: self.precision,
+            repeat: self.repeat,
+            max_duration: self.max_duration.unwrap_or(Duration::from_secs(600)),
+            saturate_above: self.test_saturate_above,
+            server_pid: self.server_pid,
+        };
+        Ok((plan, cfg))
+    }
+
+    /// `--repeat` is between 1 and [`crate::repeat::MAX_REPEATS`], of request/response
+    /// runs (their spread is of messages and latency).
+    pub fn check_repeat(&self) -> Result<(), PlanError> {
+        if self.repeat > 1 && self.to_plan()?.throughput.mode != crate::throughput::Mode::Rr {
+            return Err(PlanError {
+                flag: "--repeat",
+                problem: "request/response runs only (not with --mode send|receive|bulk)".into(),
+            });
+        }
+        if self.repeat == 0 || self.repeat > crate::repeat::MAX_REPEATS {
+            return Err(PlanError {
+                flag: "--repeat",
+                problem: format!("between 1 and {}", crate::repeat::MAX_REPEATS),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -92,6 +92,17 @@ pub struct ResultDoc {
     /// The results a merged document was made from (their labels or file names).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read::merged_from")]
     pub merged_from: Option<Vec<String>>,
+    /// `--repeat N`: every repeat's own document, in the order run (this document pools
+    /// them). Empty for a single run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<ResultDoc>,
+    /// The spread of `repeats` (median, min–max, CI of the median). Derived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread: Option<crate::repeat::Spread>,
+    /// `--find-max-rate`: every step and the answer (this document is then the answer's
+    /// step, or the first step when no rate met the SLO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<Box<crate::capacity::SearchDoc>>,
     /// Byte figures of the measured connections in a bulk mode (`--mode send|receive|bulk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<crate::throughput::figures::Bulk>,
@@ -279,6 +290,51 @@ impl ResultDoc {
         for s in [&mut self.latency.corrected, &mut self.latency.service, &mut self.latency.connect] {
             s.summarize();
         }
+        for r in &mut self.repeats {
+            r.derive();
+        }
+        self.spread = (!self.repeats.is_empty()).then(|| crate::repeat::Spread::of(&self.repeats));
+        if let Some(search) = self.search.as_mut() {
+            for step in &mut search.steps {
+                step.run.derive();
+            }
+        }
+    }
+
+    /// A document of a run that measured nothing (a search interrupted before its first
+    /// step ended).
+    pub fn empty(target: String, plan: Option<Plan>) -> ResultDoc {
+        let h = hist::new();
+        let mut doc = ResultDoc {
+            schema_version: SCHEMA_VERSION,
+            tool: TOOL.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            label: None,
+            transport: target.split("://").next().unwrap_or("").into(),
+            target,
+            builtin: None,
+            plan,
+            elapsed_s: 0.0,
+            started_unix: 0.0,
+            interrupted: false,
+            counters: Counters::default(),
+            failed: 0,
+            error_rate: 0.0,
+            throughput: Throughput::default(),
+            latency: Latency::of(&h, &h, &h),
+            load_cpu_s: 0.0,
+            warnings: Vec::new(),
+            failed_checks: Vec::new(),
+            exit_code: 0,
+            merged_from: None,
+            repeats: Vec::new(),
+            spread: None,
+            search: None,
+            bulk: None,
+            background: None,
+        };
+        doc.derive();
+        doc
     }
 }
 

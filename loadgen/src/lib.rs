@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod ab;
+pub mod capacity;
 pub mod cli;
 pub mod counters;
 pub mod document;
@@ -17,8 +18,10 @@ pub mod hist;
 pub mod payload;
 pub mod plan;
 pub mod plot;
+pub mod repeat;
 pub mod report;
 pub mod results;
+pub mod slo;
 pub mod target;
 pub mod throughput;
 mod verdict;

@@ -140,7 +140,12 @@ fn plot(files: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     let is_log = |f: &PathBuf| f.extension().is_some_and(|e| e == "hlog");
     let logs = files.iter().filter(|f| is_log(f)).count();
     if logs == 0 {
-        ringload::plot::percentiles(&load_all(files)?, output)?;
+        let results = load_all(files)?;
+        // A --find-max-rate result draws its steps: latency against offered rate.
+        match results.as_slice() {
+            [one] if one.doc.search.is_some() => ringload::plot::capacity(one, output)?,
+            _ => ringload::plot::percentiles(&results, output)?,
+        }
     } else {
         anyhow::ensure!(
             logs == files.len(),
@@ -152,6 +157,12 @@ fn plot(files: &[PathBuf], output: &Path) -> anyhow::Result<()> {
 }
 
 fn load(args: &RunArgs) -> anyhow::Result<u8> {
+    if args.find_max_rate {
+        return find_max_rate(args);
+    }
+    if args.repeat != 1 {
+        return repeated(args);
+    }
     let plan = args.to_plan()?;
     let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut json_file = match &args.json {
@@ -179,7 +190,7 @@ fn load(args: &RunArgs) -> anyhow::Result<u8> {
     };
     let mut report = ringload::run_at(plan, interrupted, progress, args.start_at)?;
     report.label = args.label.clone();
-    report.check(args.max_p99, args.max_error_rate);
+    report.check_slo(&args.slo());
 
     let document = report.document();
     if json_to_stdout {
@@ -250,4 +261,157 @@ fn write_hdr_log(f: &mut File, report: &Report) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ctrl-C, a `kill` and a closed terminal set the returned flag (the run ends with what
+/// it has); a second one exits at once (130).
+fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, interrupted.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(signal, interrupted.clone()).context("installing signal handlers")?;
+    }
+    Ok(interrupted)
+}
+
+/// Prints the text (or the JSON, for `--json -`) and writes `--json FILE`, opened
+/// before any load so that a bad path fails at once.
+struct Output {
+    json_to_stdout: bool,
+    json_file: Option<File>,
+}
+
+impl Output {
+    fn open(args: &RunArgs) -> anyhow::Result<Output> {
+        let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+        let json_file = match &args.json {
+            Some(p) if !json_to_stdout => {
+                Some(File::create(p).with_context(|| format!("--json {}", p.display()))?)
+            }
+            _ => None,
+        };
+        Ok(Output { json_to_stdout, json_file })
+    }
+
+    fn write(&mut self, text: &str, document: &ringload::ResultDoc) -> anyhow::Result<()> {
+        if self.json_to_stdout {
+            print_out(&(serde_json::to_string_pretty(document)? + "\n"))?;
+        } else {
+            print_out(text)?;
+        }
+        if let Some(f) = self.json_file.as_mut() {
+            serde_json::to_writer_pretty(&mut *f, document).context("--json")?;
+            writeln!(f).context("--json")?;
+        }
+        Ok(())
+    }
+}
+
+/// `--find-max-rate`: the search, its step table and answer; exit 0 with an answer, 1
+/// when no rate met the SLO, 130 interrupted (with the steps so far).
+fn find_max_rate(args: &RunArgs) -> anyhow::Result<u8> {
+    // The handlers first: a Ctrl-C at any moment from here on ends with the steps so far.
+    let interrupted = interrupt_flag()?;
+    let (plan, cfg) = args.to_search()?;
+    let mut out = Output::open(args)?;
+    let show = !args.no_progress && std::io::stderr().is_terminal();
+    let mut n = 0;
+    let mut doc = ringload::capacity::run(&plan, &cfg, interrupted, |step| {
+        n += 1;
+        if show {
+            warn(&format!(
+                "[step {n}] {} offered: {}",
+                ringload::report::rate(step.offered),
+                if step.passed { "ok".to_owned() } else { step.reasons.join("; ") }
+            ));
+        }
+    })?;
+    doc.label = args.label.clone();
+    let search = doc.search.as_deref().context("the search's document")?;
+    let text = ringload::capacity::text(&doc.target, search);
+    let code = search.exit_code();
+    out.write(&text, &doc)?;
+    Ok(code)
+}
+
+/// `--repeat N`: N runs with fresh connections, pooled; the checks are judged on the
+/// medians; exit as a single run would (130 when interrupted, with the runs so far).
+fn repeated(args: &RunArgs) -> anyhow::Result<u8> {
+    args.check_repeat()?;
+    anyhow::ensure!(args.hdr_log.is_none(), "--hdr-log: one run's intervals; not with --repeat");
+    let interrupted = interrupt_flag()?;
+    let plan = args.to_plan()?;
+    let mut out = Output::open(args)?;
+    let show = !args.no_progress && std::io::stderr().is_terminal();
+    let slo = args.slo();
+    let mut runs = Vec::new();
+    let mut any_failed = false;
+    for i in 0..args.repeat {
+        if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        let start_at = if i == 0 { args.start_at } else { None };
+        let mut report = match ringload::run_at(plan.clone(), interrupted.clone(), Progress::Hide, start_at) {
+            Ok(r) => r,
+            Err(_) if interrupted.load(std::sync::atomic::Ordering::Relaxed) => break,
+            Err(e) => return Err(e.into()),
+        };
+        report.label = args.label.clone();
+        report.check_slo(&slo);
+        if show {
+            warn(&format!(
+                "[run {}/{}] {}, p99 {}",
+                i + 1,
+                args.repeat,
+                ringload::report::rate(report.throughput()),
+                ringload::report::ns(report.latency.value_at_quantile(0.99) as f64)
+            ));
+        }
+        for w in report.warnings.iter().filter(|w| w.is_failure()) {
+            warn(&format!("error: run {}: {}", i + 1, w.message()));
+        }
+        any_failed |= report.exit_code() == 2;
+        let stop = report.interrupted;
+        runs.push(report.document());
+        if stop {
+            break;
+        }
+    }
+    let was_interrupted = interrupted.load(std::sync::atomic::Ordering::Relaxed);
+    if runs.is_empty() {
+        warn("interrupted before the first run ended: nothing measured");
+        return Ok(130);
+    }
+    let verify_failed: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.failed_checks.iter().filter(|c| c.starts_with("--verify")).cloned())
+        .collect();
+    let mut doc = ringload::repeat::pool(runs);
+    let point = doc.spread.map(|s| s.point(&doc.repeats)).unwrap_or_default();
+    doc.failed_checks = slo.breaches(&point);
+    doc.failed_checks.extend(verify_failed);
+    let code: u8 = if was_interrupted || doc.interrupted {
+        130
+    } else if any_failed {
+        2
+    } else if !doc.failed_checks.is_empty() {
+        1
+    } else {
+        0
+    };
+    doc.exit_code = i32::from(code);
+    let mut text = format!("target      {}\n", doc.target);
+    text += &ringload::repeat::text(&doc);
+    for w in &doc.warnings {
+        text += &format!("warning: {}\n", w.message);
+    }
+    if was_interrupted {
+        text += "interrupted: the runs so far are shown\n";
+    }
+    for f in &doc.failed_checks {
+        text += &format!("FAILED (medians): {f}\n");
+    }
+    out.write(&text, &doc)?;
+    Ok(code)
 }

@@ -333,5 +333,8 @@ fn draw_latency<DB: DrawingBackend>(
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
+mod capacity;
+pub use capacity::{capacity, capacity_svg};
+
 #[cfg(test)]
 mod tests;

@@ -324,28 +324,21 @@ impl Report {
         }
     }
 
-    /// Checks the thresholds the user set.
+    /// Checks the thresholds the user set (`--max-p99` and `--max-error-rate` are SLO
+    /// clauses, judged as [`Report::check_slo`] judges any).
     pub fn check(&mut self, max_p99: Option<Duration>, max_error_rate: Option<f64>) {
-        if let Some(limit) = max_p99 {
-            let p99 = self.latency.value_at_quantile(0.99);
-            if p99 as u128 > limit.as_nanos() {
-                self.failed_checks.push(format!(
-                    "p99 {} > --max-p99 {}",
-                    ns(p99 as f64),
-                    ns(limit.as_nanos() as f64)
-                ));
-            }
-        }
-        let rate = self.error_rate();
-        if let Some(limit) = max_error_rate {
-            if rate > limit {
-                self.failed_checks.push(format!(
-                    "error rate {:.4}% > --max-error-rate {:.4}%",
-                    rate * 100.0,
-                    limit * 100.0
-                ));
-            }
-        }
+        self.check_slo(&crate::slo::Slo::from_flags(max_p99, max_error_rate));
+    }
+
+    /// The SLO's figures of this run ([`crate::slo::Point::of`]).
+    pub fn slo_point(&self) -> crate::slo::Point {
+        crate::slo::Point::of(&self.latency, self.error_rate(), self.counters.lost, self.counters.sent)
+    }
+
+    /// Checks an SLO (and `--verify`): each clause broken is a failed check (exit 1).
+    pub fn check_slo(&mut self, slo: &crate::slo::Slo) {
+        let breaches = slo.breaches(&self.slo_point());
+        self.failed_checks.extend(breaches);
         if self.plan.verify && self.counters.mismatched_bytes > 0 && self.bulk.is_some() {
             self.failed_checks.push(format!(
                 "--verify: {} bytes differed from what the target should have sent",
@@ -530,6 +523,9 @@ impl Report {
             failed_checks: self.failed_checks.clone(),
             exit_code: self.exit_code(),
             merged_from: None,
+            repeats: Vec::new(),
+            spread: None,
+            search: None,
             bulk: self.bulk.clone(),
             background: self.background.clone(),
         };

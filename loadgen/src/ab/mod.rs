@@ -310,6 +310,11 @@ fn one_run(
     let died = server.exited();
     let pid = server.pid();
     let stopped = stop(server, plan, side)?;
+    // Ctrl-C while the load was starting (connecting) ends the run with an error from
+    // the engine: the interruption, not the error, is what happened (exit 130).
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
+    }
     if let Some(status) = died {
         return Err(AbError::DiedMidRun {
             side,

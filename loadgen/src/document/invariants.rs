@@ -59,13 +59,45 @@ pub enum Violation {
     /// A plan no run could have had (ringload validates every plan before it runs).
     #[error("plan: no run has this plan: {0}")]
     Plan(String),
+    /// More repeats or search steps than ringload makes.
+    #[error("{what}: {count} entries; ringload writes at most {max}")]
+    TooMany {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Entries found.
+        count: usize,
+        /// The most written.
+        max: usize,
+    },
+    /// A repeat holding repeats or a search, or a step holding a search: ringload nests
+    /// one level (a step's run may hold its repeats), no more.
+    #[error("{what}[{index}] holds {inner}: ringload does not nest them")]
+    NestedTooDeep {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Which one.
+        index: usize,
+        /// What it should not hold.
+        inner: &'static str,
+    },
+    /// A repeat or a search step breaks a rule.
+    #[error("{what}[{index}]: {cause}")]
+    Nested {
+        /// `repeats` or `search.steps`.
+        what: &'static str,
+        /// Which one.
+        index: usize,
+        /// The rule it breaks.
+        cause: Box<Violation>,
+    },
 }
 
 impl ResultDoc {
     /// Checks the document's invariants: completed ≤ sent (when sent is known, i.e. not
     /// 0), one corrected and one service sample per answered message, percentiles in
     /// order, a measured time when anything was answered, a real start time, a plan
-    /// that passes [`crate::plan::Plan::validate`].
+    /// that passes [`crate::plan::Plan::validate`]; and the same of every repeat and search
+    /// step it holds (bounded in number, nested one level at most).
     pub fn check(&self) -> Result<(), Violation> {
         let c = &self.counters;
         if c.sent > 0 && c.completed > c.sent {
@@ -103,6 +135,26 @@ impl ResultDoc {
         }
         if let Some(plan) = &self.plan {
             plan.validate().map_err(|e| Violation::Plan(e.to_string()))?;
+        }
+        let steps: Vec<&ResultDoc> =
+            self.search.iter().flat_map(|s| s.steps.iter().map(|step| &step.run)).collect();
+        let repeats: Vec<&ResultDoc> = self.repeats.iter().collect();
+        for (what, docs, max) in [
+            ("repeats", repeats, crate::repeat::MAX_REPEATS as usize),
+            ("search.steps", steps, crate::capacity::MAX_STEPS),
+        ] {
+            if docs.len() > max {
+                return Err(Violation::TooMany { what, count: docs.len(), max });
+            }
+            for (index, d) in docs.iter().enumerate() {
+                if d.search.is_some() {
+                    return Err(Violation::NestedTooDeep { what, index, inner: "a search" });
+                }
+                if what == "repeats" && !d.repeats.is_empty() {
+                    return Err(Violation::NestedTooDeep { what, index, inner: "repeats" });
+                }
+                d.check().map_err(|cause| Violation::Nested { what, index, cause: Box::new(cause) })?;
+            }
         }
         Ok(())
     }

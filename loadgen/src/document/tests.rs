@@ -42,6 +42,29 @@ fn fullest() -> ResultDoc {
     };
     doc.bulk = Some(bulk(crate::throughput::Mode::Receive));
     doc.background = Some(bulk(crate::throughput::Mode::Bulk));
+    let mut run = full_report().document();
+    run.warnings.clear();
+    run.failed_checks.clear();
+    doc.repeats = vec![run.clone(), run.clone()];
+    let mut step = crate::capacity::judge(
+        1000.0,
+        vec![crate::capacity::Sample { doc: run, busy: 0.5 }],
+        &crate::slo::Slo::parse("p99<1ms").unwrap().and(crate::slo::Slo::from_flags(None, Some(0.01))),
+        None,
+    );
+    step.server_cpu = Some(0.42);
+    doc.search = Some(Box::new(crate::capacity::SearchDoc {
+        slo: crate::slo::Slo::parse("p99<1ms").unwrap().and(crate::slo::Slo::from_flags(None, Some(0.01))),
+        slo_text: "p99<1ms,errors<1%".into(),
+        precision: 0.05,
+        min_achieved: 0.97,
+        repeat: 1,
+        answer: None,
+        lower_bound: false,
+        stopped: Some(crate::capacity::Stopped::Interrupted),
+        steps: vec![step],
+    }));
+    doc.derive();
     doc
 }
 

@@ -12,6 +12,7 @@
 use super::Saved;
 use super::escape;
 use super::render::{QUANTILES, short};
+use crate::repeat::Stat;
 use crate::report::Warning;
 use std::fmt::Write as _;
 
@@ -26,8 +27,14 @@ pub struct Delta {
     pub new: f64,
     /// new / base.
     pub ratio: f64,
-    /// Worse than the tolerance allows.
+    /// Worse than the tolerance allows (and, with repeats, outside the noise).
     pub regression: bool,
+    /// Better than the tolerance (and, with repeats, outside the noise).
+    pub improvement: bool,
+    /// With repeats on both sides: whether the confidence intervals of the two medians
+    /// are apart (the change is more than the noise the repeats show). `None` for single
+    /// runs.
+    pub outside_noise: Option<bool>,
 }
 
 /// Which side of a comparison.
@@ -49,12 +56,22 @@ impl Side {
 }
 
 /// How much of a difference could be noise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Noise {
-    /// One run per side: the spread of repeated runs is unknown, so no difference can be
-    /// told from noise. (The hook for repeats: with several runs per side, a variant
-    /// holding each side's spread goes here, and [`compare`] judges a ratio against it.)
+    /// One run per side (or on one side): the spread of repeated runs is unknown, so no
+    /// difference can be told from noise.
     SingleRuns,
+    /// Both sides repeated (`--repeat`): each figure is the median of its side's runs,
+    /// and a ratio counts only when the two medians' confidence intervals (order
+    /// statistics; min–max below 6 runs) do not overlap.
+    Repeats {
+        /// Runs of the base.
+        base: u32,
+        /// Runs of the new result.
+        new: u32,
+        /// The smaller of the two intervals' coverage.
+        coverage: f64,
+    },
 }
 
 /// A comparison: the ratios, the warnings of each side, and what they allow.
@@ -110,49 +127,83 @@ impl Comparison {
 
 /// Compares `new` against `base`: throughput (higher is better) and each percentile
 /// (lower is better). A change for the worse beyond `tolerance` (0.05 = 5%) is a
-/// regression.
+/// regression, one for the better an improvement; when both sides were repeated, the
+/// figures are the medians of their runs and a change counts only outside the noise
+/// ([`Noise::Repeats`]).
 pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
+    let spreads = match (&base.doc.spread, &new.doc.spread) {
+        (Some(b), Some(n)) if b.runs > 1 && n.runs > 1 => Some((b, n)),
+        _ => None,
+    };
     let mut deltas = Vec::new();
-    let (b, n) = (base.throughput(), new.throughput());
-    let ratio = if b > 0.0 { n / b } else { f64::INFINITY };
-    deltas.push(Delta {
-        metric: "msg/s".into(),
-        base: b,
-        new: n,
-        ratio,
-        regression: ratio < 1.0 - tolerance,
-    });
     // Bulk runs: bytes per second (higher is better) and load CPU per byte (lower).
-    for (name, pick) in [
+    let bulk: Vec<(&str, f64, f64)> = [
         ("Gbit/s", (|d: &crate::ResultDoc| d.bulk.as_ref().map(|b| b.gbit_per_s)) as fn(&_) -> _),
         ("CPU ns/B", |d| d.bulk.as_ref().map(|b| b.cpu_ns_per_byte)),
         ("bg Gbit/s", |d| d.background.as_ref().map(|b| b.gbit_per_s)),
-    ] {
-        let (Some(b), Some(n)) = (pick(&base.doc), pick(&new.doc)) else { continue };
-        let higher_is_better = name != "CPU ns/B";
-        let ratio = if b > 0.0 { n / b } else { 1.0 };
-        let regression = if higher_is_better { ratio < 1.0 - tolerance } else { ratio > 1.0 + tolerance };
-        deltas.push(Delta { metric: name.into(), base: b, new: n, ratio, regression });
-    }
-    for (name, q) in QUANTILES {
-        let (b, n) = (
-            base.doc.latency.corrected.histogram.value_at_quantile(q) as f64,
-            new.doc.latency.corrected.histogram.value_at_quantile(q) as f64,
-        );
-        let ratio = if b > 0.0 { n / b } else { 1.0 };
+    ]
+    .into_iter()
+    .filter_map(|(name, pick)| Some((name, pick(&base.doc)?, pick(&new.doc)?)))
+    .collect();
+    let mut push = |metric: &str, b: f64, n: f64, higher_is_better: bool, noise: Option<(Stat, Stat)>| {
+        let ratio = if b > 0.0 {
+            n / b
+        } else if higher_is_better {
+            f64::INFINITY
+        } else {
+            1.0
+        };
+        let outside_noise = noise.map(|(b, n)| n.ci_low > b.ci_high || n.ci_high < b.ci_low);
+        let (worse, better) = if higher_is_better {
+            (ratio < 1.0 - tolerance, ratio > 1.0 + tolerance)
+        } else {
+            (ratio > 1.0 + tolerance, ratio < 1.0 - tolerance)
+        };
+        let real = outside_noise.unwrap_or(true);
         deltas.push(Delta {
-            metric: name.into(),
+            metric: metric.into(),
             base: b,
             new: n,
             ratio,
-            regression: ratio > 1.0 + tolerance,
+            regression: worse && real,
+            improvement: better && real,
+            outside_noise,
         });
+    };
+    match spreads {
+        Some((b, n)) => {
+            for ((name, bs), (_, ns)) in b.figures().into_iter().zip(n.figures()).take(6) {
+                if name == "max" {
+                    continue;
+                }
+                push(name, bs.median, ns.median, name == "msg/s", Some((bs, ns)));
+            }
+            for (name, b, n) in bulk {
+                push(name, b, n, name != "CPU ns/B", None);
+            }
+        }
+        None => {
+            push("msg/s", base.throughput(), new.throughput(), true, None);
+            for (name, b, n) in bulk {
+                push(name, b, n, name != "CPU ns/B", None);
+            }
+            for (name, q) in QUANTILES {
+                let value = |s: &Saved| s.doc.latency.corrected.histogram.value_at_quantile(q) as f64;
+                push(name, value(base), value(new), false, None);
+            }
+        }
     }
     let warnings = [(Side::Base, base), (Side::New, new)]
         .into_iter()
         .flat_map(|(side, s)| s.doc.warnings.iter().map(move |w| (side, w.warning.clone())))
         .collect();
-    Comparison { deltas, warnings, noise: Noise::SingleRuns }
+    let noise = match spreads {
+        Some((b, n)) => {
+            Noise::Repeats { base: b.runs, new: n.runs, coverage: b.ci_coverage.min(n.ci_coverage) }
+        }
+        None => Noise::SingleRuns,
+    };
+    Comparison { deltas, warnings, noise }
 }
 
 /// Renders a comparison as aligned text: the ratios, then each side's warnings and what
@@ -173,10 +224,14 @@ pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
             "Gbit/s" | "CPU ns/B" | "bg Gbit/s" => format!("{v:.3}"),
             _ => crate::report::ns(v),
         };
-        let verdict = match (meaningful, d.regression) {
-            (false, _) => "  not meaningful",
-            (true, true) => "  REGRESSION",
-            (true, false) => "",
+        let verdict = match (meaningful, d.regression, d.improvement, d.outside_noise) {
+            (false, ..) => "  not meaningful",
+            (true, true, _, Some(_)) => "  REGRESSION (outside the noise)",
+            (true, true, ..) => "  REGRESSION",
+            (true, _, true, Some(_)) => "  improvement (outside the noise)",
+            (true, _, true, None) => "  improvement",
+            (true, false, false, Some(false)) if (d.ratio - 1.0).abs() > 1e-9 => "  within the noise",
+            _ => "",
         };
         let _ = writeln!(
             out,
@@ -203,7 +258,14 @@ pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
         Noise::SingleRuns => {
             let _ = writeln!(
                 out,
-                "note: one run per side: ringload cannot tell noise from change; repeat each run and compare the spread before trusting a small ratio"
+                "note: one run per side: ringload cannot tell noise from change; run each side with --repeat N (N ≥ 6 for a 95% interval) to judge a ratio against the spread"
+            );
+        }
+        Noise::Repeats { base, new, coverage } => {
+            let _ = writeln!(
+                out,
+                "note: medians of {base} (base) and {new} (new) runs; a ratio counts as a change only when the two medians' confidence intervals (order statistics, {:.0}% coverage) do not overlap — otherwise it is within the noise the repeats show",
+                coverage * 100.0
             );
         }
     }
@@ -280,6 +342,36 @@ mod tests {
         assert!(text.contains("new warning: load generator CPU saturated (97% busy)"), "{text}");
         assert!(text.contains("ratios not meaningful"), "{text}");
         assert!(!text.contains("REGRESSION"), "{text}");
+    }
+
+    /// Repeats: a 20% change outside the spread is a regression said in words; the same
+    /// ratio within a wide spread is called noise and passes.
+    #[test]
+    fn repeats_judge_ratios_against_their_noise() {
+        let side = |name: &str, rates: &[u64]| {
+            let runs: Vec<_> = rates.iter().map(|r| fake(name, *r, 1.0, 50_000).doc).collect();
+            let doc = crate::repeat::pool(runs);
+            Saved { name: name.into(), doc }
+        };
+        let base = side("base", &[100_000, 101_000, 99_000, 100_500, 99_500, 100_200]);
+        let tight = side("tight", &[80_000, 81_000, 79_000, 80_500, 79_500, 80_200]);
+        let c = compare(&base, &tight, 0.05);
+        assert!(matches!(c.noise, Noise::Repeats { base: 6, new: 6, .. }));
+        assert!(c.deltas[0].regression && c.deltas[0].outside_noise == Some(true));
+        assert_eq!(c.exit_code(), 1);
+        let text = render_compare(&base, &tight, &c);
+        assert!(text.contains("REGRESSION (outside the noise)"), "{text}");
+        assert!(text.contains("medians of 6 (base) and 6 (new) runs"), "{text}");
+        let wide = side("wide", &[60_000, 140_000, 70_000, 130_000, 80_000, 90_000]);
+        let c = compare(&base, &wide, 0.05);
+        assert_eq!(c.deltas[0].ratio, 85_000.0 / 100_100.0);
+        assert!(!c.deltas[0].regression && c.deltas[0].outside_noise == Some(false));
+        assert_eq!(c.exit_code(), 0);
+        assert!(render_compare(&base, &wide, &c).contains("within the noise"));
+        let better = side("better", &[130_000, 131_000, 129_000, 130_500, 129_500, 130_200]);
+        let c = compare(&base, &better, 0.05);
+        assert!(c.deltas[0].improvement);
+        assert!(render_compare(&base, &better, &c).contains("improvement (outside the noise)"));
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.latency.connect.histogram = connect;
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
+    // Repeats and search steps belong to the first result alone, not to the merge.
+    doc.repeats.clear();
+    doc.search = None;
     // Byte figures add up when every run has them in the same mode; else there are none
     // (never the first run's alone).
     doc.bulk = crate::throughput::figures::Bulk::merged(results.iter().map(|r| r.doc.bulk.as_ref()));

@@ -1,0 +1,387 @@
+//! `--find-max-rate`: the highest open-loop rate a target sustains under an SLO.
+//!
+//! Steps at increasing offered rates grow geometrically (`--growth`, ×2) from
+//! `--start-rate` until a step fails, then bisect between the last rate that passed and
+//! the first that failed until they are within `--precision` of each other. Each step is
+//! an ordinary open-loop run (its own warm-up, `--step-duration` measured, fresh
+//! connections), repeated `--repeat` times; latency counts from the intended send time.
+//!
+//! The rule a step passes by ([`judge`]), in one place:
+//! - the target did not fail (connections made and kept, echoes answered);
+//! - the achieved rate (median over repeats) is at least [`MIN_ACHIEVED`] of the offered
+//!   rate, whatever the latency;
+//! - the load generator was not saturated: its CPU (getrusage of the workers over the
+//!   step, as the `client saturated` warning) below 90% of what it had;
+//! - the SLO holds at the medians of the repeats.
+//!
+//! When the lowest failing step failed because the client saturated, the answer is a
+//! lower bound: the target was not what stopped the search. The search ends at convergence, at
+//! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
+//! far are kept), or after [`MAX_STEPS`].
+
+mod text;
+
+pub use text::text;
+
+use crate::document::ResultDoc;
+use crate::engine::RunError;
+use crate::plan::{Model, Plan, Stop};
+use crate::report::{Report, Warning};
+use crate::slo::{Point, Slo};
+use crate::{Progress, repeat};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A step passes only if it achieved at least this share of the offered rate.
+pub const MIN_ACHIEVED: f64 = 0.97;
+
+/// A step whose load workers were busy this share of their time saturated the client.
+pub const SATURATED_BUSY: f64 = 0.9;
+
+/// The most steps a search makes (a document holds at most this many).
+pub const MAX_STEPS: usize = 200;
+
+/// How the search runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// The objective every step is judged by.
+    pub slo: Slo,
+    /// The first rate tried, msg/s.
+    pub start_rate: f64,
+    /// The factor between rates while growing.
+    pub growth: f64,
+    /// Stop bisecting when (first failed − last passed) ≤ precision × last passed.
+    pub precision: f64,
+    /// Runs per step.
+    pub repeat: u32,
+    /// The whole search's bound.
+    pub max_duration: Duration,
+    /// Test knob (hidden flag): steps offered above this rate are taken as
+    /// client-saturated, so a lower-bound answer can be staged deterministically.
+    pub saturate_above: Option<f64>,
+    /// A server process (`--server-pid`) whose CPU each step reports.
+    pub server_pid: Option<u32>,
+}
+
+/// Why a search stopped before it converged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopped {
+    /// Ctrl-C.
+    Interrupted,
+    /// The next step would not fit in `--max-duration`.
+    MaxDuration,
+    /// [`MAX_STEPS`] steps made.
+    StepLimit,
+}
+
+/// One step as saved: its verdict and figures, and its run's document (pooled over the
+/// repeats, each kept in its `repeats`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDoc {
+    /// Offered rate, msg/s.
+    pub offered: f64,
+    /// Achieved rate (the median over repeats), msg/s.
+    pub achieved: f64,
+    /// It met every rule of a passing step.
+    pub passed: bool,
+    /// The load workers' CPU share (median over repeats).
+    pub client_busy: f64,
+    /// The load generator saturated: the step says nothing of the target's limit.
+    pub client_saturated: bool,
+    /// Ctrl-C cut the step short: it is not judged.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The figures judged (medians over repeats).
+    pub point: Point,
+    /// Why it failed, one sentence each; empty when it passed.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The server's CPU over the step (warm-up and drain included), in CPUs (1.0 = one
+    /// CPU busy all the time): read from /proc/PID/stat of `--server-pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu: Option<f64>,
+    /// The step's run.
+    pub run: ResultDoc,
+}
+
+/// A search as saved in the document's `search`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchDoc {
+    /// The objective.
+    pub slo: Slo,
+    /// The SLO as written.
+    pub slo_text: String,
+    /// The bisection's stated precision (0.05 = 5%).
+    pub precision: f64,
+    /// The least achieved share of the offered rate a passing step has.
+    pub min_achieved: f64,
+    /// Runs per step.
+    pub repeat: u32,
+    /// The highest offered rate that met the SLO, msg/s; none when no rate did.
+    pub answer: Option<f64>,
+    /// The answer is a lower bound: the lowest failing step had a saturated client.
+    pub lower_bound: bool,
+    /// Why the search stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+    /// Every step, in the order run.
+    pub steps: Vec<StepDoc>,
+}
+
+impl SearchDoc {
+    /// The step the answer came from.
+    pub fn answer_step(&self) -> Option<&StepDoc> {
+        let a = self.answer?;
+        self.steps.iter().find(|s| s.passed && s.offered == a)
+    }
+
+    /// The exit code: 130 interrupted, 2 when the target failed and no rate passed,
+    /// 1 when no rate met the SLO, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if self.stopped == Some(Stopped::Interrupted) {
+            130
+        } else if self.answer.is_none() && self.steps.iter().any(|s| s.run.exit_code == 2) {
+            2
+        } else if self.answer.is_none() {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+/// One run's part in a step: its document, and its workers' CPU share.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The run's document.
+    pub doc: ResultDoc,
+    /// CPU ÷ (wall × workers) of the load workers.
+    pub busy: f64,
+}
+
+impl Sample {
+    /// The sample of a finished run.
+    pub fn of(report: &Report) -> Sample {
+        let wall = report.wall.as_secs_f64() * report.plan.cpus.len() as f64;
+        let busy = if wall > 0.0 { report.load_cpu.as_secs_f64() / wall } else { 0.0 };
+        Sample { doc: report.document(), busy }
+    }
+}
+
+/// Judges a step offered at `offered` from its runs (see the module's rule).
+pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Option<f64>) -> StepDoc {
+    let busy = repeat::median(&samples.iter().map(|s| s.busy).collect::<Vec<_>>());
+    let docs: Vec<ResultDoc> = samples.into_iter().map(|s| s.doc).collect();
+    let interrupted = docs.iter().any(|d| d.interrupted);
+    let failures: Vec<String> = docs
+        .iter()
+        .flat_map(|d| d.warnings.iter().filter(|w| w.warning.is_failure()).map(|w| w.message.clone()))
+        .collect();
+    let run =
+        if docs.len() == 1 { docs.into_iter().next().unwrap_or_else(empty) } else { repeat::pool(docs) };
+    let (point, achieved) = match &run.spread {
+        Some(spread) => (spread.point(&run.repeats), spread.msgs_per_s.median),
+        None => {
+            let c = &run.counters;
+            (
+                Point::of(&run.latency.corrected.histogram, run.error_rate, c.lost, c.sent),
+                run.throughput.msgs_per_s,
+            )
+        }
+    };
+    let saturated = busy >= SATURATED_BUSY || saturate_above.is_some_and(|r| offered > r);
+    let mut reasons = Vec::new();
+    if interrupted {
+        reasons.push("interrupted".to_owned());
+    }
+    if let Some(first) = failures.first() {
+        reasons.push(format!("the target failed: {first}"));
+    }
+    if achieved < offered * MIN_ACHIEVED {
+        reasons.push(format!(
+            "achieved {} of {} offered (below {:.0}%)",
+            crate::report::rate(achieved),
+            crate::report::rate(offered),
+            MIN_ACHIEVED * 100.0
+        ));
+    }
+    if saturated {
+        reasons.push(format!("load generator saturated ({:.0}% CPU busy)", busy.max(SATURATED_BUSY) * 100.0));
+    }
+    if run.counters.completed == 0 && !interrupted {
+        reasons.push("nothing answered".to_owned());
+    }
+    reasons.extend(slo.breaches(&point));
+    StepDoc {
+        offered,
+        achieved,
+        passed: reasons.is_empty(),
+        client_busy: busy,
+        client_saturated: saturated,
+        interrupted,
+        point,
+        reasons,
+        server_cpu: None,
+        run,
+    }
+}
+
+fn empty() -> ResultDoc {
+    ResultDoc::empty(String::new(), None)
+}
+
+/// The search: `step(rate)` runs and judges one step. Stops at convergence, when
+/// `interrupted` is set (a step that fails to start then counts as interrupted, not as
+/// an error), at `max_duration` (a step is started only if one as long as the longest so
+/// far still fits), or after [`MAX_STEPS`].
+pub fn search(
+    cfg: &SearchConfig,
+    interrupted: &AtomicBool,
+    mut step: impl FnMut(f64) -> Result<StepDoc, RunError>,
+) -> Result<SearchDoc, RunError> {
+    let started = Instant::now();
+    let mut steps: Vec<StepDoc> = Vec::new();
+    let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
+    let mut rate = cfg.start_rate;
+    let mut longest = Duration::ZERO;
+    let mut stopped = None;
+    loop {
+        if interrupted.load(Ordering::Relaxed) {
+            stopped = Some(Stopped::Interrupted);
+            break;
+        }
+        if steps.len() >= MAX_STEPS {
+            stopped = Some(Stopped::StepLimit);
+            break;
+        }
+        if !steps.is_empty() && started.elapsed() + longest > cfg.max_duration {
+            stopped = Some(Stopped::MaxDuration);
+            break;
+        }
+        let began = Instant::now();
+        let result = step(rate);
+        longest = longest.max(began.elapsed());
+        let s = match result {
+            Ok(s) => s,
+            Err(_) if interrupted.load(Ordering::Relaxed) => {
+                stopped = Some(Stopped::Interrupted);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        let (passed, was_interrupted) = (s.passed, s.interrupted);
+        steps.push(s);
+        if was_interrupted {
+            stopped = Some(Stopped::Interrupted);
+            break;
+        }
+        if passed {
+            good = Some(good.map_or(rate, |g: f64| g.max(rate)));
+        } else {
+            bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
+        }
+        rate = match (good, bad) {
+            (Some(g), None) => (g * cfg.growth).min(1e9),
+            (None, _) => break,
+            (Some(g), Some(b)) if b - g <= cfg.precision * g => break,
+            (Some(g), Some(b)) => (g + b) / 2.0,
+        };
+        if good == Some(1e9) {
+            break;
+        }
+    }
+    // A lower bound when the failure that bounds the answer from above (the lowest
+    // failing rate) was the client's.
+    let first_failed =
+        steps.iter().filter(|s| !s.passed && !s.interrupted).min_by(|a, b| a.offered.total_cmp(&b.offered));
+    let lower_bound = good.is_some() && first_failed.is_some_and(|s| s.client_saturated);
+    Ok(SearchDoc {
+        slo_text: cfg.slo.to_string(),
+        slo: cfg.slo.clone(),
+        precision: cfg.precision,
+        min_achieved: MIN_ACHIEVED,
+        repeat: cfg.repeat,
+        answer: good,
+        lower_bound,
+        stopped,
+        steps,
+    })
+}
+
+/// Runs a search with `base` as the plan of every step (its rate replaced by the
+/// step's), and returns the document: the answer's step (or the first step when no rate
+/// met the SLO; an empty document when none ran), with the search in `search`.
+/// `on_step` sees each step as it is judged (for a progress line).
+pub fn run(
+    base: &Plan,
+    cfg: &SearchConfig,
+    interrupted: Arc<AtomicBool>,
+    mut on_step: impl FnMut(&StepDoc),
+) -> Result<ResultDoc, RunError> {
+    let search = search(cfg, &interrupted, |rate| {
+        let mut plan = base.clone();
+        plan.model = Model::Open { rate };
+        let server_before = cfg.server_pid.and_then(process_cpu).map(|cpu| (cpu, Instant::now()));
+        let mut samples = Vec::new();
+        for _ in 0..cfg.repeat.max(1) {
+            let report = crate::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
+            let stop = report.interrupted;
+            samples.push(Sample::of(&report));
+            if stop {
+                break;
+            }
+        }
+        let mut step = judge(rate, samples, &cfg.slo, cfg.saturate_above);
+        step.server_cpu = server_before.and_then(|(before, at)| {
+            let after = process_cpu(cfg.server_pid?)?;
+            Some(after.saturating_sub(before).as_secs_f64() / at.elapsed().as_secs_f64().max(1e-9))
+        });
+        on_step(&step);
+        Ok(step)
+    })?;
+    Ok(document(base, search))
+}
+
+/// The search's document (see [`run`]).
+pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
+    let shown = search.answer_step().or(search.steps.first()).map(|s| s.run.clone());
+    // A search interrupted before any step ended: its (unresolved) target as text; the
+    // built-in server's loopback address is not known then.
+    let target = base.target.as_ref().map_or_else(|| "tcp://127.0.0.1:0".to_owned(), ToString::to_string);
+    let mut doc = shown.unwrap_or_else(|| ResultDoc::empty(target, Some(base.clone())));
+    doc.interrupted |= search.stopped == Some(Stopped::Interrupted);
+    if doc.interrupted && !doc.warnings.iter().any(|w| w.warning == Warning::Interrupted) {
+        doc.warnings.push((&Warning::Interrupted).into());
+    }
+    doc.exit_code = i32::from(search.exit_code());
+    doc.search = Some(Box::new(search));
+    doc
+}
+
+/// CPU time (user + system) of process `pid` from /proc/PID/stat; `None` when it cannot
+/// be read (gone, not ours to see).
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a configuration value; it has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
+/// A step's plan: `base` (validated) with the step's length and warm-up.
+pub fn step_plan(mut base: Plan, step: Duration, warmup: Duration) -> Plan {
+    base.stop = Stop::Duration(step);
+    base.warmup = warmup;
+    base.max_duration = step;
+    base
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! The search against mocked steps: a target that sustains exactly `limit`.
+
+use super::*;
+
+fn cfg(slo: &str) -> SearchConfig {
+    SearchConfig {
+        slo: Slo::parse(slo).unwrap(),
+        start_rate: 1000.0,
+        growth: 2.0,
+        precision: 0.05,
+        repeat: 1,
+        max_duration: Duration::from_secs(3600),
+        saturate_above: None,
+        server_pid: None,
+    }
+}
+
+/// A step against a target whose p99 is 100 µs up to `limit` msg/s and 5 ms beyond.
+fn mock(limit: f64, offered: f64, busy: f64, saturate_above: Option<f64>) -> StepDoc {
+    let mut h = crate::hist::new();
+    let latency = if offered <= limit { 100_000 } else { 5_000_000 };
+    let n = offered as u64;
+    h.record_n(latency, n).unwrap();
+    let mut doc = ResultDoc::empty("tcp://127.0.0.1:7".into(), None);
+    doc.counters.sent = n;
+    doc.counters.completed = n;
+    doc.elapsed_s = 1.0;
+    doc.latency.corrected.histogram = h.clone();
+    doc.latency.service.histogram = h;
+    doc.derive();
+    judge(offered, vec![Sample { doc, busy }], &Slo::parse("p99<1ms").unwrap(), saturate_above)
+}
+
+#[test]
+fn finds_the_limit_within_the_precision() {
+    for limit in [1000.0, 3_333.0, 12_000.0, 20_000.0, 777_777.0] {
+        let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(limit, r, 0.3, None))).unwrap();
+        let a = s.answer.unwrap();
+        assert!(a <= limit && a >= limit * 0.95, "limit {limit}: answer {a}");
+        assert!(!s.lower_bound && s.stopped.is_none());
+        assert_eq!(s.exit_code(), 0);
+        assert_eq!(s.answer_step().unwrap().offered, a);
+    }
+}
+
+#[test]
+fn an_slo_never_met_has_no_answer() {
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(10.0, r, 0.3, None))).unwrap();
+    assert_eq!(s.answer, None);
+    assert_eq!(s.steps.len(), 1);
+    assert_eq!(s.exit_code(), 1);
+    assert!(text("x", &s).contains("no rate met the SLO"), "{}", text("x", &s));
+}
+
+#[test]
+fn a_saturated_client_makes_a_lower_bound() {
+    // The target would sustain 100k; the client saturates above 8k.
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(100_000.0, r, 0.3, Some(8_000.0))))
+        .unwrap();
+    let a = s.answer.unwrap();
+    assert!((7_600.0..=8_000.0).contains(&a), "{a}");
+    assert!(s.lower_bound);
+    assert!(text("x", &s).contains("LOWER BOUND"));
+    // Saturation only above a rate the target already failed at: a true answer.
+    // 1k passes, 16k fails saturated, 8.5k fails on the SLO alone: the target's limit.
+    let mut c = cfg("p99<1ms");
+    c.growth = 16.0;
+    let s = search(&c, &AtomicBool::new(false), |r| Ok(mock(6_000.0, r, 0.3, Some(10_000.0)))).unwrap();
+    assert!(s.steps.iter().any(|s| s.client_saturated && !s.passed));
+    assert!(!s.lower_bound, "the target broke the SLO below the saturated rate");
+    assert!((5_700.0..=6_000.0).contains(&s.answer.unwrap()));
+    // Real CPU figures mark it too.
+    let busy = mock(100_000.0, 1000.0, 0.97, None);
+    assert!(busy.client_saturated && !busy.passed);
+}
+
+#[test]
+fn a_short_achieved_rate_fails_whatever_the_latency() {
+    let mut step = mock(1e9, 1000.0, 0.1, None);
+    assert!(step.passed);
+    let mut doc = step.run.clone();
+    doc.counters.completed = 960;
+    doc.counters.sent = 960;
+    let mut h = crate::hist::new();
+    h.record_n(1_000, 960).unwrap();
+    doc.latency.corrected.histogram = h.clone();
+    doc.latency.service.histogram = h;
+    doc.derive();
+    step = judge(1000.0, vec![Sample { doc, busy: 0.1 }], &Slo::default(), None);
+    assert!(!step.passed);
+    assert!(step.reasons[0].contains("below 97%"), "{:?}", step.reasons);
+}
+
+#[test]
+fn repeats_pass_on_their_median() {
+    let slo = Slo::parse("p99<1ms").unwrap();
+    let sample = |latency: u64| {
+        let mut h = crate::hist::new();
+        h.record_n(latency, 1000).unwrap();
+        let mut doc = ResultDoc::empty("tcp://127.0.0.1:7".into(), None);
+        doc.counters.sent = 1000;
+        doc.counters.completed = 1000;
+        doc.elapsed_s = 1.0;
+        doc.latency.corrected.histogram = h.clone();
+        doc.latency.service.histogram = h;
+        doc.derive();
+        Sample { doc, busy: 0.2 }
+    };
+    // One bad run of three: the median holds.
+    let step = judge(1000.0, vec![sample(100_000), sample(9_000_000), sample(200_000)], &slo, None);
+    assert!(step.passed, "{:?}", step.reasons);
+    assert_eq!(step.run.repeats.len(), 3);
+    assert!(step.point.p99 < 1e6);
+    // Two of three: it does not.
+    let step = judge(1000.0, vec![sample(100_000), sample(9_000_000), sample(2_000_000)], &slo, None);
+    assert!(!step.passed);
+}
+
+#[test]
+fn interrupted_and_bounded_searches_keep_their_steps() {
+    let flag = AtomicBool::new(false);
+    let mut n = 0;
+    let s = search(&cfg("p99<1ms"), &flag, |r| {
+        n += 1;
+        if n == 3 {
+            flag.store(true, Ordering::Relaxed);
+            return Err(RunError::StartAtTooFar);
+        }
+        Ok(mock(1e6, r, 0.1, None))
+    })
+    .unwrap();
+    assert_eq!(s.stopped, Some(Stopped::Interrupted));
+    assert_eq!(s.steps.len(), 2);
+    assert_eq!(s.exit_code(), 130);
+    let mut c = cfg("p99<1ms");
+    c.max_duration = Duration::ZERO;
+    let s = search(&c, &AtomicBool::new(false), |r| Ok(mock(1e6, r, 0.1, None))).unwrap();
+    assert_eq!((s.steps.len(), s.stopped), (1, Some(Stopped::MaxDuration)));
+}
+
+#[test]
+fn the_document_reads_back() {
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(5_000.0, r, 0.3, None))).unwrap();
+    let plan = crate::document::testing::full_report().plan;
+    let doc = document(&plan, s);
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let saved = crate::results::Saved::from_bytes("search.json".into(), &bytes).unwrap();
+    let search = saved.doc.search.as_ref().unwrap();
+    assert_eq!(search.answer, doc.search.as_ref().unwrap().answer);
+    assert_eq!(saved.doc.throughput.msgs_per_s, search.answer_step().unwrap().run.throughput.msgs_per_s);
+}
+
+#[test]
+fn process_cpu_reads_our_own() {
+    let spin = Instant::now();
+    while spin.elapsed() < Duration::from_millis(30) {
+        std::hint::black_box(0);
+    }
+    let cpu = process_cpu(std::process::id()).unwrap();
+    assert!(cpu > Duration::ZERO);
+    assert_eq!(process_cpu(u32::MAX), None);
+}
+
+#[test]
+fn nested_documents_are_checked() {
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(3_000.0, r, 0.3, None))).unwrap();
+    let plan = crate::document::testing::full_report().plan;
+    let doc = document(&plan, s);
+    let read =
+        |d: &ResultDoc| crate::results::Saved::from_bytes("x.json".into(), &serde_json::to_vec(d).unwrap());
+    // A search inside a step.
+    let mut deep = doc.clone();
+    let inner = deep.clone();
+    deep.search.as_mut().unwrap().steps[0].run.search = inner.search;
+    let e = read(&deep).unwrap_err().to_string();
+    assert!(e.contains("search.steps[0] holds a search"), "{e}");
+    // A step whose run breaks a rule is named.
+    let mut bad = doc;
+    bad.search.as_mut().unwrap().steps[1].run.counters.sent = 1;
+    let e = read(&bad).unwrap_err().to_string();
+    assert!(e.contains("search.steps[1]: counters.completed"), "{e}");
+}

@@ -1,0 +1,118 @@
+//! The text report of a search: the step table (offered and achieved rate, p50, p99,
+//! p99.9, errors, client CPU, server CPU with `--server-pid`, verdict) and the answer in
+//! words.
+
+use super::{SearchDoc, Stopped};
+use crate::report::{ns, rate};
+use std::fmt::Write as _;
+
+/// The report of `search` against `target`.
+pub fn text(target: &str, search: &SearchDoc) -> String {
+    let mut o = String::new();
+    let runs = if search.repeat > 1 {
+        format!(", each step the median of {} runs", search.repeat)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "find-max-rate against {target}: SLO {}, precision {:.0}%{runs}",
+        search.slo_text,
+        search.precision * 100.0
+    );
+    let _ = writeln!(
+        o,
+        "a step passes when it achieves ≥ {:.0}% of the offered rate, the client is not saturated, and the SLO holds\n",
+        search.min_achieved * 100.0
+    );
+    let server = search.steps.iter().any(|s| s.server_cpu.is_some());
+    let _ = writeln!(
+        o,
+        "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>8} {:>7}{}  verdict",
+        "step",
+        "offered",
+        "achieved",
+        "p50",
+        "p99",
+        "p99.9",
+        "errors",
+        "client",
+        if server { " server" } else { "" }
+    );
+    for (i, s) in search.steps.iter().enumerate() {
+        let verdict = if s.passed { "ok".to_owned() } else { format!("FAIL: {}", s.reasons.join("; ")) };
+        let server = match (server, s.server_cpu) {
+            (false, _) => String::new(),
+            (true, Some(cpu)) => format!(" {:>6.0}%", cpu * 100.0),
+            (true, None) => format!(" {:>7}", "?"),
+        };
+        let _ = writeln!(
+            o,
+            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}%{server}  {verdict}",
+            i + 1,
+            rate(s.offered),
+            rate(s.achieved),
+            ns(s.point.p50),
+            ns(s.point.p99),
+            ns(s.point.p999),
+            s.point.errors * 100.0,
+            s.client_busy * 100.0,
+        );
+    }
+    let _ = writeln!(o);
+    let first_bad = search
+        .steps
+        .iter()
+        .filter(|s| !s.passed && !s.interrupted && search.answer.is_some_and(|a| s.offered > a))
+        .map(|s| s.offered)
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
+    match (search.answer, search.lower_bound) {
+        (None, _) if search.stopped == Some(Stopped::Interrupted) => {
+            let _ = writeln!(o, "no answer: interrupted before any step passed");
+        }
+        (None, _) => {
+            let _ = writeln!(
+                o,
+                "no rate met the SLO{}",
+                match search.steps.first() {
+                    Some(s) => format!(
+                        ": the lowest tried, {}, failed ({}); try a lower --start-rate",
+                        rate(s.offered),
+                        s.reasons.join("; ")
+                    ),
+                    None => " (no step ran)".to_owned(),
+                }
+            );
+        }
+        (Some(a), false) => {
+            let bound = match first_bad {
+                Some(b) => format!("; {} did not (within {:.1}%)", rate(b), (b / a - 1.0) * 100.0),
+                None => String::new(),
+            };
+            let _ = writeln!(o, "answer: {} met the SLO{bound}", rate(a));
+        }
+        (Some(a), true) => {
+            let _ = writeln!(
+                o,
+                "answer: at least {} — a LOWER BOUND: the load generator saturated before the target broke the SLO; give it more CPUs (--cpus) or connections",
+                rate(a)
+            );
+        }
+    }
+    match search.stopped {
+        Some(Stopped::Interrupted) => {
+            let _ = writeln!(o, "interrupted: the steps so far are shown; the search did not converge");
+        }
+        Some(Stopped::MaxDuration) => {
+            let _ = writeln!(
+                o,
+                "stopped at --max-duration before the search converged: the answer is the highest rate that passed so far"
+            );
+        }
+        Some(Stopped::StepLimit) => {
+            let _ = writeln!(o, "stopped after {} steps before the search converged", super::MAX_STEPS);
+        }
+        None => {}
+    }
+    o
+}
