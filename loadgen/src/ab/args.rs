@@ -93,6 +93,15 @@ impl AbArgs {
         if l.label.is_some() {
             return Err(refuse("--label", "not with ab (runs are labelled `A run 1`, `B run 1`, …)"));
         }
+        if l.find_max_rate {
+            return Err(refuse("--find-max-rate", "not with ab (run the search against each server)"));
+        }
+        if l.repeat != 1 {
+            return Err(refuse("--repeat", "not with ab (--runs repeats each side, interleaved)"));
+        }
+        if l.slo.is_some() {
+            return Err(refuse("--slo", "not with ab (use --max-p99, --max-error-rate, --max-slowdown)"));
+        }
         if self.runs == 0 || self.runs > 1000 {
             return Err(refuse("--runs", "between 1 and 1000"));
         }
@@ -165,6 +174,9 @@ mod tests {
             (&["--runs", "0"][..], "--runs"),
             (&["--hdr-log", "x.hlog"][..], "--hdr-log"),
             (&["--label", "x"][..], "--label"),
+            (&["--find-max-rate"][..], "--find-max-rate"),
+            (&["--repeat", "3"][..], "--repeat"),
+            (&["--slo", "p99<1ms"][..], "--slo"),
             (&["--server-cpus", "1000"][..], "--server-cpus"),
         ] {
             assert_eq!(ab(args).unwrap_err().flag, flag, "{args:?}");

@@ -318,8 +318,10 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
         return Err(e);
     }
     // A worker whose connections all failed still reports its counts; the run fails only
-    // when no worker connected at all.
-    if results.iter().filter(|r| !r.background).all(|r| r.connected == 0) {
+    // when no worker connected at all. Interrupted while connecting, it is a (partial,
+    // empty) run: the report says so and the exit is 130, not a connection error.
+    let interrupted = shared.interrupted.load(Ordering::Relaxed);
+    if !interrupted && results.iter().filter(|r| !r.background).all(|r| r.connected == 0) {
         let source = results
             .iter_mut()
             .find_map(|r| r.connect_error.take())
