@@ -92,6 +92,10 @@ pub struct ResultDoc {
     /// The results a merged document was made from (their labels or file names).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "read::merged_from")]
     pub merged_from: Option<Vec<String>>,
+    /// Client and server CPU over the window, the kernel's loss/stall counters, and what
+    /// limited the run (absent in merged documents and older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<crate::views::Views>,
 }
 
 /// Rates over the measured time.

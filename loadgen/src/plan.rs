@@ -94,6 +94,14 @@ pub struct Plan {
     /// Keep a latency histogram per second (for `--hdr-log`); not part of a result.
     #[serde(skip)]
     pub intervals: bool,
+    /// Busy-poll the rings instead of sleeping (`--spin`): the lowest latency, for a
+    /// whole CPU per worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spin: bool,
+    /// A remote ringecho's `--metrics` URL, read at the start and the end of the window
+    /// (`--server-metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<String>,
 }
 
 /// The default `--max-duration`: five minutes.
@@ -320,6 +328,8 @@ mod tests {
             gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
+            spin: false,
+            server_metrics: None,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct Report {
     pub label: Option<String>,
     /// When the measured run began (after any `--start-at` wait), Unix seconds.
     pub started_unix: f64,
+    /// Client and server CPU over the window, the kernel's counters, what limited the run.
+    pub views: Option<crate::views::Views>,
 }
 
 /// The built-in ringecho server's part in a run.
@@ -150,6 +152,20 @@ pub enum Warning {
         /// Seconds from the first start to the last end.
         span_s: f64,
     },
+    /// `--server-metrics` could not be read: the report has no server CPU.
+    ServerMetrics {
+        /// The URL.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// A kernel loss or stall counter grew during the window (this machine, all sockets).
+    KernelCounter {
+        /// The counter (`udp_rcvbuf_errors`, `listen_overflows`, ...).
+        counter: String,
+        /// How much it grew.
+        grew: u64,
+    },
 }
 
 impl Warning {
@@ -168,6 +184,15 @@ impl Warning {
             Warning::Errors { failed } => {
                 format!(
                     "{failed} messages failed — see the error counts; latency covers the answered ones only"
+                )
+            }
+            Warning::ServerMetrics { url, cause } => {
+                format!("--server-metrics {url}: {cause}; the report has no server CPU figures")
+            }
+            Warning::KernelCounter { counter, grew } => {
+                format!(
+                    "the kernel's {counter} grew by {grew} in the window: {}",
+                    crate::views::kernel_hint(counter)
                 )
             }
             Warning::SharedCpu => {
@@ -268,6 +293,11 @@ impl Report {
         }
         if self.interrupted {
             self.warnings.push(Warning::Interrupted);
+        }
+        if let Some(v) = &self.views {
+            for (counter, grew, _) in v.kernel_hints() {
+                self.warnings.push(Warning::KernelCounter { counter: counter.into(), grew });
+            }
         }
     }
 
@@ -446,6 +476,9 @@ impl Report {
             let how = if p.gso { "UDP_SEGMENT trains, UDP_GRO receives" } else { "--no-gso" };
             let _ = writeln!(o, "sends       {per_send:.2} datagrams per send ({how})");
         }
+        if let Some(v) = &self.views {
+            o += &v.text(c.completed);
+        }
         for w in &self.warnings {
             let kind = if w.is_failure() { "FAILED" } else { "warning" };
             let _ = writeln!(o, "{kind}: {}", w.message());
@@ -481,6 +514,7 @@ impl Report {
             failed_checks: self.failed_checks.clone(),
             exit_code: self.exit_code(),
             merged_from: None,
+            views: self.views.clone(),
         };
         doc.derive();
         doc

@@ -88,6 +88,9 @@ pub fn spoils_comparison(w: &Warning) -> bool {
         | Warning::NoDatagramAnswered { .. } => true,
         // A late start moves the window, not the figures.
         Warning::LateStart { .. } => false,
+        // No server figures: the client's are whole. Kernel counters are machine-wide:
+        // they may be another program's; the loss they explain shows in the figures.
+        Warning::ServerMetrics { .. } | Warning::KernelCounter { .. } => false,
     }
 }
 

@@ -44,6 +44,8 @@ pub fn short(w: &Warning) -> &'static str {
         Warning::Duplicates { .. } => "duplicates",
         Warning::NoAnswer { .. } => "no answer",
         Warning::NoDatagramAnswered { .. } => "no datagram answered",
+        Warning::ServerMetrics { .. } => "no server metrics",
+        Warning::KernelCounter { .. } => "kernel counter",
     }
 }
 

@@ -36,6 +36,8 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         gso: true,
         max_duration: std::time::Duration::from_secs(60),
         intervals: false,
+        spin: false,
+        server_metrics: None,
     };
     tweak(&mut p);
     p.validate().unwrap();
