@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 
 /// The share of the window above which a thread counts as saturated.
 pub const SATURATED: f64 = 0.85;
+/// Below [`SATURATED`], a side still limits the run when its busiest thread is busy at
+/// least this share of the window and [`DOMINANT_RATIO`] times the other side's: a
+/// closed loop whose two sides take turns (each waits for the other's batch) never fills
+/// either CPU, but the side that wants a CPU far longer sets the pace.
+pub const DOMINANT: f64 = 0.6;
+/// See [`DOMINANT`].
+pub const DOMINANT_RATIO: f64 = 1.5;
 
 /// One side's worker threads over the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -108,13 +115,20 @@ pub struct Views {
 /// The verdict from the busiest client and server threads' busy shares (`None`: not
 /// known), whether an open-loop rate set the pace, and whether the client spun.
 pub fn judge(client: Option<f64>, server: Option<f64>, open_loop: bool, client_spin: bool) -> Limit {
-    let client_sat = !client_spin && client.is_some_and(|c| c >= SATURATED);
-    let server_sat = server.is_some_and(|s| s >= SATURATED);
+    let client = client.filter(|_| !client_spin);
+    let dominates = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => a >= SATURATED || (a >= DOMINANT && a >= DOMINANT_RATIO * b),
+        (Some(a), None) => a >= SATURATED,
+        _ => false,
+    };
+    let client_sat = dominates(client, server);
+    let server_sat = dominates(server, client);
     match (client_sat, server_sat) {
         (true, true) => Limit::ClientAndServerCpu,
         (true, false) => Limit::ClientCpu,
         (false, true) => Limit::ServerCpu,
-        _ if client_spin => Limit::Unknown,
+        _ if client_spin && server.is_none() => Limit::Unknown,
+        _ if client_spin => Limit::Latency,
         _ if client.is_none() && server.is_none() => Limit::Unknown,
         _ if open_loop => Limit::Rate,
         _ => Limit::Latency,
@@ -281,12 +295,23 @@ mod tests {
         assert_eq!(judge(Some(0.3), None, true, false), Limit::Rate);
         assert_eq!(
             judge(Some(1.0), Some(0.3), false, true),
-            Limit::Unknown,
-            "spin busies the client by design"
+            Limit::Latency,
+            "spin busies the client by design: its figure is left out"
         );
+        assert_eq!(judge(Some(1.0), None, false, true), Limit::Unknown);
         assert_eq!(judge(Some(1.0), Some(0.9), false, true), Limit::ServerCpu);
         assert_eq!(judge(None, None, false, false), Limit::Unknown);
         assert_eq!(judge(Some(SATURATED), None, false, false), Limit::ClientCpu, "the threshold counts");
+        // Sides that take turns: the one that wants a CPU far longer sets the pace.
+        assert_eq!(judge(Some(0.73), Some(0.40), false, false), Limit::ClientCpu);
+        assert_eq!(judge(Some(0.43), Some(0.72), false, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.62), Some(0.57), false, false), Limit::Latency, "alike: neither");
+        assert_eq!(judge(Some(0.5), Some(0.2), false, false), Limit::Latency, "below DOMINANT: neither");
+        assert_eq!(
+            judge(Some(0.7), None, false, false),
+            Limit::Latency,
+            "no server figures: only saturation"
+        );
     }
 
     #[test]
