@@ -267,3 +267,26 @@ fn spin_runs_and_stops_by_itself() {
     assert!(text.contains("spin        on") && text.contains("whole CPU"), "{text}");
     assert!(views_of(&r).spin);
 }
+
+/// `report` and `compare` carry each saved run's limit line.
+#[test]
+fn report_and_compare_carry_the_limit() {
+    if !uring_available() {
+        return;
+    }
+    let r = run(plan(None, |p| p.stop = ringload::Stop::Duration(Duration::from_millis(300))));
+    let limit = views_of(&r).limit_text.clone();
+    assert!(limit.starts_with("limit: "), "{limit}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.json");
+    std::fs::write(&file, serde_json::to_string(&r.document()).unwrap()).unwrap();
+    let bin = env!("CARGO_BIN_EXE_ringload");
+    let report = std::process::Command::new(bin).arg("report").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.lines().any(|l| l.ends_with(&format!("a.json: {limit}"))), "{text}");
+    let compare = std::process::Command::new(bin).arg("compare").arg(&file).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&compare.stdout);
+    for side in ["base:", "new:"] {
+        assert!(text.lines().any(|l| l.starts_with(side) && l.ends_with(&limit)), "{side} {text}");
+    }
+}
