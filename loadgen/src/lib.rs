@@ -144,6 +144,10 @@ pub fn run_at(
     report.warnings = warnings;
     report.views = observed.views;
     report.assess();
+    if let (true, Some(url)) = (report.builtin.is_some(), &plan.server_metrics) {
+        let cause = "ignored: the built-in server's figures are read in-process".to_string();
+        report.warnings.push(Warning::ServerMetrics { url: url.clone(), cause });
+    }
     if let Some((url, cause)) = observed.server_warning {
         report.warnings.push(Warning::ServerMetrics { url, cause });
     }

@@ -186,6 +186,9 @@ impl Warning {
                     "{failed} messages failed — see the error counts; latency covers the answered ones only"
                 )
             }
+            Warning::ServerMetrics { url, cause } if cause.starts_with("ignored") => {
+                format!("--server-metrics {url}: {cause}")
+            }
             Warning::ServerMetrics { url, cause } => {
                 format!("--server-metrics {url}: {cause}; the report has no server CPU figures")
             }
