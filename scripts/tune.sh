@@ -85,6 +85,24 @@ irqs=$(grep -cE 'virtio|eth|mlx|ixgbe|ena' /proc/interrupts 2>/dev/null || true)
 printf '%-32s %-24s %-24s %s\n' "NIC IRQ affinity" "${irqs:-0} NIC IRQ lines" "off the benchmark CPUs" \
     "see /proc/irq/*/smp_affinity_list; not changed by this script (loopback has no NIC IRQs)"
 
+# The kernel's loss and stall counters (since boot) and the setting that a growing one asks
+# to raise; ringload shows how much each grew during a run, ringecho --metrics exports them.
+counter() { # SECTION KEY: the value from /proc/net/snmp or /proc/net/netstat
+    cat /proc/net/snmp /proc/net/netstat 2>/dev/null | awk -v s="$1:" -v k="$2" '
+        $1 == s && !hdr { for (i = 2; i <= NF; i++) col[$i] = i; hdr = 1; next }
+        $1 == s && hdr { if (k in col) print $col[k]; exit }'
+}
+for entry in \
+    "Udp RcvbufErrors|net.core.rmem_max, net.core.rmem_default and the socket's SO_RCVBUF" \
+    "Udp SndbufErrors|net.core.wmem_max, net.core.wmem_default and the socket's SO_SNDBUF" \
+    "Udp InErrors|receive errors, buffer drops included: see RcvbufErrors" \
+    "TcpExt ListenOverflows|net.core.somaxconn and the listener's backlog (listen(2))" \
+    "TcpExt ListenDrops|net.core.somaxconn, net.ipv4.tcp_max_syn_backlog and the backlog" \
+    "Tcp RetransSegs|loss or a full queue on the path: see the counters above"; do
+    name=${entry%%|*}; why=${entry#*|}
+    printf '%-32s %-24s %-24s %s\n' "counter ${name/ /:}" "$(counter $name)" "should not grow in a run" "$why"
+done
+
 if [ $APPLY = 1 ]; then
     echo "applied $changed change(s)"
 else

@@ -245,6 +245,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_gso: bool,
 
+    /// Busy-poll each worker's ring instead of sleeping (submit without waiting and peek
+    /// the completion queue), for microsecond-scale latency the way sockperf and neper
+    /// offer busy polling. Each worker then costs a whole CPU; pair it with
+    /// `ringecho --spin` for the latency floor.
+    #[arg(long)]
+    pub spin: bool,
+
+    /// A remote ringecho's metrics URL (`http://HOST:PORT/metrics`, its `--metrics`): its
+    /// CPU and counters are read at the start and the end of the measured window, so the
+    /// report can say whether the server or the client limited the run. A URL that cannot
+    /// be read costs a warning, not the run.
+    #[arg(long, value_name = "URL")]
+    pub server_metrics: Option<String>,
+
     /// Stop after this long (after the warm-up) whatever else, e.g. when a request-bound
     /// run (`-n`) meets a target that stops answering; what is unanswered then counts as
     /// failed. Default: 5m (or --duration, if longer).
@@ -427,6 +441,8 @@ impl RunArgs {
             gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
             throughput: self.throughput.to_plan(),
+            spin: self.spin,
+            server_metrics: self.server_metrics.clone(),
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.

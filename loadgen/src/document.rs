@@ -109,6 +109,10 @@ pub struct ResultDoc {
     /// Byte figures of the background flows of a latency-under-load run (`--background`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub background: Option<crate::throughput::figures::Bulk>,
+    /// Client and server CPU over the window, the kernel's loss/stall counters, and what
+    /// limited the run (absent in merged documents and older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<crate::views::Views>,
 }
 
 /// Rates over the measured time.
@@ -332,6 +336,7 @@ impl ResultDoc {
             search: None,
             bulk: None,
             background: None,
+            views: None,
         };
         doc.derive();
         doc

@@ -15,6 +15,7 @@ pub mod document;
 pub mod engine;
 pub mod header;
 pub mod hist;
+pub mod observe;
 pub mod payload;
 pub mod plan;
 pub mod plot;
@@ -25,6 +26,7 @@ pub mod slo;
 pub mod target;
 pub mod throughput;
 mod verdict;
+pub mod views;
 
 pub use document::ResultDoc;
 pub use plan::{Model, Plan, SizeSpec, Stop};
@@ -132,8 +134,15 @@ pub fn run_at(
         start: std::sync::OnceLock::new(),
         started_unix: std::sync::OnceLock::new(),
         start_at,
+        tids: Default::default(),
     });
     let done = Arc::new(AtomicBool::new(false));
+    let server_source = match (&builtin_server, &plan.server_metrics) {
+        (Some((server, _)), _) => observe::ServerSource::Builtin(server.stats_source()),
+        (None, Some(url)) => observe::ServerSource::Remote(url.clone()),
+        (None, None) => observe::ServerSource::None,
+    };
+    let sampler = observe::Sampler::start(shared.clone(), server_source, done.clone());
     let progress_thread = match progress {
         Progress::Hide => None,
         Progress::Report(f) => Some(spawn_progress(shared.clone(), done.clone(), f)),
@@ -143,6 +152,7 @@ pub fn run_at(
     if let Some(t) = progress_thread {
         let _ = t.join();
     }
+    let observed = sampler.finish(matches!(plan.model, Model::Open { .. }), plan.spin);
     let results = results?;
     let builtin = builtin_server.map(|(server, server_cpus)| {
         // The totals once every worker has stopped: final, not a snapshot of a moment.
@@ -157,7 +167,15 @@ pub fn run_at(
     });
     let mut report = assemble(&shared, &results, builtin);
     report.warnings = warnings;
+    report.views = observed.views;
     report.assess();
+    if let (true, Some(url)) = (report.builtin.is_some(), &plan.server_metrics) {
+        let cause = "ignored: the built-in server's figures are read in-process".to_string();
+        report.warnings.push(Warning::ServerMetrics { url: url.clone(), cause });
+    }
+    if let Some((url, cause)) = observed.server_warning {
+        report.warnings.push(Warning::ServerMetrics { url, cause });
+    }
     verdict::judge(&mut report, &results);
     throughput::judge(&mut report, &results);
     Ok(report)
@@ -211,6 +229,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         failed_checks: Vec::new(),
         label: None,
         started_unix: shared.started_unix.get().copied().unwrap_or(0.0),
+        views: None,
     }
 }
 

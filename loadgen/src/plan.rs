@@ -98,6 +98,14 @@ pub struct Plan {
     /// Request/response in documents from before it existed.
     #[serde(default)]
     pub throughput: crate::throughput::ThroughputPlan,
+    /// Busy-poll the rings instead of sleeping (`--spin`): the lowest latency, for a
+    /// whole CPU per worker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spin: bool,
+    /// A remote ringecho's `--metrics` URL, read at the start and the end of the window
+    /// (`--server-metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<String>,
 }
 
 /// The default `--max-duration`: five minutes.
@@ -326,6 +334,8 @@ mod tests {
             max_duration: Duration::from_secs(60),
             intervals: false,
             throughput: Default::default(),
+            spin: false,
+            server_metrics: None,
         }
     }
 

@@ -51,6 +51,8 @@ pub struct Report {
     pub bulk: Option<crate::throughput::figures::Bulk>,
     /// The background flows' figures (`--background`).
     pub background: Option<crate::throughput::figures::Bulk>,
+    /// Client and server CPU over the window, the kernel's counters, what limited the run.
+    pub views: Option<crate::views::Views>,
 }
 
 /// The built-in ringecho server's part in a run.
@@ -168,6 +170,20 @@ pub enum Warning {
         /// Seconds from the first start to the last end.
         span_s: f64,
     },
+    /// `--server-metrics` could not be read: the report has no server CPU.
+    ServerMetrics {
+        /// The URL.
+        url: String,
+        /// Why.
+        cause: String,
+    },
+    /// A kernel loss or stall counter grew during the window (this machine, all sockets).
+    KernelCounter {
+        /// The counter (`udp_rcvbuf_errors`, `listen_overflows`, ...).
+        counter: String,
+        /// How much it grew.
+        grew: u64,
+    },
 }
 
 impl Warning {
@@ -186,6 +202,18 @@ impl Warning {
             Warning::Errors { failed } => {
                 format!(
                     "{failed} messages failed — see the error counts; latency covers the answered ones only"
+                )
+            }
+            Warning::ServerMetrics { url, cause } if cause.starts_with("ignored") => {
+                format!("--server-metrics {url}: {cause}")
+            }
+            Warning::ServerMetrics { url, cause } => {
+                format!("--server-metrics {url}: {cause}; the report has no server CPU figures")
+            }
+            Warning::KernelCounter { counter, grew } => {
+                format!(
+                    "the kernel's {counter} grew by {grew} in the window: {}",
+                    crate::views::kernel_hint(counter)
                 )
             }
             Warning::SharedCpu => {
@@ -298,6 +326,11 @@ impl Report {
         }
         if self.interrupted {
             self.warnings.push(Warning::Interrupted);
+        }
+        if let Some(v) = &self.views {
+            for (counter, grew, _) in v.kernel_hints() {
+                self.warnings.push(Warning::KernelCounter { counter: counter.into(), grew });
+            }
         }
     }
 
@@ -488,6 +521,9 @@ impl Report {
         if let Some(bg) = &self.background {
             crate::throughput::text::background(&mut o, bg);
         }
+        if let Some(v) = &self.views {
+            o += &v.text(c.completed);
+        }
         for w in &self.warnings {
             let kind = if w.is_failure() { "FAILED" } else { "warning" };
             let _ = writeln!(o, "{kind}: {}", w.message());
@@ -528,6 +564,7 @@ impl Report {
             search: None,
             bulk: self.bulk.clone(),
             background: self.background.clone(),
+            views: self.views.clone(),
         };
         doc.derive();
         doc

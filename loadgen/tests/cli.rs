@@ -133,17 +133,14 @@ fn sigint_prints_partial_report_and_exits_130() {
         .spawn()
         .unwrap();
     // The handler is installed before any thread starts: wait for the load workers.
-    let threads = || {
-        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().parse::<u32>().unwrap_or(0)))
-            })
-            .unwrap_or(0)
+    // (by name: other threads, such as the window sampler, start before them)
+    let workers_started = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id())).into_iter().flatten().flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == "ringload-0")
+        })
     };
     let t0 = Instant::now();
-    while threads() < 3 {
+    while !workers_started() {
         assert!(t0.elapsed() < Duration::from_secs(10), "ringload never started its workers");
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -139,6 +139,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 
+    /// Busy-poll for completions instead of sleeping (uring: submit without waiting and
+    /// peek the completion queue; epoll: a zero timeout), the way sockperf and neper offer
+    /// busy polling: the lowest latency, for a whole CPU per worker. uring and epoll only.
+    #[arg(long)]
+    pub spin: bool,
+
     /// Submission queue entries per worker ring.
     #[arg(long, value_name = "N", default_value_t = Config::default().ring_entries)]
     pub ring_entries: u32,
@@ -288,6 +294,7 @@ impl Args {
             ring_entries: self.ring_entries,
             udp_rate_limit: self.udp_rate_limit,
             metrics: self.metrics,
+            spin: self.spin,
         };
         config.validate()?;
         Ok(config)

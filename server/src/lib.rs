@@ -17,11 +17,13 @@
 mod backend;
 pub mod cli;
 pub mod config;
+pub mod cpu;
 mod error;
 pub mod gso;
 mod listen;
 pub mod metrics;
 mod policy;
+pub mod procfs;
 pub mod ratelimit;
 pub mod ring;
 mod server;

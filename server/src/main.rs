@@ -8,6 +8,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ringecho::cli::{Args, StatsFormat};
+use ringecho::cpu::ServerCpu;
 use ringecho::stats::Rates;
 use ringecho::{Server, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -74,7 +75,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     for w in &finished.warnings {
         eprintln!("ringecho: warning: {w}");
     }
-    print_out(&(render(&finished.totals, None, format, "totals") + "\n"))?;
+    print_out(&(render(&finished.totals, &finished.cpu, None, format, "totals") + "\n"))?;
     Ok(())
 }
 
@@ -89,10 +90,10 @@ fn spawn_stats_printer(
         let started = Instant::now();
         let (mut before, mut at) = (source.snapshot(), started);
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(interval) {
-            let (now, snapshot) = (Instant::now(), source.snapshot());
+            let (now, snapshot, cpu) = (Instant::now(), source.snapshot(), source.cpu());
             let rates = Rates::between(&before.total, &snapshot.total, now.duration_since(at).as_secs_f64());
             let stamp = Stamp { elapsed: now.duration_since(started), rates };
-            eprintln!("{}", render(&snapshot, Some(&stamp), format, "stats"));
+            eprintln!("{}", render(&snapshot, &cpu, Some(&stamp), format, "stats"));
             (before, at) = (snapshot, now);
         }
     })
@@ -104,19 +105,21 @@ struct Stamp {
     rates: Rates,
 }
 
-fn render(s: &Snapshot, stamp: Option<&Stamp>, format: StatsFormat, label: &str) -> String {
+fn render(s: &Snapshot, cpu: &ServerCpu, stamp: Option<&Stamp>, format: StatsFormat, label: &str) -> String {
     let time = humantime::format_rfc3339_millis(SystemTime::now());
     match (format, stamp) {
         (StatsFormat::Text, Some(st)) => format!(
-            "{label}: {time} t={:.1}s {} | {}",
+            "{label}: {time} t={:.1}s {} | {} | {}",
             st.elapsed.as_secs_f64(),
             st.rates.text(),
-            s.text_line()
+            s.text_line(),
+            cpu.text()
         ),
-        (StatsFormat::Text, None) => format!("{label}: {}", s.text_line()),
+        (StatsFormat::Text, None) => format!("{label}: {} | {}", s.text_line(), cpu.text()),
         (StatsFormat::Json, stamp) => {
             let mut doc = serde_json::to_value(s).unwrap_or_default();
             doc["time"] = time.to_string().into();
+            doc["cpu"] = serde_json::to_value(cpu).unwrap_or_default();
             if let Some(st) = stamp {
                 doc["elapsed_s"] = st.elapsed.as_secs_f64().into();
                 doc["rates"] = serde_json::to_value(st.rates).unwrap_or_default();

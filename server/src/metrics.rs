@@ -78,8 +78,75 @@ impl ProcessStats {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerMode {
+    worker: String,
+    mode: String,
+}
+
+/// What `/proc` says besides the counters: each worker's CPU time and the kernel's
+/// network counters (machine-wide).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The process's and each worker's CPU time.
+    pub cpu: crate::cpu::ServerCpu,
+    /// The kernel's loss and stall counters, when readable.
+    pub net: Option<crate::procfs::NetCounters>,
+}
+
 /// Renders a snapshot, the process's figures and the build information.
 pub fn render(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> String {
+    encode(&registry(snapshot, process, backend))
+}
+
+/// [`render`], with each worker's CPU time (`ringecho_worker_cpu_seconds_total{worker,
+/// mode="user"|"system"}`, `ringecho_worker_cpu_wait_seconds_total{worker}`: runnable
+/// but waiting for a CPU) and the kernel's network counters (`ringecho_kernel_*_total`).
+pub fn render_observed(
+    snapshot: &Snapshot,
+    process: &ProcessStats,
+    backend: &str,
+    observed: &Observed,
+) -> String {
+    let mut registry = registry(snapshot, process, backend);
+    let cpu = Family::<WorkerMode, Counter<f64, AtomicU64>>::default();
+    let wait = Family::<Worker, Counter<f64, AtomicU64>>::default();
+    for (w, c) in observed.cpu.workers.iter().enumerate() {
+        let Some(c) = c else { continue };
+        let worker = w.to_string();
+        for (mode, v) in [("user", c.user_s), ("system", c.system_s)] {
+            cpu.get_or_create(&WorkerMode { worker: worker.clone(), mode: mode.into() }).inc_by(v);
+        }
+        wait.get_or_create(&Worker { worker }).inc_by(c.wait_s);
+    }
+    registry.register("ringecho_worker_cpu_seconds", "CPU time of each worker thread, by mode", cpu);
+    registry.register(
+        "ringecho_worker_cpu_wait_seconds",
+        "Time each worker thread was runnable but waiting for a CPU",
+        wait,
+    );
+    if let Some(net) = observed.net {
+        for ((name, value), (_, section, key, _)) in net.fields().into_iter().zip(crate::procfs::NET_COUNTERS)
+        {
+            let c = Counter::<u64>::default();
+            c.inc_by(value);
+            registry.register(
+                format!("ringecho_kernel_{name}"),
+                format!("The kernel's {section} {key} counter (machine-wide, since boot)"),
+                c,
+            );
+        }
+    }
+    encode(&registry)
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+fn registry(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> Registry {
     let mut registry = Registry::default();
     for (i, (name, help, gauge)) in FIELDS.iter().enumerate() {
         let value = |c: &Counters| c.fields()[i].1;
@@ -125,9 +192,7 @@ pub fn render(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> Str
         "Start time of the process since the Unix epoch in seconds",
         start,
     );
-    let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    out
+    registry
 }
 
 /// Serves `GET /metrics` on `addr` until `stop` is set; returns the bound address.
@@ -303,6 +368,27 @@ mod tests {
         assert!(!text.contains(".."), "help texts end with one period: {text}");
         assert!(text.contains("ringecho_build_info{version="), "{text}");
         assert!(text.contains("process_cpu_seconds_total "), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn renders_worker_cpu_and_kernel_counters() {
+        let w = Counters::default();
+        let s = Snapshot { total: w, per_worker: vec![w, w] };
+        let cpu = crate::procfs::CpuTime { user_s: 1.5, system_s: 0.25, wait_s: 0.125, run_s: 1.75 };
+        let observed = Observed {
+            cpu: crate::cpu::ServerCpu { process: Some(cpu), workers: vec![Some(cpu), None] },
+            net: Some(crate::procfs::NetCounters { udp_rcvbuf_errors: 3, ..Default::default() }),
+        };
+        let text = render_observed(&s, &ProcessStats::read(), "uring", &observed);
+        assert!(text.contains("ringecho_worker_cpu_seconds_total{worker=\"0\",mode=\"user\"} 1.5"), "{text}");
+        assert!(
+            text.contains("ringecho_worker_cpu_seconds_total{worker=\"0\",mode=\"system\"} 0.25"),
+            "{text}"
+        );
+        assert!(text.contains("ringecho_worker_cpu_wait_seconds_total{worker=\"0\"} 0.125"), "{text}");
+        assert!(!text.contains("worker=\"1\",mode"), "an unreadable worker is left out: {text}");
+        assert!(text.contains("ringecho_kernel_udp_rcvbuf_errors_total 3"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 

@@ -45,6 +45,7 @@ impl Server {
             open_conns: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             stats: StatsRegistry::new(workers),
+            threads: crate::cpu::WorkerThreads::new(workers),
         });
         let mut handle = ServerHandle {
             shared: shared.clone(),
@@ -68,7 +69,13 @@ impl Server {
             let engine = engine.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("ringecho-{index}"))
-                .spawn(move || engine.run(setup, Ready::new(index, tx)))
+                .spawn(move || {
+                    let shared = setup.shared.clone();
+                    shared.threads.started(index);
+                    let warnings = engine.run(setup, Ready::new(index, tx));
+                    shared.threads.ended(index);
+                    warnings
+                })
                 .map_err(|e| thread_err(format!("spawning the thread: {e}")))?;
             handle.threads.push((index, thread));
             handle.wakes.push(wake);
@@ -85,7 +92,9 @@ impl Server {
             let stop = Arc::new(AtomicBool::new(false));
             let scrape = move || {
                 let process = crate::metrics::ProcessStats::read();
-                crate::metrics::render(&source.snapshot(), &process, backend)
+                let observed =
+                    crate::metrics::Observed { cpu: source.cpu(), net: crate::procfs::NetCounters::read() };
+                crate::metrics::render_observed(&source.snapshot(), &process, backend, &observed)
             };
             let (bound, thread) = crate::metrics::serve(addr, scrape, stop.clone())
                 .map_err(|error| StartError::Listen { addr: format!("--metrics {addr}"), error })?;
@@ -104,6 +113,11 @@ impl StatsSource {
     pub fn snapshot(&self) -> Snapshot {
         self.0.stats.snapshot()
     }
+
+    /// The process's and each worker's CPU time now.
+    pub fn cpu(&self) -> crate::cpu::ServerCpu {
+        crate::cpu::ServerCpu { process: crate::procfs::process_cpu(), workers: self.0.threads.read() }
+    }
 }
 
 /// What a stopped server leaves: its final figures and what went wrong after start-up.
@@ -113,6 +127,8 @@ pub struct Finished {
     pub totals: Snapshot,
     /// Problems the workers met while serving (for the binary to print).
     pub warnings: Vec<ServerWarning>,
+    /// The CPU time the process and each worker used, at the end.
+    pub cpu: crate::cpu::ServerCpu,
 }
 
 /// A running server.
@@ -188,6 +204,12 @@ impl ServerHandle {
         self.shared.stats.snapshot()
     }
 
+    /// The process's and each worker's CPU time now (each worker's last reading once it
+    /// has stopped).
+    pub fn cpu(&self) -> crate::cpu::ServerCpu {
+        self.stats_source().cpu()
+    }
+
     /// A reader of the figures that other threads can keep.
     pub fn stats_source(&self) -> StatsSource {
         StatsSource(self.shared.clone())
@@ -219,7 +241,7 @@ impl ServerHandle {
             if workers == 1 { "" } else { "s" },
             cpus.join(","),
             self.engine.describe(&self.shared.config, &self.started)
-        )
+        ) + if self.shared.config.spin { ", busy-polling (--spin: a whole CPU per worker)" } else { "" }
     }
 
     /// Begins shutdown: stop accepting, let open connections finish for up to the drain
@@ -240,7 +262,7 @@ impl ServerHandle {
     /// [`ServerHandle::join`], with the problems the workers met while serving.
     pub fn finish(mut self) -> Finished {
         let warnings = self.join_threads();
-        Finished { totals: self.stats(), warnings }
+        Finished { totals: self.stats(), warnings, cpu: self.cpu() }
     }
 
     fn join_threads(&mut self) -> Vec<ServerWarning> {

@@ -60,6 +60,12 @@ pub fn nofile_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// The calling thread's id (its `/proc/self/task/TID`).
+pub fn gettid() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
 /// Clock ticks per second, the unit of CPU times in `/proc`.
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf takes no pointers.

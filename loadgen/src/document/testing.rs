@@ -57,6 +57,8 @@ pub fn full_report() -> Report {
             max_duration: std::time::Duration::from_secs(60),
             intervals: false,
             throughput: Default::default(),
+            spin: false,
+            server_metrics: None,
         },
         target: "tcp://127.0.0.1:40001".into(),
         builtin: Some(Builtin {
@@ -81,11 +83,29 @@ pub fn full_report() -> Report {
             Warning::SharedCpu,
             Warning::Interrupted,
             Warning::NotConcurrent { overlap_s: 0.5, span_s: 2.6 },
+            Warning::ServerMetrics { url: "http://127.0.0.1:1/metrics".into(), cause: "Connection refused".into() },
+            Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew: 7 },
         ],
         failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
         label: Some("lg1".into()),
         started_unix: 1_764_000_000.125,
         bulk: None,
         background: None,
+        views: Some(crate::views::Views {
+            window_s: 2.5,
+            client: crate::views::SideCpu { cpu_s: 1.0, busy: vec![0.41, 0.39], waiting: vec![0.0, 0.01] },
+            server: Some(crate::views::ServerView {
+                source: "built-in".into(),
+                cpu: crate::views::SideCpu { cpu_s: 2.4, busy: vec![0.99], waiting: vec![0.48] },
+                process_cpu_s: None,
+                recv_ops: 20_000,
+                dgrams_in: 0,
+            }),
+            kernel: ringecho::procfs::NetCounters { udp_rcvbuf_errors: 7, ..Default::default() },
+            limit: crate::views::Limit::ServerCpu,
+            limit_text: "limit: server CPU (worker 0 busy 99% of the window: 51% running, 48% waiting for a CPU; client 41%)"
+                .into(),
+            spin: false,
+        }),
     }
 }

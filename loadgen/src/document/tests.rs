@@ -25,6 +25,8 @@ fn fullest() -> ResultDoc {
         p.churn = Some(10);
         p.throughput.background_target = Some(crate::target::Target::Unix("/tmp/bg.sock".into()));
         p.throughput.sndbuf = Some(65_536);
+        p.spin = true;
+        p.server_metrics = Some("http://127.0.0.1:9107/metrics".into());
     }
     let mut tally = crate::throughput::figures::Tally::default();
     tally.moved(0, 2_000_000_000, 5, 1_000, 900);
@@ -103,15 +105,30 @@ fn schema_names_exactly_the_fields_written() {
     let fullest = serde_json::to_value(fullest()).unwrap();
     let mut always = full_report();
     always.label = None;
+    always.views = None;
     let always = serde_json::to_value(always.document()).unwrap();
     let props = &schema["properties"];
     // Top level: every field written is documented; the ones always written are required.
     assert_eq!(keys(props), keys(&fullest));
     assert_eq!(names(&schema["required"]), keys(&always));
     // Nested objects, each written in full.
+    // Written only when set: documented, not required.
+    let optional_plan: BTreeSet<String> = ["spin", "server_metrics"].map(String::from).into();
+    let plan_node = &props["plan"];
+    assert_eq!(keys(&plan_node["properties"]), keys(&fullest["plan"]));
+    assert_eq!(names(&plan_node["required"]), &keys(&fullest["plan"]) - &optional_plan);
+    let views = &props["views"];
+    assert_eq!(keys(&views["properties"]), keys(&fullest["views"]));
+    assert_eq!(names(&views["required"]), &keys(&fullest["views"]) - &["server".to_string()].into());
+    let server = &views["properties"]["server"];
+    assert_eq!(keys(&server["properties"]), keys(&fullest["views"]["server"]));
+    assert_eq!(names(&server["required"]), keys(&fullest["views"]["server"]));
+    assert_eq!(keys(&views["properties"]["kernel"]["properties"]), keys(&fullest["views"]["kernel"]));
+    let side = &schema["$defs"]["side_cpu"];
+    assert_eq!(names(&side["required"]), keys(&fullest["views"]["client"]));
+    assert_eq!(keys(&side["properties"]), keys(&fullest["views"]["client"]));
     for (path, value) in [
         ("/counters", &fullest["counters"]),
-        ("/plan", &fullest["plan"]),
         ("/throughput", &fullest["throughput"]),
         ("/latency", &fullest["latency"]),
         ("/builtin/oneOf/1", &fullest["builtin"]),

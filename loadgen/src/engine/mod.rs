@@ -158,6 +158,8 @@ pub struct Shared {
     pub started_unix: std::sync::OnceLock<f64>,
     /// When to start (`--start-at`); connections are made before it.
     pub start_at: Option<std::time::SystemTime>,
+    /// Each worker's thread id, `(worker, tid)`, recorded as it starts (for its CPU time).
+    pub tids: std::sync::Mutex<Vec<(usize, i32)>>,
 }
 
 impl Shared {
@@ -284,6 +286,8 @@ pub fn run(shared: Arc<Shared>) -> Result<Vec<WorkerResult>, RunError> {
             .spawn(move || -> Result<WorkerResult, RunError> {
                 // Best effort: an unpinned worker still measures, only less steadily.
                 let _ = ringecho::sys::pin_current_thread(cpu);
+                let tid = ringecho::sys::gettid();
+                shared.tids.lock().unwrap_or_else(|p| p.into_inner()).push((index, tid));
                 let args =
                     WorkerArgs { index, workers, first_conn, conns, shared: &shared, barrier: &barrier };
                 if shared.target.is_datagram() {
@@ -413,6 +417,8 @@ mod tests {
             max_duration: Duration::from_secs(60),
             intervals: false,
             throughput: Default::default(),
+            spin: false,
+            server_metrics: None,
         };
         Shared {
             plan,
@@ -422,6 +428,7 @@ mod tests {
             start: std::sync::OnceLock::new(),
             started_unix: std::sync::OnceLock::new(),
             start_at: None,
+            tids: Default::default(),
         }
     }
 

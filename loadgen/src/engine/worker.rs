@@ -54,7 +54,7 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
 
     let ringecho::ring::Parts { driver, buffers: buf_ring, .. } = ring.split();
     let cx = Ctx { clock, rec, buf_ring, driver, push_error: None, now: 0, scheduling: true };
-    let mut worker = Worker { cx, transport, next_conn: 0 };
+    let mut worker = Worker { cx, transport, next_conn: 0, spin: shared.plan.spin };
     let outcome = worker.turns(shared, T::drain(shared).as_nanos() as u64);
     let Exit { clock, rec, cpu, leaked } = worker.exit(outcome.is_ok());
     if leaked {
@@ -118,6 +118,8 @@ struct Worker<'r, T> {
     transport: T,
     /// Where the open-loop round robin goes next.
     next_conn: usize,
+    /// Busy-poll the ring (`--spin`) instead of waiting in the kernel.
+    spin: bool,
 }
 
 /// Why a worker's turns ended, beyond the planned stop.
@@ -173,10 +175,8 @@ impl<T: Transport> Worker<'_, T> {
                 }
             }
             let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some());
-            self.cx
-                .driver
-                .wait(1, Some(wait))
-                .map_err(|error| RunError::Io { step: "io_uring_enter".into(), error })?;
+            let turn = if self.spin { self.cx.driver.spin() } else { self.cx.driver.wait(1, Some(wait)) };
+            turn.map_err(|error| RunError::Io { step: "io_uring_enter".into(), error })?;
             self.cx.now = self.cx.clock.now();
             self.reap();
             self.transport.housekeeping(&mut self.cx);

@@ -109,6 +109,9 @@ pub fn spoils_comparison(w: &Warning) -> bool {
         | Warning::BackgroundFailed { .. } => true,
         // A late start moves the window, not the figures.
         Warning::LateStart { .. } => false,
+        // No server figures: the client's are whole. Kernel counters are machine-wide:
+        // they may be another program's; the loss they explain shows in the figures.
+        Warning::ServerMetrics { .. } | Warning::KernelCounter { .. } => false,
     }
 }
 
@@ -215,7 +218,14 @@ pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
         let warned = if codes.is_empty() { String::new() } else { format!("   [{}]", codes.join(", ")) };
         format!("{:<5} {}{warned}", format!("{}:", side.name()), escape::terminal(&s.name))
     };
-    let _ = writeln!(out, "{}\n{}\n", side_line(Side::Base, base), side_line(Side::New, new));
+    let _ = writeln!(out, "{}\n{}", side_line(Side::Base, base), side_line(Side::New, new));
+    // What limited each run, when it was recorded (a limit that moved explains a ratio).
+    for (side, s) in [(Side::Base, base), (Side::New, new)] {
+        if let Some(v) = &s.doc.views {
+            let _ = writeln!(out, "{:<5} {}", format!("{}:", side.name()), escape::terminal(&v.limit_text));
+        }
+    }
+    out.push('\n');
     let _ = writeln!(out, "{:<8} {:>14} {:>14} {:>8}", "metric", "base", "new", "ratio");
     let meaningful = c.meaningful();
     for d in &c.deltas {

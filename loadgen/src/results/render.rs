@@ -48,6 +48,8 @@ pub fn short(w: &Warning) -> &'static str {
         Warning::NothingReceived => "nothing received",
         Warning::NothingSent => "nothing sent",
         Warning::BackgroundFailed { .. } => "background failed",
+        Warning::ServerMetrics { .. } => "no server metrics",
+        Warning::KernelCounter { .. } => "kernel counter",
     }
 }
 
@@ -165,7 +167,12 @@ fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
     let lines: Vec<String> = results
         .iter()
         .flat_map(|r| {
-            r.doc.warnings.iter().map(move |w| format!("{}: warning: {}", r.name, w.warning.message()))
+            let limit = r.doc.views.iter().map(move |v| format!("{}: {}", r.name, v.limit_text));
+            r.doc
+                .warnings
+                .iter()
+                .map(move |w| format!("{}: warning: {}", r.name, w.warning.message()))
+                .chain(limit)
         })
         .collect();
     if !lines.is_empty() {

@@ -37,6 +37,8 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         max_duration: std::time::Duration::from_secs(60),
         intervals: false,
         throughput: Default::default(),
+        spin: false,
+        server_metrics: None,
     };
     tweak(&mut p);
     p.validate().unwrap();

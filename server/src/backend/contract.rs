@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     /// The largest datagram (or GRO batch) a datagram listener receives whole: the size
     /// of the payload part of a datagram buffer. 0 when there is no datagram listener.
     pub dgram_capacity: u32,
+    /// Each worker's thread, for its CPU time.
+    pub threads: crate::cpu::WorkerThreads,
 }
 
 impl Shared {

@@ -33,15 +33,18 @@ pub struct Driver<'a> {
     cq: CompletionQueue<'a>,
     inflight: u64,
     backlog: VecDeque<squeue::Entry>,
+    /// The ring has a kernel submission-polling thread.
+    sqpoll: bool,
 }
 
 impl<'a> Driver<'a> {
     /// Splits `ring` for driving.
     pub(crate) fn new(ring: &'a mut IoUring) -> Driver<'a> {
+        let sqpoll = ring.params().is_setup_sqpoll();
         let (mut submitter, sq, cq) = ring.split();
         // Best effort: without it every enter looks the descriptor up.
         let _ = submitter.register_ring_fd();
-        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new() }
+        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new(), sqpoll }
     }
 
     /// Operations accepted whose last completion has not arrived.
@@ -104,6 +107,39 @@ impl<'a> Driver<'a> {
             }
             self.backlog.pop_front();
         }
+        Ok(())
+    }
+
+    /// Submits what is queued and returns at once, having let the kernel post whatever
+    /// completions are ready (busy polling: the caller loops). With DEFER_TASKRUN (and no
+    /// TASKRUN flag) the kernel runs completion work only inside an `io_uring_enter` with
+    /// GETEVENTS, so a plain submit would never see a completion: this enters with
+    /// GETEVENTS and a minimum of zero.
+    pub fn spin(&mut self) -> io::Result<()> {
+        self.drain_backlog().map_err(|e| match e {
+            PushError::Submit(e) => e,
+            PushError::Backlog => io::Error::other(e),
+        })?;
+        self.sq.sync();
+        let res = if self.sqpoll {
+            // Wakes the polling thread if it sleeps; completions need no enter.
+            self.submitter.submit()
+        } else {
+            /// `IORING_ENTER_GETEVENTS` (include/uapi/linux/io_uring.h).
+            const GETEVENTS: u32 = 1;
+            let to_submit = self.sq.len() as u32;
+            // SAFETY: no extra argument is passed (`arg` is None); every queued SQE came
+            // through `push`, whose contract keeps what it points to alive until its
+            // last completion.
+            unsafe { self.submitter.enter::<libc::sigset_t>(to_submit, 0, GETEVENTS, None) }
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        self.sq.sync();
+        self.cq.sync();
         Ok(())
     }
 

@@ -199,7 +199,8 @@ impl<'a> Worker<'a> {
             if self.draining.is_some() && self.open == 0 {
                 return Ok(());
             }
-            let timeout = if self.ready.is_empty() { TICK } else { Duration::ZERO };
+            let spin = self.config().spin;
+            let timeout = if self.ready.is_empty() && !spin { TICK } else { Duration::ZERO };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -214,7 +214,11 @@ impl<'a> Worker<'a> {
             if self.draining.is_some() && self.open == 0 && self.conns_settled() {
                 return self.finish();
             }
-            self.driver.wait(1, None)?;
+            if self.config().spin {
+                self.driver.spin()?;
+            } else {
+                self.driver.wait(1, None)?;
+            }
             self.now = Instant::now();
             while let Some(cqe) = self.driver.completion() {
                 self.dispatch(cqe);

@@ -1,0 +1,354 @@
+//! Who was the bottleneck: the client's and the server's CPU over the measured window,
+//! the kernel's loss and stall counters, and the one-line verdict on what limited the run.
+//!
+//! A thread is *busy* for the share of the window it wanted a CPU: running on one, or
+//! runnable and waiting for one (`schedstat`). A worker sharing its CPU with a busy task
+//! runs half the time and waits the other half: it is saturated, and CPU time alone would
+//! not say so. A side is saturated when its busiest thread is busy at least
+//! [`SATURATED`] of the window. The verdict ([`judge`]) is a pure function of those
+//! figures, so it is tested on numbers; [`crate::observe`] takes the readings.
+
+use ringecho::procfs::{NET_COUNTERS, NetCounters};
+use serde::{Deserialize, Serialize};
+
+/// The share of the window above which a thread counts as saturated.
+pub const SATURATED: f64 = 0.85;
+/// Below [`SATURATED`], a side still limits the run when its busiest thread is busy at
+/// least this share of the window and [`DOMINANT_RATIO`] times the other side's: a
+/// closed loop whose two sides take turns (each waits for the other's batch) never fills
+/// either CPU, but the side that wants a CPU far longer sets the pace.
+pub const DOMINANT: f64 = 0.6;
+/// See [`DOMINANT`].
+pub const DOMINANT_RATIO: f64 = 1.5;
+
+/// One side's worker threads over the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideCpu {
+    /// CPU seconds its worker threads used in the window (user + system).
+    #[serde(default)]
+    pub cpu_s: f64,
+    /// Each worker thread's share of the window it wanted a CPU (running or waiting for
+    /// one), 0 to 1, in worker order.
+    #[serde(default)]
+    pub busy: Vec<f64>,
+    /// Each worker thread's share of the window spent waiting for a CPU.
+    #[serde(default)]
+    pub waiting: Vec<f64>,
+}
+
+impl SideCpu {
+    /// The busiest worker: its index and busy share.
+    pub fn busiest(&self) -> Option<(usize, f64)> {
+        self.busy.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The busiest worker's busy share, 0 when there is none.
+    pub fn peak(&self) -> f64 {
+        self.busiest().map_or(0.0, |(_, b)| b)
+    }
+}
+
+/// The server's side: where its figures came from, its CPU and its counters' deltas.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    /// `built-in`, or the `--server-metrics` URL.
+    #[serde(default)]
+    pub source: String,
+    /// Its worker threads.
+    #[serde(default)]
+    pub cpu: SideCpu,
+    /// CPU seconds the whole server process used in the window, when known.
+    #[serde(default)]
+    pub process_cpu_s: Option<f64>,
+    /// Receive completions it made in the window.
+    #[serde(default)]
+    pub recv_ops: u64,
+    /// Datagrams it received in the window.
+    #[serde(default)]
+    pub dgrams_in: u64,
+}
+
+/// What limited the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// The load generator's CPU was saturated.
+    ClientCpu,
+    /// The server's CPU was saturated.
+    ServerCpu,
+    /// Both were.
+    ClientAndServerCpu,
+    /// Neither: the round trip itself (too few messages in flight to fill a CPU).
+    Latency,
+    /// Neither: the open loop's rate.
+    Rate,
+    /// Not judged (no CPU figures, or `--spin` keeps the client busy by design).
+    Unknown,
+}
+
+/// The figures the verdict is made from, and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Views {
+    /// Seconds between the first and the last reading.
+    #[serde(default)]
+    pub window_s: f64,
+    /// ringload's worker threads.
+    #[serde(default)]
+    pub client: SideCpu,
+    /// The server, when its figures could be read (built-in, or `--server-metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerView>,
+    /// The kernel's loss and stall counters: how much each grew in the window (this
+    /// machine, all sockets).
+    #[serde(default)]
+    pub kernel: NetCounters,
+    /// What limited the run.
+    pub limit: Limit,
+    /// The verdict as shown: `limit: server CPU (worker 0 busy 99% ...; client 41%)`.
+    #[serde(default)]
+    pub limit_text: String,
+    /// The client busy-polled (`--spin`).
+    #[serde(default)]
+    pub spin: bool,
+}
+
+/// The verdict from the busiest client and server threads' busy shares (`None`: not
+/// known), whether an open-loop rate set the pace, and whether the client spun.
+pub fn judge(client: Option<f64>, server: Option<f64>, open_loop: bool, client_spin: bool) -> Limit {
+    let client = client.filter(|_| !client_spin);
+    let dominates = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => a >= SATURATED || (a >= DOMINANT && a >= DOMINANT_RATIO * b),
+        (Some(a), None) => a >= SATURATED,
+        _ => false,
+    };
+    let client_sat = dominates(client, server);
+    let server_sat = dominates(server, client);
+    match (client_sat, server_sat) {
+        (true, true) => Limit::ClientAndServerCpu,
+        (true, false) => Limit::ClientCpu,
+        (false, true) => Limit::ServerCpu,
+        _ if client_spin && server.is_none() => Limit::Unknown,
+        _ if client_spin => Limit::Latency,
+        _ if client.is_none() && server.is_none() => Limit::Unknown,
+        _ if open_loop => Limit::Rate,
+        _ => Limit::Latency,
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+/// `worker 0 busy 99% of the window (51% running, 48% waiting for a CPU)`.
+fn worker_figure(side: &SideCpu) -> String {
+    match side.busiest() {
+        Some((i, busy)) => {
+            let waiting = side.waiting.get(i).copied().unwrap_or(0.0);
+            if waiting >= 0.05 {
+                format!(
+                    "worker {i} busy {} of the window: {} running, {} waiting for a CPU",
+                    pct(busy),
+                    pct((busy - waiting).max(0.0)),
+                    pct(waiting)
+                )
+            } else {
+                format!("worker {i} busy {} of the window", pct(busy))
+            }
+        }
+        None => "no worker figures".into(),
+    }
+}
+
+impl Views {
+    /// Judges the figures and writes the verdict line.
+    pub fn conclude(&mut self, open_loop: bool) {
+        let server = self.server.as_ref().map(|s| s.cpu.peak()).filter(|_| self.server_known());
+        let client = (!self.client.busy.is_empty()).then(|| self.client.peak());
+        self.limit = judge(client, server, open_loop, self.spin);
+        let client_text = match client {
+            Some(c) => format!("client {}", pct(c)),
+            None => "client unknown".into(),
+        };
+        let server_text = match (&self.server, server) {
+            (Some(s), Some(_)) => format!("server {}", worker_figure(&s.cpu)),
+            _ => "server CPU unknown".into(),
+        };
+        self.limit_text = match self.limit {
+            Limit::ServerCpu => format!(
+                "limit: server CPU ({}; {client_text})",
+                self.server.as_ref().map(|s| worker_figure(&s.cpu)).unwrap_or_default()
+            ),
+            Limit::ClientCpu => format!("limit: client CPU ({}; {server_text})", worker_figure(&self.client)),
+            Limit::ClientAndServerCpu => {
+                format!(
+                    "limit: client and server CPU (client {}; {server_text})",
+                    worker_figure(&self.client)
+                )
+            }
+            Limit::Latency => format!(
+                "limit: neither CPU saturated: latency-bound (more connections or --depth would add load; {client_text}, {server_text})"
+            ),
+            Limit::Rate => format!(
+                "limit: neither CPU saturated: rate-bound (--rate set the pace; {client_text}, {server_text})"
+            ),
+            Limit::Unknown if self.spin => {
+                format!("limit: not judged: --spin keeps the client's CPU busy by design ({server_text})")
+            }
+            Limit::Unknown => "limit: not judged: no CPU figures".into(),
+        };
+    }
+
+    fn server_known(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| !s.cpu.busy.is_empty())
+    }
+
+    /// The report's lines: server CPU beside the client's, kernel counters, the limit.
+    pub fn text(&self, messages: u64) -> String {
+        let mut o = String::new();
+        let per_msg = |cpu_s: f64| crate::report::ns(cpu_s * 1e9 / messages.max(1) as f64);
+        if !self.client.busy.is_empty() {
+            o += &format!(
+                "client CPU  {} per message in the window ({} worker{}, busiest {})\n",
+                per_msg(self.client.cpu_s),
+                self.client.busy.len(),
+                if self.client.busy.len() == 1 { "" } else { "s" },
+                pct(self.client.peak())
+            );
+        }
+        if let Some(s) = &self.server {
+            let receives = s.recv_ops.max(s.dgrams_in.min(s.recv_ops));
+            let per_recv = if receives > 0 {
+                format!(", {:.2} messages per server receive", messages as f64 / receives as f64)
+            } else {
+                String::new()
+            };
+            if self.server_known() {
+                o += &format!(
+                    "server CPU  {} per message ({}, {}){per_recv}\n",
+                    per_msg(s.cpu.cpu_s),
+                    s.source,
+                    worker_figure(&s.cpu)
+                );
+            } else {
+                o += &format!("server CPU  unknown ({}){per_recv}\n", s.source);
+            }
+        }
+        let grown: Vec<String> =
+            self.kernel.fields().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k} +{v}")).collect();
+        if !grown.is_empty() {
+            o += &format!("kernel      {} (this machine, all sockets)\n", grown.join(", "));
+        }
+        if self.spin {
+            o += "spin        on: workers busy-poll their rings (each costs a whole CPU)\n";
+        }
+        o += &self.limit_text;
+        o += "\n";
+        o
+    }
+
+    /// The counters that grew, each with the setting to raise.
+    pub fn kernel_hints(&self) -> Vec<(&'static str, u64, &'static str)> {
+        self.kernel
+            .fields()
+            .into_iter()
+            .filter(|(_, v)| *v > 0)
+            .map(|(name, v)| {
+                let hint = NET_COUNTERS.iter().find(|c| c.0 == name).map_or("", |c| c.3);
+                (name, v, hint)
+            })
+            .collect()
+    }
+}
+
+/// The hint for a kernel counter by name (empty when unknown).
+pub fn kernel_hint(name: &str) -> &'static str {
+    NET_COUNTERS.iter().find(|c| c.0 == name).map_or("", |c| c.3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views(client: &[f64], server: Option<&[f64]>, waiting: f64) -> Views {
+        let side = |b: &[f64]| SideCpu { cpu_s: 1.0, busy: b.to_vec(), waiting: vec![waiting; b.len()] };
+        Views {
+            window_s: 1.0,
+            client: side(client),
+            server: server.map(|s| ServerView {
+                source: "built-in".into(),
+                cpu: side(s),
+                ..Default::default()
+            }),
+            kernel: NetCounters::default(),
+            limit: Limit::Unknown,
+            limit_text: String::new(),
+            spin: false,
+        }
+    }
+
+    #[test]
+    fn verdicts_on_figures() {
+        assert_eq!(judge(Some(0.99), Some(0.4), false, false), Limit::ClientCpu);
+        assert_eq!(judge(Some(0.41), Some(0.99), false, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.9), Some(0.95), false, false), Limit::ClientAndServerCpu);
+        assert_eq!(judge(Some(0.3), Some(0.3), false, false), Limit::Latency);
+        assert_eq!(judge(Some(0.3), None, true, false), Limit::Rate);
+        assert_eq!(
+            judge(Some(1.0), Some(0.3), false, true),
+            Limit::Latency,
+            "spin busies the client by design: its figure is left out"
+        );
+        assert_eq!(judge(Some(1.0), None, false, true), Limit::Unknown);
+        assert_eq!(judge(Some(1.0), Some(0.9), false, true), Limit::ServerCpu);
+        assert_eq!(judge(None, None, false, false), Limit::Unknown);
+        assert_eq!(judge(Some(SATURATED), None, false, false), Limit::ClientCpu, "the threshold counts");
+        // Sides that take turns: the one that wants a CPU far longer sets the pace.
+        assert_eq!(judge(Some(0.73), Some(0.40), false, false), Limit::ClientCpu);
+        assert_eq!(judge(Some(0.43), Some(0.72), false, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.62), Some(0.57), false, false), Limit::Latency, "alike: neither");
+        assert_eq!(judge(Some(0.5), Some(0.2), false, false), Limit::Latency, "below DOMINANT: neither");
+        assert_eq!(
+            judge(Some(0.7), None, false, false),
+            Limit::Latency,
+            "no server figures: only saturation"
+        );
+    }
+
+    #[test]
+    fn the_line_names_the_figures_behind_it() {
+        let mut v = views(&[0.41, 0.2], Some(&[0.99]), 0.48);
+        v.conclude(false);
+        assert_eq!(v.limit, Limit::ServerCpu);
+        assert_eq!(
+            v.limit_text,
+            "limit: server CPU (worker 0 busy 99% of the window: 51% running, 48% waiting for a CPU; client 41%)"
+        );
+        let mut v = views(&[0.3], None, 0.0);
+        v.conclude(false);
+        assert_eq!(v.limit, Limit::Latency);
+        assert!(v.limit_text.contains("server CPU unknown"), "{}", v.limit_text);
+        let mut v = views(&[0.97], Some(&[0.5]), 0.0);
+        v.conclude(false);
+        assert!(
+            v.limit_text.starts_with("limit: client CPU (worker 0 busy 97% of the window;"),
+            "{}",
+            v.limit_text
+        );
+    }
+
+    #[test]
+    fn text_shows_grown_kernel_counters_and_spin() {
+        let mut v = views(&[0.5], Some(&[0.5]), 0.0);
+        v.kernel.udp_rcvbuf_errors = 12;
+        v.spin = true;
+        v.conclude(true);
+        let t = v.text(1000);
+        assert!(t.contains("kernel      udp_rcvbuf_errors +12"), "{t}");
+        assert!(!t.contains("listen_overflows"), "only counters that grew: {t}");
+        assert!(t.contains("whole CPU"), "{t}");
+        assert!(t.contains("server CPU  1.00ms per message"), "{t}");
+        assert_eq!(v.kernel_hints()[0].0, "udp_rcvbuf_errors");
+        assert!(kernel_hint("udp_rcvbuf_errors").contains("net.core.rmem_max"));
+        assert!(kernel_hint("listen_overflows").contains("somaxconn"));
+    }
+}
