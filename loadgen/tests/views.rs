@@ -74,7 +74,7 @@ fn views_of(r: &ringload::Report) -> &ringload::views::Views {
 
 /// The load on a CPU that a busy thread at nice -19 shares: the client is the limit.
 #[test]
-#[ignore = "stages CPU contention: needs a quiet two-CPU machine (cargo test -- --ignored)"]
+#[ignore = "stages CPU contention: run alone (.ci/run does: cargo test -p ringload --test views -- --ignored --test-threads=1)"]
 fn client_pinned_to_a_busy_cpu_is_the_limit() {
     if !uring_available() {
         return;
@@ -100,7 +100,7 @@ fn client_pinned_to_a_busy_cpu_is_the_limit() {
 
 /// The built-in server on a CPU that a busy thread at nice -19 shares: the server is the limit.
 #[test]
-#[ignore = "stages CPU contention: needs a quiet two-CPU machine (cargo test -- --ignored)"]
+#[ignore = "stages CPU contention: run alone (.ci/run does: cargo test -p ringload --test views -- --ignored --test-threads=1)"]
 fn server_pinned_to_a_busy_cpu_is_the_limit() {
     if !uring_available() {
         return;
@@ -128,7 +128,7 @@ fn server_pinned_to_a_busy_cpu_is_the_limit() {
 
 /// One connection, one message in flight, no busy CPU: neither side is saturated.
 #[test]
-#[ignore = "stages CPU contention: needs a quiet two-CPU machine (cargo test -- --ignored)"]
+#[ignore = "stages CPU contention: run alone (.ci/run does: cargo test -p ringload --test views -- --ignored --test-threads=1)"]
 fn one_connection_is_latency_bound() {
     if !uring_available() {
         return;
