@@ -8,7 +8,7 @@
 # is a lower bound (the client saturated) or that found none is said so.
 #
 # usage: scripts/capacity.sh [--runs N] [--slo SLO] [--step-duration D] [--warmup D]
-#                            [--start-rate R] [--precision P] [--connections N]
+#                            [--start-rate R] [--precision P] [--connections N] [--repeat N]
 #                            [--max-duration D] [--bin-dir DIR] [--out DIR]
 #   defaults: 2 runs per backend, --slo 'p99<1ms', steps of 3s after 1s warm-up, from 10k,
 #   precision 5%, 50 connections, 10m per search, results in results/capacity-<timestamp>/.

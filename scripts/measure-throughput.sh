@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-way TCP throughput, ringload beside iperf3, pinned (servers on CPU 0, clients on
-# CPU 1): ringecho with `discard@` and `source@` listeners against `ringload --mode send`
+# CPU 1): ringecho (`--buffer-size 64KiB --buffers 64`, as iperf3 moves 64 KiB pieces) with
+# `discard@` and `source@` listeners against `ringload --mode send`
 # and `--mode receive`, and `iperf3 -s -A 0` against `iperf3 -c ... -A 1` (and `-R` for
 # the receive direction); 1 and 8 connections, 64 KiB writes, runs interleaved, median of
 # RUNS per cell. Prints Gbit/s of each, the ratio ringload/iperf3, and each client's CPU per

@@ -127,9 +127,10 @@ pub fn judge(client: Option<f64>, server: Option<f64>, open_loop: bool, client_s
         (true, true) => Limit::ClientAndServerCpu,
         (true, false) => Limit::ClientCpu,
         (false, true) => Limit::ServerCpu,
-        _ if client_spin && server.is_none() => Limit::Unknown,
+        // Without the server's figures a client that is not saturated says nothing of
+        // what limited the run: the server may have been.
+        _ if server.is_none() => Limit::Unknown,
         _ if client_spin => Limit::Latency,
-        _ if client.is_none() && server.is_none() => Limit::Unknown,
         _ if open_loop => Limit::Rate,
         _ => Limit::Latency,
     }
@@ -194,6 +195,9 @@ impl Views {
             Limit::Unknown if self.spin => {
                 format!("limit: not judged: --spin keeps the client's CPU busy by design ({server_text})")
             }
+            Limit::Unknown if client.is_some() => format!(
+                "limit: not judged: the client is not saturated ({client_text}) and the server's CPU is unknown (--server-metrics URL reads a ringecho's)"
+            ),
             Limit::Unknown => "limit: not judged: no CPU figures".into(),
         };
     }
@@ -292,7 +296,8 @@ mod tests {
         assert_eq!(judge(Some(0.41), Some(0.99), false, false), Limit::ServerCpu);
         assert_eq!(judge(Some(0.9), Some(0.95), false, false), Limit::ClientAndServerCpu);
         assert_eq!(judge(Some(0.3), Some(0.3), false, false), Limit::Latency);
-        assert_eq!(judge(Some(0.3), None, true, false), Limit::Rate);
+        assert_eq!(judge(Some(0.3), Some(0.3), true, false), Limit::Rate);
+        assert_eq!(judge(Some(0.3), None, true, false), Limit::Unknown, "the server may have set the pace");
         assert_eq!(
             judge(Some(1.0), Some(0.3), false, true),
             Limit::Latency,
@@ -309,8 +314,8 @@ mod tests {
         assert_eq!(judge(Some(0.5), Some(0.2), false, false), Limit::Latency, "below DOMINANT: neither");
         assert_eq!(
             judge(Some(0.7), None, false, false),
-            Limit::Latency,
-            "no server figures: only saturation"
+            Limit::Unknown,
+            "no server figures: only the client's saturation can be judged"
         );
     }
 
@@ -325,8 +330,8 @@ mod tests {
         );
         let mut v = views(&[0.3], None, 0.0);
         v.conclude(false);
-        assert_eq!(v.limit, Limit::Latency);
-        assert!(v.limit_text.contains("server CPU unknown"), "{}", v.limit_text);
+        assert_eq!(v.limit, Limit::Unknown);
+        assert!(v.limit_text.contains("the server's CPU is unknown"), "{}", v.limit_text);
         let mut v = views(&[0.97], Some(&[0.5]), 0.0);
         v.conclude(false);
         assert!(

@@ -25,6 +25,8 @@ def run():
     ap.add_argument("--start-rate", default="10k", help="the first rate tried (default 10k)")
     ap.add_argument("--precision", default="5%", help="bisection precision (default 5%%)")
     ap.add_argument("--connections", type=rb.at_least(1), default=50, help="connections (default 50)")
+    ap.add_argument("--repeat", type=rb.at_least(1), default=1,
+                    help="runs per step, judged on their medians (default 1)")
     ap.add_argument("--max-duration", default="10m", help="bound of each search (default 10m)")
     ap.add_argument("--bin-dir", help="run the ringecho and ringload in DIR instead of building")
     ap.add_argument("--out", help="directory for the JSON and SVG files (default results/capacity-<timestamp>)")
@@ -80,6 +82,7 @@ def search(b, backend, n, args, budget, out):
             "--find-max-rate", "--slo", args.slo, "-c", str(args.connections),
             "--step-duration", args.step_duration, "-w", args.warmup, "--start-rate", args.start_rate,
             "--precision", args.precision, "--max-duration", args.max_duration, "--label", name,
+            "--repeat", str(args.repeat),
             "--server-pid", str(server.pid)], cpu=LOAD_CPU)
         # The search is bounded by --max-duration; a last step may run past it.
         doc = rb.finish_ringload(load, timeout=budget + 120)
