@@ -9,7 +9,7 @@
 # rusage when it is reaped) over every byte it moved, warm-up included; beside it
 # ringload's own window figure and iperf3's cpu_utilization_percent over its bytes.
 #
-# usage: scripts/measure-throughput.sh [RUNS] [SECONDS]   (defaults: 3 runs of 10s, +1 s warm-up)
+# usage: scripts/measure-throughput.sh [RUNS] [SECONDS] [--only send|receive]   (defaults: 3 runs of 10s, +1 s warm-up)
 #
 # Needs iperf3 (Debian's package). Ends only the processes it started, by PID.
 # The work is done by scripts/lib/measure_throughput.py, with the procedures the scripts

@@ -43,8 +43,10 @@ def free_port():
 
 
 def start_iperf3_server(port, timeout=10.0):
-    """`iperf3 -s -A 0` on `port`; returns once it says it listens (bounded)."""
-    child = rb.Child(["iperf3", "-s", "-A", "0", "-p", port, "--forceflush"], stdout_pipe=True)
+    """`iperf3 -s -1 -A 0` on `port` (one test, then it exits); returns once it says it
+    listens (bounded). A fresh server per test: a long-lived one was seen to hang in the
+    second `-R -P 8` test here."""
+    child = rb.Child(["iperf3", "-s", "-1", "-A", "0", "-p", port, "--forceflush"], stdout_pipe=True)
     fd = child.proc.stdout.fileno()
     buf = b""
     deadline = time.monotonic() + timeout
@@ -61,8 +63,19 @@ def start_iperf3_server(port, timeout=10.0):
     return child
 
 
-def iperf3(port, conns, secs, reverse):
-    """One iperf3 client run: (Gbit/s, whole-process CPU ns per byte, its own CPU ns per byte)."""
+def iperf3(conns, secs, reverse):
+    """One iperf3 client run against a fresh server: (Gbit/s, whole-process CPU ns per
+    byte, its own CPU ns per byte)."""
+    port = str(free_port())
+    server = start_iperf3_server(port)
+    try:
+        return iperf3_client(port, conns, secs, reverse)
+    finally:
+        server.end(timeout=5)
+        server.release()
+
+
+def iperf3_client(port, conns, secs, reverse):
     cmd = ["iperf3", "-c", "127.0.0.1", "-p", port, "-A", "1", "-P", conns, "-l", WRITE, "-t", secs, "-O", "1",
            "--json"] + (["-R"] if reverse else [])
     c0 = child_cpu()
@@ -109,6 +122,7 @@ def run():
     ap.add_argument("runs", nargs="?", type=rb.at_least(1), default=3, metavar="RUNS", help="runs per cell (default 3)")
     ap.add_argument("secs", nargs="?", type=seconds, default=10, metavar="SECONDS",
                     help="measured seconds per run, after 1 s of warm-up (default 10s)")
+    ap.add_argument("--only", choices=["send", "receive"], help="measure one direction only")
     args = ap.parse_args()
     runs, secs = args.runs, args.secs
     if shutil.which("iperf3") is None:
@@ -127,18 +141,18 @@ def run():
                            "--tcp", "discard@127.0.0.1:0", "--tcp", "source@127.0.0.1:0"],
                           cpu="0", listeners=2)
     discard, source = srv.listeners[0][1], srv.listeners[1][1]
-    port = free_port()
-    start_iperf3_server(port)
 
     print(f"kernel {os.uname().release}, {os.cpu_count()} CPUs ({rb.cpu_model()}); servers on CPU 0, clients on CPU 1; "
           f"{runs} interleaved runs of {secs}s (+1s warm-up / -O 1), {WRITE} writes")
     print(f"{'cell':<14} {'client':<9} {'Gbit/s':>8} {'CPU ns/B':>9} {'own ns/B':>9}   runs (Gbit/s)", flush=True)
     for direction, mode, target, reverse in [("send", "send", discard, False), ("receive", "receive", source, True)]:
+        if args.only not in (None, direction):
+            continue
         for conns in (1, 8):
             res = {"ringload": [], "iperf3": []}
             for _ in range(runs):
                 res["ringload"].append(ringload(b, target, mode, conns, secs))
-                res["iperf3"].append(iperf3(port, conns, secs, reverse))
+                res["iperf3"].append(iperf3(conns, secs, reverse))
             for name, rows in res.items():
                 med = [rb.median(col) for col in zip(*rows)]
                 print(f"{f'{direction} x{conns}':<14} {name:<9} {med[0]:>8.2f} {med[1]:>9.3f} {med[2]:>9.3f}   "
