@@ -3,7 +3,7 @@
 //! and the kernel's network counters; their differences make [`crate::views::Views`].
 //!
 //! A sampler thread waits for the warm-up to end, reads, then re-reads every
-//! [`POLL`] until the window ends (its planned end, or the run's): a worker thread that
+//! `POLL` until the window ends (its planned end, or the run's): a worker thread that
 //! has already ended keeps its last reading. A remote server is read only twice; one that
 //! cannot be read costs a warning, never the run.
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 /// shell: the command is yours, and runs with your rights), in a process group of its
 /// own, stdin from /dev/null; it is stopped with SIGTERM to the whole group, then SIGKILL
 /// after --stop-timeout, and reaped before the next run. The target is TARGET when given
-/// (a stream target is probed until it accepts), else the first `listening <transport>
-/// <address>` line the server prints on stdout (ringecho prints one per listener).
+/// (a stream target is probed until it accepts), else the first line
+/// `listening TRANSPORT ADDRESS` the server prints on stdout (ringecho prints one per listener).
 #[derive(Debug, clap::Args)]
 #[command(after_help = "How it runs:\n  \
     Each server command is run by `sh -c` (quoting, VAR=value and exec work as in a shell;\n  \
