@@ -92,9 +92,11 @@ pub fn read_cpu(dir: &str) -> Option<CpuTime> {
     Some(cpu)
 }
 
-/// This process's CPU time (every thread, living or ended).
+/// This process's CPU time (every thread, living or ended): user and system time only.
+/// `/proc/self/schedstat` is the main thread's alone, so it is not read here.
 pub fn process_cpu() -> Option<CpuTime> {
-    read_cpu("/proc/self")
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat_cpu(&stat, crate::sys::clock_ticks_per_second())
 }
 
 /// One thread of this process's CPU time.

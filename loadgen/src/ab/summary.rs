@@ -162,6 +162,9 @@ pub fn summarize(plan: &AbPlan, records: Vec<RunRecord>, interrupted: bool) -> A
         .flat_map(|r| r.result.failed_checks.iter().map(move |f| format!("{} run {}: {f}", r.side, r.run)))
         .collect();
     if let (Some(limit), Some(c)) = (plan.max_slowdown, &comparison) {
+        if !c.msgs_per_s.ratio.is_finite() || !c.p99.ratio.is_finite() {
+            failed_checks.push("--max-slowdown cannot be judged: A's median msg/s or p99 is 0".into());
+        }
         if c.msgs_per_s.ratio < 1.0 - limit {
             failed_checks.push(format!(
                 "B's median msg/s is {:.1}% below A's, more than --max-slowdown {:.1}%",

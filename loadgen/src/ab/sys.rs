@@ -20,10 +20,17 @@ pub fn isolate(cmd: &mut Command, cpus: Option<&[usize]>) -> io::Result<()> {
         Some(list) => Some(cpu_set(list)?),
         None => None,
     };
+    let parent = std::process::id() as libc::pid_t;
     let in_child = move || {
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) } == -1 {
             return Err(io::Error::last_os_error());
+        }
+        // ringload died between the fork and the prctl: the signal will never come, so
+        // the command must not start. (No allocation: a raw OS error.)
+        // SAFETY: getppid takes no arguments and cannot fail.
+        if unsafe { libc::getppid() } != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         if let Some(set) = &set {
             // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 is this process.
