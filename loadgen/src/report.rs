@@ -408,15 +408,7 @@ impl Report {
         };
         let _ =
             writeln!(o, "load        {model}, {size} messages{}", if p.verify { ", verified" } else { "" });
-        let _ = writeln!(
-            o,
-            "time        {:.2} s measured (+{:.2} s warm-up), {} worker{} on CPU {}",
-            self.elapsed.as_secs_f64(),
-            p.warmup.as_secs_f64(),
-            p.cpus.len(),
-            if p.cpus.len() == 1 { "" } else { "s" },
-            list(&p.cpus)
-        );
+        time_line(&mut o, p, self.elapsed);
         let _ = writeln!(o);
         let figures = self.figures();
         let mbps = figures.throughput.bytes_per_s_each_way / 1e6;
@@ -569,6 +561,19 @@ impl Report {
         doc.derive();
         doc
     }
+}
+
+/// The report's `time` line: measured time, warm-up, load workers and their CPUs.
+pub(crate) fn time_line(o: &mut String, p: &Plan, elapsed: Duration) {
+    let _ = writeln!(
+        o,
+        "time        {:.2} s measured (+{:.2} s warm-up), {} worker{} on CPU {}",
+        elapsed.as_secs_f64(),
+        p.warmup.as_secs_f64(),
+        p.cpus.len(),
+        if p.cpus.len() == 1 { "" } else { "s" },
+        list(&p.cpus)
+    );
 }
 
 fn list(cpus: &[usize]) -> String {

@@ -18,15 +18,7 @@ pub(crate) fn bulk(r: &Report) -> String {
     let _ = writeln!(o, "target      {}{builtin}", r.target);
     let verified = if p.verify && b.mode.receives() { ", verified" } else { "" };
     let _ = writeln!(o, "load        {}{verified}", b.describe());
-    let _ = writeln!(
-        o,
-        "time        {:.2} s measured (+{:.2} s warm-up), {} worker{} on CPU {}",
-        r.elapsed.as_secs_f64(),
-        p.warmup.as_secs_f64(),
-        p.cpus.len(),
-        if p.cpus.len() == 1 { "" } else { "s" },
-        list(&p.cpus)
-    );
+    crate::report::time_line(&mut o, p, r.elapsed);
     let _ = writeln!(o);
     b.interval_lines(&mut o);
     let _ = writeln!(o);

@@ -110,17 +110,36 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// Before an `io_uring_enter`: the backlog into the submission queue, which is synced.
+    fn before_enter(&mut self) -> io::Result<()> {
+        self.drain_backlog().map_err(|e| match e {
+            PushError::Submit(e) => e,
+            PushError::Backlog => io::Error::other(e),
+        })?;
+        self.sq.sync();
+        Ok(())
+    }
+
+    /// After an `io_uring_enter`: interruptions and timeouts are not errors; both queues
+    /// synced.
+    fn after_enter(&mut self, res: io::Result<usize>) -> io::Result<()> {
+        match res {
+            Ok(_) => {}
+            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => return Err(e),
+        }
+        self.sq.sync();
+        self.cq.sync();
+        Ok(())
+    }
+
     /// Submits what is queued and returns at once, having let the kernel post whatever
     /// completions are ready (busy polling: the caller loops). With DEFER_TASKRUN (and no
     /// TASKRUN flag) the kernel runs completion work only inside an `io_uring_enter` with
     /// GETEVENTS, so a plain submit would never see a completion: this enters with
     /// GETEVENTS and a minimum of zero.
     pub fn spin(&mut self) -> io::Result<()> {
-        self.drain_backlog().map_err(|e| match e {
-            PushError::Submit(e) => e,
-            PushError::Backlog => io::Error::other(e),
-        })?;
-        self.sq.sync();
+        self.before_enter()?;
         let res = if self.sqpoll {
             // Wakes the polling thread if it sleeps; completions need no enter.
             self.submitter.submit()
@@ -133,24 +152,13 @@ impl<'a> Driver<'a> {
             // last completion.
             unsafe { self.submitter.enter::<libc::sigset_t>(to_submit, 0, GETEVENTS, None) }
         };
-        match res {
-            Ok(_) => {}
-            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
-            Err(e) => return Err(e),
-        }
-        self.sq.sync();
-        self.cq.sync();
-        Ok(())
+        self.after_enter(res)
     }
 
     /// Submits what is queued and waits for at least `want` completions, or until
     /// `timeout` passes. Interruptions and timeouts are not errors.
     pub fn wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
-        self.drain_backlog().map_err(|e| match e {
-            PushError::Submit(e) => e,
-            PushError::Backlog => io::Error::other(e),
-        })?;
-        self.sq.sync();
+        self.before_enter()?;
         let res = match timeout {
             None => self.submitter.submit_and_wait(want),
             Some(t) => {
@@ -159,14 +167,7 @@ impl<'a> Driver<'a> {
                 self.submitter.submit_with_args(want, &args)
             }
         };
-        match res {
-            Ok(_) => {}
-            Err(e) if transient(&e) || e.raw_os_error() == Some(libc::ETIME) => {}
-            Err(e) => return Err(e),
-        }
-        self.sq.sync();
-        self.cq.sync();
-        Ok(())
+        self.after_enter(res)
     }
 
     /// The next completion, if any; counts the operation finished when it is its last.
