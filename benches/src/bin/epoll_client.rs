@@ -170,9 +170,11 @@ fn udp(args: &Args) -> anyhow::Result<()> {
     let measure_from = Instant::now() + args.warmup;
     let end = measure_from + args.duration;
     let (mut count, mut total, mut lost) = (0u64, 0u64, 0u64);
+    // Each round trip is timed from before its send, as ringload and sockperf time it:
+    // on loopback the send itself carries the datagram into the server's socket.
     for (s, started) in socks.iter_mut() {
-        s.send(&msg)?;
         *started = Instant::now();
+        s.send(&msg)?;
     }
     while Instant::now() < end {
         poll.poll(&mut events, Some(Duration::from_millis(20)))?;
@@ -187,8 +189,8 @@ fn udp(args: &Args) -> anyhow::Result<()> {
                             count += 1;
                             let _ = hist.record(started.elapsed().as_nanos() as u64);
                         }
-                        s.send(&msg)?;
                         *started = Instant::now();
+                        s.send(&msg)?;
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) => bail!("recv: {e}"),
@@ -198,8 +200,8 @@ fn udp(args: &Args) -> anyhow::Result<()> {
         for (s, started) in socks.iter_mut() {
             if started.elapsed() > Duration::from_millis(100) {
                 lost += 1;
-                s.send(&msg)?;
                 *started = Instant::now();
+                s.send(&msg)?;
             }
         }
     }
