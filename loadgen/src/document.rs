@@ -145,16 +145,21 @@ pub struct Latency {
     pub service: Summary,
     /// Connection set-up.
     pub connect: Summary,
+    /// Open loop: how late the client handed each measured message out after its
+    /// intended send time, its lag behind its own schedule (absent in a closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_lag: Option<Summary>,
 }
 
 impl Latency {
-    /// The summaries of three histograms.
-    pub fn of(corrected: &Hist, service: &Hist, connect: &Hist) -> Latency {
+    /// The summaries of the histograms (`send_lag` in an open loop only).
+    pub fn of(corrected: &Hist, service: &Hist, connect: &Hist, send_lag: Option<&Hist>) -> Latency {
         Latency {
             unit: LatencyUnit::Ns,
             corrected: Summary::of(corrected.clone()),
             service: Summary::of(service.clone()),
             connect: Summary::of(connect.clone()),
+            send_lag: send_lag.map(|h| Summary::of(h.clone())),
         }
     }
 }
@@ -294,6 +299,9 @@ impl ResultDoc {
         for s in [&mut self.latency.corrected, &mut self.latency.service, &mut self.latency.connect] {
             s.summarize();
         }
+        if let Some(s) = &mut self.latency.send_lag {
+            s.summarize();
+        }
         for r in &mut self.repeats {
             r.derive();
         }
@@ -325,7 +333,7 @@ impl ResultDoc {
             failed: 0,
             error_rate: 0.0,
             throughput: Throughput::default(),
-            latency: Latency::of(&h, &h, &h),
+            latency: Latency::of(&h, &h, &h, None),
             load_cpu_s: 0.0,
             warnings: Vec::new(),
             failed_checks: Vec::new(),

@@ -152,7 +152,7 @@ pub fn run_at(
     if let Some(t) = progress_thread {
         let _ = t.join();
     }
-    let observed = sampler.finish(matches!(plan.model, Model::Open { .. }), plan.spin);
+    let observed = sampler.finish(plan.spin);
     let results = results?;
     let builtin = builtin_server.map(|(server, server_cpus)| {
         // The totals once every worker has stopped: final, not a snapshot of a moment.
@@ -187,6 +187,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     let plan = &shared.plan;
     let mut counters = engine::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
+    let mut lag = hist::new();
     let mut per_second: std::collections::BTreeMap<u64, (u64, Vec<&str>)> = Default::default();
     let mut load_cpu = Duration::ZERO;
     for r in results {
@@ -198,6 +199,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         // Every histogram has the same bounds: adding cannot fail.
         let _ = latency.add(&r.latency);
         let _ = service.add(&r.service);
+        let _ = lag.add(&r.lag);
         let _ = connect.add(&r.connect);
         for (start_ns, length, h) in &r.intervals {
             let (len, parts) = per_second.entry(*start_ns).or_default();
@@ -220,6 +222,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         counters,
         latency,
         service,
+        lag,
         connect,
         intervals,
         load_cpu,

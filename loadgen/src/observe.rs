@@ -192,8 +192,10 @@ impl Sampler {
         Sampler { thread, source_name }
     }
 
-    /// Waits for the sampler and turns its readings into views.
-    pub fn finish(self, open_loop: bool, spin: bool) -> Observed {
+    /// Waits for the sampler and turns its readings into views. The verdict is left to
+    /// the report ([`crate::report::Report::assess`]), which knows whether an open
+    /// loop's client kept to its schedule.
+    pub fn finish(self, spin: bool) -> Observed {
         let Ok((first, last, warning)) = self.thread.join() else {
             return Observed { views: None, server_warning: None };
         };
@@ -220,7 +222,7 @@ impl Sampler {
             (Some(a), Some(b)) => b.since(&a),
             _ => NetCounters::default(),
         };
-        let mut views = Views {
+        let views = Views {
             window_s: window,
             client,
             server,
@@ -229,7 +231,6 @@ impl Sampler {
             limit_text: String::new(),
             spin,
         };
-        views.conclude(open_loop);
         Observed { views: Some(views), server_warning }
     }
 }

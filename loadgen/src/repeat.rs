@@ -177,12 +177,16 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     let mut counters = crate::engine::Counters::default();
     let mut warnings: Vec<WarningEntry> = Vec::new();
     let (mut elapsed_s, mut load_cpu_s) = (0.0, 0.0);
+    let mut send_lag = runs.iter().all(|r| r.latency.send_lag.is_some()).then(hist::new);
     for r in &runs {
         counters.merge(&r.counters);
         // Histograms of ringload's own runs have the same bounds: adding cannot fail.
         let _ = hist::add(&mut corrected, &r.latency.corrected.histogram);
         let _ = hist::add(&mut service, &r.latency.service.histogram);
         let _ = hist::add(&mut connect, &r.latency.connect.histogram);
+        if let (Some(sum), Some(lag)) = (&mut send_lag, &r.latency.send_lag) {
+            let _ = hist::add(sum, &lag.histogram);
+        }
         elapsed_s += r.elapsed_s;
         load_cpu_s += r.load_cpu_s;
         for w in &r.warnings {
@@ -197,6 +201,7 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     doc.latency.corrected.histogram = corrected;
     doc.latency.service.histogram = service;
     doc.latency.connect.histogram = connect;
+    doc.latency.send_lag = send_lag.map(crate::document::Summary::of);
     doc.warnings = warnings;
     doc.interrupted = runs.iter().any(|r| r.interrupted);
     doc.exit_code = runs.iter().map(|r| r.exit_code).max().unwrap_or(0);

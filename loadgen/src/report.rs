@@ -12,6 +12,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// An open loop's client is behind its schedule when it hands out more than 1% of its
+/// messages later than this after their intended send time (the p99 of its send lag);
+/// `--find-max-rate` judges against a tenth of the SLO's tightest latency bound instead
+/// ([`crate::slo::Slo::lag_limit`]). Its own delay is then in the latency figures, and
+/// they say more of the client than of the target.
+pub const LAG_LIMIT: Duration = Duration::from_micros(100);
+
 /// A run's result.
 pub struct Report {
     /// The plan as run.
@@ -28,6 +35,9 @@ pub struct Report {
     pub latency: Hist,
     /// Latency from the actual send.
     pub service: Hist,
+    /// Open loop: how late the client handed each measured message out after its
+    /// intended send time (empty in a closed loop).
+    pub lag: Hist,
     /// Connection set-up times.
     pub connect: Hist,
     /// Per-second latency histograms, encoded (start and length, ns since the run
@@ -73,8 +83,18 @@ pub struct Builtin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Warning {
-    /// The load workers were busy nearly all the time.
+    /// Closed loop: the load workers were busy nearly all the time.
     ClientSaturated {
+        /// Share of the workers' wall time spent on CPU.
+        busy: f64,
+    },
+    /// Open loop: the client fell behind its schedule (the p99 of its send lag passed
+    /// the limit), so its own delay is in the latency figures.
+    ClientBehind {
+        /// p99 of how late messages were handed out after their intended send time, ns.
+        lag_p99_ns: u64,
+        /// The limit it was judged by, ns.
+        limit_ns: u64,
         /// Share of the workers' wall time spent on CPU.
         busy: f64,
     },
@@ -194,6 +214,12 @@ impl Warning {
                 "load generator CPU saturated ({:.0}% busy) — results are bounded by the client; give it more CPUs (--cpus) or fewer connections",
                 busy * 100.0
             ),
+            Warning::ClientBehind { lag_p99_ns, limit_ns, busy } => format!(
+                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {:.0}% busy) — its own delay is in the latency; give it more CPUs (--cpus) or a lower rate",
+                ns(*lag_p99_ns as f64),
+                ns(*limit_ns as f64),
+                busy * 100.0
+            ),
             Warning::RateShortfall { requested, achieved } => format!(
                 "achieved {} of the {} requested — the target (or the client) could not keep up; latency includes the backlog",
                 rate(*achieved),
@@ -299,15 +325,41 @@ impl Report {
         self.figures().error_rate
     }
 
-    /// Fills `warnings`.
+    /// An open loop's keeping of its schedule, judged against `limit`: the p99 of the
+    /// send lag of the measured messages. `None` in a closed loop, and when no measured
+    /// message was handed out.
+    pub fn schedule(&self, limit: Duration) -> Option<crate::views::Schedule> {
+        if !matches!(self.plan.model, Model::Open { .. }) || self.lag.is_empty() {
+            return None;
+        }
+        Some(crate::views::Schedule {
+            lag_p99_ns: self.lag.value_at_quantile(0.99),
+            limit_ns: limit.as_nanos() as u64,
+        })
+    }
+
+    /// Fills `warnings`, and concludes the views' verdict.
     pub fn assess(&mut self) {
         let busy = if self.wall.is_zero() {
             0.0
         } else {
             self.load_cpu.as_secs_f64() / (self.wall.as_secs_f64() * self.plan.cpus.len() as f64)
         };
-        if busy >= 0.9 {
-            self.warnings.push(Warning::ClientSaturated { busy });
+        let schedule = self.schedule(LAG_LIMIT);
+        match schedule {
+            // An open loop's client is judged by whether it kept to its schedule: its CPU
+            // share includes the waiting for due times, which shrinks under load.
+            Some(s) if s.behind() => self.warnings.push(Warning::ClientBehind {
+                lag_p99_ns: s.lag_p99_ns,
+                limit_ns: s.limit_ns,
+                busy,
+            }),
+            Some(_) => {}
+            None if busy >= 0.9 => self.warnings.push(Warning::ClientSaturated { busy }),
+            None => {}
+        }
+        if let Some(v) = &mut self.views {
+            v.conclude(schedule);
         }
         if let Model::Open { rate } = self.plan.model {
             let achieved = self.throughput();
@@ -423,6 +475,7 @@ impl Report {
         let _ = writeln!(o, "{}", hist_row(label, &self.latency));
         if open {
             let _ = writeln!(o, "{}", hist_row("service", &self.service));
+            let _ = writeln!(o, "{}", hist_row("send lag", &self.lag));
             let _ = writeln!(o, "            * from the intended send time (coordinated omission corrected)");
         }
         let _ = writeln!(o);
@@ -528,6 +581,7 @@ impl Report {
 
     /// The result document (`--json`).
     pub fn document(&self) -> ResultDoc {
+        let open = matches!(self.plan.model, Model::Open { .. });
         let mut doc = ResultDoc {
             schema_version: SCHEMA_VERSION,
             tool: TOOL.into(),
@@ -545,7 +599,7 @@ impl Report {
             failed: 0,
             error_rate: 0.0,
             throughput: Throughput::default(),
-            latency: Latency::of(&self.latency, &self.service, &self.connect),
+            latency: Latency::of(&self.latency, &self.service, &self.connect, open.then_some(&self.lag)),
             load_cpu_s: self.load_cpu.as_secs_f64(),
             warnings: self.warnings.iter().map(WarningEntry::from).collect(),
             failed_checks: self.failed_checks.clone(),

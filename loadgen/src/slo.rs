@@ -179,6 +179,19 @@ impl Point {
 }
 
 impl Slo {
+    /// The most send lag (p99) an open loop's client may show and still count as keeping
+    /// to its schedule while this SLO is judged: a tenth of the tightest latency bound,
+    /// so the client's own delay stays small beside what is measured;
+    /// [`crate::report::LAG_LIMIT`] when no clause bounds latency.
+    pub fn lag_limit(&self) -> Duration {
+        self.clauses
+            .iter()
+            .filter(|c| c.metric.is_latency())
+            .map(|c| c.limit)
+            .reduce(f64::min)
+            .map_or(crate::report::LAG_LIMIT, |ns| Duration::from_nanos((ns / 10.0) as u64))
+    }
+
     /// Parses `p99<1ms,errors<0.1%`: clauses separated by commas, each `METRIC<LIMIT`
     /// (or `<=`); metrics p50, p90, p99, p99.9, max (a duration: `500us`, `1ms`), errors
     /// and loss (`0.1%` or `0.001`).
@@ -301,6 +314,14 @@ mod tests {
         assert_eq!(metrics, [Metric::P50, Metric::P999, Metric::Max, Metric::Loss, Metric::P90]);
         assert_eq!(s.clauses[0].limit, 200_000.0);
         assert_eq!(s.to_string(), "p50<200.0µs,p99.9<5.00ms,max<1.00s,loss<1%,p90<2.00ms");
+    }
+
+    #[test]
+    fn the_lag_limit_is_a_tenth_of_the_tightest_latency_bound() {
+        let limit = |t: &str| Slo::parse(t).unwrap().lag_limit();
+        assert_eq!(limit("p99<1ms"), Duration::from_micros(100));
+        assert_eq!(limit("p99.9<5ms,p50<200us,errors<1%"), Duration::from_micros(20));
+        assert_eq!(limit("errors<0.1%"), crate::report::LAG_LIMIT, "no latency bound");
     }
 
     #[test]

@@ -112,16 +112,50 @@ pub struct Views {
     pub spin: bool,
 }
 
+/// How an open loop's client kept to its schedule: how late it handed its messages out
+/// (p99 of the send lag, from each message's intended send time) against the limit it
+/// is judged by ([`crate::report::LAG_LIMIT`], or a tenth of an SLO's tightest latency
+/// bound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// p99 of the send lag, ns.
+    pub lag_p99_ns: u64,
+    /// The most p99 lag that still counts as keeping up, ns.
+    pub limit_ns: u64,
+}
+
+impl Schedule {
+    /// The client fell behind its schedule: its own delay is in the latency figures.
+    pub fn behind(&self) -> bool {
+        self.lag_p99_ns > self.limit_ns
+    }
+}
+
 /// The verdict from the busiest client and server threads' busy shares (`None`: not
-/// known), whether an open-loop rate set the pace, and whether the client spun.
-pub fn judge(client: Option<f64>, server: Option<f64>, open_loop: bool, client_spin: bool) -> Limit {
+/// known), the open loop's schedule (`None`: a closed loop), and whether the client
+/// spun.
+///
+/// In an open loop the client's CPU share does not say whether it limited the run: a
+/// client that waits for each message's due time spends CPU on the waiting itself (a
+/// timer, a sleep and a wake per message), which shrinks as the rate grows and the turns
+/// fill up. Whether it kept to its schedule does: an open-loop client limited the run
+/// exactly when it fell behind.
+pub fn judge(
+    client: Option<f64>,
+    server: Option<f64>,
+    schedule: Option<Schedule>,
+    client_spin: bool,
+) -> Limit {
     let client = client.filter(|_| !client_spin);
     let dominates = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => a >= SATURATED || (a >= DOMINANT && a >= DOMINANT_RATIO * b),
         (Some(a), None) => a >= SATURATED,
         _ => false,
     };
-    let client_sat = dominates(client, server);
+    let client_sat = match schedule {
+        Some(s) => s.behind(),
+        None => dominates(client, server),
+    };
     let server_sat = dominates(server, client);
     match (client_sat, server_sat) {
         (true, true) => Limit::ClientAndServerCpu,
@@ -131,7 +165,7 @@ pub fn judge(client: Option<f64>, server: Option<f64>, open_loop: bool, client_s
         // what limited the run: the server may have been.
         _ if server.is_none() => Limit::Unknown,
         _ if client_spin => Limit::Latency,
-        _ if open_loop => Limit::Rate,
+        _ if schedule.is_some() => Limit::Rate,
         _ => Limit::Latency,
     }
 }
@@ -161,14 +195,29 @@ fn worker_figure(side: &SideCpu) -> String {
 }
 
 impl Views {
-    /// Judges the figures and writes the verdict line.
-    pub fn conclude(&mut self, open_loop: bool) {
+    /// Judges the figures and writes the verdict line; `schedule` is the open loop's
+    /// (`None` in a closed loop).
+    pub fn conclude(&mut self, schedule: Option<Schedule>) {
         let server = self.server.as_ref().map(|s| s.cpu.peak()).filter(|_| self.server_known());
         let client = (!self.client.busy.is_empty()).then(|| self.client.peak());
-        self.limit = judge(client, server, open_loop, self.spin);
-        let client_text = match client {
-            Some(c) => format!("client {}", pct(c)),
-            None => "client unknown".into(),
+        let schedule = schedule.filter(|_| !self.spin);
+        self.limit = judge(client, server, schedule, self.spin);
+        let kept = |s: &Schedule| {
+            format!(
+                "send lag p99 {} {} {}",
+                crate::report::ns(s.lag_p99_ns as f64),
+                if s.behind() { ">" } else { "≤" },
+                crate::report::ns(s.limit_ns as f64)
+            )
+        };
+        let client_text = match (client, &schedule) {
+            (Some(c), Some(s)) => format!("client {}, {}", pct(c), kept(s)),
+            (Some(c), None) => format!("client {}", pct(c)),
+            (None, _) => "client unknown".into(),
+        };
+        let client_limit = match &schedule {
+            Some(s) => format!("behind its schedule: {}; {}", kept(s), worker_figure(&self.client)),
+            None => worker_figure(&self.client),
         };
         let server_text = match (&self.server, server) {
             (Some(s), Some(_)) => format!("server {}", worker_figure(&s.cpu)),
@@ -179,12 +228,9 @@ impl Views {
                 "limit: server CPU ({}; {client_text})",
                 self.server.as_ref().map(|s| worker_figure(&s.cpu)).unwrap_or_default()
             ),
-            Limit::ClientCpu => format!("limit: client CPU ({}; {server_text})", worker_figure(&self.client)),
+            Limit::ClientCpu => format!("limit: client CPU ({client_limit}; {server_text})"),
             Limit::ClientAndServerCpu => {
-                format!(
-                    "limit: client and server CPU (client {}; {server_text})",
-                    worker_figure(&self.client)
-                )
+                format!("limit: client and server CPU (client {client_limit}; {server_text})")
             }
             Limit::Latency => format!(
                 "limit: neither CPU saturated: latency-bound (more connections or --depth would add load; {client_text}, {server_text})"
@@ -290,30 +336,54 @@ mod tests {
         }
     }
 
+    /// An open loop whose client kept to its schedule.
+    const KEPT: Option<Schedule> = Some(Schedule { lag_p99_ns: 10_000, limit_ns: 100_000 });
+    /// An open loop whose client fell behind.
+    const BEHIND: Option<Schedule> = Some(Schedule { lag_p99_ns: 300_000, limit_ns: 100_000 });
+
+    #[test]
+    fn an_open_loop_client_limits_the_run_when_it_falls_behind_not_when_it_is_busy() {
+        assert_eq!(judge(Some(0.97), Some(0.6), KEPT, false), Limit::Rate, "busy, but on time");
+        assert_eq!(judge(Some(0.5), Some(0.6), BEHIND, false), Limit::ClientCpu, "behind, whatever its CPU");
+        assert_eq!(judge(Some(0.99), Some(0.95), BEHIND, false), Limit::ClientAndServerCpu);
+        assert_eq!(judge(Some(0.99), Some(0.95), KEPT, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.99), None, KEPT, false), Limit::Unknown, "the server may have set the pace");
+        let limit = Schedule { lag_p99_ns: 100_000, limit_ns: 100_000 };
+        assert!(!limit.behind(), "at the limit is still on time");
+        let mut v = views(&[0.97], Some(&[0.5]), 0.0);
+        v.conclude(BEHIND);
+        assert_eq!(
+            v.limit_text,
+            "limit: client CPU (behind its schedule: send lag p99 300.0µs > 100.0µs; worker 0 busy 97% of the window; server worker 0 busy 50% of the window)"
+        );
+        v.conclude(KEPT);
+        assert!(v.limit_text.contains("client 97%, send lag p99 10.0µs ≤ 100.0µs"), "{}", v.limit_text);
+    }
+
     #[test]
     fn verdicts_on_figures() {
-        assert_eq!(judge(Some(0.99), Some(0.4), false, false), Limit::ClientCpu);
-        assert_eq!(judge(Some(0.41), Some(0.99), false, false), Limit::ServerCpu);
-        assert_eq!(judge(Some(0.9), Some(0.95), false, false), Limit::ClientAndServerCpu);
-        assert_eq!(judge(Some(0.3), Some(0.3), false, false), Limit::Latency);
-        assert_eq!(judge(Some(0.3), Some(0.3), true, false), Limit::Rate);
-        assert_eq!(judge(Some(0.3), None, true, false), Limit::Unknown, "the server may have set the pace");
+        assert_eq!(judge(Some(0.99), Some(0.4), None, false), Limit::ClientCpu);
+        assert_eq!(judge(Some(0.41), Some(0.99), None, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.9), Some(0.95), None, false), Limit::ClientAndServerCpu);
+        assert_eq!(judge(Some(0.3), Some(0.3), None, false), Limit::Latency);
+        assert_eq!(judge(Some(0.3), Some(0.3), KEPT, false), Limit::Rate);
+        assert_eq!(judge(Some(0.3), None, KEPT, false), Limit::Unknown, "the server may have set the pace");
         assert_eq!(
-            judge(Some(1.0), Some(0.3), false, true),
+            judge(Some(1.0), Some(0.3), None, true),
             Limit::Latency,
             "spin busies the client by design: its figure is left out"
         );
-        assert_eq!(judge(Some(1.0), None, false, true), Limit::Unknown);
-        assert_eq!(judge(Some(1.0), Some(0.9), false, true), Limit::ServerCpu);
-        assert_eq!(judge(None, None, false, false), Limit::Unknown);
-        assert_eq!(judge(Some(SATURATED), None, false, false), Limit::ClientCpu, "the threshold counts");
+        assert_eq!(judge(Some(1.0), None, None, true), Limit::Unknown);
+        assert_eq!(judge(Some(1.0), Some(0.9), None, true), Limit::ServerCpu);
+        assert_eq!(judge(None, None, None, false), Limit::Unknown);
+        assert_eq!(judge(Some(SATURATED), None, None, false), Limit::ClientCpu, "the threshold counts");
         // Sides that take turns: the one that wants a CPU far longer sets the pace.
-        assert_eq!(judge(Some(0.73), Some(0.40), false, false), Limit::ClientCpu);
-        assert_eq!(judge(Some(0.43), Some(0.72), false, false), Limit::ServerCpu);
-        assert_eq!(judge(Some(0.62), Some(0.57), false, false), Limit::Latency, "alike: neither");
-        assert_eq!(judge(Some(0.5), Some(0.2), false, false), Limit::Latency, "below DOMINANT: neither");
+        assert_eq!(judge(Some(0.73), Some(0.40), None, false), Limit::ClientCpu);
+        assert_eq!(judge(Some(0.43), Some(0.72), None, false), Limit::ServerCpu);
+        assert_eq!(judge(Some(0.62), Some(0.57), None, false), Limit::Latency, "alike: neither");
+        assert_eq!(judge(Some(0.5), Some(0.2), None, false), Limit::Latency, "below DOMINANT: neither");
         assert_eq!(
-            judge(Some(0.7), None, false, false),
+            judge(Some(0.7), None, None, false),
             Limit::Unknown,
             "no server figures: only the client's saturation can be judged"
         );
@@ -322,18 +392,18 @@ mod tests {
     #[test]
     fn the_line_names_the_figures_behind_it() {
         let mut v = views(&[0.41, 0.2], Some(&[0.99]), 0.48);
-        v.conclude(false);
+        v.conclude(None);
         assert_eq!(v.limit, Limit::ServerCpu);
         assert_eq!(
             v.limit_text,
             "limit: server CPU (worker 0 busy 99% of the window: 51% running, 48% waiting for a CPU; client 41%)"
         );
         let mut v = views(&[0.3], None, 0.0);
-        v.conclude(false);
+        v.conclude(None);
         assert_eq!(v.limit, Limit::Unknown);
         assert!(v.limit_text.contains("the server's CPU is unknown"), "{}", v.limit_text);
         let mut v = views(&[0.97], Some(&[0.5]), 0.0);
-        v.conclude(false);
+        v.conclude(None);
         assert!(
             v.limit_text.starts_with("limit: client CPU (worker 0 busy 97% of the window;"),
             "{}",
@@ -346,7 +416,7 @@ mod tests {
         let mut v = views(&[0.5], Some(&[0.5]), 0.0);
         v.kernel.udp_rcvbuf_errors = 12;
         v.spin = true;
-        v.conclude(true);
+        v.conclude(KEPT);
         let t = v.text(1000);
         assert!(t.contains("kernel      udp_rcvbuf_errors +12"), "{t}");
         assert!(!t.contains("listen_overflows"), "only counters that grew: {t}");

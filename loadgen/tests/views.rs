@@ -126,6 +126,67 @@ fn server_pinned_to_a_busy_cpu_is_the_limit() {
     assert!(r.text().contains("server CPU  "), "{}", r.text());
 }
 
+/// An open loop whose client shares its CPU with a busy thread at nice -19: it cannot
+/// hand its messages out on time, and says so by its send lag (not by its CPU share,
+/// which the busy thread keeps low).
+#[test]
+#[ignore = "stages CPU contention: run alone (.ci/run does: cargo test -p ringload --test views -- --ignored --test-threads=1)"]
+fn an_open_loop_client_on_a_busy_cpu_falls_behind_its_schedule() {
+    if !uring_available() {
+        return;
+    }
+    let _g = STAGE.lock().unwrap_or_else(|p| p.into_inner());
+    let (a, _) = two_cpus();
+    let _busy = Busy::on(a, 1);
+    let r = run(plan(None, |p| {
+        p.cpus = vec![a];
+        p.connections = 8;
+        p.model = Model::Open { rate: 20_000.0 };
+        p.warmup = Duration::from_millis(200);
+        p.stop = ringload::Stop::Duration(Duration::from_millis(1200));
+    }));
+    let s = r.schedule(ringload::report::LAG_LIMIT).expect("an open loop has a schedule");
+    assert!(s.behind(), "{s:?}\n{}", r.text());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| matches!(w, Warning::ClientBehind { lag_p99_ns, .. } if *lag_p99_ns == s.lag_p99_ns)),
+        "{:?}",
+        r.warnings
+    );
+    assert!(!r.warnings.iter().any(|w| matches!(w, Warning::ClientSaturated { .. })), "{:?}", r.warnings);
+    let v = views_of(&r);
+    assert!(matches!(v.limit, Limit::ClientCpu | Limit::ClientAndServerCpu), "{}", r.text());
+    assert!(v.limit_text.contains("behind its schedule: send lag p99"), "{}", v.limit_text);
+    let doc = r.document();
+    let lag = doc.latency.send_lag.as_ref().expect("the document has the send lag");
+    assert_eq!(lag.p99, s.lag_p99_ns);
+}
+
+/// An open loop records how late each measured message went out: one sample per
+/// message due in the window, in the report and the document; a closed loop has none.
+#[test]
+fn the_send_lag_has_one_sample_per_measured_message() {
+    if !uring_available() {
+        return;
+    }
+    let r = run(plan(None, |p| {
+        p.connections = 2;
+        p.model = Model::Open { rate: 2_000.0 };
+        p.warmup = Duration::from_millis(100);
+        p.stop = ringload::Stop::Duration(Duration::from_millis(500));
+    }));
+    assert!(r.counters.completed > 500 && r.figures().failed == 0, "{}", r.text());
+    assert_eq!(r.lag.len(), r.counters.completed, "{}", r.text());
+    let doc = r.document();
+    assert_eq!(doc.latency.send_lag.as_ref().map(|l| l.count), Some(r.counters.completed));
+    assert!(r.text().contains("send lag "), "{}", r.text());
+    let closed = run(plan(None, |p| p.stop = ringload::Stop::Duration(Duration::from_millis(200))));
+    assert!(closed.counters.completed > 0 && closed.lag.is_empty());
+    assert!(closed.schedule(ringload::report::LAG_LIMIT).is_none());
+    assert!(closed.document().latency.send_lag.is_none());
+}
+
 /// One connection, one message in flight, no busy CPU: neither side is saturated.
 #[test]
 #[ignore = "stages CPU contention: run alone (.ci/run does: cargo test -p ringload --test views -- --ignored --test-threads=1)"]

@@ -105,6 +105,16 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// The client limited this run: in an open loop, it fell behind its schedule (the
+    /// p99 of its send lag above [`crate::report::LAG_LIMIT`]); in a closed loop, its
+    /// CPUs were at least [`summary::SATURATED`] busy.
+    pub fn client_saturated(&self) -> bool {
+        match &self.result.latency.send_lag {
+            Some(lag) => lag.p99 as u128 > crate::report::LAG_LIMIT.as_nanos(),
+            None => self.client_busy >= summary::SATURATED,
+        }
+    }
+
     /// Answered messages per second.
     pub fn msgs_per_s(&self) -> f64 {
         self.result.throughput.msgs_per_s

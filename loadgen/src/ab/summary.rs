@@ -64,7 +64,9 @@ pub struct SideSummary {
     pub server_cpu_us_per_msg: Spread,
     /// Share of the client's CPUs busy over the run.
     pub client_busy: Spread,
-    /// Runs whose client was at least 90% busy: its figures are bounded by the client.
+    /// Runs whose client limited them ([`super::RunRecord::client_saturated`]: at least
+    /// 90% busy, or in an open loop behind its schedule): their figures are bounded by
+    /// the client.
     pub client_saturated_runs: usize,
 }
 
@@ -213,7 +215,7 @@ fn side_summary(command: &str, runs: &[RunRecord]) -> SideSummary {
         p99_ns: of(&|r| r.result.latency.corrected.p99 as f64),
         server_cpu_us_per_msg: of(&|r| r.server.cpu_us_per_msg),
         client_busy: of(&|r| r.client_busy),
-        client_saturated_runs: runs.iter().filter(|r| r.client_busy >= SATURATED).count(),
+        client_saturated_runs: runs.iter().filter(|r| r.client_saturated()).count(),
     }
 }
 
@@ -355,7 +357,7 @@ impl AbResult {
             if s.client_saturated_runs > 0 {
                 let _ = writeln!(
                     o,
-                    "warning: {side}'s client was saturated (≥{:.0}% of its CPU busy) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
+                    "warning: {side}'s client was saturated (≥{:.0}% of its CPU busy, or in an open loop behind its schedule) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
                     SATURATED * 100.0,
                     s.client_saturated_runs,
                     s.runs

@@ -17,6 +17,17 @@ fn cfg(slo: &str) -> SearchConfig {
 
 /// A step against a target whose p99 is 100 µs up to `limit` msg/s and 5 ms beyond.
 fn mock(limit: f64, offered: f64, busy: f64, saturate_above: Option<f64>) -> StepDoc {
+    mock_lag(limit, offered, busy, None, saturate_above)
+}
+
+/// As [`mock`], the client's send lag `lag_ns` for every message.
+fn mock_lag(
+    limit: f64,
+    offered: f64,
+    busy: f64,
+    lag_ns: Option<u64>,
+    saturate_above: Option<f64>,
+) -> StepDoc {
     let mut h = crate::hist::new();
     let latency = if offered <= limit { 100_000 } else { 5_000_000 };
     let n = offered as u64;
@@ -27,6 +38,11 @@ fn mock(limit: f64, offered: f64, busy: f64, saturate_above: Option<f64>) -> Ste
     doc.elapsed_s = 1.0;
     doc.latency.corrected.histogram = h.clone();
     doc.latency.service.histogram = h;
+    doc.latency.send_lag = lag_ns.map(|lag| {
+        let mut l = crate::hist::new();
+        l.record_n(lag, n).unwrap();
+        crate::document::Summary::of(l)
+    });
     doc.derive();
     judge(offered, vec![Sample { doc, busy }], &Slo::parse("p99<1ms").unwrap(), saturate_above)
 }
@@ -69,9 +85,16 @@ fn a_saturated_client_makes_a_lower_bound() {
     assert!(s.steps.iter().any(|s| s.client_saturated && !s.passed));
     assert!(!s.lower_bound, "the target broke the SLO below the saturated rate");
     assert!((5_700.0..=6_000.0).contains(&s.answer.unwrap()));
-    // Real CPU figures mark it too.
-    let busy = mock(100_000.0, 1000.0, 0.97, None);
-    assert!(busy.client_saturated && !busy.passed);
+    // Measured: a client behind its schedule marks the step, whatever its CPU; a busy
+    // client that kept to its schedule does not.
+    let late = mock_lag(100_000.0, 1000.0, 0.5, Some(300_000), None);
+    assert!(late.client_saturated && !late.passed);
+    assert!((299_000..=301_000).contains(&late.client_lag_p99_ns), "{}", late.client_lag_p99_ns);
+    assert!(late.reasons[0].contains("send lag p99 300.0µs > 100.0µs"), "{:?}", late.reasons);
+    let busy_on_time = mock_lag(100_000.0, 1000.0, 0.97, Some(20_000), None);
+    assert!(!busy_on_time.client_saturated && busy_on_time.passed, "{:?}", busy_on_time.reasons);
+    let one = search(&cfg("p99<1ms"), &AtomicBool::new(false), |_| Ok(late.clone())).unwrap();
+    assert!(text("x", &one).contains("300.0µs"), "the table shows the lag: {}", text("x", &one));
 }
 
 #[test]

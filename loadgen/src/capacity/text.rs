@@ -1,6 +1,6 @@
 //! The text report of a search: the step table (offered and achieved rate, p50, p99,
-//! p99.9, errors, client CPU, server CPU with `--server-pid`, verdict) and the answer in
-//! words.
+//! p99.9, errors, client CPU and send lag, server CPU with `--server-pid`, verdict) and
+//! the answer in words.
 
 use super::{SearchDoc, Stopped};
 use crate::report::{ns, rate};
@@ -22,13 +22,14 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
     );
     let _ = writeln!(
         o,
-        "a step passes when it achieves ≥ {:.0}% of the offered rate, the client is not saturated, and the SLO holds\n",
-        search.min_achieved * 100.0
+        "a step passes when it achieves ≥ {:.0}% of the offered rate, the client keeps to its schedule (send lag p99 ≤ {}), and the SLO holds\n",
+        search.min_achieved * 100.0,
+        ns(search.slo.lag_limit().as_nanos() as f64)
     );
     let server = search.steps.iter().any(|s| s.server_cpu.is_some());
     let _ = writeln!(
         o,
-        "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>8} {:>7}{}  verdict",
+        "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9}{}  verdict",
         "step",
         "offered",
         "achieved",
@@ -37,6 +38,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
         "p99.9",
         "errors",
         "client",
+        "lag p99",
         if server { " server" } else { "" }
     );
     for (i, s) in search.steps.iter().enumerate() {
@@ -48,7 +50,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
         };
         let _ = writeln!(
             o,
-            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}%{server}  {verdict}",
+            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}% {:>9}{server}  {verdict}",
             i + 1,
             rate(s.offered),
             rate(s.achieved),
@@ -57,6 +59,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
             ns(s.point.p999),
             s.point.errors * 100.0,
             s.client_busy * 100.0,
+            ns(s.client_lag_p99_ns as f64),
         );
     }
     let _ = writeln!(o);
@@ -94,7 +97,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
         (Some(a), true) => {
             let _ = writeln!(
                 o,
-                "answer: at least {} — a LOWER BOUND: the load generator saturated before the target broke the SLO; give it more CPUs (--cpus) or connections",
+                "answer: at least {} — a LOWER BOUND: the load generator fell behind its schedule before the target broke the SLO; give it more CPUs (--cpus)",
                 rate(a)
             );
         }

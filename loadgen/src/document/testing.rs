@@ -10,9 +10,11 @@ use std::time::Duration;
 /// failed check, failures of every kind.
 pub fn full_report() -> Report {
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
+    let mut lag = hist::new();
     for v in 1..=2_000u64 {
         hist::record(&mut latency, v * 1_013);
         hist::record(&mut service, v * 997);
+        hist::record(&mut lag, v * 16);
     }
     for v in [40_000, 87_000, 120_000] {
         hist::record(&mut connect, v);
@@ -71,6 +73,7 @@ pub fn full_report() -> Report {
         counters,
         latency,
         service,
+        lag,
         connect,
         intervals: Vec::new(),
         load_cpu: Duration::from_micros(1_234_567),
@@ -78,6 +81,7 @@ pub fn full_report() -> Report {
         interrupted: false,
         warnings: vec![
             Warning::ClientSaturated { busy: 0.93 },
+            Warning::ClientBehind { lag_p99_ns: 31_700, limit_ns: 100_000, busy: 0.93 },
             Warning::RateShortfall { requested: 1_234.5, achieved: 800.0 },
             Warning::Errors { failed: 15 },
             Warning::SharedCpu,

@@ -36,6 +36,9 @@ pub struct WorkerResult {
     pub latency: Hist,
     /// Latency from the actual send (service time).
     pub service: Hist,
+    /// Open loop: how late each measured message was handed out after its intended
+    /// send time (the client's own lag behind its schedule).
+    pub lag: Hist,
     /// Per-second latency histograms: (start and length in ns since the run began,
     /// histogram); the last one may be shorter than a second.
     pub intervals: Vec<(u64, u64, String)>,

@@ -18,6 +18,8 @@ pub(crate) struct Recorder {
     pub counters: Counters,
     latency: Hist,
     service: Hist,
+    /// Open loop: hand-out time minus intended send time, per measured message.
+    lag: Hist,
     /// Closed per-second intervals, each encoded (a few KB, not a full histogram), kept
     /// only when the plan asks for them (`--hdr-log`).
     intervals: Vec<(u64, u64, String)>,
@@ -40,6 +42,7 @@ impl Recorder {
             counters: Counters::default(),
             latency: hist::new(),
             service: hist::new(),
+            lag: hist::new(),
             intervals: Vec::new(),
             keep_intervals,
             current: hist::new(),
@@ -70,6 +73,15 @@ impl Recorder {
         // the measured window, not to a sliver of an interval after it.
         self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
         hist::record(&mut self.current, corrected);
+    }
+
+    /// Open loop: a message due at `intended` was handed out at `now`. Records how late,
+    /// for messages due in the measured window: the client's lag behind its schedule.
+    #[inline]
+    pub fn handed_out(&mut self, clock: &Clock, intended: u64, now: u64) {
+        if intended >= clock.warm_end && intended < clock.stop_at {
+            hist::record(&mut self.lag, now.saturating_sub(intended));
+        }
     }
 
     /// Bulk bytes `sent` and `received` at `now`: counted in the window's seconds.
@@ -151,6 +163,7 @@ impl Recorder {
             counters: self.counters,
             latency: self.latency,
             service: self.service,
+            lag: self.lag,
             intervals: self.intervals,
             cpu,
             connect: self.connect,

@@ -209,6 +209,7 @@ impl<T: Transport> Worker<'_, T> {
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
             let due = cx.clock.next_due as u64;
             cx.clock.next_due += interval;
+            cx.rec.handed_out(&cx.clock, due, cx.now);
             if t.queued(i) >= MAX_BACKLOG {
                 cx.rec.counters.backlog_overflow += 1;
                 continue;

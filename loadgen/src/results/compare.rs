@@ -90,6 +90,7 @@ pub struct Comparison {
 pub fn spoils_comparison(w: &Warning) -> bool {
     match w {
         Warning::ClientSaturated { .. }
+        | Warning::ClientBehind { .. }
         | Warning::RateShortfall { .. }
         | Warning::Errors { .. }
         | Warning::SharedCpu

@@ -163,12 +163,17 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     let (mut corrected, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
     let mut elapsed_s: f64 = 0.0;
     let mut load_cpu_s: f64 = 0.0;
+    // An open loop's send lag adds up only when every input has one.
+    let mut send_lag = results.iter().all(|r| r.doc.latency.send_lag.is_some()).then(hist::new);
     for r in results {
         counters = document::saturating_sum(&counters, &r.doc.counters);
         let latency = &r.doc.latency;
         add(&mut corrected, &latency.corrected.histogram, r, "corrected")?;
         add(&mut service, &latency.service.histogram, r, "service")?;
         add(&mut connect, &latency.connect.histogram, r, "connect")?;
+        if let (Some(sum), Some(lag)) = (&mut send_lag, &latency.send_lag) {
+            add(sum, &lag.histogram, r, "send_lag")?;
+        }
         elapsed_s = elapsed_s.max(r.doc.elapsed_s);
         load_cpu_s = (load_cpu_s + r.doc.load_cpu_s).min(f64::MAX);
     }
@@ -185,6 +190,7 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.latency.corrected.histogram = corrected;
     doc.latency.service.histogram = service;
     doc.latency.connect.histogram = connect;
+    doc.latency.send_lag = send_lag.map(document::Summary::of);
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
     // Repeats and search steps belong to the first result alone, not to the merge.
@@ -223,6 +229,16 @@ fn carried_warnings(results: &[Saved], merged: &ResultDoc, said: &[MergeWarning]
         .reduce(f64::max);
     if let Some(busy) = busy {
         out.push(Warning::ClientSaturated { busy });
+    }
+    // A client behind its schedule in one input is behind in the merge: the worst lag.
+    let behind = inputs()
+        .filter_map(|w| match w {
+            Warning::ClientBehind { lag_p99_ns, limit_ns, busy } => Some((*lag_p99_ns, *limit_ns, *busy)),
+            _ => None,
+        })
+        .max_by_key(|&(lag, ..)| lag);
+    if let Some((lag_p99_ns, limit_ns, busy)) = behind {
+        out.push(Warning::ClientBehind { lag_p99_ns, limit_ns, busy });
     }
     if inputs().any(|w| matches!(w, Warning::RateShortfall { .. })) {
         let requested = results

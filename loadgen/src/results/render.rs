@@ -30,6 +30,7 @@ pub(super) const QUANTILES: [(&str, f64); 5] =
 pub fn short(w: &Warning) -> &'static str {
     match w {
         Warning::ClientSaturated { .. } => "client saturated",
+        Warning::ClientBehind { .. } => "client behind",
         Warning::RateShortfall { .. } => "rate shortfall",
         Warning::Errors { .. } => "errors",
         Warning::SharedCpu => "shared CPU",
