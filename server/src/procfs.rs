@@ -50,9 +50,10 @@ impl CpuTime {
     }
 }
 
-/// The fields after the command name in a `stat` line. The name is in parentheses and
-/// may itself hold spaces and ')', so the fields start after the *last* ')'.
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+/// The fields after the command name in a `stat` line (the first is the state, stat(5)'s
+/// field 3). The name is in parentheses and may itself hold spaces and ')', so the fields
+/// start after the *last* ')'. `None` when the line is too short to hold utime and stime.
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are the 12th and 13th fields after the name.

@@ -263,10 +263,11 @@ pub fn group_members(pgid: u32) -> Vec<Member> {
         .collect()
 }
 
-/// `(pgrp, member)` from the text of `/proc/PID/stat`. Fields are counted after the last
-/// `)`: the command name before it may hold spaces and parentheses.
+/// `(pgrp, member)` from the text of `/proc/PID/stat`, its fields as
+/// [`ringecho::procfs::stat_fields`] finds them (after the last `)`: the command name
+/// before it may hold spaces and parentheses).
 pub fn parse_stat(pid: u32, stat: &str) -> Option<(u32, Member)> {
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let fields = ringecho::procfs::stat_fields(stat)?;
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     let state = fields.first()?;
     let pgrp = u32::try_from(num(2)?).ok()?;

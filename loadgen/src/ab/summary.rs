@@ -459,11 +459,30 @@ mod tests {
             record(Side::A, 2, 110_000.0, 22, 120, 5.2, 0.5),
         ];
         records[3].result.failed_checks.push("p99 120.0µs > --max-p99 110.0µs".into());
+        // The busy B run also fell behind its open-loop schedule: its client limited it.
+        records[1].result.latency.send_lag.as_mut().expect("an open loop's lag").p99 = 300_000;
         let result = summarize(&plan(), records, false);
         assert_eq!(result.exit_code(), 1);
         let text = result.text();
         let expected = include_str!("testdata/text.snap");
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    /// An open-loop run's client limited it when it fell behind its schedule, whatever
+    /// its CPU; a closed-loop run's when its CPU was busy.
+    #[test]
+    fn a_client_is_saturated_by_its_schedule_in_an_open_loop_by_its_cpu_in_a_closed_one() {
+        let busy_on_time = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.97);
+        assert!(busy_on_time.result.latency.send_lag.as_ref().unwrap().p99 < 100_000);
+        assert!(!busy_on_time.client_saturated());
+        let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.3);
+        late.result.latency.send_lag.as_mut().unwrap().p99 = 100_001;
+        assert!(late.client_saturated());
+        let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.95);
+        closed.result.latency.send_lag = None;
+        assert!(closed.client_saturated());
+        closed.client_busy = 0.5;
+        assert!(!closed.client_saturated());
     }
 
     #[test]

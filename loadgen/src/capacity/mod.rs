@@ -382,14 +382,8 @@ pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
 /// be read (gone, not ours to see).
 pub fn process_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf reads a configuration value; it has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+    let cpu = ringecho::procfs::parse_stat_cpu(&stat, ringecho::sys::clock_ticks_per_second())?;
+    Some(Duration::from_secs_f64(cpu.user_s + cpu.system_s))
 }
 
 /// A step's plan: `base` (validated) with the step's length and warm-up.
