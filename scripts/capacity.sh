@@ -5,7 +5,7 @@
 #   ringload --cpus 1 --find-max-rate --slo SLO
 # against it (pinned with taskset too), saving each search's JSON and plot SVG. Prints
 # each backend's answers, their median, and the ratio uring ÷ epoll; a run whose answer
-# is a lower bound (the client saturated) or that found none is said so.
+# is a lower bound (the client fell behind its schedule) or that found none is said so.
 #
 # usage: scripts/capacity.sh [--runs N] [--slo SLO] [--step-duration D] [--warmup D]
 #                            [--start-rate R] [--precision P] [--connections N] [--repeat N]

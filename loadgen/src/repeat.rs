@@ -15,6 +15,7 @@
 
 use crate::document::{ResultDoc, WarningEntry};
 use crate::hist;
+use crate::report::Warning;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -190,7 +191,16 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
         elapsed_s += r.elapsed_s;
         load_cpu_s += r.load_cpu_s;
         for w in &r.warnings {
-            if !warnings.iter().any(|have| have.warning == w.warning) {
+            if let Warning::ClientBehind { lag_p99_ns: lag, .. } = w.warning {
+                // One warning for the pool: the run that fell furthest behind.
+                let have = warnings.iter_mut().find(|h| matches!(h.warning, Warning::ClientBehind { .. }));
+                match have {
+                    Some(h) if matches!(h.warning, Warning::ClientBehind { lag_p99_ns, .. } if lag_p99_ns >= lag) =>
+                        {}
+                    Some(h) => *h = w.clone(),
+                    None => warnings.push(w.clone()),
+                }
+            } else if !warnings.iter().any(|have| have.warning == w.warning) {
                 warnings.push(w.clone());
             }
         }

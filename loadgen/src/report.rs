@@ -83,7 +83,8 @@ pub struct Builtin {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum Warning {
-    /// Closed loop: the load workers were busy nearly all the time.
+    /// The load workers were busy nearly all the time (a closed loop, or an open loop
+    /// that handed out no measured message, so its schedule cannot be judged).
     ClientSaturated {
         /// Share of the workers' wall time spent on CPU.
         busy: f64,

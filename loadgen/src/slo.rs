@@ -112,6 +112,10 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
+/// The least send-lag limit an SLO sets ([`Slo::lag_limit`]): below this an idle
+/// client's own timer wake-ups (5–20 µs at p99 on a quiet machine) would fail every step.
+pub const MIN_LAG_LIMIT: Duration = Duration::from_micros(50);
+
 /// A service-level objective: every clause must hold.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Slo {
@@ -181,7 +185,8 @@ impl Point {
 impl Slo {
     /// The most send lag (p99) an open loop's client may show and still count as keeping
     /// to its schedule while this SLO is judged: a tenth of the tightest latency bound,
-    /// so the client's own delay stays small beside what is measured;
+    /// so the client's own delay stays small beside what is measured, but never below
+    /// [`MIN_LAG_LIMIT`] (a client's wake-up alone takes microseconds);
     /// [`crate::report::LAG_LIMIT`] when no clause bounds latency.
     pub fn lag_limit(&self) -> Duration {
         self.clauses
@@ -189,7 +194,9 @@ impl Slo {
             .filter(|c| c.metric.is_latency())
             .map(|c| c.limit)
             .reduce(f64::min)
-            .map_or(crate::report::LAG_LIMIT, |ns| Duration::from_nanos((ns / 10.0) as u64))
+            .map_or(crate::report::LAG_LIMIT, |ns| {
+                Duration::from_nanos((ns / 10.0) as u64).max(MIN_LAG_LIMIT)
+            })
     }
 
     /// Parses `p99<1ms,errors<0.1%`: clauses separated by commas, each `METRIC<LIMIT`
@@ -320,7 +327,8 @@ mod tests {
     fn the_lag_limit_is_a_tenth_of_the_tightest_latency_bound() {
         let limit = |t: &str| Slo::parse(t).unwrap().lag_limit();
         assert_eq!(limit("p99<1ms"), Duration::from_micros(100));
-        assert_eq!(limit("p99.9<5ms,p50<200us,errors<1%"), Duration::from_micros(20));
+        assert_eq!(limit("p99.9<5ms,p50<800us,errors<1%"), Duration::from_micros(80));
+        assert_eq!(limit("p99<200us"), MIN_LAG_LIMIT, "a tenth of 200 µs is below the floor");
         assert_eq!(limit("errors<0.1%"), crate::report::LAG_LIMIT, "no latency bound");
     }
 

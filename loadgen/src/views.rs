@@ -5,8 +5,10 @@
 //! runnable and waiting for one (`schedstat`). A worker sharing its CPU with a busy task
 //! runs half the time and waits the other half: it is saturated, and CPU time alone would
 //! not say so. A side is saturated when its busiest thread is busy at least
-//! [`SATURATED`] of the window. The verdict ([`judge`]) is a pure function of those
-//! figures, so it is tested on numbers; [`crate::observe`] takes the readings.
+//! [`SATURATED`] of the window. An open loop's client is judged by its schedule instead
+//! ([`Schedule`]): it limited the run when it fell behind, whatever its CPU share. The
+//! verdict ([`judge`]) is a pure function of those figures, so it is tested on numbers;
+//! [`crate::observe`] takes the readings and [`crate::report::Report::assess`] concludes.
 
 use ringecho::procfs::{NET_COUNTERS, NetCounters};
 use serde::{Deserialize, Serialize};
@@ -72,7 +74,8 @@ pub struct ServerView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
-    /// The load generator's CPU was saturated.
+    /// The load generator's CPU was saturated (closed loop), or it fell behind its
+    /// schedule (open loop, whatever its CPU share).
     ClientCpu,
     /// The server's CPU was saturated.
     ServerCpu,
@@ -156,7 +159,9 @@ pub fn judge(
         Some(s) => s.behind(),
         None => dominates(client, server),
     };
-    let server_sat = dominates(server, client);
+    // An open loop's client CPU share says little (see above): the server is judged by
+    // its own share alone there.
+    let server_sat = dominates(server, if schedule.is_some() { None } else { client });
     match (client_sat, server_sat) {
         (true, true) => Limit::ClientAndServerCpu,
         (true, false) => Limit::ClientCpu,
@@ -200,7 +205,6 @@ impl Views {
     pub fn conclude(&mut self, schedule: Option<Schedule>) {
         let server = self.server.as_ref().map(|s| s.cpu.peak()).filter(|_| self.server_known());
         let client = (!self.client.busy.is_empty()).then(|| self.client.peak());
-        let schedule = schedule.filter(|_| !self.spin);
         self.limit = judge(client, server, schedule, self.spin);
         let kept = |s: &Schedule| {
             format!(

@@ -174,7 +174,7 @@ fn a_saturated_client_gives_a_lower_bound() {
         return;
     }
     // The server sustains far more; the client is taken as saturated above 5k (the
-    // hidden test knob stands in for a CPU at 100%).
+    // hidden test knob stands in for a client behind its schedule).
     let target = format!("tcp://{}", limited_server(1e9, None));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bound.json");

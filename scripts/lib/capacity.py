@@ -102,7 +102,7 @@ def search(b, backend, n, args, budget, out):
     plot.release()
     s = doc.get("search") or {}
     answer, lower = s.get("answer"), bool(s.get("lower_bound"))
-    print(f"{name}: {describe(answer, lower)}{' (lower bound: the client saturated)' if lower else ''}, "
+    print(f"{name}: {describe(answer, lower)}{' (lower bound: the client fell behind its schedule)' if lower else ''}, "
           f"{len(s.get('steps', []))} steps{', stopped: ' + s['stopped'] if s.get('stopped') else ''}", flush=True)
     return answer, lower
 

@@ -18,8 +18,8 @@
 //!   one puts its own delay into the latency being judged;
 //! - the SLO holds at the medians of the repeats.
 //!
-//! When the lowest failing step failed because the client saturated, the answer is a
-//! lower bound: the target was not what stopped the search. The search ends at convergence, at
+//! When the lowest failing step failed because the client fell behind (or, in tests,
+//! the `--test-saturate-above` knob said so), the answer is a lower bound: the target was not what stopped the search. The search ends at convergence, at
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
@@ -90,12 +90,13 @@ pub struct StepDoc {
     pub passed: bool,
     /// The load workers' CPU share (median over repeats).
     pub client_busy: f64,
-    /// The load generator fell behind its schedule: the step says nothing of the
-    /// target's limit.
+    /// The load generator fell behind its schedule (or the hidden test knob
+    /// `--test-saturate-above` marked the step): it says nothing of the target's limit.
     pub client_saturated: bool,
-    /// The p99 of the client's send lag (median over repeats), ns.
-    #[serde(default)]
-    pub client_lag_p99_ns: u64,
+    /// The p99 of the client's send lag (median over repeats), ns; absent in documents
+    /// from before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_lag_p99_ns: Option<u64>,
     /// Ctrl-C cut the step short: it is not judged.
     #[serde(default)]
     pub interrupted: bool,
@@ -179,10 +180,17 @@ impl Sample {
 /// Judges a step offered at `offered` from its runs (see the module's rule).
 pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Option<f64>) -> StepDoc {
     let busy = repeat::median(&samples.iter().map(|s| s.busy).collect::<Vec<_>>());
-    let lag = |d: &ResultDoc| d.latency.send_lag.as_ref().map_or(0, |l| l.p99) as f64;
-    let lag_p99 = repeat::median(&samples.iter().map(|s| lag(&s.doc)).collect::<Vec<_>>()) as u64;
     let lag_limit = slo.lag_limit().as_nanos() as u64;
-    let docs: Vec<ResultDoc> = samples.into_iter().map(|s| s.doc).collect();
+    let lags: Vec<f64> =
+        samples.iter().filter_map(|s| s.doc.latency.send_lag.as_ref()).map(|l| l.p99 as f64).collect();
+    let lag_p99 = (!lags.is_empty()).then(|| repeat::median(&lags) as u64);
+    let docs: Vec<ResultDoc> = samples
+        .into_iter()
+        .map(|mut s| {
+            rejudge_schedule(&mut s.doc, lag_limit, s.busy);
+            s.doc
+        })
+        .collect();
     let interrupted = docs.iter().any(|d| d.interrupted);
     let failures: Vec<String> = docs
         .iter()
@@ -200,7 +208,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
             )
         }
     };
-    let behind = lag_p99 > lag_limit;
+    let behind = lag_p99.is_some_and(|lag| lag > lag_limit);
     let staged = saturate_above.is_some_and(|r| offered > r);
     let saturated = behind || staged;
     let mut reasons = Vec::new();
@@ -221,7 +229,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     if behind {
         reasons.push(format!(
             "load generator behind its schedule (send lag p99 {} > {})",
-            crate::report::ns(lag_p99 as f64),
+            crate::report::ns(lag_p99.unwrap_or(0) as f64),
             crate::report::ns(lag_limit as f64)
         ));
     } else if staged {
@@ -243,6 +251,16 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         reasons,
         server_cpu: None,
         run,
+    }
+}
+
+/// A step's run judged its client by the plain-run limit ([`crate::report::LAG_LIMIT`]);
+/// the search judges it by the SLO's ([`Slo::lag_limit`]). Its `client_behind` warning
+/// is made to say the step's verdict, so a saved step does not contradict itself.
+fn rejudge_schedule(doc: &mut ResultDoc, limit_ns: u64, busy: f64) {
+    doc.warnings.retain(|w| !matches!(w.warning, Warning::ClientBehind { .. }));
+    if let Some(lag) = doc.latency.send_lag.as_ref().map(|l| l.p99).filter(|&lag| lag > limit_ns) {
+        doc.warnings.push((&Warning::ClientBehind { lag_p99_ns: lag, limit_ns, busy }).into());
     }
 }
 

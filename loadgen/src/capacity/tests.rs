@@ -89,7 +89,24 @@ fn a_saturated_client_makes_a_lower_bound() {
     // client that kept to its schedule does not.
     let late = mock_lag(100_000.0, 1000.0, 0.5, Some(300_000), None);
     assert!(late.client_saturated && !late.passed);
-    assert!((299_000..=301_000).contains(&late.client_lag_p99_ns), "{}", late.client_lag_p99_ns);
+    assert!(
+        late.client_lag_p99_ns.is_some_and(|l| (299_000..=301_000).contains(&l)),
+        "{:?}",
+        late.client_lag_p99_ns
+    );
+    // The run's own warning says the step's verdict (the SLO's limit, not the plain one).
+    let behind: Vec<_> =
+        late.run.warnings.iter().filter(|w| matches!(w.warning, Warning::ClientBehind { .. })).collect();
+    assert_eq!(behind.len(), 1, "{:?}", late.run.warnings);
+    assert!(matches!(behind[0].warning, Warning::ClientBehind { limit_ns: 100_000, .. }));
+    // A lag over the plain 100 µs but within a looser SLO's tenth: on time, no warning.
+    let mut loose = mock_lag(100_000.0, 1000.0, 0.5, Some(300_000), None).run;
+    loose
+        .warnings
+        .push((&Warning::ClientBehind { lag_p99_ns: 300_000, limit_ns: 100_000, busy: 0.5 }).into());
+    let step = judge(1000.0, vec![Sample { doc: loose, busy: 0.5 }], &Slo::parse("p99<5ms").unwrap(), None);
+    assert!(step.passed, "{:?}", step.reasons);
+    assert!(!step.run.warnings.iter().any(|w| matches!(w.warning, Warning::ClientBehind { .. })));
     assert!(late.reasons[0].contains("send lag p99 300.0µs > 100.0µs"), "{:?}", late.reasons);
     let busy_on_time = mock_lag(100_000.0, 1000.0, 0.97, Some(20_000), None);
     assert!(!busy_on_time.client_saturated && busy_on_time.passed, "{:?}", busy_on_time.reasons);

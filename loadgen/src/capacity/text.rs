@@ -59,7 +59,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
             ns(s.point.p999),
             s.point.errors * 100.0,
             s.client_busy * 100.0,
-            ns(s.client_lag_p99_ns as f64),
+            s.client_lag_p99_ns.map_or_else(|| "—".to_owned(), |lag| ns(lag as f64)),
         );
     }
     let _ = writeln!(o);

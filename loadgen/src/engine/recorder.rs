@@ -75,8 +75,10 @@ impl Recorder {
         hist::record(&mut self.current, corrected);
     }
 
-    /// Open loop: a message due at `intended` was handed out at `now`. Records how late,
-    /// for messages due in the measured window: the client's lag behind its schedule.
+    /// Open loop: a message due at `intended` was handed out at `now` (to a connection
+    /// that took it: one refused by the backlog bound is counted there, not here).
+    /// Records how late, for messages due in the measured window: the client's lag
+    /// behind its schedule.
     #[inline]
     pub fn handed_out(&mut self, clock: &Clock, intended: u64, now: u64) {
         if intended >= clock.warm_end && intended < clock.stop_at {

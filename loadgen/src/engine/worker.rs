@@ -205,15 +205,18 @@ impl<T: Transport> Worker<'_, T> {
     fn hand_out_due(&mut self) {
         let Some(interval) = self.cx.clock.interval else { return };
         let (cx, t) = (&mut self.cx, &mut self.transport);
+        // The time now, not the turn's start: the reap before may have taken a while,
+        // and the send lag and each message's send time must include it.
+        cx.now = cx.clock.now();
         while cx.scheduling && cx.clock.next_due <= cx.now as f64 && cx.clock.budget != Some(0) {
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
             let due = cx.clock.next_due as u64;
             cx.clock.next_due += interval;
-            cx.rec.handed_out(&cx.clock, due, cx.now);
             if t.queued(i) >= MAX_BACKLOG {
                 cx.rec.counters.backlog_overflow += 1;
                 continue;
             }
+            cx.rec.handed_out(&cx.clock, due, cx.now);
             t.schedule(cx, i, due);
             t.pump(cx, i);
         }

@@ -305,6 +305,50 @@ mod tests {
         assert!(matches!(merge(&[], false), Err(ResultError::NoResults)));
     }
 
+    /// Open-loop send lags add up; one input without a lag (a closed loop, an older
+    /// document) leaves the merge without one; the worst `client_behind` is carried.
+    #[test]
+    fn send_lags_add_up_only_when_every_input_has_one() {
+        let lag = |values: &[u64]| {
+            let mut h = hist::new();
+            values.iter().for_each(|&v| hist::record(&mut h, v));
+            Some(document::Summary::of(h))
+        };
+        let mut a = fake("a", 1000, 10.0, 50_000);
+        a.doc.latency.send_lag = lag(&[10_000, 20_000]);
+        a.doc
+            .warnings
+            .push((&Warning::ClientBehind { lag_p99_ns: 150_000, limit_ns: 100_000, busy: 0.9 }).into());
+        let mut b = fake("b", 1000, 10.0, 50_000);
+        b.doc.latency.send_lag = lag(&[30_000]);
+        b.doc
+            .warnings
+            .push((&Warning::ClientBehind { lag_p99_ns: 400_000, limit_ns: 100_000, busy: 0.7 }).into());
+        let (m, _) = merge(&[a.clone(), b], false).unwrap();
+        let merged = m.latency.send_lag.expect("both had one");
+        assert_eq!((merged.count, merged.max), (3, 30_015));
+        let behind: Vec<_> =
+            m.warnings.iter().filter(|w| matches!(w.warning, Warning::ClientBehind { .. })).collect();
+        assert_eq!(behind.len(), 1);
+        assert!(matches!(behind[0].warning, Warning::ClientBehind { lag_p99_ns: 400_000, .. }));
+        let closed = fake("c", 1000, 10.0, 50_000);
+        let (m, _) = merge(&[a.clone(), closed], false).unwrap();
+        assert!(m.latency.send_lag.is_none());
+        // Pooled repeats: the same rule, one warning for the furthest behind.
+        let mut c = a.clone();
+        c.doc.warnings[0] =
+            (&Warning::ClientBehind { lag_p99_ns: 900_000, limit_ns: 100_000, busy: 0.8 }).into();
+        let pooled = crate::repeat::pool(vec![a.doc.clone(), c.doc]);
+        assert_eq!(pooled.latency.send_lag.as_ref().map(|l| l.count), Some(4));
+        let behind: Vec<_> =
+            pooled.warnings.iter().filter(|w| matches!(w.warning, Warning::ClientBehind { .. })).collect();
+        assert_eq!(behind.len(), 1, "{:?}", pooled.warnings);
+        assert!(matches!(behind[0].warning, Warning::ClientBehind { lag_p99_ns: 900_000, .. }));
+        let mut old = fake("d", 1000, 10.0, 50_000).doc;
+        old.latency.send_lag = None;
+        assert!(crate::repeat::pool(vec![a.doc, old]).latency.send_lag.is_none());
+    }
+
     #[test]
     fn different_plans_merge_with_a_warning() {
         let a = fake("a", 1000, 10.0, 50_000);
