@@ -115,7 +115,10 @@ fn finds_the_rate_the_server_sustains() {
     let cpu = cpu();
     // The test server is this process: its CPU per step is reported.
     let pid = std::process::id().to_string();
-    let mut args = search_args(&target, "p90<8ms", file.to_str().unwrap(), &cpu);
+    // The bound is loose beside the server's 20 ms over its limit, and so is the client's
+    // lag limit it implies (a tenth, 1.8 ms): the test's own server threads and the other
+    // tests share these CPUs with the client.
+    let mut args = search_args(&target, "p90<18ms", file.to_str().unwrap(), &cpu);
     args.extend(["--server-pid", &pid]);
     let out = ringload(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
