@@ -493,27 +493,24 @@ impl Report {
                 String::new()
             }
         );
-        let errors: Vec<String> = [
-            ("connect refused", c.connect_refused),
-            ("connect timeout", c.connect_timeout),
-            ("connect failed", c.connect_other),
-            ("reset", c.reset),
-            ("unexpected EOF", c.unexpected_eof),
-            ("socket errors", c.socket_errors),
-            ("lost with connection", c.failed_messages),
-            ("mismatched messages", c.mismatched_messages),
-            ("mismatched bytes", c.mismatched_bytes),
-            ("unsolicited bytes", c.unsolicited_bytes),
-            ("unanswered at end", c.unanswered_at_end),
-            ("backlog overflow", c.backlog_overflow),
-            ("garbage replies", c.garbage),
-        ]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-        let _ =
-            writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
+        errors_line(
+            &mut o,
+            &[
+                ("connect refused", c.connect_refused),
+                ("connect timeout", c.connect_timeout),
+                ("connect failed", c.connect_other),
+                ("reset", c.reset),
+                ("unexpected EOF", c.unexpected_eof),
+                ("socket errors", c.socket_errors),
+                ("lost with connection", c.failed_messages),
+                ("mismatched messages", c.mismatched_messages),
+                ("mismatched bytes", c.mismatched_bytes),
+                ("unsolicited bytes", c.unsolicited_bytes),
+                ("unanswered at end", c.unanswered_at_end),
+                ("backlog overflow", c.backlog_overflow),
+                ("garbage replies", c.garbage),
+            ],
+        );
         if self.target.starts_with("udp") || self.target.starts_with("unixgram") {
             let sent = c.sent.max(1) as f64;
             let _ = writeln!(
@@ -616,6 +613,13 @@ impl Report {
         doc.derive();
         doc
     }
+}
+
+/// The report's `errors` line: each non-zero count by its name, or `none`.
+pub(crate) fn errors_line(o: &mut String, counts: &[(&str, u64)]) {
+    let errors: Vec<String> =
+        counts.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
 }
 
 /// The report's `time` line: measured time, warm-up, load workers and their CPUs.

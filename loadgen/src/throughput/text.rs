@@ -42,21 +42,19 @@ pub(crate) fn bulk(r: &Report) -> String {
             s.server_bytes_in, s.server_bytes_out
         );
     }
-    let errors: Vec<String> = [
-        ("connect refused", c.connect_refused),
-        ("connect timeout", c.connect_timeout),
-        ("connect failed", c.connect_other),
-        ("reset", c.reset),
-        ("unexpected EOF", c.unexpected_eof),
-        ("socket errors", c.socket_errors),
-        ("mismatched bytes", c.mismatched_bytes),
-        ("unsolicited bytes", c.unsolicited_bytes),
-    ]
-    .iter()
-    .filter(|(_, n)| *n > 0)
-    .map(|(k, n)| format!("{k} {n}"))
-    .collect();
-    let _ = writeln!(o, "errors      {}", if errors.is_empty() { "none".into() } else { errors.join(", ") });
+    crate::report::errors_line(
+        &mut o,
+        &[
+            ("connect refused", c.connect_refused),
+            ("connect timeout", c.connect_timeout),
+            ("connect failed", c.connect_other),
+            ("reset", c.reset),
+            ("unexpected EOF", c.unexpected_eof),
+            ("socket errors", c.socket_errors),
+            ("mismatched bytes", c.mismatched_bytes),
+            ("unsolicited bytes", c.unsolicited_bytes),
+        ],
+    );
     for w in &r.warnings {
         let kind = if w.is_failure() { "FAILED" } else { "warning" };
         let _ = writeln!(o, "{kind}: {}", w.message());
