@@ -12,7 +12,7 @@
 //! all of them until the kernel has answered (see [`super::transport`]).
 
 use super::token::{Op, Token};
-use super::transport::{Ctx, Transport};
+use super::transport::{Ctx, Received, Transport};
 use super::{Clock, RunError, Shared};
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
@@ -293,40 +293,32 @@ impl Stream {
     }
 
     fn on_recv(&mut self, cx: &mut Ctx<'_>, i: usize, res: i32, flags: u32) {
-        let buf = cx.take_buf(flags);
         if !cqueue::more(flags) {
             self.conns[i].recv_armed = false;
         }
-        if res > 0 {
-            if let Some(buf) = &buf {
-                self.on_data(cx, i, buf, res as u32);
-            }
-        } else if res == 0 {
-            let c = &mut self.conns[i];
-            if c.churning {
-                // The end churn asked for: open the next connection.
-                c.churning = false;
-                c.dead = true;
-                c.reconnect = true;
-            } else if !c.dead {
-                if !c.fifo.is_empty() {
-                    cx.rec.counters.unexpected_eof += 1;
+        cx.received(res, flags, |cx, what| match what {
+            Received::Data(buf, n) => self.on_data(cx, i, buf, n),
+            Received::Eof => {
+                let c = &mut self.conns[i];
+                if c.churning {
+                    // The end churn asked for: open the next connection.
+                    c.churning = false;
+                    c.dead = true;
+                    c.reconnect = true;
+                } else if !c.dead {
+                    if !c.fifo.is_empty() {
+                        cx.rec.counters.unexpected_eof += 1;
+                    }
+                    cx.rec.counters.conns_lost += 1;
+                    cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
+                    c.fifo.clear();
+                    c.dead = true;
                 }
-                cx.rec.counters.conns_lost += 1;
-                cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
-                c.fifo.clear();
-                c.dead = true;
             }
-        } else {
-            match -res {
-                libc::ENOBUFS => self.conns[i].starved = true,
-                libc::ECANCELED => {}
-                errno => self.fail(cx, i, errno),
-            }
-        }
-        if let Some(buf) = buf {
-            cx.give_back(buf);
-        }
+            Received::Starved => self.conns[i].starved = true,
+            Received::Cancelled => {}
+            Received::Failed(errno) => self.fail(cx, i, errno),
+        });
         let c = &self.conns[i];
         if !c.recv_armed && !c.dead && !c.starved {
             self.arm_recv(cx, i);

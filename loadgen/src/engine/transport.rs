@@ -66,6 +66,28 @@ impl Ctx<'_> {
         cqueue::buffer_select(flags).and_then(|bid| self.buf_ring.take(bid).ok())
     }
 
+    /// A stream receive's completion (`res`, `flags`), taken apart: its buffer taken,
+    /// what it says handed to `on`, the buffer given back after.
+    #[inline]
+    pub fn received(&mut self, res: i32, flags: u32, on: impl FnOnce(&mut Self, Received<'_>)) {
+        let buf = self.take_buf(flags);
+        let what = match (res, &buf) {
+            (n, Some(buf)) if n > 0 => Received::Data(buf, n as u32),
+            // Bytes without a buffer name nothing to read.
+            (n, None) if n > 0 => Received::Cancelled,
+            (0, _) => Received::Eof,
+            (n, _) => match -n {
+                libc::ENOBUFS => Received::Starved,
+                libc::ECANCELED => Received::Cancelled,
+                errno => Received::Failed(errno),
+            },
+        };
+        on(self, what);
+        if let Some(buf) = buf {
+            self.give_back(buf);
+        }
+    }
+
     /// Gives a taken buffer back to the kernel (visible at the next turn).
     #[inline]
     pub fn give_back(&mut self, buf: Buf) {
@@ -73,6 +95,20 @@ impl Ctx<'_> {
         let returned = self.buf_ring.give_back(buf);
         debug_assert!(returned.is_ok(), "{returned:?}");
     }
+}
+
+/// What a stream receive's completion said ([`Ctx::received`]).
+pub(super) enum Received<'b> {
+    /// `n` bytes, in the buffer.
+    Data(&'b Buf, u32),
+    /// The peer ended the connection.
+    Eof,
+    /// The buffer ring was empty: re-arm once buffers are back.
+    Starved,
+    /// Cancelled (the exit), or nothing to act on.
+    Cancelled,
+    /// The receive failed with this errno.
+    Failed(i32),
 }
 
 /// What a transport supplies to the worker loop: the connections, their messages and
