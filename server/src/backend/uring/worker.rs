@@ -48,6 +48,16 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
         }
     }
     let serves_datagrams = setup.listeners.iter().any(|l| l.transport == Transport::Datagram);
+    for listener in setup.listeners.iter().filter(|l| l.transport == Transport::Datagram) {
+        // io_uring never blocks on the socket either way, but the kernel's UDP poll, run on
+        // every wake of the multishot receive, checks the first datagram's checksum under
+        // the queue lock for a blocking socket only (`first_packet_length`: 1.6% of the
+        // server's CPU at 8 flows × 64 B).
+        if let Err(e) = socket2::SockRef::from(&listener.fd).set_nonblocking(true) {
+            ready.failed("making a datagram listener non-blocking", e);
+            return Vec::new();
+        }
+    }
     let dgram_size = setup.shared.dgram_capacity.saturating_add(super::dgram::header_room(&setup.listeners));
     let options = RingOptions {
         entries: config.ring_entries,
