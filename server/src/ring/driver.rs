@@ -110,13 +110,17 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Before an `io_uring_enter`: the backlog into the submission queue, which is synced.
+    /// Before an `io_uring_enter`: the backlog into the submission queue, which is synced;
+    /// and the completions taken since the last enter handed back. The kernel counts a
+    /// wait's completions from the head it was last told: with a stale head, a wait for one
+    /// completion returns at once, on the entries already taken, and costs a second enter.
     fn before_enter(&mut self) -> io::Result<()> {
         self.drain_backlog().map_err(|e| match e {
             PushError::Submit(e) => e,
             PushError::Backlog => io::Error::other(e),
         })?;
         self.sq.sync();
+        self.cq.sync();
         Ok(())
     }
 
@@ -182,4 +186,33 @@ impl<'a> Driver<'a> {
 
 fn transient(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ring::{Ring, RingOptions};
+    use io_uring::{opcode, types};
+
+    /// A wait counts only completions not yet taken: once one is taken, the next wait for
+    /// one returns with a new one, not at once on the kernel's stale view of the queue.
+    #[test]
+    fn a_wait_returns_with_a_completion_not_yet_taken() {
+        let options = RingOptions { entries: 8, sqpoll: false, buffers: 1, buffer_size: 64, dgram: None };
+        let mut ring = Ring::new(options).expect("io_uring must work here");
+        let mut driver = ring.split().driver;
+        // SAFETY: a no-op points at no memory.
+        unsafe { driver.push(&opcode::Nop::new().build().user_data(1)) }.unwrap();
+        driver.wait(1, None).unwrap();
+        assert_eq!(driver.completion().map(|c| c.user_data()), Some(1));
+        assert!(driver.completion().is_none());
+
+        let five_ms = types::Timespec::new().nsec(5_000_000);
+        // SAFETY: the kernel copies the interval when it takes the entry, inside `wait`,
+        // while `five_ms` lives.
+        unsafe { driver.push(&opcode::Timeout::new(&five_ms).build().user_data(2)) }.unwrap();
+        driver.wait(1, None).unwrap();
+        let next = driver.completion().map(|c| c.user_data());
+        assert_eq!(next, Some(2), "the wait returned before the timeout's completion");
+        assert_eq!(driver.inflight(), 0);
+    }
 }
