@@ -35,6 +35,8 @@ pub struct Driver<'a> {
     backlog: VecDeque<squeue::Entry>,
     /// The ring has a kernel submission-polling thread.
     sqpoll: bool,
+    /// Entries queued since the last enter that the kernel answers as it takes them.
+    immediate: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -44,7 +46,7 @@ impl<'a> Driver<'a> {
         let (mut submitter, sq, cq) = ring.split();
         // Best effort: without it every enter looks the descriptor up.
         let _ = submitter.register_ring_fd();
-        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new(), sqpoll }
+        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new(), sqpoll, immediate: 0 }
     }
 
     /// Operations accepted whose last completion has not arrived.
@@ -77,6 +79,21 @@ impl<'a> Driver<'a> {
         }
         self.backlog.push_back(entry.clone());
         self.inflight += 1;
+        Ok(())
+    }
+
+    /// Queues an SQE the kernel answers while it takes it (a datagram send with
+    /// `MSG_DONTWAIT`, which completes or fails at once), so that the next [`Driver::wait`]
+    /// does not count its completion among those it waits for: the send and the sleep
+    /// until the next event are one `io_uring_enter`, not two. Should the kernel answer it
+    /// later after all, the wait returns at the next event after that answer.
+    ///
+    /// # Safety
+    /// As for [`Driver::push`].
+    pub unsafe fn push_immediate(&mut self, entry: &squeue::Entry) -> Result<(), PushError> {
+        // SAFETY: the caller's contract is `push`'s.
+        unsafe { self.push(entry) }?;
+        self.immediate += 1;
         Ok(())
     }
 
@@ -144,6 +161,7 @@ impl<'a> Driver<'a> {
     /// GETEVENTS and a minimum of zero.
     pub fn spin(&mut self) -> io::Result<()> {
         self.before_enter()?;
+        self.immediate = 0;
         let res = if self.sqpoll {
             // Wakes the polling thread if it sleeps; completions need no enter.
             self.submitter.submit()
@@ -163,6 +181,11 @@ impl<'a> Driver<'a> {
     /// `timeout` passes. Interruptions and timeouts are not errors.
     pub fn wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
         self.before_enter()?;
+        // Entries still in the backlog are not taken by this enter, and a polling thread
+        // takes entries on its own time: then count nothing as answered at once (a wait
+        // may return early, never late).
+        let immediate = std::mem::take(&mut self.immediate);
+        let want = if self.backlog.is_empty() && !self.sqpoll { want + immediate } else { want };
         let res = match timeout {
             None => self.submitter.submit_and_wait(want),
             Some(t) => {
@@ -213,6 +236,52 @@ mod tests {
         driver.wait(1, None).unwrap();
         let next = driver.completion().map(|c| c.user_data());
         assert_eq!(next, Some(2), "the wait returned before the timeout's completion");
+        assert_eq!(driver.inflight(), 0);
+    }
+
+    fn taken(driver: &mut super::Driver<'_>) -> Vec<u64> {
+        std::iter::from_fn(|| driver.completion().map(|c| c.user_data())).collect()
+    }
+
+    /// A wait does not return on the answer of an entry answered as it is taken: the
+    /// submission and the sleep until the next event are one enter.
+    #[test]
+    fn a_wait_looks_past_answers_given_at_submission() {
+        let options = RingOptions { entries: 8, sqpoll: false, buffers: 1, buffer_size: 64, dgram: None };
+        let mut ring = Ring::new(options).expect("io_uring must work here");
+        let mut driver = ring.split().driver;
+        let five_ms = types::Timespec::new().nsec(5_000_000);
+        // SAFETY: a no-op points at no memory; the kernel copies the interval when it
+        // takes the entry, inside `wait`, while `five_ms` lives.
+        unsafe {
+            driver.push_immediate(&opcode::Nop::new().build().user_data(1)).unwrap();
+            driver.push(&opcode::Timeout::new(&five_ms).build().user_data(2)).unwrap();
+        }
+        driver.wait(1, Some(std::time::Duration::from_secs(5))).unwrap();
+        assert_eq!(taken(&mut driver), [1, 2], "the wait returned on the no-op's answer alone");
+
+        // An entry said to be answered at once but answered later (a poll of an eventfd,
+        // made ready by a write the kernel takes after it) makes the wait return one
+        // event later, never hang: the wait ends with both answers.
+        // SAFETY: eventfd has no memory arguments; the result is checked.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        assert!(efd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+        // SAFETY: the descriptor was just created and is owned here alone.
+        let efd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(efd) };
+        let fd = types::Fd(std::os::fd::AsRawFd::as_raw_fd(&efd));
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: the poll points at no memory; the write reads `one`, which lives until
+        // the wait below has taken its answer.
+        unsafe {
+            driver
+                .push_immediate(&opcode::PollAdd::new(fd, libc::POLLIN as u32).build().user_data(3))
+                .unwrap();
+            driver.push(&opcode::Write::new(fd, one.as_ptr(), 8).build().user_data(4)).unwrap();
+        }
+        driver.wait(1, Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut answers = taken(&mut driver);
+        answers.sort_unstable();
+        assert_eq!(answers, [3, 4], "the wait returned before the poll's answer");
         assert_eq!(driver.inflight(), 0);
     }
 }
