@@ -35,8 +35,6 @@ pub struct Driver<'a> {
     backlog: VecDeque<squeue::Entry>,
     /// The ring has a kernel submission-polling thread.
     sqpoll: bool,
-    /// Entries queued since the last enter that the kernel answers as it takes them.
-    immediate: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -46,7 +44,7 @@ impl<'a> Driver<'a> {
         let (mut submitter, sq, cq) = ring.split();
         // Best effort: without it every enter looks the descriptor up.
         let _ = submitter.register_ring_fd();
-        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new(), sqpoll, immediate: 0 }
+        Driver { submitter, sq, cq, inflight: 0, backlog: VecDeque::new(), sqpoll }
     }
 
     /// Operations accepted whose last completion has not arrived.
@@ -82,26 +80,6 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Queues an SQE the kernel answers while it takes it, so that the next
-    /// [`Driver::wait`] does not count its completion among those it waits for: the
-    /// submission and the sleep until the next event are one `io_uring_enter`, not two.
-    ///
-    /// Only for entries the kernel is bound to answer at submission: a send with
-    /// `MSG_DONTWAIT` on a socket is (the flag makes the kernel fail it with EAGAIN at once
-    /// rather than poll). Were one answered later, the wait would need one completion more
-    /// than the events bring: with DEFER_TASKRUN a stream of receives on one multishot
-    /// operation may not wake it, and it would sleep until a timeout completes (the
-    /// caller's tick).
-    ///
-    /// # Safety
-    /// As for [`Driver::push`].
-    pub unsafe fn push_immediate(&mut self, entry: &squeue::Entry) -> Result<(), PushError> {
-        // SAFETY: the caller's contract is `push`'s.
-        unsafe { self.push(entry) }?;
-        self.immediate += 1;
-        Ok(())
-    }
-
     /// Hands the submission queue to the kernel. A kernel that pushes back (EBUSY, EAGAIN:
     /// completions must be reaped first) or a signal is not an error: the entries stay.
     fn flush(&mut self) -> Result<(), PushError> {
@@ -109,12 +87,7 @@ impl<'a> Driver<'a> {
         // The head too: the kernel posts this submission's answers behind it.
         self.cq.sync();
         match self.submitter.submit() {
-            Ok(_) => {
-                // What was counted as answered at submission has been answered, and may
-                // be taken before the next wait: counting it there could make that wait
-                // sleep past the next event. Not counting it can only make it return early.
-                self.immediate = 0;
-            }
+            Ok(_) => {}
             Err(e) if transient(&e) => {}
             Err(e) => return Err(PushError::Submit(e)),
         }
@@ -174,7 +147,6 @@ impl<'a> Driver<'a> {
     /// GETEVENTS and a minimum of zero.
     pub fn spin(&mut self) -> io::Result<()> {
         self.before_enter()?;
-        self.immediate = 0;
         let res = if self.sqpoll {
             // Wakes the polling thread if it sleeps; completions need no enter.
             self.submitter.submit()
@@ -194,11 +166,6 @@ impl<'a> Driver<'a> {
     /// `timeout` passes. Interruptions and timeouts are not errors.
     pub fn wait(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
         self.before_enter()?;
-        // Entries still in the backlog are not taken by this enter, and a polling thread
-        // takes entries on its own time: then count nothing as answered at once (a wait
-        // may return early, never late).
-        let immediate = std::mem::take(&mut self.immediate);
-        let want = if self.backlog.is_empty() && !self.sqpoll { want + immediate } else { want };
         let res = match timeout {
             None => self.submitter.submit_and_wait(want),
             Some(t) => {
@@ -248,8 +215,7 @@ mod tests {
         }
     }
 
-    /// Waits for one completion (beyond those answered at submission), within [`BOUND`],
-    /// and takes every completion there is.
+    /// Waits for one completion, within [`BOUND`], and takes every completion there is.
     fn wait_and_take(driver: &mut Driver<'_>) -> Vec<u64> {
         let start = Instant::now();
         driver.wait(1, Some(BOUND)).unwrap();
@@ -272,33 +238,6 @@ mod tests {
         // while `five_ms` lives.
         unsafe { driver.push(&opcode::Timeout::new(&five_ms).build().user_data(2)) }.unwrap();
         assert_eq!(wait_and_take(&mut driver), [2], "the wait returned before the timeout's completion");
-        assert_eq!(driver.inflight(), 0);
-    }
-
-    /// A wait does not return on the answer of an entry answered as it is taken, and
-    /// counts that answer only once: the submission and the sleep until the next event are
-    /// one enter.
-    #[test]
-    fn a_wait_looks_past_answers_given_at_submission() {
-        let Some(mut ring) = ring() else { return };
-        let mut driver = ring.split().driver;
-        let five_ms = types::Timespec::new().nsec(5_000_000);
-        // SAFETY: a no-op points at no memory; the kernel copies the interval when it
-        // takes the entry, inside `wait`, while `five_ms` lives.
-        unsafe {
-            driver.push_immediate(&opcode::Nop::new().build().user_data(1)).unwrap();
-            driver.push(&opcode::Timeout::new(&five_ms).build().user_data(2)).unwrap();
-        }
-        assert_eq!(wait_and_take(&mut driver), [1, 2], "the wait returned on the no-op's answer alone");
-
-        // Two answers at submission, one of them counted as such: the wait has the one it
-        // waits for at once (no timeout here, which would end any wait by itself).
-        // SAFETY: no-ops point at no memory.
-        unsafe {
-            driver.push_immediate(&opcode::Nop::new().build().user_data(3)).unwrap();
-            driver.push(&opcode::Nop::new().build().user_data(4)).unwrap();
-        }
-        assert_eq!(wait_and_take(&mut driver), [3, 4]);
         assert_eq!(driver.inflight(), 0);
     }
 }

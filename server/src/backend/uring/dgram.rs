@@ -199,7 +199,7 @@ impl Worker<'_> {
         let fd = types::Fd(self.setup.listeners[listener].fd.as_raw_fd());
         // A reply that cannot go at once (a peer's full queue) is dropped and counted:
         // waiting would hold the buffer and, for a Unix datagram peer that never reads,
-        // the listener. So the kernel answers the send as it takes it.
+        // the listener.
         let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
         let entry = match echo {
             Echo { segment: Some(size), bytes, .. } => {
@@ -219,7 +219,7 @@ impl Worker<'_> {
                 .flags(flags)
                 .build(),
         };
-        self.push_immediate(entry.user_data(token.encode()));
+        self.push(entry.user_data(token.encode()));
     }
 
     pub(super) fn on_dgram_sent(&mut self, token: Token, res: i32) {

@@ -304,15 +304,6 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Queues an SQE the kernel answers as it takes it (see [`Driver::push_immediate`]);
-    /// a refusal stops the loop after this turn.
-    pub fn push_immediate(&mut self, entry: squeue::Entry) {
-        // SAFETY: as in `push`.
-        if let Err(e) = unsafe { self.driver.push_immediate(&entry) } {
-            self.push_error.get_or_insert(e);
-        }
-    }
-
     pub fn publish(&mut self) {
         self.counters.open = self.open;
         self.buffers.publish_levels(&mut self.counters);
