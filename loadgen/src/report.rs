@@ -496,20 +496,18 @@ impl Report {
         errors_line(
             &mut o,
             &[
-                ("connect refused", c.connect_refused),
-                ("connect timeout", c.connect_timeout),
-                ("connect failed", c.connect_other),
-                ("reset", c.reset),
-                ("unexpected EOF", c.unexpected_eof),
-                ("socket errors", c.socket_errors),
-                ("lost with connection", c.failed_messages),
-                ("mismatched messages", c.mismatched_messages),
-                ("mismatched bytes", c.mismatched_bytes),
-                ("unsolicited bytes", c.unsolicited_bytes),
-                ("unanswered at end", c.unanswered_at_end),
-                ("backlog overflow", c.backlog_overflow),
-                ("garbage replies", c.garbage),
-            ],
+                &connection_errors(c)[..],
+                &[
+                    ("lost with connection", c.failed_messages),
+                    ("mismatched messages", c.mismatched_messages),
+                    ("mismatched bytes", c.mismatched_bytes),
+                    ("unsolicited bytes", c.unsolicited_bytes),
+                    ("unanswered at end", c.unanswered_at_end),
+                    ("backlog overflow", c.backlog_overflow),
+                    ("garbage replies", c.garbage),
+                ],
+            ]
+            .concat(),
         );
         if self.target.starts_with("udp") || self.target.starts_with("unixgram") {
             let sent = c.sent.max(1) as f64;
@@ -613,6 +611,18 @@ impl Report {
         doc.derive();
         doc
     }
+}
+
+/// The connection errors every report's `errors` line starts with, by their names.
+pub(crate) fn connection_errors(c: &Counters) -> [(&'static str, u64); 6] {
+    [
+        ("connect refused", c.connect_refused),
+        ("connect timeout", c.connect_timeout),
+        ("connect failed", c.connect_other),
+        ("reset", c.reset),
+        ("unexpected EOF", c.unexpected_eof),
+        ("socket errors", c.socket_errors),
+    ]
 }
 
 /// The report's `errors` line: each non-zero count by its name, or `none`.

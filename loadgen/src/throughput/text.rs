@@ -42,19 +42,8 @@ pub(crate) fn bulk(r: &Report) -> String {
             s.server_bytes_in, s.server_bytes_out
         );
     }
-    crate::report::errors_line(
-        &mut o,
-        &[
-            ("connect refused", c.connect_refused),
-            ("connect timeout", c.connect_timeout),
-            ("connect failed", c.connect_other),
-            ("reset", c.reset),
-            ("unexpected EOF", c.unexpected_eof),
-            ("socket errors", c.socket_errors),
-            ("mismatched bytes", c.mismatched_bytes),
-            ("unsolicited bytes", c.unsolicited_bytes),
-        ],
-    );
+    let data = [("mismatched bytes", c.mismatched_bytes), ("unsolicited bytes", c.unsolicited_bytes)];
+    crate::report::errors_line(&mut o, &[&crate::report::connection_errors(c)[..], &data[..]].concat());
     for w in &r.warnings {
         let kind = if w.is_failure() { "FAILED" } else { "warning" };
         let _ = writeln!(o, "{kind}: {}", w.message());
