@@ -1,10 +1,18 @@
-//! The command line: clap derive, human units, examples in `--help`.
+//! The command line's types: clap derive, human units, examples in `--help`. What the
+//! arguments become (a validated plan, a search, an `ab` comparison) is
+//! `crate::options`'s; what runs is `main`'s.
 
-use crate::plan::{Model, Plan, PlanError, SizeSpec, Stop};
-use crate::results::Format;
+mod ab;
+mod throughput;
+
+pub use ab::AbArgs;
+pub use throughput::ThroughputArgs;
+
+use crate::plan::SizeSpec;
 use crate::target::Target;
+use crate::text::table::Format;
+use crate::units::{self, parse_fraction, parse_rate, parse_start_at};
 use clap::{Parser, Subcommand};
-use ringecho::units;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -95,67 +103,7 @@ pub enum Command {
     },
     /// A/B of two servers: the same load against each, a fresh server per run, A and B
     /// interleaved --runs times; medians, spreads, B/A ratios, server CPU per message.
-    Ab(Box<crate::ab::AbArgs>),
-}
-
-/// `5%` or `0.05`.
-pub fn parse_fraction(text: &str) -> Result<f64, String> {
-    let (num, scale) = match text.strip_suffix('%') {
-        Some(n) => (n, 100.0),
-        None => (text, 1.0),
-    };
-    let v: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a fraction (e.g. 5% or 0.05)"))?;
-    let v = v / scale;
-    if !(0.0..=10.0).contains(&v) {
-        return Err(format!("{text:?} is out of range"));
-    }
-    Ok(v)
-}
-
-/// A rate in messages per second: `20000`, `2e4`, `50k`, `1.5M` (the units the report
-/// prints).
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let (num, scale) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-        Some((i, 'M')) => (&t[..i], 1e6),
-        Some((i, 'G')) => (&t[..i], 1e9),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num.trim().parse().map_err(|_| format!("{text:?} is not a rate (e.g. 20000, 50k, 1.5M)"))?;
-    let v = v * scale;
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("{text:?}: a rate must be a positive number of messages per second"));
-    }
-    Ok(v)
-}
-
-/// A run's label: printable text, at most
-/// [`MAX_LABEL_CHARS`](crate::document::read::MAX_LABEL_CHARS) characters (what a saved
-/// result may carry).
-pub fn parse_label(text: &str) -> Result<String, String> {
-    use crate::document::read::MAX_LABEL_CHARS;
-    if text.chars().count() > MAX_LABEL_CHARS {
-        return Err(format!("at most {MAX_LABEL_CHARS} characters"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err("no control characters (newlines, escapes)".into());
-    }
-    Ok(text.to_owned())
-}
-
-/// The most load workers, whatever the CPUs.
-pub const MAX_THREADS: usize = 1024;
-
-/// When to start: Unix seconds or RFC 3339.
-pub fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
-    if let Ok(secs) = text.parse::<f64>() {
-        if (0.0..1e11).contains(&secs) {
-            return Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs));
-        }
-    }
-    humantime::parse_rfc3339_weak(text)
-        .map_err(|_| format!("{text:?}: expected Unix seconds or RFC 3339 (2026-11-25T12:00:00Z)"))
+    Ab(Box<AbArgs>),
 }
 
 /// The load-running arguments.
@@ -183,7 +131,7 @@ pub struct RunArgs {
     pub rate: Option<f64>,
 
     /// Message size: `64`, `4KiB`, or a seeded random range `64..1500`.
-    #[arg(short, long, default_value = "64", value_parser = parse_size_spec)]
+    #[arg(short, long, default_value = "64", value_parser = SizeSpec::parse)]
     pub size: SizeSpec,
 
     /// How long to measure (after the warm-up).
@@ -292,7 +240,7 @@ pub struct RunArgs {
 
     /// A name for this run, carried in the JSON result (and used by merge and plot); at
     /// most 256 characters, no control characters.
-    #[arg(long, value_name = "NAME", value_parser = parse_label)]
+    #[arg(long, value_name = "NAME", value_parser = crate::document::read::parse_label)]
     pub label: Option<String>,
 
     /// A service-level objective: clauses `METRIC<LIMIT` joined by commas, over p50,
@@ -343,287 +291,14 @@ pub struct RunArgs {
     pub test_saturate_above: Option<f64>,
     /// Byte throughput and latency under load.
     #[command(flatten)]
-    pub throughput: crate::throughput::cli::ThroughputArgs,
+    pub throughput: ThroughputArgs,
 }
 
 /// A parsed `--cpus` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
+/// `--cpus` and `--server-cpus`: a CPU list as one value (`0,2-3`).
 fn parse_cpus(text: &str) -> Result<CpuList, units::UnitError> {
-    units::parse_cpu_list(text).map(CpuList)
-}
-
-/// Parses `64`, `4KiB` or `MIN..MAX`.
-pub fn parse_size_spec(text: &str) -> Result<SizeSpec, String> {
-    let one = |t: &str| -> Result<u32, String> {
-        let n = units::parse_size(t).map_err(|e| e.to_string())?;
-        u32::try_from(n).map_err(|_| format!("{n} is too large"))
-    };
-    match text.split_once("..") {
-        Some((lo, hi)) => Ok(SizeSpec { min: one(lo)?, max: one(hi)? }),
-        None => {
-            let n = one(text)?;
-            Ok(SizeSpec { min: n, max: n })
-        }
-    }
-}
-
-impl RunArgs {
-    /// The validated plan.
-    pub fn to_plan(&self) -> Result<Plan, PlanError> {
-        if !self.more_targets.is_empty() {
-            return Err(PlanError {
-                flag: "TARGET",
-                problem: format!(
-                    "one target per run (also given: {}); run ringload once per target, then `ringload merge` or `compare`",
-                    self.more_targets.join(", ")
-                ),
-            });
-        }
-        let allowed = ringecho::sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
-        let cpus = match (&self.cpus, self.threads) {
-            (Some(list), _) => {
-                if let Some(bad) = list.0.iter().find(|c| !allowed.contains(c)) {
-                    return Err(PlanError {
-                        flag: "--cpus",
-                        problem: format!("CPU {bad} is not available (allowed: {allowed:?})"),
-                    });
-                }
-                list.0.clone()
-            }
-            (None, Some(0)) => {
-                return Err(PlanError { flag: "--threads", problem: "must be at least 1".into() });
-            }
-            (None, Some(n)) if n > MAX_THREADS.min(allowed.len() * 8) => {
-                return Err(PlanError {
-                    flag: "--threads",
-                    problem: format!(
-                        "at most {} (8 per usable CPU, {} CPUs)",
-                        MAX_THREADS.min(allowed.len() * 8),
-                        allowed.len()
-                    ),
-                });
-            }
-            (None, Some(n)) => (0..n).map(|i| allowed[i % allowed.len()]).collect(),
-            (None, None) => {
-                // With the built-in server, leave it the first CPU when there is more
-                // than one.
-                if self.target.is_none() && allowed.len() > 1 {
-                    allowed[1..].to_vec()
-                } else {
-                    allowed.clone()
-                }
-            }
-        };
-        let cpus: Vec<usize> = cpus.into_iter().take(self.connections.max(1) as usize).collect();
-        let plan = Plan {
-            target: self.target.clone(),
-            connections: self.connections,
-            model: match self.rate {
-                Some(rate) => Model::Open { rate },
-                None => Model::Closed { depth: self.depth },
-            },
-            size: self.size,
-            stop: match self.requests {
-                Some(n) => Stop::Requests(n),
-                None => Stop::Duration(self.duration),
-            },
-            warmup: self.warmup,
-            verify: self.verify,
-            cpus,
-            udp_timeout: self.udp_timeout,
-            connect_timeout: self.connect_timeout,
-            drain: self.drain,
-            seed: self.seed,
-            churn: self.churn,
-            coalesce: self.coalesce,
-            gso: !self.no_gso,
-            intervals: self.hdr_log.is_some(),
-            throughput: self.throughput.to_plan(),
-            spin: self.spin,
-            server_metrics: self.server_metrics.clone(),
-            max_duration: match (self.max_duration, self.requests) {
-                (Some(d), _) => d,
-                // A time-bound run is bounded by its own duration.
-                (None, None) => self.duration.max(crate::plan::DEFAULT_MAX_DURATION),
-                (None, Some(_)) => crate::plan::DEFAULT_MAX_DURATION,
-            },
-        };
-        if let Some(r) = self.max_error_rate {
-            if !(0.0..=1.0).contains(&r) {
-                return Err(PlanError {
-                    flag: "--max-error-rate",
-                    problem: "a fraction between 0 and 1 (0% to 100%)".into(),
-                });
-            }
-        }
-        plan.validate()?;
-        check_descriptors(&plan)?;
-        Ok(plan)
-    }
-
-    /// The SLO of `--slo`, `--max-p99` and `--max-error-rate` together.
-    pub fn slo(&self) -> crate::slo::Slo {
-        self.slo
-            .clone()
-            .unwrap_or_default()
-            .and(crate::slo::Slo::from_flags(self.max_p99, self.max_error_rate))
-    }
-
-    /// `--find-max-rate`: the plan of every step (open loop at --start-rate, each
-    /// --step-duration long after a --warmup) and the search's settings.
-    pub fn to_search(&self) -> Result<(Plan, crate::capacity::SearchConfig), PlanError> {
-        let slo = self.slo();
-        if slo.is_empty() {
-            return Err(PlanError {
-                flag: "--find-max-rate",
-                problem: "needs an objective: --slo 'p99<1ms' (or --max-p99, --max-error-rate)".into(),
-            });
-        }
-        if !(self.growth.is_finite() && self.growth > 1.0 && self.growth <= 100.0) {
-            return Err(PlanError { flag: "--growth", problem: "a factor above 1 (at most 100)".into() });
-        }
-        if !(self.precision > 0.0 && self.precision <= 1.0) {
-            return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
-        }
-        // Each step is a run of --step-duration; --max-duration bounds the whole search.
-        let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
-        step.check_repeat()?;
-        let mut plan = step.to_plan()?;
-        if plan.throughput.mode != crate::throughput::Mode::Rr {
-            return Err(PlanError {
-                flag: "--find-max-rate",
-                problem: "searches a message rate: request/response only (not with --mode send|receive|bulk)"
-                    .into(),
-            });
-        }
-        plan.model = Model::Open { rate: self.start_rate };
-        let plan = crate::capacity::step_plan(plan, self.step_duration, self.warmup);
-        plan.validate().map_err(|e| PlanError {
-            flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
-            problem: e.problem,
-        })?;
-        let cfg = crate::capacity::SearchConfig {
-            slo,
-            start_rate: self.start_rate,
-            growth: self.growth,
-            precision: self.precision,
-            repeat: self.repeat,
-            max_duration: self.max_duration.unwrap_or(Duration::from_secs(600)),
-            saturate_above: self.test_saturate_above,
-            server_pid: self.server_pid,
-        };
-        Ok((plan, cfg))
-    }
-
-    /// `--repeat` is between 1 and [`crate::repeat::MAX_REPEATS`], of request/response
-    /// runs (their spread is of messages and latency).
-    pub fn check_repeat(&self) -> Result<(), PlanError> {
-        if self.repeat > 1 && self.to_plan()?.throughput.mode != crate::throughput::Mode::Rr {
-            return Err(PlanError {
-                flag: "--repeat",
-                problem: "request/response runs only (not with --mode send|receive|bulk)".into(),
-            });
-        }
-        if self.repeat == 0 || self.repeat > crate::repeat::MAX_REPEATS {
-            return Err(PlanError {
-                flag: "--repeat",
-                problem: format!("between 1 and {}", crate::repeat::MAX_REPEATS),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Says up front when the connections cannot fit the descriptor limit (after raising the
-/// soft limit to the hard one): each connection or flow is a descriptor, twice over with
-/// the built-in server in the same process, plus a few for rings and files.
-fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
-    let limit = ringecho::sys::raise_nofile_limit().unwrap_or(u64::MAX);
-    let per_conn = if plan.target.is_none() { 2 } else { 1 };
-    let conns = u64::from(plan.connections) + u64::from(plan.throughput.background);
-    let need = conns * per_conn + 64 + 8 * plan.cpus.len() as u64;
-    if need > limit {
-        return Err(PlanError {
-            flag: "--connections",
-            problem: format!(
-                "{} connections need about {need} descriptors, but this process may open {limit} \
-                 (ulimit -n; raise the hard limit, e.g. in limits.conf or systemd's LimitNOFILE)",
-                plan.connections
-            ),
-        });
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
-        Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied()))
-    }
-
-    fn plan_of(args: &[&str]) -> Result<Plan, PlanError> {
-        parse(args).unwrap().run.to_plan()
-    }
-
-    #[test]
-    fn subcommands_and_times() {
-        assert!(matches!(
-            parse(&["merge", "a.json", "b.json"]).unwrap().command,
-            Some(Command::Merge { .. })
-        ));
-        assert!(parse(&["merge"]).is_err());
-        assert_eq!(parse_fraction("5%"), Ok(0.05));
-        assert_eq!(parse_fraction("0.2"), Ok(0.2));
-        assert!(parse_fraction("lots").is_err());
-        let t = parse_start_at("1700000000").unwrap();
-        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
-        assert!(parse_start_at("2026-11-25T12:00:00Z").is_ok());
-        assert!(parse_start_at("tomorrow").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size_spec("64"), Ok(SizeSpec { min: 64, max: 64 }));
-        assert_eq!(parse_size_spec("64..1KiB"), Ok(SizeSpec { min: 64, max: 1024 }));
-        assert!(parse_size_spec("1..x").is_err());
-    }
-
-    #[test]
-    fn plans() {
-        let p = plan_of(&["tcp://127.0.0.1:1", "--rate", "1000", "-c", "4"]).unwrap();
-        assert_eq!(p.model, Model::Open { rate: 1000.0 });
-        let e = plan_of(&["udp://127.0.0.1:1", "--size", "8"]).unwrap_err();
-        assert_eq!(e.flag, "--size");
-        let e = plan_of(&["tcp://127.0.0.1:1", "--depth", "0"]).unwrap_err();
-        assert_eq!(e.flag, "--depth");
-        assert!(parse(&["tcp://127.0.0.1:1", "--rate", "5", "--depth", "2"]).is_err());
-        assert!(parse(&["http://x"]).is_err());
-        let e = plan_of(&["tcp://127.0.0.1:1", "--max-error-rate", "2"]).unwrap_err();
-        assert_eq!(e.flag, "--max-error-rate");
-        assert!(parse(&["tcp://127.0.0.1:1", "--max-error-rate", "5%"]).is_ok());
-        assert!(parse(&["--threads", "18446744073709551615"]).unwrap().run.to_plan().is_err());
-        assert!(parse(&["--label", "a\u{1b}]0;x\u{7}"]).is_err());
-        assert!(parse(&["--label", &"x".repeat(70_000)]).is_err());
-        let v6 = plan_of(&["udp://[::1]:9", "--size", "65527"]).unwrap();
-        assert_eq!(v6.size.max, 65_527);
-        assert_eq!(plan_of(&["udp://127.0.0.1:9", "--size", "65508"]).unwrap_err().flag, "--size");
-        assert_eq!(plan_of(&["-d", "100d"]).unwrap_err().flag, "--duration");
-    }
-
-    #[test]
-    fn rates_take_the_units_the_report_prints() {
-        assert_eq!(parse_rate("50k"), Ok(50_000.0));
-        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
-        assert_eq!(parse_rate("20000"), Ok(20_000.0));
-        assert_eq!(parse_rate("2e4"), Ok(20_000.0));
-        for bad in ["0", "-5", "k", "lots", "inf", "NaN"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
-        let p = parse(&["tcp://127.0.0.1:1", "-r", "50k", "-c", "4"]).unwrap().run.to_plan().unwrap();
-        assert_eq!(p.model, Model::Open { rate: 50_000.0 });
-    }
+    units::parse_cpus(text).map(CpuList)
 }

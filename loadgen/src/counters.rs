@@ -66,6 +66,15 @@ pub struct Counters {
     /// Send operations handed to the kernel (a stream send may carry several messages
     /// when they are coalesced; a UDP send carries a train of datagrams when batching).
     pub sends: u64,
+    /// Receive completions whose buffer the worker's buffer ring refused (an id it did not
+    /// hand out, or one already taken): their bytes could not be read. Written only when
+    /// not 0, so a document's counters are what they were before it existed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub buf_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counters {
@@ -100,6 +109,7 @@ impl Counters {
             connects,
             conns_lost,
             sends,
+            buf_errors,
         } = *o;
         self.sent = self.sent.saturating_add(sent);
         self.completed = self.completed.saturating_add(completed);
@@ -127,6 +137,7 @@ impl Counters {
         self.connects = self.connects.saturating_add(connects);
         self.conns_lost = self.conns_lost.saturating_add(conns_lost);
         self.sends = self.sends.saturating_add(sends);
+        self.buf_errors = self.buf_errors.saturating_add(buf_errors);
     }
 
     /// Messages that failed one way or another, each counted once: lost with a failed

@@ -26,6 +26,11 @@ pub const DIGITS: u8 = 3;
 /// The most samples a histogram may hold: what the V2 encoding carries.
 pub const MAX_SAMPLES: u64 = i64::MAX as u64;
 
+/// The percentiles every report, table, document summary and plot shows, by their
+/// names, in order (the largest value, `max`, follows them).
+pub const QUANTILES: [(&str, f64); 5] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
+
 /// An empty latency histogram.
 pub fn new() -> Hist {
     Histogram::new_with_bounds(1, MAX_NS, DIGITS).expect("valid histogram bounds")

@@ -1,7 +1,13 @@
 //! A validated load plan: everything a run needs, checked once. Built from the command
-//! line by [`crate::cli`], or directly by tests and embedders. It is saved in the result
+//! line by `crate::options`, or directly by tests and embedders. It is saved in the result
 //! document (durations as float seconds, the target as text or `"builtin"`) and read
 //! back from it in the same form.
+
+mod fields;
+pub mod throughput;
+
+pub use fields::MAX_CPUS;
+pub use throughput::{Mode, ThroughputPlan};
 
 use crate::target::Target;
 use std::time::Duration;
@@ -13,6 +19,20 @@ pub struct SizeSpec {
     pub min: u32,
     /// Largest message, bytes (equal to `min` for a fixed size).
     pub max: u32,
+}
+
+impl SizeSpec {
+    /// Parses `64`, `4KiB` or `MIN..MAX` (`--size`).
+    pub fn parse(text: &str) -> Result<SizeSpec, String> {
+        let one = crate::units::parse_u32_size;
+        match text.split_once("..") {
+            Some((lo, hi)) => Ok(SizeSpec { min: one(lo)?, max: one(hi)? }),
+            None => {
+                let n = one(text)?;
+                Ok(SizeSpec { min: n, max: n })
+            }
+        }
+    }
 }
 
 /// How load is offered.
@@ -36,7 +56,7 @@ pub enum Model {
 #[serde(rename_all = "snake_case")]
 pub enum Stop {
     /// After this long (after the warm-up).
-    Duration(#[serde(with = "crate::plan::secs")] Duration),
+    Duration(#[serde(with = "crate::plan::fields::secs")] Duration),
     /// After this many measured messages (all workers together).
     Requests(u64),
 }
@@ -45,7 +65,7 @@ pub enum Stop {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The target; `None` runs against a built-in ringecho server.
-    #[serde(with = "crate::plan::target_text")]
+    #[serde(with = "crate::plan::fields::target_text")]
     pub target: Option<Target>,
     /// Connections (flows, for datagrams), all workers together.
     pub connections: u32,
@@ -56,21 +76,21 @@ pub struct Plan {
     /// When to stop.
     pub stop: Stop,
     /// Run but do not count this long first.
-    #[serde(with = "crate::plan::secs")]
+    #[serde(with = "crate::plan::fields::secs")]
     pub warmup: Duration,
     /// Check every echoed byte.
     pub verify: bool,
     /// CPUs to run load workers on (one worker each).
-    #[serde(deserialize_with = "crate::plan::bounded_cpus")]
+    #[serde(deserialize_with = "crate::plan::fields::bounded_cpus")]
     pub cpus: Vec<usize>,
     /// A datagram unanswered this long is lost.
-    #[serde(with = "crate::plan::secs")]
+    #[serde(with = "crate::plan::fields::secs")]
     pub udp_timeout: Duration,
     /// Connecting gives up after this long.
-    #[serde(with = "crate::plan::secs")]
+    #[serde(with = "crate::plan::fields::secs")]
     pub connect_timeout: Duration,
     /// After the stop, wait this long for replies still in flight.
-    #[serde(with = "crate::plan::secs")]
+    #[serde(with = "crate::plan::fields::secs")]
     pub drain: Duration,
     /// Seed for sizes and payloads.
     pub seed: u64,
@@ -89,7 +109,7 @@ pub struct Plan {
     pub gso: bool,
     /// The longest a run lasts after the warm-up, whatever else: a request-bound run
     /// (`--requests`) against a target that stops answering still ends.
-    #[serde(default = "default_max_duration", with = "crate::plan::secs")]
+    #[serde(default = "default_max_duration", with = "crate::plan::fields::secs")]
     pub max_duration: Duration,
     /// Keep a latency histogram per second (for `--hdr-log`); not part of a result.
     #[serde(skip)]
@@ -97,7 +117,7 @@ pub struct Plan {
     /// Byte throughput: `--mode`, write size, socket buffers, SEND_ZC, background flows.
     /// Request/response in documents from before it existed.
     #[serde(default)]
-    pub throughput: crate::throughput::ThroughputPlan,
+    pub throughput: ThroughputPlan,
     /// Busy-poll the rings instead of sleeping (`--spin`): the lowest latency, for a
     /// whole CPU per worker.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -113,6 +133,40 @@ pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(300);
 
 fn default_max_duration() -> Duration {
     DEFAULT_MAX_DURATION
+}
+
+/// The default `--max-duration` of a `--find-max-rate` search: ten minutes.
+pub const DEFAULT_SEARCH_DURATION: Duration = Duration::from_secs(600);
+
+/// The split of the allowed CPUs between the load and the built-in server, in one place:
+/// with the built-in server and more than one CPU, the server takes the first allowed
+/// CPU and the load the rest; otherwise the load may use every allowed CPU (and a
+/// built-in server then shares the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSplit {
+    /// The CPUs the load workers may run on.
+    pub load: Vec<usize>,
+    /// The built-in server's CPU (none without a built-in server).
+    pub server: Option<usize>,
+}
+
+impl CpuSplit {
+    /// The split of `allowed` (in order) for a run with or without the built-in server.
+    pub fn of(allowed: &[usize], builtin: bool) -> CpuSplit {
+        match (builtin, allowed) {
+            (false, _) => CpuSplit { load: allowed.to_vec(), server: None },
+            (true, [server, rest @ ..]) if !rest.is_empty() => {
+                CpuSplit { load: rest.to_vec(), server: Some(*server) }
+            }
+            (true, _) => CpuSplit { load: allowed.to_vec(), server: allowed.first().copied() },
+        }
+    }
+
+    /// The built-in server's CPU for `load_cpus` as a plan has them: the first allowed
+    /// CPU the load does not use, else the first allowed one.
+    pub fn server_beside(allowed: &[usize], load_cpus: &[usize]) -> Option<usize> {
+        allowed.iter().copied().find(|c| !load_cpus.contains(c)).or_else(|| allowed.first().copied())
+    }
 }
 
 /// A plan that cannot run, naming the flag.
@@ -209,7 +263,7 @@ impl Plan {
                 return Err(err("--churn", "needs a stream target and the closed loop"));
             }
         }
-        crate::throughput::validate(self)?;
+        throughput::validate(self)?;
         if self.udp_timeout.is_zero() {
             return Err(err("--udp-timeout", "must be more than 0"));
         }
@@ -241,75 +295,6 @@ impl Plan {
     }
 }
 
-/// A duration as float seconds.
-/// The most CPUs a plan names (as many load workers): what `--threads` allows.
-pub const MAX_CPUS: usize = 1024;
-
-/// Reads `cpus` from an untrusted document, refusing a list longer than [`MAX_CPUS`]
-/// before it is stored (a file of millions of entries must not cost memory).
-pub(crate) fn bounded_cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
-    struct Bounded;
-    impl<'de> serde::de::Visitor<'de> for Bounded {
-        type Value = Vec<usize>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a list of at most {MAX_CPUS} CPU numbers")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<usize>, A::Error> {
-            let mut cpus = Vec::new();
-            while let Some(cpu) = seq.next_element::<usize>()? {
-                if cpus.len() == MAX_CPUS {
-                    return Err(serde::de::Error::custom(format!("more than {MAX_CPUS} CPUs")));
-                }
-                cpus.push(cpu);
-            }
-            Ok(cpus)
-        }
-    }
-    d.deserialize_seq(Bounded)
-}
-
-pub(crate) mod secs {
-    use serde::Deserialize;
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    /// Refuses what no `Duration` holds (negative, not finite, too large) instead of
-    /// panicking on it.
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            serde::de::Error::invalid_value(serde::de::Unexpected::Float(secs), &"seconds, at least 0")
-        })
-    }
-}
-
-/// The target as text, `"builtin"` for none. Reading never resolves a name
-/// ([`Target::parse_literal`]).
-pub(crate) mod target_text {
-    use super::Target;
-    use serde::Deserialize;
-
-    const BUILTIN: &str = "builtin";
-
-    pub fn serialize<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&t.to_string()),
-            None => s.serialize_str(BUILTIN),
-        }
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text == BUILTIN {
-            return Ok(None);
-        }
-        Target::parse_literal(&text).map(Some).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +322,15 @@ mod tests {
             spin: false,
             server_metrics: None,
         }
+    }
+
+    #[test]
+    fn the_builtin_server_gets_the_first_cpu_when_there_are_more() {
+        assert_eq!(CpuSplit::of(&[0, 1, 2], true), CpuSplit { load: vec![1, 2], server: Some(0) });
+        assert_eq!(CpuSplit::of(&[3], true), CpuSplit { load: vec![3], server: Some(3) });
+        assert_eq!(CpuSplit::of(&[0, 1], false), CpuSplit { load: vec![0, 1], server: None });
+        assert_eq!(CpuSplit::server_beside(&[0, 1, 2], &[1, 2]), Some(0));
+        assert_eq!(CpuSplit::server_beside(&[0, 1], &[0, 1]), Some(0), "shared when none is free");
     }
 
     #[test]

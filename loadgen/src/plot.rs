@@ -7,9 +7,10 @@
 //! pattern), and every name drawn comes from a file, so it goes through
 //! [`escape::svg`].
 
+use crate::escape;
 use crate::hist::Hist;
-use crate::results::intervals::{self, Interval, LogError};
-use crate::results::{Saved, escape};
+use crate::intervals::{self, Interval, LogError};
+use crate::saved::Saved;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -286,7 +287,7 @@ fn draw_rates<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("seconds")
         .y_desc("msg/s")
-        .y_label_formatter(&|v: &f64| crate::report::rate(*v).replace(" msg/s", ""))
+        .y_label_formatter(&|v: &f64| crate::units::rate_short(*v))
         .draw()?;
     for (k, (name, s)) in series.iter().enumerate() {
         let points = s.iter().map(|i| (i.start_s + i.length_s / 2.0, rate(i))).collect();

@@ -98,18 +98,43 @@ impl fmt::Display for Clause {
 
 impl Clause {
     fn limit_text(&self) -> String {
-        if self.metric.is_latency() { crate::report::ns(self.limit) } else { percent(self.limit) }
+        if self.metric.is_latency() {
+            crate::units::ns(self.limit)
+        } else {
+            crate::units::percent(self.limit)
+        }
     }
 }
 
-fn percent(v: f64) -> String {
-    let p = v * 100.0;
-    if p != 0.0 && p.abs() < 0.01 { format!("{p:.4}%") } else { format!("{}%", trim(p)) }
+/// An open loop's client is behind its schedule when it hands out more than 1% of its
+/// messages later than this after their intended send time (the p99 of its send lag);
+/// an SLO judges against a tenth of its tightest latency bound instead
+/// ([`Slo::lag_limit`]). Its own delay is then in the latency figures, and they say more
+/// of the client than of the target.
+pub const LAG_LIMIT: Duration = Duration::from_micros(100);
+
+/// How an open loop's client kept to its schedule: how late it handed its messages out
+/// (p99 of the send lag, from each message's intended send time) against the limit it
+/// is judged by ([`LAG_LIMIT`], or a tenth of an SLO's tightest latency bound, [`Slo::lag_limit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// p99 of the send lag, ns.
+    pub lag_p99_ns: u64,
+    /// The most p99 lag that still counts as keeping up, ns.
+    pub limit_ns: u64,
 }
 
-fn trim(v: f64) -> String {
-    let s = format!("{v:.4}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+impl Schedule {
+    /// An open loop's schedule from the p99 of its send lag (ns), judged against `limit`.
+    pub fn new(lag_p99_ns: u64, limit: Duration) -> Schedule {
+        Schedule { lag_p99_ns, limit_ns: u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX) }
+    }
+
+    /// The one behind-schedule test: the client fell behind its schedule when the p99
+    /// of its send lag passed the limit; its own delay is then in the latency figures.
+    pub fn behind(&self) -> bool {
+        self.lag_p99_ns > self.limit_ns
+    }
 }
 
 /// The least send-lag limit an SLO sets ([`Slo::lag_limit`]): below this an idle
@@ -187,16 +212,14 @@ impl Slo {
     /// to its schedule while this SLO is judged: a tenth of the tightest latency bound,
     /// so the client's own delay stays small beside what is measured, but never below
     /// [`MIN_LAG_LIMIT`] (a client's wake-up alone takes microseconds);
-    /// [`crate::report::LAG_LIMIT`] when no clause bounds latency.
+    /// [`LAG_LIMIT`] when no clause bounds latency.
     pub fn lag_limit(&self) -> Duration {
         self.clauses
             .iter()
             .filter(|c| c.metric.is_latency())
             .map(|c| c.limit)
             .reduce(f64::min)
-            .map_or(crate::report::LAG_LIMIT, |ns| {
-                Duration::from_nanos((ns / 10.0) as u64).max(MIN_LAG_LIMIT)
-            })
+            .map_or(LAG_LIMIT, |ns| Duration::from_nanos((ns / 10.0) as u64).max(MIN_LAG_LIMIT))
     }
 
     /// Parses `p99<1ms,errors<0.1%`: clauses separated by commas, each `METRIC<LIMIT`
@@ -230,7 +253,7 @@ impl Slo {
                 }
                 d.as_nanos() as f64
             } else {
-                crate::cli::parse_fraction(limit)
+                crate::units::parse_fraction(limit)
                     .ok()
                     .filter(|v| (0.0..=1.0).contains(v))
                     .ok_or_else(|| bad(format!("{limit:?} is not a share between 0% and 100% (e.g. 0.1%)")))?
@@ -284,7 +307,8 @@ impl Slo {
             .filter(|c| point.get(c.metric) > c.limit)
             .map(|c| {
                 let v = point.get(c.metric);
-                let shown = if c.metric.is_latency() { crate::report::ns(v) } else { percent(v) };
+                let shown =
+                    if c.metric.is_latency() { crate::units::ns(v) } else { crate::units::percent(v) };
                 let sep = if c.flag.is_some() { " > " } else { " > SLO " };
                 format!("{} {shown}{sep}{c}", c.metric.name())
             })
@@ -329,7 +353,7 @@ mod tests {
         assert_eq!(limit("p99<1ms"), Duration::from_micros(100));
         assert_eq!(limit("p99.9<5ms,p50<800us,errors<1%"), Duration::from_micros(80));
         assert_eq!(limit("p99<200us"), MIN_LAG_LIMIT, "a tenth of 200 µs is below the floor");
-        assert_eq!(limit("errors<0.1%"), crate::report::LAG_LIMIT, "no latency bound");
+        assert_eq!(limit("errors<0.1%"), LAG_LIMIT, "no latency bound");
     }
 
     #[test]

@@ -2,16 +2,29 @@
 //! right but is not (a target that is not an echo, a server that died mid-run,
 //! connections that were never made) into a failed run that says why, with a hint.
 //!
+//! The bulk modes have their own: a send-only target that answers, a receive-only one
+//! that sends nothing, and a background flow that failed (latency "under load" measured
+//! without the load is not what was asked for).
+//!
 //! Invariant: every check here adds a [`Warning`]; those whose [`Warning::is_failure`]
 //! holds make the run exit 2 (the figures cannot be trusted), the others only warn.
 
-use crate::engine::{SizeFates, WorkerResult};
-use crate::report::{Report, Warning};
+use crate::counters::Counters;
+use crate::engine::{SizeFates, WorkerResult, connect_hint};
+use crate::figures::Bulk;
+use crate::plan::Mode;
+use crate::report::Report;
 use crate::target::Target;
-use std::io;
+use crate::warning::Warning;
 
-/// Adds the truth checks' verdicts to `report`.
+/// Adds every verdict on whether the run measured what it claims to `report`.
 pub(crate) fn judge(report: &mut Report, results: &[WorkerResult]) {
+    truth(report, results);
+    bulk(report, results);
+}
+
+/// The truth checks of every run: connections made and kept, an echo that answers.
+fn truth(report: &mut Report, results: &[WorkerResult]) {
     let c = report.counters;
     let datagram = report.plan.target.as_ref().is_some_and(Target::is_datagram)
         || report.target.starts_with("udp")
@@ -58,31 +71,69 @@ pub(crate) fn judge(report: &mut Report, results: &[WorkerResult]) {
     report.warnings.extend(found);
 }
 
-/// What to look at when a connect fails this way.
-pub(crate) fn connect_hint(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::EMFILE | libc::ENFILE) => {
-            "this process ran out of descriptors: raise the hard limit of ulimit -n (limits.conf, LimitNOFILE)"
-        }
-        Some(libc::EADDRNOTAVAIL) => {
-            "out of local ports: widen net.ipv4.ip_local_port_range, or use more target addresses"
-        }
-        Some(libc::ECONNREFUSED) => {
-            "nothing listens there, or its listen backlog overflowed (net.core.somaxconn, the server's backlog)"
-        }
-        Some(libc::ETIMEDOUT | libc::EAGAIN) => {
-            "no answer within --connect-timeout: a full SYN backlog (net.ipv4.tcp_max_syn_backlog) or a firewall"
-        }
-        Some(libc::ENOENT) => "no socket file at that path",
-        Some(libc::EACCES | libc::EPERM) => "permission denied",
-        Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => "no route to that address",
-        _ => match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                "no answer within --connect-timeout: a full SYN backlog or a firewall"
-            }
-            _ => "see the error",
-        },
+/// Adds the bulk verdicts to `report`: the measured connections' misuse (a send-only
+/// target that answers, a receive-only one that sends nothing), and any background flow
+/// that failed.
+fn bulk(report: &mut Report, results: &[WorkerResult]) {
+    if report.interrupted {
+        return;
     }
+    if let Some(b) = &report.bulk {
+        let found = problems(b.mode, &report.counters, b);
+        report.warnings.extend(found);
+    }
+    let Some(bg) = &report.background else { return };
+    let mut c = Counters::default();
+    let mut made = 0u64;
+    let mut cause = None;
+    for r in results.iter().filter(|r| r.background) {
+        c.merge(&r.counters);
+        made += r.connected as u64;
+        if cause.is_none() {
+            cause = r.connect_error.as_ref().map(|e| format!("{e} ({})", connect_hint(e)));
+        }
+    }
+    let planned = u64::from(report.plan.throughput.background);
+    let mut why = Vec::new();
+    if made < planned {
+        why.push(format!(
+            "{} of {planned} could not connect: {}",
+            planned - made,
+            cause.unwrap_or_else(|| "unknown error".into())
+        ));
+    }
+    if c.conns_lost > 0 {
+        why.push(format!("{} of {planned} were lost mid-run", c.conns_lost));
+    }
+    if c.unsolicited_bytes > 0 {
+        why.push(format!("the target sent {} bytes it was not sent (not an echo)", c.unsolicited_bytes));
+    }
+    if made > 0 {
+        why.extend(problems(bg.mode, &c, bg).iter().map(Warning::message));
+    }
+    if !why.is_empty() {
+        report.warnings.push(Warning::BackgroundFailed { problem: why.join("; ") });
+    }
+}
+
+/// Checks that bulk connections in `mode` measured what they say, from their counters
+/// (the whole run): the problems, each in a sentence.
+fn problems(mode: Mode, c: &Counters, bulk: &Bulk) -> Vec<Warning> {
+    let mut found = Vec::new();
+    match mode {
+        Mode::Send if c.bytes_received > 0 => {
+            found.push(Warning::AnsweredSendOnly { bytes_received: c.bytes_received })
+        }
+        Mode::Receive if c.bytes_received == 0 => found.push(Warning::NothingReceived),
+        Mode::Bulk if c.bytes_sent > 0 && c.bytes_received == 0 => {
+            found.push(Warning::NoAnswer { bytes_sent: c.bytes_sent })
+        }
+        _ => {}
+    }
+    if mode.sends() && c.bytes_sent == 0 && bulk.moved() == 0 {
+        found.push(Warning::NothingSent);
+    }
+    found
 }
 
 #[cfg(test)]
@@ -90,9 +141,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hints_name_the_remedy() {
-        assert!(connect_hint(&io::Error::from_raw_os_error(libc::EMFILE)).contains("ulimit -n"));
-        assert!(connect_hint(&io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)).contains("port_range"));
-        assert!(connect_hint(&io::Error::from_raw_os_error(libc::ECONNREFUSED)).contains("listens"));
+    fn misuse_is_named() {
+        let b = Bulk::of(Mode::Send, 1, &Default::default(), &[], std::time::Duration::from_secs(1));
+        let answered = Counters { bytes_sent: 10, bytes_received: 5, ..Counters::default() };
+        assert_eq!(problems(Mode::Send, &answered, &b), [Warning::AnsweredSendOnly { bytes_received: 5 }]);
+        let silent = Counters::default();
+        assert_eq!(problems(Mode::Receive, &silent, &b), [Warning::NothingReceived]);
+        let discarded = Counters { bytes_sent: 10, ..Counters::default() };
+        assert_eq!(problems(Mode::Bulk, &discarded, &b), [Warning::NoAnswer { bytes_sent: 10 }]);
     }
 }

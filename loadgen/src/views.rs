@@ -5,12 +5,15 @@
 //! runnable and waiting for one (`schedstat`). A worker sharing its CPU with a busy task
 //! runs half the time and waits the other half: it is saturated, and CPU time alone would
 //! not say so. A side is saturated when its busiest thread is busy at least
-//! [`SATURATED`] of the window. An open loop's client is judged by its schedule instead
+//! [`SATURATED`] of the window (the one saturation threshold: the report's warning and
+//! `ab` use it too). An open loop's client is judged by its schedule instead
 //! ([`Schedule`]): it limited the run when it fell behind, whatever its CPU share. The
 //! verdict ([`judge`]) is a pure function of those figures, so it is tested on numbers;
-//! [`crate::observe`] takes the readings and [`crate::report::Report::assess`] concludes.
+//! `crate::observe` takes the readings and `crate::report::Report::assess` concludes.
 
-use ringecho::procfs::{NET_COUNTERS, NetCounters};
+use crate::slo::Schedule;
+use crate::units::{ns, share};
+use ringecho::procfs::NetCounters;
 use serde::{Deserialize, Serialize};
 
 /// The share of the window above which a thread counts as saturated.
@@ -115,25 +118,6 @@ pub struct Views {
     pub spin: bool,
 }
 
-/// How an open loop's client kept to its schedule: how late it handed its messages out
-/// (p99 of the send lag, from each message's intended send time) against the limit it
-/// is judged by ([`crate::report::LAG_LIMIT`], or a tenth of an SLO's tightest latency
-/// bound).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    /// p99 of the send lag, ns.
-    pub lag_p99_ns: u64,
-    /// The most p99 lag that still counts as keeping up, ns.
-    pub limit_ns: u64,
-}
-
-impl Schedule {
-    /// The client fell behind its schedule: its own delay is in the latency figures.
-    pub fn behind(&self) -> bool {
-        self.lag_p99_ns > self.limit_ns
-    }
-}
-
 /// The verdict from the busiest client and server threads' busy shares (`None`: not
 /// known), the open loop's schedule (`None`: a closed loop), and whether the client
 /// spun.
@@ -175,24 +159,20 @@ pub fn judge(
     }
 }
 
-fn pct(v: f64) -> String {
-    format!("{:.0}%", v * 100.0)
-}
-
 /// `worker 0 busy 99% of the window (51% running, 48% waiting for a CPU)`.
-fn worker_figure(side: &SideCpu) -> String {
+pub fn worker_figure(side: &SideCpu) -> String {
     match side.busiest() {
         Some((i, busy)) => {
             let waiting = side.waiting.get(i).copied().unwrap_or(0.0);
             if waiting >= 0.05 {
                 format!(
                     "worker {i} busy {} of the window: {} running, {} waiting for a CPU",
-                    pct(busy),
-                    pct((busy - waiting).max(0.0)),
-                    pct(waiting)
+                    share(busy),
+                    share((busy - waiting).max(0.0)),
+                    share(waiting)
                 )
             } else {
-                format!("worker {i} busy {} of the window", pct(busy))
+                format!("worker {i} busy {} of the window", share(busy))
             }
         }
         None => "no worker figures".into(),
@@ -209,14 +189,14 @@ impl Views {
         let kept = |s: &Schedule| {
             format!(
                 "send lag p99 {} {} {}",
-                crate::report::ns(s.lag_p99_ns as f64),
+                ns(s.lag_p99_ns as f64),
                 if s.behind() { ">" } else { "≤" },
-                crate::report::ns(s.limit_ns as f64)
+                ns(s.limit_ns as f64)
             )
         };
         let client_text = match (client, &schedule) {
-            (Some(c), Some(s)) => format!("client {}, {}", pct(c), kept(s)),
-            (Some(c), None) => format!("client {}", pct(c)),
+            (Some(c), Some(s)) => format!("client {}, {}", share(c), kept(s)),
+            (Some(c), None) => format!("client {}", share(c)),
             (None, _) => "client unknown".into(),
         };
         let client_limit = match &schedule {
@@ -252,52 +232,9 @@ impl Views {
         };
     }
 
-    fn server_known(&self) -> bool {
+    /// The server's worker figures were read.
+    pub fn server_known(&self) -> bool {
         self.server.as_ref().is_some_and(|s| !s.cpu.busy.is_empty())
-    }
-
-    /// The report's lines: server CPU beside the client's, kernel counters, the limit.
-    pub fn text(&self, messages: u64) -> String {
-        let mut o = String::new();
-        let per_msg = |cpu_s: f64| crate::report::ns(cpu_s * 1e9 / messages.max(1) as f64);
-        if !self.client.busy.is_empty() {
-            o += &format!(
-                "client CPU  {} per message in the window ({} worker{}, busiest {})\n",
-                per_msg(self.client.cpu_s),
-                self.client.busy.len(),
-                if self.client.busy.len() == 1 { "" } else { "s" },
-                pct(self.client.peak())
-            );
-        }
-        if let Some(s) = &self.server {
-            let receives = s.recv_ops.max(s.dgrams_in.min(s.recv_ops));
-            let per_recv = if receives > 0 {
-                format!(", {:.2} messages per server receive", messages as f64 / receives as f64)
-            } else {
-                String::new()
-            };
-            if self.server_known() {
-                o += &format!(
-                    "server CPU  {} per message ({}, {}){per_recv}\n",
-                    per_msg(s.cpu.cpu_s),
-                    s.source,
-                    worker_figure(&s.cpu)
-                );
-            } else {
-                o += &format!("server CPU  unknown ({}){per_recv}\n", s.source);
-            }
-        }
-        let grown: Vec<String> =
-            self.kernel.fields().iter().filter(|(_, v)| *v > 0).map(|(k, v)| format!("{k} +{v}")).collect();
-        if !grown.is_empty() {
-            o += &format!("kernel      {} (this machine, all sockets)\n", grown.join(", "));
-        }
-        if self.spin {
-            o += "spin        on: workers busy-poll their rings (each costs a whole CPU)\n";
-        }
-        o += &self.limit_text;
-        o += "\n";
-        o
     }
 
     /// The counters that grew, each with the setting to raise.
@@ -306,17 +243,9 @@ impl Views {
             .fields()
             .into_iter()
             .filter(|(_, v)| *v > 0)
-            .map(|(name, v)| {
-                let hint = NET_COUNTERS.iter().find(|c| c.0 == name).map_or("", |c| c.3);
-                (name, v, hint)
-            })
+            .map(|(name, v)| (name, v, crate::warning::kernel_hint(name)))
             .collect()
     }
-}
-
-/// The hint for a kernel counter by name (empty when unknown).
-pub fn kernel_hint(name: &str) -> &'static str {
-    NET_COUNTERS.iter().find(|c| c.0 == name).map_or("", |c| c.3)
 }
 
 #[cfg(test)]
@@ -416,18 +345,11 @@ mod tests {
     }
 
     #[test]
-    fn text_shows_grown_kernel_counters_and_spin() {
+    fn grown_kernel_counters_have_their_hints() {
         let mut v = views(&[0.5], Some(&[0.5]), 0.0);
         v.kernel.udp_rcvbuf_errors = 12;
-        v.spin = true;
-        v.conclude(KEPT);
-        let t = v.text(1000);
-        assert!(t.contains("kernel      udp_rcvbuf_errors +12"), "{t}");
-        assert!(!t.contains("listen_overflows"), "only counters that grew: {t}");
-        assert!(t.contains("whole CPU"), "{t}");
-        assert!(t.contains("server CPU  1.00ms per message"), "{t}");
         assert_eq!(v.kernel_hints()[0].0, "udp_rcvbuf_errors");
-        assert!(kernel_hint("udp_rcvbuf_errors").contains("net.core.rmem_max"));
-        assert!(kernel_hint("listen_overflows").contains("somaxconn"));
+        assert!(v.kernel_hints()[0].2.contains("net.core.rmem_max"));
+        assert!(crate::warning::kernel_hint("listen_overflows").contains("somaxconn"));
     }
 }

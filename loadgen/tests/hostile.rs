@@ -94,7 +94,7 @@ fn server_that_talks_out_of_turn() {
     // and seven bytes are left over that were never sent: not an echo, the run fails.
     assert!(c.mismatched_messages > 0 && c.mismatched_bytes > 0, "{c:?}");
     assert_eq!(c.unsolicited_bytes, 7 * 2, "seven per connection: {c:?}");
-    assert!(r.warnings.iter().any(|w| matches!(w, ringload::report::Warning::NotEcho { .. })));
+    assert!(r.warnings.iter().any(|w| matches!(w, ringload::warning::Warning::NotEcho { .. })));
     assert_eq!(r.exit_code(), 2, "not an echo");
 }
 

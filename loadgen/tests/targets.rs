@@ -5,7 +5,7 @@
 
 mod util;
 
-use ringload::report::Warning;
+use ringload::warning::Warning;
 use ringload::{Model, SizeSpec, Stop, Target};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -51,7 +51,11 @@ fn a_source_target_is_not_an_echo() {
         }));
         assert!(has(&r, |w| matches!(w, Warning::NotEcho { .. })), "{target}: {:?}", r.warnings);
         assert_eq!(r.exit_code(), 2, "{target}");
-        assert!(r.text().contains("FAILED: the target sent"), "{}", r.text());
+        assert!(
+            ringload::text::run::report(&r).contains("FAILED: the target sent"),
+            "{}",
+            ringload::text::run::report(&r)
+        );
     }
 }
 
@@ -72,7 +76,7 @@ fn a_discard_target_answers_nothing() {
         "{:?}",
         r.warnings
     );
-    assert!(r.text().contains("discard"), "{}", r.text());
+    assert!(ringload::text::run::report(&r).contains("discard"), "{}", ringload::text::run::report(&r));
     assert_eq!(r.exit_code(), 2);
 }
 
@@ -199,7 +203,7 @@ fn datagrams_dropped_for_their_size_are_named() {
         p.stop = Stop::Duration(Duration::from_millis(1500));
     }));
     assert!(has(&r, |w| matches!(w, Warning::NoDatagramAnswered { .. })), "{:?}", r.warnings);
-    assert!(r.text().contains("size limit"), "{}", r.text());
+    assert!(ringload::text::run::report(&r).contains("size limit"), "{}", ringload::text::run::report(&r));
     assert_eq!(r.exit_code(), 2);
 }
 
@@ -247,7 +251,11 @@ fn open_loop_sends_one_message_per_send() {
     let c = r.counters;
     let messages = c.completed + c.warmup_completed + c.failed();
     assert_eq!(c.sends, messages, "one send per message: {c:?}");
-    assert!(r.text().contains("1.00 messages per send"), "{}", r.text());
+    assert!(
+        ringload::text::run::report(&r).contains("1.00 messages per send"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
     let r = open(true);
     let c = r.counters;
     assert!(c.sends < c.completed + c.warmup_completed + c.failed(), "--coalesce joins due messages: {c:?}");

@@ -4,8 +4,8 @@
 
 mod util;
 
-use ringload::report::Warning;
-use ringload::throughput::Mode;
+use ringload::plan::Mode;
+use ringload::warning::Warning;
 use ringload::{Report, Stop, Target};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -72,7 +72,7 @@ fn one_way_byte_counts_equal_the_servers() {
         for (server, target) in [(&tcp, Target::Tcp(tcp.tcp_addr().unwrap())), (&unix, Target::Unix(path))] {
             let r = bulk(Some(target.clone()), mode);
             let c = r.counters;
-            assert_eq!(r.exit_code(), 0, "{target} {mode:?}: {}", r.text());
+            assert_eq!(r.exit_code(), 0, "{target} {mode:?}: {}", ringload::text::run::report(&r));
             let b = r.bulk.as_ref().expect("bulk figures");
             let (ours, theirs) = match mode {
                 Mode::Send => (c.bytes_sent, server_total(server, |s| s.bytes_in, c.bytes_sent)),
@@ -87,7 +87,11 @@ fn one_way_byte_counts_equal_the_servers() {
             assert!((b.gbit_per_s - b.bytes_per_s * 8.0 / 1e9).abs() < 1e-9);
             assert!(b.cpu_s > 0.0 && b.cpu_ns_per_byte > 0.0, "{b:?}");
             assert_eq!(c.mismatched_bytes, 0, "{target}: verified");
-            assert!(r.text().contains("Gbit/s"), "{}", r.text());
+            assert!(
+                ringload::text::run::report(&r).contains("Gbit/s"),
+                "{}",
+                ringload::text::run::report(&r)
+            );
         }
     }
 }
@@ -101,7 +105,7 @@ fn the_builtin_server_serves_each_mode() {
     }
     for mode in [Mode::Send, Mode::Receive, Mode::Bulk] {
         let r = bulk(None, mode);
-        assert_eq!(r.exit_code(), 0, "{mode:?}: {}", r.text());
+        assert_eq!(r.exit_code(), 0, "{mode:?}: {}", ringload::text::run::report(&r));
         let s = r.builtin.as_ref().unwrap();
         let c = r.counters;
         assert_eq!((s.server_bytes_in, s.server_bytes_out), (c.bytes_sent, c.bytes_received), "{mode:?}");
@@ -132,9 +136,13 @@ fn zerocopy_sends_count_exactly_or_are_refused() {
     match ringload::run(p, Arc::default(), ringload::Progress::Hide) {
         Ok(r) => {
             assert!(has_zc, "ran without SEND_ZC");
-            assert_eq!(r.exit_code(), 0, "{}", r.text());
+            assert_eq!(r.exit_code(), 0, "{}", ringload::text::run::report(&r));
             let b = r.bulk.as_ref().unwrap();
-            assert!(b.zerocopy && r.text().contains("(SEND_ZC)"), "{}", r.text());
+            assert!(
+                b.zerocopy && ringload::text::run::report(&r).contains("(SEND_ZC)"),
+                "{}",
+                ringload::text::run::report(&r)
+            );
             assert_eq!(r.builtin.as_ref().unwrap().server_bytes_in, r.counters.bytes_sent);
         }
         Err(e) => {
@@ -190,9 +198,18 @@ fn a_corrupted_source_stream_is_caught() {
     r.check(None, None);
     assert!(r.counters.bytes_received > 100_000, "{:?}", r.counters);
     // One wrong byte per connection.
-    assert_eq!(r.counters.mismatched_bytes, u64::from(r.plan.connections), "{}", r.text());
-    assert_eq!(r.exit_code(), 1, "{}", r.text());
-    assert!(r.text().contains("FAILED: --verify"), "{}", r.text());
+    assert_eq!(
+        r.counters.mismatched_bytes,
+        u64::from(r.plan.connections),
+        "{}",
+        ringload::text::run::report(&r)
+    );
+    assert_eq!(r.exit_code(), 1, "{}", ringload::text::run::report(&r));
+    assert!(
+        ringload::text::run::report(&r).contains("FAILED: --verify"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
 
     // Both ways: an echo that flips one byte in every 1,000 is caught too.
     let mut r = bulk(Some(Target::Tcp(tcp_server(echo_corrupt))), Mode::Bulk);
@@ -216,13 +233,22 @@ fn discard_and_source_misuse_fail() {
     let r = bulk(Some(Target::Tcp(echo.tcp_addr().unwrap())), Mode::Send);
     assert!(has(&r, |w| matches!(w, Warning::AnsweredSendOnly { bytes_received } if *bytes_received > 0)));
     assert_eq!(r.exit_code(), 2);
-    assert!(r.text().contains("not measured") && r.text().contains("not a discard server"), "{}", r.text());
+    assert!(
+        ringload::text::run::report(&r).contains("not measured")
+            && ringload::text::run::report(&r).contains("not a discard server"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
 
     let discard = ringecho(ringecho::Listen::Tcp(loopback()), ringecho::Mode::Discard);
     let r = bulk(Some(Target::Tcp(discard.tcp_addr().unwrap())), Mode::Receive);
     assert!(has(&r, |w| *w == Warning::NothingReceived), "{:?}", r.warnings);
     assert_eq!(r.exit_code(), 2);
-    assert!(r.text().contains("nothing received: is this a source@ listener?"), "{}", r.text());
+    assert!(
+        ringload::text::run::report(&r).contains("nothing received: is this a source@ listener?"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
 
     let r = bulk(Some(Target::Tcp(discard.tcp_addr().unwrap())), Mode::Bulk);
     assert!(has(&r, |w| matches!(w, Warning::NoAnswer { .. })), "{:?}", r.warnings);
@@ -241,12 +267,12 @@ fn latency_under_load_reports_both_parts() {
         p.throughput.background = 2;
         p.stop = Stop::Duration(Duration::from_millis(500));
     }));
-    assert_eq!(r.exit_code(), 0, "{}", r.text());
+    assert_eq!(r.exit_code(), 0, "{}", ringload::text::run::report(&r));
     assert!(r.counters.completed > 0 && r.latency.len() == r.counters.completed);
     let bg = r.background.as_ref().expect("background figures");
     assert!(bg.bytes_sent > 0 && bg.bytes_received > 0, "{bg:?}");
     assert!(r.counters.bytes_sent < bg.bytes_sent, "background bytes are not the measured flow's");
-    let text = r.text();
+    let text = ringload::text::run::report(&r);
     assert!(text.contains("latency") && text.contains("background  bulk both ways, 2 connections"), "{text}");
     let doc = r.document();
     assert!(doc.background.is_some() && doc.latency.corrected.count > 0);

@@ -12,8 +12,8 @@
 mod util;
 
 use ringload::Model;
-use ringload::report::Warning;
 use ringload::views::Limit;
+use ringload::warning::Warning;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,10 +92,10 @@ fn client_pinned_to_a_busy_cpu_is_the_limit() {
         p.verify = false;
     }));
     let v = views_of(&r);
-    assert_eq!(v.limit, Limit::ClientCpu, "{}", r.text());
+    assert_eq!(v.limit, Limit::ClientCpu, "{}", ringload::text::run::report(&r));
     assert!(v.client.waiting[0] > 0.2, "the client waited for its CPU: {v:?}");
     assert!(v.limit_text.starts_with("limit: client CPU (worker 0 busy"), "{}", v.limit_text);
-    assert!(r.text().contains(&v.limit_text));
+    assert!(ringload::text::run::report(&r).contains(&v.limit_text));
 }
 
 /// The built-in server on a CPU that a busy thread at nice -19 shares: the server is the limit.
@@ -118,12 +118,12 @@ fn server_pinned_to_a_busy_cpu_is_the_limit() {
     }));
     let v = views_of(&r);
     assert_eq!(r.builtin.as_ref().unwrap().server_cpus, vec![a]);
-    assert_eq!(v.limit, Limit::ServerCpu, "{}", r.text());
+    assert_eq!(v.limit, Limit::ServerCpu, "{}", ringload::text::run::report(&r));
     let server = v.server.as_ref().unwrap();
     assert_eq!(server.source, "built-in");
     assert!(server.cpu.waiting[0] > 0.2 && server.recv_ops > 0, "{server:?}");
     assert!(v.limit_text.starts_with("limit: server CPU (worker 0 busy"), "{}", v.limit_text);
-    assert!(r.text().contains("server CPU  "), "{}", r.text());
+    assert!(ringload::text::run::report(&r).contains("server CPU  "), "{}", ringload::text::run::report(&r));
 }
 
 /// An open loop whose client shares its CPU with a busy thread at nice -19: it cannot
@@ -145,8 +145,8 @@ fn an_open_loop_client_on_a_busy_cpu_falls_behind_its_schedule() {
         p.warmup = Duration::from_millis(200);
         p.stop = ringload::Stop::Duration(Duration::from_millis(1200));
     }));
-    let s = r.schedule(ringload::report::LAG_LIMIT).expect("an open loop has a schedule");
-    assert!(s.behind(), "{s:?}\n{}", r.text());
+    let s = r.schedule(ringload::slo::LAG_LIMIT).expect("an open loop has a schedule");
+    assert!(s.behind(), "{s:?}\n{}", ringload::text::run::report(&r));
     assert!(
         r.warnings
             .iter()
@@ -156,7 +156,11 @@ fn an_open_loop_client_on_a_busy_cpu_falls_behind_its_schedule() {
     );
     assert!(!r.warnings.iter().any(|w| matches!(w, Warning::ClientSaturated { .. })), "{:?}", r.warnings);
     let v = views_of(&r);
-    assert!(matches!(v.limit, Limit::ClientCpu | Limit::ClientAndServerCpu), "{}", r.text());
+    assert!(
+        matches!(v.limit, Limit::ClientCpu | Limit::ClientAndServerCpu),
+        "{}",
+        ringload::text::run::report(&r)
+    );
     assert!(v.limit_text.contains("behind its schedule: send lag p99"), "{}", v.limit_text);
     let doc = r.document();
     let lag = doc.latency.send_lag.as_ref().expect("the document has the send lag");
@@ -176,14 +180,14 @@ fn the_send_lag_has_one_sample_per_measured_message() {
         p.warmup = Duration::from_millis(100);
         p.stop = ringload::Stop::Duration(Duration::from_millis(500));
     }));
-    assert!(r.counters.completed > 500 && r.figures().failed == 0, "{}", r.text());
-    assert_eq!(r.lag.len(), r.counters.completed, "{}", r.text());
+    assert!(r.counters.completed > 500 && r.figures().failed == 0, "{}", ringload::text::run::report(&r));
+    assert_eq!(r.lag.len(), r.counters.completed, "{}", ringload::text::run::report(&r));
     let doc = r.document();
     assert_eq!(doc.latency.send_lag.as_ref().map(|l| l.count), Some(r.counters.completed));
-    assert!(r.text().contains("send lag "), "{}", r.text());
+    assert!(ringload::text::run::report(&r).contains("send lag "), "{}", ringload::text::run::report(&r));
     let closed = run(plan(None, |p| p.stop = ringload::Stop::Duration(Duration::from_millis(200))));
     assert!(closed.counters.completed > 0 && closed.lag.is_empty());
-    assert!(closed.schedule(ringload::report::LAG_LIMIT).is_none());
+    assert!(closed.schedule(ringload::slo::LAG_LIMIT).is_none());
     assert!(closed.document().latency.send_lag.is_none());
 }
 
@@ -204,7 +208,7 @@ fn one_connection_is_latency_bound() {
         p.stop = ringload::Stop::Duration(Duration::from_millis(800));
     }));
     let v = views_of(&r);
-    assert_eq!(v.limit, Limit::Latency, "{}", r.text());
+    assert_eq!(v.limit, Limit::Latency, "{}", ringload::text::run::report(&r));
     assert!(v.limit_text.starts_with("limit: neither CPU saturated: latency-bound"), "{}", v.limit_text);
 }
 
@@ -233,7 +237,7 @@ fn udp_receive_buffer_drops_are_shown_with_a_hint() {
         "{:?}",
         r.warnings
     );
-    let text = r.text();
+    let text = ringload::text::run::report(&r);
     assert!(text.contains("kernel      udp_rcvbuf_errors +"), "{text}");
     assert!(text.contains("net.core.rmem_max") && text.contains("SO_RCVBUF"), "{text}");
     let doc = serde_json::to_value(r.document()).unwrap();
@@ -269,12 +273,16 @@ fn server_metrics_from_a_remote_ringecho() {
     let (server, target) = echo_target();
     let url = format!("http://{}/metrics", server.metrics_addr().unwrap());
     let r = short(target, url.clone());
-    assert_eq!(r.exit_code(), 0, "{}", r.text());
+    assert_eq!(r.exit_code(), 0, "{}", ringload::text::run::report(&r));
     let s = views_of(&r).server.as_ref().expect("server figures");
     assert_eq!(s.source, url);
     assert_eq!(s.cpu.busy.len(), 1);
     assert!(s.recv_ops > 0 && s.process_cpu_s.is_some(), "{s:?}");
-    assert!(r.text().contains("messages per server receive"), "{}", r.text());
+    assert!(
+        ringload::text::run::report(&r).contains("messages per server receive"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
 }
 
 /// Unreachable, and not ringecho: a warning each, the run still exits 0.
@@ -302,14 +310,18 @@ fn server_metrics_that_cannot_be_read_warn() {
         ("http://".to_string(), "not an http://HOST:PORT/PATH URL"),
     ] {
         let r = short(target.clone(), url.clone());
-        assert_eq!(r.exit_code(), 0, "{}", r.text());
+        assert_eq!(r.exit_code(), 0, "{}", ringload::text::run::report(&r));
         let w = r.warnings.iter().find_map(|w| match w {
             Warning::ServerMetrics { url: u, cause } if *u == url => Some(cause.clone()),
             _ => None,
         });
         let cause = w.unwrap_or_else(|| panic!("no warning for {url}: {:?}", r.warnings));
         assert!(cause.contains(says), "{url}: {cause}");
-        assert!(r.text().contains("the report has no server CPU figures"), "{}", r.text());
+        assert!(
+            ringload::text::run::report(&r).contains("the report has no server CPU figures"),
+            "{}",
+            ringload::text::run::report(&r)
+        );
     }
     drop(server);
 }
@@ -327,9 +339,9 @@ fn spin_runs_and_stops_by_itself() {
         p.stop = ringload::Stop::Duration(Duration::from_millis(400));
     }));
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert_eq!(r.exit_code(), 0, "{}", r.text());
+    assert_eq!(r.exit_code(), 0, "{}", ringload::text::run::report(&r));
     assert!(r.counters.completed > 0);
-    let text = r.text();
+    let text = ringload::text::run::report(&r);
     assert!(text.contains("spin        on") && text.contains("whole CPU"), "{text}");
     assert!(views_of(&r).spin);
 }

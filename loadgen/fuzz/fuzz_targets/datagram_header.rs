@@ -1,4 +1,4 @@
-//! Fuzz target: ringload::results::fuzz::datagram_header on arbitrary bytes.
+//! Fuzz target: ringload::fuzz::datagram_header on arbitrary bytes.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::results::fuzz::datagram_header(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::fuzz::datagram_header(data));

@@ -1,4 +1,4 @@
-//! Fuzz target: ringload::results::fuzz::histogram on arbitrary bytes.
+//! Fuzz target: ringload::fuzz::histogram on arbitrary bytes.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::results::fuzz::histogram(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::fuzz::histogram(data));

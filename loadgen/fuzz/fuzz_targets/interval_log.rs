@@ -1,4 +1,4 @@
-//! Fuzz target: ringload::results::fuzz::interval_log on arbitrary bytes.
+//! Fuzz target: ringload::fuzz::interval_log on arbitrary bytes.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::results::fuzz::interval_log(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::fuzz::interval_log(data));

@@ -1,4 +1,4 @@
-//! Fuzz target: ringload::results::fuzz::result_document on arbitrary bytes.
+//! Fuzz target: ringload::fuzz::result_document on arbitrary bytes.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::results::fuzz::result_document(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringload::fuzz::result_document(data));

@@ -8,43 +8,21 @@
 //! a run whose figures cannot be trusted, or whose server died during it, ends the
 //! comparison with an error naming the side and the run (exit 2), never a ratio.
 
-mod args;
 mod process;
 pub mod summary;
 mod sys;
 
-pub use args::AbArgs;
+pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side};
 pub use process::{Address, group_members, parse_listening};
-pub use summary::{AbDocument, AbResult, summarize};
+pub use summary::{AbResult, summarize};
 
-use crate::Progress;
-use crate::document::ResultDoc;
 use crate::engine::RunError;
 use crate::plan::Plan;
+use crate::run::Progress;
 use process::{NotReady, ServerProcess};
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-/// A or B.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Side {
-    /// The first server command (the baseline of the ratios).
-    A,
-    /// The second.
-    B,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Side::A => "A",
-            Side::B => "B",
-        })
-    }
-}
 
 /// A validated `ab` comparison.
 #[derive(Debug, Clone)]
@@ -70,55 +48,6 @@ pub struct AbPlan {
     /// `--max-slowdown`: B's median msg/s at most this far below A's, its p99 at most this
     /// far above.
     pub max_slowdown: Option<f64>,
-}
-
-/// The server's part in one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerFigures {
-    /// The PID `sh -c` ran as (also its process group's ID); gone when `ab` returns.
-    pub pid: u32,
-    /// The target the load went to.
-    pub target: String,
-    /// CPU seconds (utime + stime, threads and children) of its process group over the
-    /// run, warm-up and drain included.
-    pub cpu_s: f64,
-    /// `cpu_s` per answered message (warm-up included), µs.
-    pub cpu_us_per_msg: f64,
-    /// It did not exit within --stop-timeout of SIGTERM and was killed.
-    #[serde(default)]
-    pub killed: bool,
-}
-
-/// One run of one side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    /// The side.
-    pub side: Side,
-    /// The run's number on its side, from 1.
-    pub run: u32,
-    /// The server.
-    pub server: ServerFigures,
-    /// Share of the client's CPUs busy over the run (load CPU ÷ wall × workers).
-    pub client_busy: f64,
-    /// The run's own result document, as `ringload --json` writes it.
-    pub result: ResultDoc,
-}
-
-impl RunRecord {
-    /// The client limited this run: in an open loop, it fell behind its schedule (the
-    /// p99 of its send lag above [`crate::report::LAG_LIMIT`]); in a closed loop, its
-    /// CPUs were at least [`summary::SATURATED`] busy.
-    pub fn client_saturated(&self) -> bool {
-        match &self.result.latency.send_lag {
-            Some(lag) => lag.p99 as u128 > crate::report::LAG_LIMIT.as_nanos(),
-            None => self.client_busy >= summary::SATURATED,
-        }
-    }
-
-    /// Answered messages per second.
-    pub fn msgs_per_s(&self) -> f64 {
-        self.result.throughput.msgs_per_s
-    }
 }
 
 /// Why the comparison could not be made (exit 2).
@@ -230,7 +159,7 @@ fn stderr_part(stderr: &str) -> String {
     } else {
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        format!("; the end of its stderr:\n    {}", crate::results::escape::terminal(&tail))
+        format!("; the end of its stderr:\n    {}", crate::escape::terminal(&tail))
     }
 }
 
@@ -315,7 +244,7 @@ fn one_run(
         return Err(AbError::Plan { side, source });
     }
     let cpu_before = server.cpu();
-    let result = crate::run(load, interrupted.clone(), Progress::Hide);
+    let result = crate::run::run(load, interrupted.clone(), Progress::Hide);
     let cpu = server.cpu().saturating_sub(cpu_before);
     let died = server.exited();
     let pid = server.pid();
@@ -349,7 +278,6 @@ fn one_run(
         return Err(AbError::Untrusted { side, run, why: why.join("; ") });
     }
     let messages = report.counters.completed + report.counters.warmup_completed;
-    let busy_base = report.wall.as_secs_f64() * report.plan.cpus.len() as f64;
     Ok(Some(RunRecord {
         side,
         run,
@@ -360,7 +288,7 @@ fn one_run(
             cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / messages.max(1) as f64,
             killed: stopped.killed,
         },
-        client_busy: if busy_base > 0.0 { report.load_cpu.as_secs_f64() / busy_base } else { 0.0 },
+        client_busy: report.client_busy(),
         result: report.document(),
     }))
 }

@@ -1,6 +1,7 @@
 //! The search against mocked steps: a target that sustains exactly `limit`.
 
 use super::*;
+use crate::text::search::report as text;
 
 fn cfg(slo: &str) -> SearchConfig {
     SearchConfig {
@@ -184,7 +185,7 @@ fn the_document_reads_back() {
     let plan = crate::document::testing::full_report().plan;
     let doc = document(&plan, s);
     let bytes = serde_json::to_vec(&doc).unwrap();
-    let saved = crate::results::Saved::from_bytes("search.json".into(), &bytes).unwrap();
+    let saved = crate::saved::Saved::from_bytes("search.json".into(), &bytes).unwrap();
     let search = saved.doc.search.as_ref().unwrap();
     assert_eq!(search.answer, doc.search.as_ref().unwrap().answer);
     assert_eq!(saved.doc.throughput.msgs_per_s, search.answer_step().unwrap().run.throughput.msgs_per_s);
@@ -207,7 +208,7 @@ fn nested_documents_are_checked() {
     let plan = crate::document::testing::full_report().plan;
     let doc = document(&plan, s);
     let read =
-        |d: &ResultDoc| crate::results::Saved::from_bytes("x.json".into(), &serde_json::to_vec(d).unwrap());
+        |d: &ResultDoc| crate::saved::Saved::from_bytes("x.json".into(), &serde_json::to_vec(d).unwrap());
     // A search inside a step.
     let mut deep = doc.clone();
     let inner = deep.clone();

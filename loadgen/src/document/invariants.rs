@@ -3,7 +3,7 @@
 //! an error naming the rule instead of figures that cannot all be true.
 
 use super::ResultDoc;
-use crate::hist::Hist;
+use crate::hist::{self, Hist};
 
 /// The latest `started_unix` taken for a real time (the year 5138), as `--start-at`.
 const MAX_UNIX_S: f64 = 1e11;
@@ -116,16 +116,7 @@ impl ResultDoc {
             ("connect", &self.latency.connect),
         ] {
             ordered(which, &s.histogram)?;
-            let figures = [
-                ("min", s.min),
-                ("p50", s.p50),
-                ("p90", s.p90),
-                ("p99", s.p99),
-                ("p999", s.p999),
-                ("p9999", s.p9999),
-                ("max", s.max),
-            ];
-            in_order(which, &figures)?;
+            in_order(which, &s.figures())?;
         }
         if c.completed > 0 && self.elapsed_s <= 0.0 {
             return Err(Violation::NoMeasuredTime { completed: c.completed });
@@ -139,10 +130,9 @@ impl ResultDoc {
         let steps: Vec<&ResultDoc> =
             self.search.iter().flat_map(|s| s.steps.iter().map(|step| &step.run)).collect();
         let repeats: Vec<&ResultDoc> = self.repeats.iter().collect();
-        for (what, docs, max) in [
-            ("repeats", repeats, crate::repeat::MAX_REPEATS as usize),
-            ("search.steps", steps, crate::capacity::MAX_STEPS),
-        ] {
+        for (what, docs, max) in
+            [("repeats", repeats, super::MAX_REPEATS as usize), ("search.steps", steps, super::MAX_STEPS)]
+        {
             if docs.len() > max {
                 return Err(Violation::TooMany { what, count: docs.len(), max });
             }
@@ -162,18 +152,10 @@ impl ResultDoc {
 
 /// The histogram's own percentiles rise with the percentile.
 fn ordered(which: &'static str, h: &Hist) -> Result<(), Violation> {
-    let q = |q: f64| h.value_at_quantile(q);
-    in_order(
-        which,
-        &[
-            ("p50", q(0.5)),
-            ("p90", q(0.9)),
-            ("p99", q(0.99)),
-            ("p999", q(0.999)),
-            ("p9999", q(0.9999)),
-            ("max", h.max()),
-        ],
-    )
+    let mut figures: Vec<(&'static str, u64)> =
+        hist::QUANTILES.iter().map(|&(name, q)| (name, h.value_at_quantile(q))).collect();
+    figures.push(("max", h.max()));
+    in_order(which, &figures)
 }
 
 fn in_order(which: &'static str, figures: &[(&'static str, u64)]) -> Result<(), Violation> {

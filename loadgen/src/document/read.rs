@@ -10,7 +10,7 @@
 //! same prefix would read as one run.
 
 use super::{Hist, Summary, histogram_text};
-use crate::engine::Counters;
+use crate::counters::Counters;
 use serde::Deserialize;
 use serde::de::MapAccess;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -64,6 +64,18 @@ pub fn bounded_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
         }
     }
     d.deserialize_seq(Bounded(max, PhantomData))
+}
+
+/// `--label`: printable text of at most [`MAX_LABEL_CHARS`] characters (what a saved
+/// result may carry).
+pub fn parse_label(text: &str) -> Result<String, String> {
+    if text.chars().count() > MAX_LABEL_CHARS {
+        return Err(format!("at most {MAX_LABEL_CHARS} characters"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("no control characters (newlines, escapes)".into());
+    }
+    Ok(text.to_owned())
 }
 
 /// `label`: at most [`MAX_LABEL_CHARS`] characters.

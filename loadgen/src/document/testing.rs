@@ -1,9 +1,11 @@
 //! A fully populated report, for tests of the document and of what reads it.
 
-use crate::engine::Counters;
+use crate::counters::Counters;
+use crate::document::Builtin;
 use crate::hist;
 use crate::plan::{Model, Plan, SizeSpec, Stop};
-use crate::report::{Builtin, Report, Warning};
+use crate::report::Report;
+use crate::warning::Warning;
 use std::time::Duration;
 
 /// A report with every part filled in: built-in server, label, every warning, a
@@ -37,6 +39,7 @@ pub fn full_report() -> Report {
         connects: 12,
         conns_lost: 1,
         sends: 2_100,
+        buf_errors: 1,
         ..Counters::default()
     };
     Report {
@@ -89,6 +92,7 @@ pub fn full_report() -> Report {
             Warning::NotConcurrent { overlap_s: 0.5, span_s: 2.6 },
             Warning::ServerMetrics { url: "http://127.0.0.1:1/metrics".into(), cause: "Connection refused".into() },
             Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew: 7 },
+            Warning::PinFailed { cpu: 2, cause: "Invalid argument (os error 22)".into() },
         ],
         failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
         label: Some("lg1".into()),

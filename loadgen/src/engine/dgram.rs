@@ -4,9 +4,8 @@
 //! a reply to it after that is `late`; a second reply is a `duplicate`; a reply older than
 //! the newest answered one is `reordered`; anything that is not ours is `garbage`.
 //!
-//! Invariant: a flow's `entries` cover exactly the sequences `base..next_seq`, the oldest
-//! first, and the front entry is always one still waiting (answered and lost ones are
-//! trimmed, the lost remembered for a while to tell `late` from `duplicate`).
+//! What became of each sequence is the flow's [`Ledger`]'s (bounded memory, whatever the
+//! run's length or loss).
 //!
 //! Batching (UDP, on unless `--no-gso`): datagrams of a flow that are due together (the
 //! closed loop's `--depth`, an open loop's backlog) go as one UDP_SEGMENT send, each still
@@ -19,194 +18,27 @@
 //! completes; receives land in the worker's buffer ring, described by the flow's boxed
 //! `msghdr`.
 
+mod flow;
+
+use flow::{Flow, Opened, open};
+
+use super::ledger::{Entry, Ledger, Reply};
 use super::recorder::Recorder;
 use super::token::{self, Op, Token};
 use super::transport::{Ctx, Transport};
 use super::{Clock, RunError, Shared};
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
-use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::gso::{self, SegmentControl};
 use ringecho::ring::{self, Buf};
-use std::collections::{HashSet, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-/// Sequences remembered as lost, per flow, to tell a late reply from a duplicate.
-const LOST_MEMORY: usize = 65_536;
 /// Send slots per flow: the closed loop's depth, within these bounds.
 const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 1024;
 const _: () = assert!(MAX_SLOTS <= token::MAX_SLOTS, "a token names every send slot");
-
-#[derive(Debug, Clone, Copy)]
-enum Entry {
-    Waiting { intended: u64, sent: Option<u64>, size: u32 },
-    Answered,
-    Lost,
-}
-
-/// A socket path this process bound (Unix datagram flows), removed when dropped.
-pub(super) struct BoundPath(PathBuf);
-
-impl Drop for BoundPath {
-    fn drop(&mut self) {
-        // Best effort: a path already gone is what we want.
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A flow as set-up opens it.
-pub(super) struct Opened {
-    fd: OwnedFd,
-    id: u32,
-    bound: Option<BoundPath>,
-    /// The socket takes UDP_SEGMENT sends and has UDP_GRO on.
-    batches: bool,
-}
-
-/// A train's `sendmsg` header, iovec and UDP_SEGMENT message, at a stable address while
-/// its send is in flight.
-struct TrainMsg {
-    msghdr: libc::msghdr,
-    iov: libc::iovec,
-    control: SegmentControl,
-}
-
-struct Flow {
-    fd: OwnedFd,
-    id: u32,
-    next_seq: u64,
-    /// Entries for sequences `base..next_seq`.
-    base: u64,
-    entries: VecDeque<Entry>,
-    highest_answered: Option<u64>,
-    lost: HashSet<u64>,
-    lost_order: VecDeque<u64>,
-    /// Sequences below this may have been lost and forgotten: a reply to one is counted
-    /// late, never duplicate (a stalled server flushing its queue is no amplifier).
-    forgotten_below: u64,
-    /// Send slots: a buffer each (room for a train when the flow batches), with the
-    /// train's message header; `free` lists those not in the kernel's hands.
-    slots: Vec<Box<[u8]>>,
-    trains: Box<[TrainMsg]>,
-    free: Vec<usize>,
-    /// Sends trains and receives with UDP_GRO (then `recv_msghdr` describes receives).
-    batches: bool,
-    recv_msghdr: Box<libc::msghdr>,
-    /// Sequences scheduled but waiting for a free slot.
-    pending: VecDeque<u64>,
-    recv_armed: bool,
-    starved: bool,
-    dead: bool,
-    bound: Option<BoundPath>,
-}
-
-fn open(target: &Target, id: u32, gso: bool) -> std::io::Result<Opened> {
-    match target {
-        Target::Udp(addr) => {
-            let local: std::net::SocketAddr = if addr.is_ipv6() {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            } else {
-                ([0, 0, 0, 0], 0).into()
-            };
-            let s = std::net::UdpSocket::bind(local)?;
-            s.connect(addr)?;
-            // Both or neither: a kernel without either sends and receives one by one.
-            let batches = gso && gso::can_segment(s.as_fd()) && gso::enable_gro(s.as_fd()).is_ok();
-            Ok(Opened { fd: s.into(), id, bound: None, batches })
-        }
-        Target::UnixGram(path) => {
-            // A Unix datagram server answers to the sender's path: bind one.
-            let me = std::env::temp_dir().join(format!("ringload-{}-{id}.sock", std::process::id()));
-            // A stale socket of an earlier process with our pid; usually there is none.
-            let _ = std::fs::remove_file(&me);
-            let s = std::os::unix::net::UnixDatagram::bind(&me)?;
-            let bound = BoundPath(me);
-            s.connect(path)?;
-            Ok(Opened { fd: s.into(), id, bound: Some(bound), batches: false })
-        }
-        _ => Err(std::io::Error::other("not a datagram target")),
-    }
-}
-
-impl Flow {
-    fn new(opened: Opened, slots: usize, max_size: usize, train_max: usize) -> Flow {
-        let batches = opened.batches && train_max > 1;
-        let slot_size = if batches { (max_size * train_max).min(gso::MAX_TRAIN_BYTES) } else { max_size };
-        // SAFETY: msghdr is plain data; all-zero is an empty header.
-        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        recv_msghdr.msg_controllen = gso::GRO_CONTROL_LEN as _;
-        Flow {
-            fd: opened.fd,
-            id: opened.id,
-            next_seq: 0,
-            base: 0,
-            entries: VecDeque::new(),
-            highest_answered: None,
-            lost: HashSet::new(),
-            lost_order: VecDeque::new(),
-            forgotten_below: 0,
-            slots: (0..slots).map(|_| vec![0u8; slot_size].into_boxed_slice()).collect(),
-            trains: (0..if batches { slots } else { 0 })
-                .map(|_| TrainMsg {
-                    // SAFETY: as above.
-                    msghdr: unsafe { std::mem::zeroed() },
-                    iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-                    control: SegmentControl::new(0),
-                })
-                .collect(),
-            free: (0..slots).rev().collect(),
-            batches,
-            recv_msghdr,
-            pending: VecDeque::new(),
-            recv_armed: false,
-            starved: false,
-            dead: false,
-            bound: opened.bound,
-        }
-    }
-
-    fn waiting(&self) -> usize {
-        self.entries.iter().filter(|e| matches!(e, Entry::Waiting { .. })).count()
-    }
-
-    fn waiting_measured(&self, warm_end: u64) -> u64 {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Waiting { intended, .. } if *intended >= warm_end))
-            .count() as u64
-    }
-
-    fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
-        let idx = seq.checked_sub(self.base)?;
-        self.entries.get_mut(idx as usize)
-    }
-
-    /// Drops answered and lost entries from the front, remembering the lost ones.
-    fn trim(&mut self) {
-        while let Some(front) = self.entries.front() {
-            match front {
-                Entry::Waiting { .. } => break,
-                Entry::Answered => {}
-                Entry::Lost => {
-                    self.lost.insert(self.base);
-                    self.lost_order.push_back(self.base);
-                    if self.lost_order.len() > LOST_MEMORY {
-                        if let Some(old) = self.lost_order.pop_front() {
-                            self.lost.remove(&old);
-                            self.forgotten_below = self.forgotten_below.max(old + 1);
-                        }
-                    }
-                }
-            }
-            self.entries.pop_front();
-            self.base += 1;
-        }
-    }
-}
 
 /// Where in the pattern datagram `seq` of flow `flow` takes its payload.
 fn payload_offset(flow: u32, seq: u64) -> u64 {
@@ -253,7 +85,10 @@ impl Transport for Dgram {
         let train = train_max(plan.gso, due, plan.size.max);
         Ok(Dgram {
             pattern: Pattern::new(plan.seed),
-            flows: opened.into_iter().map(|o| Flow::new(o, slots, max_size, train)).collect(),
+            flows: opened
+                .into_iter()
+                .map(|o| Flow::new(o, slots, max_size, train, Ledger::new(shared.plan.connections as usize)))
+                .collect(),
             verify: plan.verify,
             timeout: plan.udp_timeout.as_nanos() as u64,
             train_max: train,
@@ -278,15 +113,15 @@ impl Transport for Dgram {
     }
 
     fn drained(&self) -> bool {
-        self.flows.iter().all(|f| f.dead || f.waiting() == 0)
+        self.flows.iter().all(|f| f.dead || f.ledger.waiting() == 0)
     }
 
     fn queued(&self, i: usize) -> usize {
-        self.flows[i].entries.len()
+        self.flows[i].ledger.len()
     }
 
     fn unanswered(&self, warm_end: u64) -> u64 {
-        self.flows.iter().map(|f| f.waiting_measured(warm_end)).sum()
+        self.flows.iter().map(|f| f.ledger.waiting_measured(warm_end)).sum()
     }
 
     fn arm_recv(&mut self, cx: &mut Ctx<'_>, i: usize) {
@@ -314,9 +149,7 @@ impl Transport for Dgram {
         }
         let Some(size) = cx.admit(intended) else { return };
         let f = &mut self.flows[i];
-        let seq = f.next_seq;
-        f.next_seq += 1;
-        f.entries.push_back(Entry::Waiting { intended, sent: None, size });
+        let seq = f.ledger.push(intended, size);
         f.pending.push_back(seq);
     }
 
@@ -335,7 +168,7 @@ impl Transport for Dgram {
             let (mut count, mut bytes, mut segment) = (0usize, 0usize, 0usize);
             while count < most {
                 let Some(&seq) = f.pending.front() else { break };
-                let Some(Entry::Waiting { sent, size, .. }) = f.entry(seq) else {
+                let Some(Entry::Waiting { sent, size, .. }) = f.ledger.entry(seq) else {
                     f.pending.pop_front();
                     continue;
                 };
@@ -507,7 +340,6 @@ impl Dgram {
             if on_reply(f, &self.pattern, self.verify, &mut cx.rec, &cx.clock, cx.now, data) {
                 answered += 1;
             }
-            f.trim();
         }
         answered
     }
@@ -517,22 +349,14 @@ impl Dgram {
     fn expire(&mut self, cx: &mut Ctx<'_>, i: usize) {
         let (now, timeout, warm_end) = (cx.now, self.timeout, cx.clock.warm_end);
         let mut replaced = 0;
-        let f = &mut self.flows[i];
-        for e in f.entries.iter_mut() {
-            match *e {
-                Entry::Waiting { sent: Some(sent), intended, size } if sent + timeout <= now => {
-                    *e = Entry::Lost;
-                    cx.rec.lost_size(size);
-                    if intended >= warm_end {
-                        cx.rec.counters.lost += 1;
-                    }
-                    replaced += 1;
-                }
-                Entry::Waiting { .. } => break,
-                _ => {}
+        let rec = &mut cx.rec;
+        self.flows[i].ledger.expire(now, timeout, |intended, size| {
+            rec.lost_size(size);
+            if intended >= warm_end {
+                rec.counters.lost += 1;
             }
-        }
-        f.trim();
+            replaced += 1;
+        });
         if cx.refills() {
             for _ in 0..replaced {
                 self.schedule(cx, i, now);
@@ -558,46 +382,25 @@ fn on_reply(
         rec.counters.garbage += 1;
         return false;
     };
-    if h.seq >= f.next_seq {
-        rec.counters.garbage += 1;
-        return false;
-    }
-    if h.seq < f.base {
-        if f.lost.remove(&h.seq) || h.seq < f.forgotten_below {
-            rec.counters.late += 1;
-        } else {
-            rec.counters.duplicates += 1;
-        }
-        return false;
-    }
-    let (id, highest) = (f.id, f.highest_answered);
-    let Some(entry) = f.entry(h.seq) else { return false };
-    match *entry {
-        Entry::Answered => {
-            rec.counters.duplicates += 1;
-            false
-        }
-        Entry::Lost => {
-            rec.counters.late += 1;
-            *entry = Entry::Answered;
-            false
-        }
-        Entry::Waiting { intended, sent, size } => {
-            *entry = Entry::Answered;
-            let intact = n == size
-                && (!verify || pattern.mismatches(payload_offset(id, h.seq), &data[header::LEN..]) == 0);
-            if highest.is_some_and(|hi| hi > h.seq) {
+    match f.ledger.reply(h.seq) {
+        Reply::Garbage => rec.counters.garbage += 1,
+        Reply::Late => rec.counters.late += 1,
+        Reply::Duplicate => rec.counters.duplicates += 1,
+        Reply::First { intended, sent, size, reordered } => {
+            if reordered {
                 rec.counters.reordered += 1;
             }
-            f.highest_answered = Some(highest.map_or(h.seq, |hi| hi.max(h.seq)));
+            let intact = n == size
+                && (!verify || pattern.mismatches(payload_offset(f.id, h.seq), &data[header::LEN..]) == 0);
             if intact {
                 rec.answered_size(size);
-                rec.complete(clock, now, intended, sent.unwrap_or(intended), u64::from(size));
+                rec.complete(clock, now, intended, sent, u64::from(size));
             } else if intended >= clock.warm_end {
                 rec.counters.mismatched_messages += 1;
                 rec.counters.mismatched_bytes += u64::from(n.abs_diff(size)).max(1);
             }
-            true
+            return true;
         }
     }
+    false
 }

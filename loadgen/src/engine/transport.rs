@@ -60,10 +60,18 @@ impl Ctx<'_> {
     }
 
     /// The buffer a receive completion carries; `None` if it carries none, or an id the
-    /// ring refuses (not data we can trust).
+    /// ring refuses (not data we can trust: counted as `buf_errors`, as the server counts
+    /// the same refusal).
     #[inline]
     pub fn take_buf(&mut self, flags: u32) -> Option<Buf> {
-        cqueue::buffer_select(flags).and_then(|bid| self.buf_ring.take(bid).ok())
+        let bid = cqueue::buffer_select(flags)?;
+        match self.buf_ring.take(bid) {
+            Ok(buf) => Some(buf),
+            Err(_) => {
+                self.rec.counters.buf_errors += 1;
+                None
+            }
+        }
     }
 
     /// A stream receive's completion (`res`, `flags`), taken apart: its buffer taken,

@@ -4,8 +4,8 @@
 //! the answer as a vertical one. Passing steps are filled dots, failing ones hollow.
 
 use super::{PlotError, draw_err, draw_line, series_style, svg_text, us_label, write_svg};
-use crate::capacity::SearchDoc;
-use crate::results::Saved;
+use crate::document::SearchDoc;
+use crate::saved::Saved;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -35,7 +35,7 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
         .clauses
         .iter()
         .filter(|c| c.metric.is_latency())
-        .map(|c| (format!("SLO {}<{}", c.metric.name(), crate::report::ns(c.limit)), us(c.limit)))
+        .map(|c| (format!("SLO {}<{}", c.metric.name(), crate::units::ns(c.limit)), us(c.limit)))
         .collect();
     let ys = steps.iter().flat_map(|s| series.iter().map(|(_, f)| us(f(&s.point))));
     let ys: Vec<f64> = ys.chain(limits.iter().map(|l| l.1)).collect();
@@ -57,7 +57,7 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
             .light_line_style(TRANSPARENT)
             .x_desc("offered rate (msg/s)")
             .y_desc("latency")
-            .x_label_formatter(&rate_label)
+            .x_label_formatter(&|x: &f64| crate::units::rate_short(*x))
             .y_label_formatter(&us_label)
             .draw()
             .map_err(draw_err)?;
@@ -79,7 +79,7 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
         if let Some(answer) = search.answer {
             let line = vec![(answer, y_range.start), (answer, y_range.end)];
             let bound = if search.lower_bound { "at least " } else { "" };
-            let name = format!("answer: {bound}{}", crate::report::rate(answer));
+            let name = format!("answer: {bound}{}", crate::units::rate(answer));
             draw_line(&mut chart, line, (BLACK, Some((3, 3))), 2, name).map_err(draw_err)?;
         }
         chart
@@ -92,19 +92,8 @@ pub fn capacity_svg(result: &Saved) -> Result<String, PlotError> {
     })
 }
 
-/// A rate as an axis label: `20k`, `1.5M`.
-fn rate_label(x: &f64) -> String {
-    let (v, unit) = match *x {
-        x if x >= 1e6 => (x / 1e6, "M"),
-        x if x >= 1e3 => (x / 1e3, "k"),
-        x => (x, ""),
-    };
-    let s = if v >= 10.0 { format!("{v:.0}") } else { format!("{v:.1}") };
-    format!("{}{unit}", s.trim_end_matches(".0"))
-}
-
 fn caption(name: &str, search: &SearchDoc) -> String {
-    let name = crate::results::escape::svg(name);
-    let slo = crate::results::escape::svg(&search.slo_text);
+    let name = crate::escape::svg(name);
+    let slo = crate::escape::svg(&search.slo_text);
     format!("{name}: latency against offered rate, SLO {slo}")
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hist;
-use crate::results::testing::fake;
+use crate::saved::testing::fake;
 
 fn svg_of(draw: impl FnOnce(&Path) -> Result<(), PlotError>) -> String {
     let dir = tempfile::tempdir().unwrap();

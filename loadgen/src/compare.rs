@@ -7,127 +7,16 @@
 //! built-in server, an interrupted run or a merge of runs that did not run together all
 //! make a run's figures measure something else. Each side's warnings are carried into
 //! the comparison, and ratios are marked not meaningful when either side has one.
-//! One run per side also cannot separate noise from change ([`Noise`]).
+//! One run per side also cannot separate noise from change ([`Noise`]); with repeats on
+//! both sides a change counts only beyond the noise, by [`crate::stats::differs`] (the
+//! test `ab` and `--repeat` use too).
 
-use super::Saved;
-use super::escape;
-use super::render::{QUANTILES, short};
-use crate::repeat::Stat;
-use crate::report::Warning;
-use std::fmt::Write as _;
+pub use crate::document::comparison::{Comparison, Delta, Noise, Side};
 
-/// One line of a comparison.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delta {
-    /// What is compared.
-    pub metric: String,
-    /// Base value.
-    pub base: f64,
-    /// New value.
-    pub new: f64,
-    /// new / base.
-    pub ratio: f64,
-    /// Worse than the tolerance allows (and, with repeats, outside the noise).
-    pub regression: bool,
-    /// Better than the tolerance (and, with repeats, outside the noise).
-    pub improvement: bool,
-    /// With repeats on both sides: whether the confidence intervals of the two medians
-    /// are apart (the change is more than the noise the repeats show). `None` for single
-    /// runs.
-    pub outside_noise: Option<bool>,
-}
-
-/// Which side of a comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// The baseline.
-    Base,
-    /// The result judged.
-    New,
-}
-
-impl Side {
-    fn name(self) -> &'static str {
-        match self {
-            Side::Base => "base",
-            Side::New => "new",
-        }
-    }
-}
-
-/// How much of a difference could be noise.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Noise {
-    /// One run per side (or on one side): the spread of repeated runs is unknown, so no
-    /// difference can be told from noise.
-    SingleRuns,
-    /// Both sides repeated (`--repeat`): each figure is the median of its side's runs,
-    /// and a ratio counts only when the two medians' confidence intervals (order
-    /// statistics; min–max below 6 runs) do not overlap.
-    Repeats {
-        /// Runs of the base.
-        base: u32,
-        /// Runs of the new result.
-        new: u32,
-        /// The smaller of the two intervals' coverage.
-        coverage: f64,
-    },
-}
-
-/// A comparison: the ratios, the warnings of each side, and what they allow.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Comparison {
-    /// Throughput, then each percentile.
-    pub deltas: Vec<Delta>,
-    /// Each side's warnings.
-    pub warnings: Vec<(Side, Warning)>,
-    /// How much of a change could be noise.
-    pub noise: Noise,
-}
-
-/// Whether a run with this warning measured something other than the target. The match
-/// is exhaustive: a new warning must be decided here.
-pub fn spoils_comparison(w: &Warning) -> bool {
-    match w {
-        Warning::ClientSaturated { .. }
-        | Warning::ClientBehind { .. }
-        | Warning::RateShortfall { .. }
-        | Warning::Errors { .. }
-        | Warning::SharedCpu
-        | Warning::Interrupted
-        | Warning::NotConcurrent { .. }
-        | Warning::TimeLimit { .. }
-        | Warning::SizeLimit { .. }
-        | Warning::ConnectsFailed { .. }
-        | Warning::ConnectionsLost { .. }
-        | Warning::NotEcho { .. }
-        | Warning::Duplicates { .. }
-        | Warning::NoAnswer { .. }
-        | Warning::NoDatagramAnswered { .. }
-        | Warning::AnsweredSendOnly { .. }
-        | Warning::NothingReceived
-        | Warning::NothingSent
-        | Warning::BackgroundFailed { .. } => true,
-        // A late start moves the window, not the figures.
-        Warning::LateStart { .. } => false,
-        // No server figures: the client's are whole. Kernel counters are machine-wide:
-        // they may be another program's; the loss they explain shows in the figures.
-        Warning::ServerMetrics { .. } | Warning::KernelCounter { .. } => false,
-    }
-}
-
-impl Comparison {
-    /// The ratios mean something: neither side has a warning that spoils them.
-    pub fn meaningful(&self) -> bool {
-        !self.warnings.iter().any(|(_, w)| spoils_comparison(w))
-    }
-
-    /// 1 when a ratio is worse than the tolerance, or when the ratios are not
-    /// meaningful (a regression could not be ruled out); else 0.
-    pub fn exit_code(&self) -> u8 {
-        u8::from(!self.meaningful() || self.deltas.iter().any(|d| d.regression))
-    }
-}
+use crate::document::ResultDoc;
+use crate::hist::QUANTILES;
+use crate::saved::Saved;
+use crate::stats::{Spread, differs};
 
 /// Compares `new` against `base`: throughput (higher is better) and each percentile
 /// (lower is better). A change for the worse beyond `tolerance` (0.05 = 5%) is a
@@ -142,14 +31,14 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
     let mut deltas = Vec::new();
     // Bulk runs: bytes per second (higher is better) and load CPU per byte (lower).
     let bulk: Vec<(&str, f64, f64)> = [
-        ("Gbit/s", (|d: &crate::ResultDoc| d.bulk.as_ref().map(|b| b.gbit_per_s)) as fn(&_) -> _),
+        ("Gbit/s", (|d: &ResultDoc| d.bulk.as_ref().map(|b| b.gbit_per_s)) as fn(&_) -> _),
         ("CPU ns/B", |d| d.bulk.as_ref().map(|b| b.cpu_ns_per_byte)),
         ("bg Gbit/s", |d| d.background.as_ref().map(|b| b.gbit_per_s)),
     ]
     .into_iter()
     .filter_map(|(name, pick)| Some((name, pick(&base.doc)?, pick(&new.doc)?)))
     .collect();
-    let mut push = |metric: &str, b: f64, n: f64, higher_is_better: bool, noise: Option<(Stat, Stat)>| {
+    let mut push = |metric: &str, b: f64, n: f64, higher_is_better: bool, noise: Option<(Spread, Spread)>| {
         let ratio = if b > 0.0 {
             n / b
         } else if higher_is_better {
@@ -157,7 +46,12 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
         } else {
             1.0
         };
-        let outside_noise = noise.map(|(b, n)| n.ci_low > b.ci_high || n.ci_high < b.ci_low);
+        let outside_noise = match (noise, spreads) {
+            (Some((bs, ns)), Some((sb, sn))) => {
+                Some(differs(&bs, sb.runs as usize, &ns, sn.runs as usize).is_real())
+            }
+            _ => None,
+        };
         let (worse, better) = if higher_is_better {
             (ratio < 1.0 - tolerance, ratio > 1.0 + tolerance)
         } else {
@@ -210,92 +104,21 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
     Comparison { deltas, warnings, noise }
 }
 
-/// Renders a comparison as aligned text: the ratios, then each side's warnings and what
-/// they mean for the ratios, then what one run per side cannot tell.
-pub fn render_compare(base: &Saved, new: &Saved, c: &Comparison) -> String {
-    let mut out = String::new();
-    let side_line = |side: Side, s: &Saved| {
-        let codes: Vec<&str> = c.warnings.iter().filter(|(w, _)| *w == side).map(|(_, w)| short(w)).collect();
-        let warned = if codes.is_empty() { String::new() } else { format!("   [{}]", codes.join(", ")) };
-        format!("{:<5} {}{warned}", format!("{}:", side.name()), escape::terminal(&s.name))
-    };
-    let _ = writeln!(out, "{}\n{}", side_line(Side::Base, base), side_line(Side::New, new));
-    // What limited each run, when it was recorded (a limit that moved explains a ratio).
-    for (side, s) in [(Side::Base, base), (Side::New, new)] {
-        if let Some(v) = &s.doc.views {
-            let _ = writeln!(out, "{:<5} {}", format!("{}:", side.name()), escape::terminal(&v.limit_text));
-        }
-    }
-    out.push('\n');
-    let _ = writeln!(out, "{:<8} {:>14} {:>14} {:>8}", "metric", "base", "new", "ratio");
-    let meaningful = c.meaningful();
-    for d in &c.deltas {
-        let show = |v: f64| match d.metric.as_str() {
-            "msg/s" => format!("{v:.0}"),
-            "Gbit/s" | "CPU ns/B" | "bg Gbit/s" => format!("{v:.3}"),
-            _ => crate::report::ns(v),
-        };
-        let verdict = match (meaningful, d.regression, d.improvement, d.outside_noise) {
-            (false, ..) => "  not meaningful",
-            (true, true, _, Some(_)) => "  REGRESSION (outside the noise)",
-            (true, true, ..) => "  REGRESSION",
-            (true, _, true, Some(_)) => "  improvement (outside the noise)",
-            (true, _, true, None) => "  improvement",
-            (true, false, false, Some(false)) if (d.ratio - 1.0).abs() > 1e-9 => "  within the noise",
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "{:<8} {:>14} {:>14} {:>8.3}{verdict}",
-            d.metric,
-            show(d.base),
-            show(d.new),
-            d.ratio
-        );
-    }
-    if !c.warnings.is_empty() {
-        out.push('\n');
-    }
-    for (side, w) in &c.warnings {
-        let _ = writeln!(out, "{} warning: {}", side.name(), escape::terminal(&w.message()));
-    }
-    if !meaningful {
-        let _ = writeln!(
-            out,
-            "ratios not meaningful: a side's figures do not measure the target alone (see its warnings); fix the run and compare again"
-        );
-    }
-    match c.noise {
-        Noise::SingleRuns => {
-            let _ = writeln!(
-                out,
-                "note: one run per side: ringload cannot tell noise from change; run each side with --repeat N (N ≥ 6 for a 95% interval) to judge a ratio against the spread"
-            );
-        }
-        Noise::Repeats { base, new, coverage } => {
-            let _ = writeln!(
-                out,
-                "note: medians of {base} (base) and {new} (new) runs; a ratio counts as a change only when the two medians' confidence intervals (order statistics, {:.0}% coverage) do not overlap — otherwise it is within the noise the repeats show",
-                coverage * 100.0
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::testing::fake;
+    use crate::saved::testing::fake;
+    use crate::text::compare::report as render_compare;
+    use crate::warning::Warning;
 
     /// Bulk runs compare by Gbit/s (higher is better) and CPU per byte (lower is better).
     #[test]
     fn bulk_runs_compare_by_bytes_and_cpu_per_byte() {
         let with = |name, gbit: f64, cpu: f64| {
             let mut s = fake(name, 0, 10.0, 0);
-            let plan = crate::throughput::ThroughputPlan::default();
-            let mut b = crate::throughput::figures::Bulk::of(
-                crate::throughput::Mode::Send,
+            let plan = crate::plan::ThroughputPlan::default();
+            let mut b = crate::figures::Bulk::of(
+                crate::plan::Mode::Send,
                 1,
                 &plan,
                 &[],

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::plan::SizeSpec;
-use crate::results::testing::fake;
+use crate::saved::testing::fake;
+use crate::warning::Warning;
 
 fn with_plan(name: &str, transport: &str, model: Model, connections: u32, size: u32) -> Saved {
     let mut r = fake(name, 1000, 1.0, 50_000);

@@ -7,8 +7,12 @@
 //! an interval keeps its percentiles in order; a histogram is within ringload's bounds
 //! and survives encoding; a datagram header encodes back to the bytes it was read from.
 
-use super::{Format, Saved, compare, intervals, merge, render, render_compare};
+use crate::compare::compare;
 use crate::header::{self, Header};
+use crate::intervals;
+use crate::merge::merge;
+use crate::saved::Saved;
+use crate::text::table::{Format, render};
 
 /// A result document from untrusted bytes: refused, or keeps the invariants and goes
 /// through everything that reads documents.
@@ -29,7 +33,7 @@ pub fn exercise(saved: &Saved) {
         assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "a control character in {format:?}");
     }
     let c = compare(saved, saved, 0.05);
-    let text = render_compare(saved, saved, &c);
+    let text = crate::text::compare::report(saved, saved, &c);
     assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "a control character in compare");
     let _ = crate::plot::percentiles_svg(&both);
     if let Ok((merged, _)) = merge(&both, false) {
@@ -79,9 +83,9 @@ mod tests {
     #[test]
     fn seeds_and_findings() {
         for doc in [
-            &include_bytes!("../../tests/data/v1-closed.json")[..],
-            include_bytes!("../../tests/data/v1-open.json"),
-            include_bytes!("../../tests/data/v1-merged.json"),
+            &include_bytes!("../tests/data/v1-closed.json")[..],
+            include_bytes!("../tests/data/v1-open.json"),
+            include_bytes!("../tests/data/v1-merged.json"),
             b"{\"tool\":\"ringload\",\"schema_version\":1}",
             b"[]",
             b"",
@@ -90,7 +94,7 @@ mod tests {
         }
         interval_log(b"#[StartTime: 1.0 (s)]\n0.0,1.0,1.0,HISTFAAAABx4nJNpmSzMwMDAxAABzFCaEUoz2X+AsQA\n");
         interval_log(b"0.0,1.0,1.0,\n");
-        histogram(include_bytes!("../../fuzz/seeds/histogram.v2z"));
+        histogram(include_bytes!("../fuzz/seeds/histogram.v2z"));
         datagram_header(
             b"RLD1\x01\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00",
         );

@@ -7,10 +7,24 @@
 //! and the histograms, and nowhere else: the report, `merge` and reading a saved file
 //! all end there, so a document's figures never disagree with its data.
 
-use crate::engine::Counters;
+pub mod ab;
+pub mod comparison;
+mod invariants;
+pub mod read;
+pub mod search;
+mod spread;
+
+pub use crate::figures::Throughput;
+pub use invariants::Violation;
+pub use search::{MAX_STEPS, SearchDoc, StepDoc, Stopped};
+pub use spread::RepeatSpread;
+
+use crate::counters::Counters;
+use crate::figures::{Bulk, Figures};
 use crate::hist::{self, Hist};
 use crate::plan::Plan;
-use crate::report::{Builtin, Warning};
+use crate::views::Views;
+use crate::warning::Warning;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Version of the document's shape; bumped on any incompatible change. Adding a field is
@@ -19,6 +33,23 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 /// The `tool` of every ringload document.
 pub const TOOL: &str = "ringload";
+
+/// The most repeats a run (or a search step) makes, and a document holds.
+pub const MAX_REPEATS: u32 = 100;
+
+/// The built-in ringecho server's part in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Builtin {
+    /// CPUs the server ran on.
+    pub server_cpus: Vec<usize>,
+    /// Messages the server echoed during the whole run (warm-up included), as bytes in.
+    pub server_bytes_in: u64,
+    /// Bytes the server sent.
+    pub server_bytes_out: u64,
+    /// Receive operations the server made (to tell messages per server receive).
+    #[serde(default)]
+    pub server_recv_ops: u64,
+}
 
 /// One ringload result, as saved (`--json`) and read back.
 ///
@@ -98,30 +129,21 @@ pub struct ResultDoc {
     pub repeats: Vec<ResultDoc>,
     /// The spread of `repeats` (median, min–max, CI of the median). Derived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spread: Option<crate::repeat::Spread>,
+    pub spread: Option<RepeatSpread>,
     /// `--find-max-rate`: every step and the answer (this document is then the answer's
     /// step, or the first step when no rate met the SLO).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub search: Option<Box<crate::capacity::SearchDoc>>,
+    pub search: Option<Box<SearchDoc>>,
     /// Byte figures of the measured connections in a bulk mode (`--mode send|receive|bulk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bulk: Option<crate::throughput::figures::Bulk>,
+    pub bulk: Option<Bulk>,
     /// Byte figures of the background flows of a latency-under-load run (`--background`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub background: Option<crate::throughput::figures::Bulk>,
+    pub background: Option<Bulk>,
     /// Client and server CPU over the window, the kernel's loss/stall counters, and what
     /// limited the run (absent in merged documents and older ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub views: Option<crate::views::Views>,
-}
-
-/// Rates over the measured time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Throughput {
-    /// Answered messages per second.
-    pub msgs_per_s: f64,
-    /// Echoed bytes per second, each way.
-    pub bytes_per_s_each_way: f64,
+    pub views: Option<Views>,
 }
 
 /// The unit of every latency figure.
@@ -225,6 +247,19 @@ impl Summary {
         s
     }
 
+    /// The stated figures by name, lowest first: min, the percentiles, max.
+    pub fn figures(&self) -> [(&'static str, u64); 7] {
+        [
+            ("min", self.min),
+            ("p50", self.p50),
+            ("p90", self.p90),
+            ("p99", self.p99),
+            ("p999", self.p999),
+            ("p9999", self.p9999),
+            ("max", self.max),
+        ]
+    }
+
     /// Recomputes the figures from the histogram.
     pub fn summarize(&mut self) {
         let h = &self.histogram;
@@ -258,37 +293,6 @@ impl From<&Warning> for WarningEntry {
     }
 }
 
-/// Figures derived from the counters and the measured time. [`Figures::of`] is the one
-/// place they are computed; the report's text, its document and `merge` all use it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Figures {
-    /// [`Counters::failed`], saturating.
-    pub failed: u64,
-    /// failed ÷ (completed + failed), 0 when both are 0.
-    pub error_rate: f64,
-    /// Rates over the measured time, 0 when none was measured.
-    pub throughput: Throughput,
-}
-
-impl Figures {
-    /// The figures of `counters` over `elapsed_s` measured seconds.
-    pub fn of(counters: &Counters, elapsed_s: f64) -> Figures {
-        let failed = failed(counters);
-        let total = failed.saturating_add(counters.completed);
-        let per_second = |n: u64| {
-            if elapsed_s > 0.0 { (n as f64 / elapsed_s).min(f64::MAX) } else { 0.0 }
-        };
-        Figures {
-            failed,
-            error_rate: if total == 0 { 0.0 } else { failed as f64 / total as f64 },
-            throughput: Throughput {
-                msgs_per_s: per_second(counters.completed),
-                bytes_per_s_each_way: per_second(counters.bytes_echoed),
-            },
-        }
-    }
-}
-
 impl ResultDoc {
     /// Recomputes every derived figure from the counters, `elapsed_s` and the histograms.
     pub fn derive(&mut self) {
@@ -305,7 +309,7 @@ impl ResultDoc {
         for r in &mut self.repeats {
             r.derive();
         }
-        self.spread = (!self.repeats.is_empty()).then(|| crate::repeat::Spread::of(&self.repeats));
+        self.spread = (!self.repeats.is_empty()).then(|| RepeatSpread::of(&self.repeats));
         if let Some(search) = self.search.as_mut() {
             for step in &mut search.steps {
                 step.run.derive();
@@ -351,18 +355,6 @@ impl ResultDoc {
     }
 }
 
-/// [`Counters::failed`] (kept for callers of this module; it saturates).
-pub fn failed(c: &Counters) -> u64 {
-    c.failed()
-}
-
-/// `a + b`, counter by counter, saturating at `u64::MAX` instead of wrapping.
-pub fn saturating_sum(a: &Counters, b: &Counters) -> Counters {
-    let mut sum = *a;
-    sum.merge(b);
-    sum
-}
-
 /// Seconds: finite and not negative.
 pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = f64::deserialize(d)?;
@@ -375,7 +367,7 @@ pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
 
 /// A histogram as base64 text ([`hist::encode`], [`hist::decode`]).
 pub(crate) mod histogram_text {
-    use super::{Hist, hist};
+    use crate::hist::{self, Hist};
     use serde::Deserialize;
 
     pub fn serialize<S: serde::Serializer>(h: &Hist, s: S) -> Result<S::Ok, S::Error> {
@@ -387,11 +379,6 @@ pub(crate) mod histogram_text {
         hist::decode(&text).map_err(serde::de::Error::custom)
     }
 }
-
-mod invariants;
-pub mod read;
-
-pub use invariants::Violation;
 
 #[cfg(test)]
 pub(crate) mod testing;

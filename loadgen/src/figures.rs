@@ -1,62 +1,66 @@
-//! The figures of bulk connections: what each worker tallies ([`Tally`]: bytes per second
-//! of the measured window, the CPU it used in that window), the run's [`Bulk`] figures
-//! made from the tallies (bytes, MB/s, Gbit/s, per-second intervals like iperf3's, CPU per
-//! byte), their text, and the checks that a bulk run measured what it says.
+//! The figures a run's data gives, each computed in one place: the message figures
+//! derived from the counters over the measured window ([`Figures::of`]: failed, error
+//! rate, rates), the client's busy share ([`busy_share`]), and the byte figures of bulk
+//! connections ([`Bulk`]: bytes, MB/s, Gbit/s, per-second intervals like iperf3's, CPU per
+//! byte) made from the workers' tallies.
 //!
 //! Invariant: only bytes moved inside the measured window (after the warm-up, before the
-//! stop) reach the intervals, so `bytes_sent` and `bytes_received` are the sums of the
-//! intervals; the totals of the whole run (warm-up and the closing drain included) are
-//! the counters'.
+//! stop) reach a [`Bulk`]'s intervals, so `bytes_sent` and `bytes_received` are the sums of
+//! the intervals; the totals of the whole run (warm-up and the closing drain included) are
+//! the counters'. A rate over no measured time is 0, never infinite.
 
-use super::Mode;
 use crate::counters::Counters;
-use crate::report::Warning;
+use crate::engine::Tally;
+use crate::plan::{Mode, ThroughputPlan};
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::time::Duration;
 
-const SEC: u64 = 1_000_000_000;
-
-/// One worker's bulk tally.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    /// Bytes sent and received in each second of the measured window.
-    pub per_second: Vec<[u64; 2]>,
-    /// The worker thread's CPU time when the window began and ended.
-    pub cpu_start: Option<Duration>,
-    /// See `cpu_start`.
-    pub cpu_end: Option<Duration>,
-    /// SEND_ZC sends handed to the kernel.
-    pub zerocopy_sends: u64,
-    /// SO_SNDBUF and SO_RCVBUF of the first connection, as the kernel set them (0: none).
-    pub buffers: (u32, u32),
+/// Rates over the measured time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Answered messages per second.
+    pub msgs_per_s: f64,
+    /// Echoed bytes per second, each way.
+    pub bytes_per_s_each_way: f64,
 }
 
-impl Tally {
-    /// Counts `sent` and `received` bytes moved at `now` (ns), when inside the window
-    /// `[warm_end, stop_at)`.
-    #[inline]
-    pub fn moved(&mut self, warm_end: u64, stop_at: u64, now: u64, sent: u64, received: u64) {
-        if now < warm_end || now >= stop_at {
-            return;
-        }
-        let second = ((now - warm_end) / SEC) as usize;
-        if self.per_second.len() <= second {
-            self.per_second.resize(second + 1, [0, 0]);
-        }
-        let s = &mut self.per_second[second];
-        s[0] += sent;
-        s[1] += received;
-    }
+/// Figures derived from the counters and the measured time. [`Figures::of`] is the one
+/// place they are computed; the report's text, its document and `merge` all use it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figures {
+    /// [`Counters::failed`], saturating.
+    pub failed: u64,
+    /// failed ÷ (completed + failed), 0 when both are 0.
+    pub error_rate: f64,
+    /// Rates over the measured time, 0 when none was measured.
+    pub throughput: Throughput,
+}
 
-    /// CPU used in the window; `at_exit` stands in for a window end not seen (the run
-    /// stopped early).
-    pub fn window_cpu(&self, at_exit: Duration) -> Duration {
-        match self.cpu_start {
-            Some(start) => self.cpu_end.unwrap_or(at_exit).saturating_sub(start),
-            None => Duration::ZERO,
+impl Figures {
+    /// The figures of `counters` over `elapsed_s` measured seconds.
+    pub fn of(counters: &Counters, elapsed_s: f64) -> Figures {
+        let failed = counters.failed();
+        let total = failed.saturating_add(counters.completed);
+        let per_second = |n: u64| {
+            if elapsed_s > 0.0 { (n as f64 / elapsed_s).min(f64::MAX) } else { 0.0 }
+        };
+        Figures {
+            failed,
+            error_rate: if total == 0 { 0.0 } else { failed as f64 / total as f64 },
+            throughput: Throughput {
+                msgs_per_s: per_second(counters.completed),
+                bytes_per_s_each_way: per_second(counters.bytes_echoed),
+            },
         }
     }
+}
+
+/// The load workers' busy share: CPU time ÷ (wall time × workers), 0 when no time
+/// passed. The one definition: the report's `load CPU` line, a search step's `client`
+/// column and `ab`'s client figure all use it.
+pub fn busy_share(cpu: Duration, wall: Duration, workers: usize) -> f64 {
+    let capacity = wall.as_secs_f64() * workers as f64;
+    if capacity > 0.0 { cpu.as_secs_f64() / capacity } else { 0.0 }
 }
 
 /// One second of the measured window (the last may be shorter).
@@ -119,7 +123,7 @@ impl Bulk {
     pub fn of(
         mode: Mode,
         connections: u32,
-        plan: &super::ThroughputPlan,
+        plan: &ThroughputPlan,
         tallies: &[(&Tally, Duration)],
         elapsed: Duration,
     ) -> Bulk {
@@ -224,121 +228,13 @@ impl Bulk {
     pub fn moved(&self) -> u64 {
         self.bytes_sent.saturating_add(self.bytes_received)
     }
-
-    /// What the connections did, in words.
-    pub fn describe(&self) -> String {
-        let what = match self.mode {
-            Mode::Send => "send only",
-            Mode::Receive => "receive only",
-            Mode::Bulk | Mode::Rr => "bulk both ways",
-        };
-        let mut s = format!("{what}, {} connection{}", self.connections, plural(self.connections as u64));
-        if self.mode.sends() {
-            let _ = write!(s, " × {} writes", size(self.write_size));
-            if self.zerocopy {
-                s.push_str(" (SEND_ZC)");
-            }
-        }
-        if self.sndbuf > 0 || self.rcvbuf > 0 {
-            let _ = write!(s, ", SO_SNDBUF {} SO_RCVBUF {}", size(self.sndbuf), size(self.rcvbuf));
-        }
-        s
-    }
-
-    /// The figure line: MB/s and Gbit/s, each way that moved.
-    pub fn rate_line(&self) -> String {
-        let secs = self.elapsed_s.max(1e-9);
-        let way = |bytes: u64, name: &str| {
-            let b = bytes as f64 / secs;
-            format!("{:.1} MB/s  {:.3} Gbit/s {name}", b / 1e6, b * 8.0 / 1e9)
-        };
-        match self.mode {
-            Mode::Send => way(self.bytes_sent, "sent"),
-            Mode::Receive => way(self.bytes_received, "received"),
-            Mode::Bulk | Mode::Rr => {
-                format!("{}, {}", way(self.bytes_sent, "sent"), way(self.bytes_received, "received"))
-            }
-        }
-    }
-
-    /// The CPU line.
-    pub fn cpu_line(&self) -> String {
-        format!(
-            "{:.3} ns per byte ({:.2} s CPU over the window, {} moved)",
-            self.cpu_ns_per_byte,
-            self.cpu_s,
-            human_bytes(self.moved())
-        )
-    }
-
-    /// The per-second lines, as iperf3 prints them.
-    pub fn interval_lines(&self, o: &mut String) {
-        let _ = writeln!(o, "  interval             sent     received   rate");
-        for i in &self.intervals {
-            let span = format!("{:.2}-{:.2} s", i.start_s, i.start_s + i.length_s);
-            let _ = writeln!(
-                o,
-                "  {span:<13} {:>11}  {:>11}   {:.3} Gbit/s",
-                human_bytes(i.bytes_sent),
-                human_bytes(i.bytes_received),
-                i.gbit_per_s
-            );
-        }
-    }
-}
-
-/// Checks that bulk connections in `mode` measured what they say, from their counters
-/// (the whole run): the problems, each in a sentence.
-pub(crate) fn problems(mode: Mode, c: &Counters, bulk: &Bulk) -> Vec<Warning> {
-    let mut found = Vec::new();
-    match mode {
-        Mode::Send if c.bytes_received > 0 => {
-            found.push(Warning::AnsweredSendOnly { bytes_received: c.bytes_received })
-        }
-        Mode::Receive if c.bytes_received == 0 => found.push(Warning::NothingReceived),
-        Mode::Bulk if c.bytes_sent > 0 && c.bytes_received == 0 => {
-            found.push(Warning::NoAnswer { bytes_sent: c.bytes_sent })
-        }
-        _ => {}
-    }
-    if mode.sends() && c.bytes_sent == 0 && bulk.moved() == 0 {
-        found.push(Warning::NothingSent);
-    }
-    found
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn size(v: u32) -> String {
-    let f = f64::from(v);
-    if v >= 1 << 20 {
-        format!("{:.4} MiB", f / f64::from(1 << 20)).replace(".0000", "")
-    } else if v >= 1 << 10 {
-        format!("{:.2} KiB", f / 1024.0).replace(".00", "")
-    } else {
-        format!("{v} B")
-    }
-}
-
-/// Bytes in the unit that suits them (10³ steps, as rates are given).
-pub fn human_bytes(v: u64) -> String {
-    let v = v as f64;
-    if v < 1e3 {
-        format!("{v:.0} B")
-    } else if v < 1e6 {
-        format!("{:.2} KB", v / 1e3)
-    } else if v < 1e9 {
-        format!("{:.2} MB", v / 1e6)
-    } else {
-        format!("{:.3} GB", v / 1e9)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEC: u64 = 1_000_000_000;
 
     #[test]
     fn only_the_window_counts_and_intervals_sum_to_it() {
@@ -349,7 +245,7 @@ mod tests {
         t.moved(SEC, 3 * SEC + SEC / 2, 3 * SEC + 7, 30, 3);
         t.moved(SEC, 3 * SEC + SEC / 2, 3 * SEC + SEC / 2, 100, 0); // the stop
         t.cpu_start = Some(Duration::from_millis(10));
-        let plan = super::super::ThroughputPlan::default();
+        let plan = crate::plan::ThroughputPlan::default();
         let b =
             Bulk::of(Mode::Send, 1, &plan, &[(&t, Duration::from_millis(60))], Duration::from_millis(2_500));
         assert_eq!((b.bytes_sent, b.bytes_received), (60, 6));
@@ -367,7 +263,7 @@ mod tests {
         t.moved(0, 2 * SEC, 5, 1_000, 0);
         t.moved(0, 2 * SEC, SEC + 5, 3_000, 0);
         t.cpu_start = Some(Duration::ZERO);
-        let plan = super::super::ThroughputPlan::default();
+        let plan = crate::plan::ThroughputPlan::default();
         let one = Bulk::of(Mode::Send, 4, &plan, &[(&t, Duration::from_micros(4))], Duration::from_secs(2));
         let two = Bulk::merged([Some(&one), Some(&one)]).unwrap();
         assert_eq!((two.connections, two.bytes_sent), (8, 8_000));
@@ -377,16 +273,5 @@ mod tests {
         assert_eq!(Bulk::merged([Some(&one), None]), None, "a run without figures");
         let other = Bulk { mode: Mode::Receive, ..one.clone() };
         assert_eq!(Bulk::merged([Some(&one), Some(&other)]), None, "different modes");
-    }
-
-    #[test]
-    fn misuse_is_named() {
-        let b = Bulk::of(Mode::Send, 1, &Default::default(), &[], Duration::from_secs(1));
-        let answered = Counters { bytes_sent: 10, bytes_received: 5, ..Counters::default() };
-        assert_eq!(problems(Mode::Send, &answered, &b), [Warning::AnsweredSendOnly { bytes_received: 5 }]);
-        let silent = Counters::default();
-        assert_eq!(problems(Mode::Receive, &silent, &b), [Warning::NothingReceived]);
-        let discarded = Counters { bytes_sent: 10, ..Counters::default() };
-        assert_eq!(problems(Mode::Bulk, &discarded, &b), [Warning::NoAnswer { bytes_sent: 10 }]);
     }
 }

@@ -4,7 +4,7 @@
 use super::*;
 use crate::document::testing::full_report;
 use crate::hist;
-use crate::report::Warning;
+use crate::warning::Warning;
 
 fn read(doc: serde_json::Value) -> Result<Saved, ResultError> {
     Saved::from_doc("x.json".into(), doc)
@@ -51,7 +51,7 @@ fn previous_version_documents_read_back() {
             assert!(plan.remove("max_duration").is_some(), "{file}");
             let throughput = plan.remove("throughput").expect("written");
             assert_eq!(
-                serde_json::from_value::<crate::throughput::ThroughputPlan>(throughput).unwrap(),
+                serde_json::from_value::<crate::plan::ThroughputPlan>(throughput).unwrap(),
                 Default::default(),
                 "{file}: runs from before the bulk modes were request/response"
             );
@@ -208,7 +208,7 @@ fn paths(v: &serde_json::Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
 /// Everything that reads a document, on one the reader accepted (the fuzz targets'
 /// check), and a plot written to a temporary file.
 fn exercise(s: &Saved) {
-    super::fuzz::exercise(s);
+    crate::fuzz::exercise(s);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.svg");
     if crate::plot::percentiles(std::slice::from_ref(s), &out).is_ok() {
@@ -247,7 +247,7 @@ proptest::proptest! {
         }
         if let Ok(s) = read(doc) {
             exercise(&s);
-            if let Ok((m, _)) = merge(&[s.clone(), s], false) {
+            if let Ok((m, _)) = crate::merge::merge(&[s.clone(), s], false) {
                 let back = read(serde_json::to_value(&m).unwrap());
                 proptest::prop_assert!(back.is_ok(), "{back:?}");
             }

@@ -23,26 +23,23 @@
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
-mod text;
-
-pub use text::text;
+pub use crate::document::search::{MAX_STEPS, SearchDoc, StepDoc, Stopped};
 
 use crate::document::ResultDoc;
 use crate::engine::RunError;
 use crate::plan::{Model, Plan, Stop};
-use crate::report::{Report, Warning};
-use crate::slo::{Point, Slo};
-use crate::{Progress, repeat};
-use serde::{Deserialize, Serialize};
+use crate::report::Report;
+use crate::run::Progress;
+use crate::slo::{Point, Schedule, Slo};
+use crate::stats::median;
+use crate::units::{ns, rate};
+use crate::warning::Warning;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A step passes only if it achieved at least this share of the offered rate.
 pub const MIN_ACHIEVED: f64 = 0.97;
-
-/// The most steps a search makes (a document holds at most this many).
-pub const MAX_STEPS: usize = 200;
 
 /// How the search runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,124 +63,29 @@ pub struct SearchConfig {
     pub server_pid: Option<u32>,
 }
 
-/// Why a search stopped before it converged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stopped {
-    /// Ctrl-C.
-    Interrupted,
-    /// The next step would not fit in `--max-duration`.
-    MaxDuration,
-    /// [`MAX_STEPS`] steps made.
-    StepLimit,
-}
-
-/// One step as saved: its verdict and figures, and its run's document (pooled over the
-/// repeats, each kept in its `repeats`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepDoc {
-    /// Offered rate, msg/s.
-    pub offered: f64,
-    /// Achieved rate (the median over repeats), msg/s.
-    pub achieved: f64,
-    /// It met every rule of a passing step.
-    pub passed: bool,
-    /// The load workers' CPU share (median over repeats).
-    pub client_busy: f64,
-    /// The load generator fell behind its schedule (or the hidden test knob
-    /// `--test-saturate-above` marked the step): it says nothing of the target's limit.
-    pub client_saturated: bool,
-    /// The p99 of the client's send lag (median over repeats), ns; absent in documents
-    /// from before it was measured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_lag_p99_ns: Option<u64>,
-    /// Ctrl-C cut the step short: it is not judged.
-    #[serde(default)]
-    pub interrupted: bool,
-    /// The figures judged (medians over repeats).
-    pub point: Point,
-    /// Why it failed, one sentence each; empty when it passed.
-    #[serde(default)]
-    pub reasons: Vec<String>,
-    /// The server's CPU over the step (warm-up and drain included), in CPUs (1.0 = one
-    /// CPU busy all the time): read from /proc/PID/stat of `--server-pid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_cpu: Option<f64>,
-    /// The step's run.
-    pub run: ResultDoc,
-}
-
-/// A search as saved in the document's `search`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SearchDoc {
-    /// The objective.
-    pub slo: Slo,
-    /// The SLO as written.
-    pub slo_text: String,
-    /// The bisection's stated precision (0.05 = 5%).
-    pub precision: f64,
-    /// The least achieved share of the offered rate a passing step has.
-    pub min_achieved: f64,
-    /// Runs per step.
-    pub repeat: u32,
-    /// The highest offered rate that met the SLO, msg/s; none when no rate did.
-    pub answer: Option<f64>,
-    /// The answer is a lower bound: the lowest failing step had a saturated client.
-    pub lower_bound: bool,
-    /// Why the search stopped early, if it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped: Option<Stopped>,
-    /// Every step, in the order run.
-    pub steps: Vec<StepDoc>,
-}
-
-impl SearchDoc {
-    /// The step the answer came from.
-    pub fn answer_step(&self) -> Option<&StepDoc> {
-        let a = self.answer?;
-        self.steps.iter().find(|s| s.passed && s.offered == a)
-    }
-
-    /// The exit code: 130 interrupted, 2 when the target failed and no rate passed,
-    /// 1 when no rate met the SLO, else 0.
-    pub fn exit_code(&self) -> u8 {
-        if self.stopped == Some(Stopped::Interrupted) {
-            130
-        } else if self.answer.is_none() && self.steps.iter().any(|s| s.run.exit_code == 2) {
-            2
-        } else if self.answer.is_none() {
-            1
-        } else {
-            0
-        }
-    }
-}
-
 /// One run's part in a step: its document, and its workers' CPU share.
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// The run's document.
     pub doc: ResultDoc,
-    /// CPU ÷ (wall × workers) of the load workers.
+    /// The load workers' busy share ([`crate::figures::busy_share`]).
     pub busy: f64,
 }
 
 impl Sample {
     /// The sample of a finished run.
     pub fn of(report: &Report) -> Sample {
-        let wall = report.wall.as_secs_f64() * report.plan.cpus.len() as f64;
-        let busy = if wall > 0.0 { report.load_cpu.as_secs_f64() / wall } else { 0.0 };
-        Sample { doc: report.document(), busy }
+        Sample { doc: report.document(), busy: report.client_busy() }
     }
 }
 
 /// Judges a step offered at `offered` from its runs (see the module's rule).
 pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Option<f64>) -> StepDoc {
-    let busy = repeat::median(&samples.iter().map(|s| s.busy).collect::<Vec<_>>());
-    let lag_limit = slo.lag_limit().as_nanos() as u64;
+    let busy = median(&samples.iter().map(|s| s.busy).collect::<Vec<_>>());
+    let lag_limit = slo.lag_limit();
     let lags: Vec<f64> =
         samples.iter().filter_map(|s| s.doc.latency.send_lag.as_ref()).map(|l| l.p99 as f64).collect();
-    let lag_p99 = (!lags.is_empty()).then(|| repeat::median(&lags) as u64);
+    let schedule = (!lags.is_empty()).then(|| Schedule::new(median(&lags) as u64, lag_limit));
     let docs: Vec<ResultDoc> = samples
         .into_iter()
         .map(|mut s| {
@@ -196,8 +98,11 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         .iter()
         .flat_map(|d| d.warnings.iter().filter(|w| w.warning.is_failure()).map(|w| w.message.clone()))
         .collect();
-    let run =
-        if docs.len() == 1 { docs.into_iter().next().unwrap_or_else(empty) } else { repeat::pool(docs) };
+    let run = if docs.len() == 1 {
+        docs.into_iter().next().unwrap_or_else(empty)
+    } else {
+        crate::repeat::pool(docs)
+    };
     let (point, achieved) = match &run.spread {
         Some(spread) => (spread.point(&run.repeats), spread.msgs_per_s.median),
         None => {
@@ -208,7 +113,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
             )
         }
     };
-    let behind = lag_p99.is_some_and(|lag| lag > lag_limit);
+    let behind = schedule.is_some_and(|s| s.behind());
     let staged = saturate_above.is_some_and(|r| offered > r);
     let saturated = behind || staged;
     let mut reasons = Vec::new();
@@ -221,16 +126,16 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     if achieved < offered * MIN_ACHIEVED {
         reasons.push(format!(
             "achieved {} of {} offered (below {:.0}%)",
-            crate::report::rate(achieved),
-            crate::report::rate(offered),
+            rate(achieved),
+            rate(offered),
             MIN_ACHIEVED * 100.0
         ));
     }
-    if behind {
+    if let Some(s) = schedule.filter(Schedule::behind) {
         reasons.push(format!(
             "load generator behind its schedule (send lag p99 {} > {})",
-            crate::report::ns(lag_p99.unwrap_or(0) as f64),
-            crate::report::ns(lag_limit as f64)
+            ns(s.lag_p99_ns as f64),
+            ns(s.limit_ns as f64)
         ));
     } else if staged {
         reasons.push("load generator saturated (staged by the test knob)".to_owned());
@@ -245,7 +150,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         passed: reasons.is_empty(),
         client_busy: busy,
         client_saturated: saturated,
-        client_lag_p99_ns: lag_p99,
+        client_lag_p99_ns: schedule.map(|s| s.lag_p99_ns),
         interrupted,
         point,
         reasons,
@@ -254,13 +159,15 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     }
 }
 
-/// A step's run judged its client by the plain-run limit ([`crate::report::LAG_LIMIT`]);
+/// A step's run judged its client by the plain-run limit ([`crate::slo::LAG_LIMIT`]);
 /// the search judges it by the SLO's ([`Slo::lag_limit`]). Its `client_behind` warning
 /// is made to say the step's verdict, so a saved step does not contradict itself.
-fn rejudge_schedule(doc: &mut ResultDoc, limit_ns: u64, busy: f64) {
+fn rejudge_schedule(doc: &mut ResultDoc, limit: Duration, busy: f64) {
     doc.warnings.retain(|w| !matches!(w.warning, Warning::ClientBehind { .. }));
-    if let Some(lag) = doc.latency.send_lag.as_ref().map(|l| l.p99).filter(|&lag| lag > limit_ns) {
-        doc.warnings.push((&Warning::ClientBehind { lag_p99_ns: lag, limit_ns, busy }).into());
+    let schedule = doc.latency.send_lag.as_ref().map(|l| Schedule::new(l.p99, limit));
+    if let Some(s) = schedule.filter(Schedule::behind) {
+        let behind = Warning::ClientBehind { lag_p99_ns: s.lag_p99_ns, limit_ns: s.limit_ns, busy };
+        doc.warnings.push((&behind).into());
     }
 }
 
@@ -362,7 +269,7 @@ pub fn run(
         let server_before = cfg.server_pid.and_then(process_cpu).map(|cpu| (cpu, Instant::now()));
         let mut samples = Vec::new();
         for _ in 0..cfg.repeat.max(1) {
-            let report = crate::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
+            let report = crate::run::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
             let stop = report.interrupted;
             samples.push(Sample::of(&report));
             if stop {
@@ -391,7 +298,7 @@ pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
     if doc.interrupted && !doc.warnings.iter().any(|w| w.warning == Warning::Interrupted) {
         doc.warnings.push((&Warning::Interrupted).into());
     }
-    doc.exit_code = i32::from(search.exit_code());
+    doc.exit_code = search.exit_code();
     doc.search = Some(Box::new(search));
     doc
 }

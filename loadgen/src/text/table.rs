@@ -2,13 +2,14 @@
 //! their plans (transport, then offered load, then connections, then size), with the
 //! offered rate beside the achieved one and each result's warnings.
 //!
-//! Every text from a file goes through [`super::escape`] for its format; columns are
+//! Every text from a file goes through [`crate::escape`] for its format; columns are
 //! padded by hand (no `{:<w$}`, which panics past 65,535).
 
-use super::Saved;
-use super::escape;
+use crate::escape;
+use crate::hist::QUANTILES;
 use crate::plan::{Model, Plan};
-use crate::report::Warning;
+use crate::saved::Saved;
+use crate::units::{ns, rate_short};
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
@@ -21,37 +22,6 @@ pub enum Format {
     Markdown,
     /// Comma-separated values with a header.
     Csv,
-}
-
-pub(super) const QUANTILES: [(&str, f64); 5] =
-    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
-
-/// A warning's short name, for a table cell.
-pub fn short(w: &Warning) -> &'static str {
-    match w {
-        Warning::ClientSaturated { .. } => "client saturated",
-        Warning::ClientBehind { .. } => "client behind",
-        Warning::RateShortfall { .. } => "rate shortfall",
-        Warning::Errors { .. } => "errors",
-        Warning::SharedCpu => "shared CPU",
-        Warning::Interrupted => "interrupted",
-        Warning::NotConcurrent { .. } => "not concurrent",
-        Warning::LateStart { .. } => "late start",
-        Warning::TimeLimit { .. } => "time limit",
-        Warning::SizeLimit { .. } => "size limit",
-        Warning::ConnectsFailed { .. } => "connects failed",
-        Warning::ConnectionsLost { .. } => "connections lost",
-        Warning::NotEcho { .. } => "not an echo",
-        Warning::Duplicates { .. } => "duplicates",
-        Warning::NoAnswer { .. } => "no answer",
-        Warning::NoDatagramAnswered { .. } => "no datagram answered",
-        Warning::AnsweredSendOnly { .. } => "answered a send-only run",
-        Warning::NothingReceived => "nothing received",
-        Warning::NothingSent => "nothing sent",
-        Warning::BackgroundFailed { .. } => "background failed",
-        Warning::ServerMetrics { .. } => "no server metrics",
-        Warning::KernelCounter { .. } => "kernel counter",
-    }
 }
 
 /// The order of rows: transport, then the offered load (closed loop by depth before
@@ -95,10 +65,12 @@ const TEXT_COLUMNS: [usize; 3] = [0, 1, 13];
 /// One result's cells, not yet escaped.
 fn row(r: &Saved, format: Format) -> Vec<String> {
     let csv = format == Format::Csv;
+    // Machine-read CSV keeps plain numbers; text and Markdown use the units.
+    let msgs = |v: f64| if csv { format!("{v:.0}") } else { rate_short(v) };
     let (offered, conns, size) = match &r.doc.plan {
         Some(p) => (
             match p.model {
-                Model::Open { rate } => format!("{rate:.0}"),
+                Model::Open { rate } => msgs(rate),
                 Model::Closed { depth } if csv => format!("closed depth {depth}"),
                 Model::Closed { depth } => format!("closed ×{depth}"),
             },
@@ -111,14 +83,13 @@ fn row(r: &Saved, format: Format) -> Vec<String> {
         ),
         None => (String::new(), String::new(), String::new()),
     };
-    let mut cells =
-        vec![r.name.clone(), r.doc.transport.clone(), offered, conns, size, format!("{:.0}", r.throughput())];
+    let mut cells = vec![r.name.clone(), r.doc.transport.clone(), offered, conns, size, msgs(r.throughput())];
     cells.push(r.doc.failed.to_string());
     let latency = &r.doc.latency.corrected.histogram;
-    let ns = |v: u64| if csv { v.to_string() } else { crate::report::ns(v as f64) };
-    cells.extend(QUANTILES.iter().map(|(_, q)| ns(latency.value_at_quantile(*q))));
-    cells.push(ns(latency.max()));
-    let warnings: Vec<&str> = r.doc.warnings.iter().map(|w| short(&w.warning)).collect();
+    let show = |v: u64| if csv { v.to_string() } else { ns(v as f64) };
+    cells.extend(QUANTILES.iter().map(|(_, q)| show(latency.value_at_quantile(*q))));
+    cells.push(show(latency.max()));
+    let warnings: Vec<&str> = r.doc.warnings.iter().map(|w| w.warning.short()).collect();
     cells.push(warnings.join(", "));
     cells
 }

@@ -2,12 +2,12 @@
 //! p99.9, errors, client CPU and send lag, server CPU with `--server-pid`, verdict) and
 //! the answer in words.
 
-use super::{SearchDoc, Stopped};
-use crate::report::{ns, rate};
+use crate::document::{MAX_STEPS, SearchDoc, Stopped};
+use crate::units::{ns, rate};
 use std::fmt::Write as _;
 
 /// The report of `search` against `target`.
-pub fn text(target: &str, search: &SearchDoc) -> String {
+pub fn report(target: &str, search: &SearchDoc) -> String {
     let mut o = String::new();
     let runs = if search.repeat > 1 {
         format!(", each step the median of {} runs", search.repeat)
@@ -113,7 +113,7 @@ pub fn text(target: &str, search: &SearchDoc) -> String {
             );
         }
         Some(Stopped::StepLimit) => {
-            let _ = writeln!(o, "stopped after {} steps before the search converged", super::MAX_STEPS);
+            let _ = writeln!(o, "stopped after {} steps before the search converged", MAX_STEPS);
         }
         None => {}
     }

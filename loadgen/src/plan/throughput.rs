@@ -5,14 +5,7 @@
 //! Invariant: a plan whose `mode` is a bulk mode, or that has background flows, keeps the
 //! rules of [`validate`]: a stream target, a time-bound stop, the closed loop, a write size
 //! the pattern can give in one slice; `--zerocopy` only where something is sent in bulk.
-//! The figures of such a run are in [`figures`].
-
-pub mod cli;
-pub mod figures;
-mod outcome;
-pub(crate) mod text;
-
-pub(crate) use outcome::{background, judge, measured};
+//! The figures of such a run are in [`crate::figures`].
 
 use crate::plan::{Model, Plan, PlanError, Stop};
 use crate::target::Target;
@@ -96,7 +89,7 @@ pub struct ThroughputPlan {
     /// What the background connections do.
     pub background_mode: Mode,
     /// Where the background connections go (`None`: the run's target).
-    #[serde(with = "optional_target")]
+    #[serde(with = "super::fields::optional_target")]
     pub background_target: Option<Target>,
 }
 
@@ -176,26 +169,6 @@ pub fn validate(plan: &Plan) -> Result<(), PlanError> {
         return Err(err("--zerocopy", "applies to bulk sends: --mode send or bulk, or --background"));
     }
     Ok(())
-}
-
-/// An optional target as text, `null` for none. Reading never resolves a name.
-mod optional_target {
-    use crate::target::Target;
-    use serde::Deserialize;
-
-    pub fn serialize<S: serde::Serializer>(t: &Option<Target>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&t.to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Target>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            None => Ok(None),
-            Some(text) => Target::parse_literal(&text).map(Some).map_err(serde::de::Error::custom),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The command-line flags of byte throughput and latency under load, flattened into
 //! ringload's run arguments.
 
-use super::{DEFAULT_WRITE_SIZE, Mode, ThroughputPlan};
+use crate::plan::throughput::{DEFAULT_WRITE_SIZE, Mode};
 use crate::target::Target;
-use ringecho::units;
+use crate::units::parse_u32_size;
 
 /// `--mode`, `--write-size`, `--sndbuf`, `--rcvbuf`, `--zerocopy`, `--background`.
 #[derive(Debug, Clone, clap::Args)]
@@ -51,27 +51,6 @@ pub struct ThroughputArgs {
     pub background_target: Option<Target>,
 }
 
-fn parse_u32_size(text: &str) -> Result<u32, String> {
-    let n = units::parse_size(text).map_err(|e| e.to_string())?;
-    u32::try_from(n).map_err(|_| format!("{n} is too large"))
-}
-
-impl ThroughputArgs {
-    /// The plan's throughput part (checked with the rest of the plan).
-    pub fn to_plan(&self) -> ThroughputPlan {
-        ThroughputPlan {
-            mode: self.mode,
-            write_size: self.write_size,
-            sndbuf: self.sndbuf,
-            rcvbuf: self.rcvbuf,
-            zerocopy: self.zerocopy,
-            background: self.background,
-            background_mode: self.background_mode,
-            background_target: self.background_target.clone(),
-        }
-    }
-}
-
 impl Default for ThroughputArgs {
     fn default() -> Self {
         ThroughputArgs {
@@ -84,43 +63,5 @@ impl Default for ThroughputArgs {
             background_mode: Mode::Bulk,
             background_target: None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::cli::Args;
-    use clap::Parser;
-
-    fn flag_refused(args: &[&str]) -> &'static str {
-        let args = Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied())).unwrap();
-        args.run.to_plan().expect_err("refused").flag
-    }
-
-    #[test]
-    fn what_the_bulk_modes_cannot_do_is_refused() {
-        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "-n", "10"]), "--requests");
-        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "bulk", "--rate", "10"]), "--rate/--depth");
-        assert_eq!(flag_refused(&["udp://127.0.0.1:9", "--mode", "receive"]), "--mode");
-        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--zerocopy"]), "--zerocopy");
-        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "receive", "--zerocopy"]), "--zerocopy");
-        assert_eq!(
-            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--write-size", "2MiB"]),
-            "--write-size"
-        );
-        assert_eq!(
-            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--background", "2"]),
-            "--background"
-        );
-        assert_eq!(
-            flag_refused(&["tcp://127.0.0.1:9", "--background", "1", "--background-mode", "rr"]),
-            "--background-mode"
-        );
-        let ok =
-            Args::try_parse_from(["ringload", "tcp://127.0.0.1:9", "--mode", "send", "--sndbuf", "1MiB"])
-                .unwrap();
-        let plan = ok.run.to_plan().unwrap();
-        assert_eq!(plan.throughput.sndbuf, Some(1 << 20));
-        assert_eq!(plan.throughput.write_size, 64 * 1024);
     }
 }

@@ -1,8 +1,8 @@
-//! Saved results: reading ringload's result documents back, merging them exactly
-//! ([`merge`]), re-rendering and comparing them ([`render`], [`compare`]).
+//! Saved results: reading ringload's result documents back, for `report`, `merge`,
+//! `compare` and `plot`.
 //!
 //! A saved file is untrusted: only a regular file of bounded size is read
-//! ([`input`]); reading it checks every field through the typed [`ResultDoc`] (every
+//! ([`crate::input`]); reading it checks every field through the typed [`ResultDoc`] (every
 //! text and list bounded, every histogram's size checked before it is decoded) and then
 //! the rules every result keeps ([`ResultDoc::check`]); it never panics, and a bad one is
 //! an error naming the file and the field or rule.
@@ -10,21 +10,8 @@
 //! ([`ResultDoc::derive`]) from its counters and histograms, so every later step works
 //! on figures that agree with the data.
 
-mod compare;
-pub mod escape;
-pub mod fuzz;
-pub mod input;
-pub mod intervals;
-mod merge;
-mod render;
-
-pub use compare::{Comparison, Delta, Noise, Side, compare, render_compare, spoils_comparison};
-pub use merge::{MergeWarning, merge};
-pub use render::{Format, plan_order, render};
-
 use crate::document::{ResultDoc, SCHEMA_VERSION, TOOL, Violation};
-use crate::hist::HistError;
-use input::InputError;
+use crate::input::{self, InputError};
 use std::path::Path;
 
 /// A result read back from its document.
@@ -87,43 +74,6 @@ pub enum ResultError {
         file: String,
         /// The rule and the values that break it.
         cause: Violation,
-    },
-    /// `merge` was given nothing.
-    #[error("cannot merge: no results given")]
-    NoResults,
-    /// `merge` was given results of different transports.
-    #[error("cannot merge: {first} is {first_transport} but {other} is {other_transport}")]
-    MixedTransports {
-        /// The first result.
-        first: String,
-        /// Its transport.
-        first_transport: String,
-        /// The one that differs.
-        other: String,
-        /// Its transport.
-        other_transport: String,
-    },
-    /// A histogram does not fit the merged one.
-    #[error("cannot merge: {name}: latency.{which}.histogram: {cause}")]
-    Histogram {
-        /// The result.
-        name: String,
-        /// Which histogram (`corrected`, `service`, `connect`).
-        which: &'static str,
-        /// Why.
-        cause: HistError,
-    },
-    /// `merge` was given runs whose measured windows do not overlap.
-    #[error(
-        "cannot merge: {earlier} ended {apart_s:.3} s before {later} began; merged runs must run at the same time (--force merges them anyway, and the merged rate is then wrong)"
-    )]
-    WindowsApart {
-        /// The run that ended first.
-        earlier: String,
-        /// The run that began after it ended.
-        later: String,
-        /// Seconds between the end of one and the start of the other.
-        apart_s: f64,
     },
 }
 

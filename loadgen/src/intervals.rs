@@ -1,14 +1,55 @@
-//! Reading HdrHistogram interval logs (`--hdr-log`, or another tool's) for `plot`. A log
-//! is untrusted and may be long (a day of one-second intervals): it is read a line at a
-//! time from a regular file ([`super::input`]), each line bounded, each histogram
-//! checked before it is decoded ([`crate::hist::decode`]), and only a few figures per
-//! interval are kept, at most [`MAX_INTERVALS`] in all.
+//! HdrHistogram interval logs: writing a run's (`--hdr-log`: [`write_log`]), and reading
+//! one back (ringload's or another tool's) for `plot`. A log read is untrusted and may be
+//! long (a day of one-second intervals): it is read a line at a time from a regular file
+//! ([`crate::input`]), each line bounded, each histogram checked before it is decoded
+//! ([`crate::hist::decode`]), and only a few figures per interval are kept, at most
+//! [`MAX_INTERVALS`] in all.
 
-use super::input::{self, InputError};
+use crate::figures::Bulk;
 use crate::hist::{self, HistError};
-use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use std::io::BufRead;
+use crate::input::{self, InputError};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLogWriterBuilder, LogEntry};
+use std::io::{self, BufRead, Write};
 use std::path::Path;
+use std::time::Duration;
+
+/// Writes a run's per-second histograms (start, length in ns since the run began, and
+/// the encoded histogram) as an interval log, values in ns from the intended send time;
+/// bulk figures have no histogram, so each of their seconds is a comment line, as
+/// iperf3 prints them.
+pub fn write_log(
+    out: &mut impl Write,
+    target: &str,
+    intervals: &[(u64, u64, String)],
+    bulk: [(&str, Option<&Bulk>); 2],
+) -> io::Result<()> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| io::Error::other(format!("{what}: {e}"));
+    let mut serializer = V2DeflateSerializer::new();
+    let mut builder = IntervalLogWriterBuilder::new();
+    builder.add_comment(&format!("ringload {} against {target}", env!("CARGO_PKG_VERSION")));
+    builder.add_comment("values in nanoseconds, from the intended send time");
+    builder.with_max_value_divisor(1e6);
+    let mut log = builder.begin_log_with(out, &mut serializer)?;
+    for (start_ns, length_ns, encoded) in intervals {
+        let h = hist::decode(encoded).map_err(|e| fail("an interval of our own", &e))?;
+        let (start, length) = (Duration::from_nanos(*start_ns), Duration::from_nanos(*length_ns));
+        log.write_histogram(&h, start, length, None).map_err(|e| fail("writing an interval", &e))?;
+    }
+    for (name, b) in bulk {
+        for i in b.iter().flat_map(|b| &b.intervals) {
+            log.write_comment(&format!(
+                "{name} {:.3}-{:.3} s: sent {} B, received {} B, {:.3} Gbit/s",
+                i.start_s,
+                i.start_s + i.length_s,
+                i.bytes_sent,
+                i.bytes_received,
+                i.gbit_per_s
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 /// The most intervals kept, over all the logs of one plot (69 hours of one-second
 /// intervals; no plot shows more points than that).

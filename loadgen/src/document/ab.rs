@@ -1,0 +1,174 @@
+//! The `ab` document (`ringload ab --json`): both sides' runs, each with its own result
+//! document and its server's figures, the summary of each side (median, min–max and the
+//! CI of the median of each figure) and B against A. Plain data: `crate::ab` makes it,
+//! `crate::text::ab` shows it.
+
+use super::ResultDoc;
+use crate::slo::{LAG_LIMIT, Schedule};
+use crate::stats::Spread;
+use crate::views::SATURATED;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Version of the `ab` document's shape.
+pub const AB_SCHEMA_VERSION: u64 = 1;
+/// The `tool` of an `ab` document.
+pub const AB_TOOL: &str = "ringload-ab";
+
+/// A or B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    /// The first server command (the baseline of the ratios).
+    A,
+    /// The second.
+    B,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::A => "A",
+            Side::B => "B",
+        })
+    }
+}
+
+/// The server's part in one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFigures {
+    /// The PID `sh -c` ran as (also its process group's ID); gone when `ab` returns.
+    pub pid: u32,
+    /// The target the load went to.
+    pub target: String,
+    /// CPU seconds (utime + stime, threads and children) of its process group over the
+    /// run, warm-up and drain included.
+    pub cpu_s: f64,
+    /// `cpu_s` per answered message (warm-up included), µs.
+    pub cpu_us_per_msg: f64,
+    /// It did not exit within --stop-timeout of SIGTERM and was killed.
+    #[serde(default)]
+    pub killed: bool,
+}
+
+/// One run of one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The side.
+    pub side: Side,
+    /// The run's number on its side, from 1.
+    pub run: u32,
+    /// The server.
+    pub server: ServerFigures,
+    /// Share of the client's CPUs busy over the run (load CPU ÷ wall × workers).
+    pub client_busy: f64,
+    /// The run's own result document, as `ringload --json` writes it.
+    pub result: ResultDoc,
+}
+
+impl RunRecord {
+    /// The client limited this run: in an open loop, it fell behind its schedule (the
+    /// p99 of its send lag above [`LAG_LIMIT`]); in a closed loop, its CPUs were at
+    /// least [`SATURATED`] busy.
+    pub fn client_saturated(&self) -> bool {
+        match &self.result.latency.send_lag {
+            Some(lag) => Schedule::new(lag.p99, LAG_LIMIT).behind(),
+            None => self.client_busy >= SATURATED,
+        }
+    }
+
+    /// Answered messages per second.
+    pub fn msgs_per_s(&self) -> f64 {
+        self.result.throughput.msgs_per_s
+    }
+}
+
+/// One side's figures over its runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideSummary {
+    /// The server command.
+    pub command: String,
+    /// Runs that completed.
+    pub runs: usize,
+    /// Answered messages per second.
+    pub msgs_per_s: Spread,
+    /// Latency p50 from the intended send time, ns.
+    pub p50_ns: Spread,
+    /// Latency p99 from the intended send time, ns.
+    pub p99_ns: Spread,
+    /// Server CPU (utime + stime of its process group) per answered message, µs.
+    pub server_cpu_us_per_msg: Spread,
+    /// Share of the client's CPUs busy over the run.
+    pub client_busy: Spread,
+    /// Runs whose client limited them ([`RunRecord::client_saturated`]: at least
+    /// [`SATURATED`] busy, or in an open loop behind its schedule): their figures are
+    /// bounded by the client.
+    pub client_saturated_runs: usize,
+}
+
+/// B against A for one figure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    /// B's median ÷ A's median.
+    pub ratio: f64,
+    /// The smallest and largest B ÷ A of the runs paired in order (run i of B with run
+    /// i of A): how much the ratio moves from run to run.
+    pub pairs_min: f64,
+    /// See `pairs_min`.
+    pub pairs_max: f64,
+    /// The two sides' ranges do not overlap: the difference is beyond the spread of the
+    /// runs.
+    pub beyond_spread: bool,
+    /// The side that did better, when the difference is beyond the spread.
+    pub better: Option<Side>,
+    /// The verdict, in words.
+    pub verdict: String,
+}
+
+/// B against A.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbComparison {
+    /// Messages per second (higher is better).
+    pub msgs_per_s: Ratio,
+    /// Latency p50 (lower is better).
+    pub p50: Ratio,
+    /// Latency p99 (lower is better).
+    pub p99: Ratio,
+    /// Server CPU per message (lower is better).
+    pub server_cpu_per_msg: Ratio,
+}
+
+/// One side of the document: its command, summary and every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideDoc {
+    /// The figures over its runs.
+    pub summary: SideSummary,
+    /// Every run, in the order it ran.
+    pub runs: Vec<RunRecord>,
+}
+
+/// The `ab` result document (`ringload ab --json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbDocument {
+    /// [`AB_SCHEMA_VERSION`].
+    pub schema_version: u64,
+    /// Always [`AB_TOOL`].
+    pub tool: String,
+    /// The version of ringload that wrote it.
+    pub version: String,
+    /// Runs planned per side.
+    pub runs_planned: u32,
+    /// CPUs each server was pinned to (none: not pinned).
+    pub server_cpus: Option<Vec<usize>>,
+    /// Side A.
+    pub a: SideDoc,
+    /// Side B.
+    pub b: SideDoc,
+    /// B against A (absent when a side has no run).
+    pub comparison: Option<AbComparison>,
+    /// Thresholds that failed, as shown to a person.
+    pub failed_checks: Vec<String>,
+    /// Ctrl-C cut it short.
+    pub interrupted: bool,
+    /// The exit code: 0, 1 (a threshold failed) or 130 (interrupted).
+    pub exit_code: i32,
+}

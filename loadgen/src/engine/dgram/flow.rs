@@ -1,0 +1,123 @@
+//! One datagram flow: its connected socket (UDP, or Unix datagram with a path of its own
+//! bound), its ledger, and the memory the kernel reads while its sends and receives are
+//! in flight: a buffer per send slot (room for a train when the flow batches), each
+//! train's `msghdr`, and the receive `msghdr` (UDP_GRO's control message).
+//!
+//! Invariant: a send slot is on the `free` list exactly when no send of the kernel's
+//! points into it; the slots and headers are boxed, so they stay where the kernel was
+//! told they are while the flow lives.
+
+use crate::engine::ledger::Ledger;
+use crate::target::Target;
+use ringecho::gso::{self, SegmentControl};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+/// A socket path this process bound (Unix datagram flows), removed when dropped.
+pub(in crate::engine) struct BoundPath(PathBuf);
+
+impl Drop for BoundPath {
+    fn drop(&mut self) {
+        // Best effort: a path already gone is what we want.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A flow as set-up opens it.
+pub(in crate::engine) struct Opened {
+    pub fd: OwnedFd,
+    pub id: u32,
+    pub bound: Option<BoundPath>,
+    /// The socket takes UDP_SEGMENT sends and has UDP_GRO on.
+    pub batches: bool,
+}
+
+/// A train's `sendmsg` header, iovec and UDP_SEGMENT message, at a stable address while
+/// its send is in flight.
+pub(super) struct TrainMsg {
+    pub msghdr: libc::msghdr,
+    pub iov: libc::iovec,
+    pub control: SegmentControl,
+}
+
+pub(super) struct Flow {
+    pub fd: OwnedFd,
+    pub id: u32,
+    /// What became of each sequence.
+    pub ledger: Ledger,
+    /// Send slots: a buffer each (room for a train when the flow batches), with the
+    /// train's message header; `free` lists those not in the kernel's hands.
+    pub slots: Vec<Box<[u8]>>,
+    pub trains: Box<[TrainMsg]>,
+    pub free: Vec<usize>,
+    /// Sends trains and receives with UDP_GRO (then `recv_msghdr` describes receives).
+    pub batches: bool,
+    pub recv_msghdr: Box<libc::msghdr>,
+    /// Sequences scheduled but waiting for a free slot.
+    pub pending: VecDeque<u64>,
+    pub recv_armed: bool,
+    pub starved: bool,
+    pub dead: bool,
+    pub bound: Option<BoundPath>,
+}
+
+pub(super) fn open(target: &Target, id: u32, gso: bool) -> std::io::Result<Opened> {
+    match target {
+        Target::Udp(addr) => {
+            let local: std::net::SocketAddr = if addr.is_ipv6() {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            } else {
+                ([0, 0, 0, 0], 0).into()
+            };
+            let s = std::net::UdpSocket::bind(local)?;
+            s.connect(addr)?;
+            // Both or neither: a kernel without either sends and receives one by one.
+            let batches = gso && gso::can_segment(s.as_fd()) && gso::enable_gro(s.as_fd()).is_ok();
+            Ok(Opened { fd: s.into(), id, bound: None, batches })
+        }
+        Target::UnixGram(path) => {
+            // A Unix datagram server answers to the sender's path: bind one.
+            let me = std::env::temp_dir().join(format!("ringload-{}-{id}.sock", std::process::id()));
+            // A stale socket of an earlier process with our pid; usually there is none.
+            let _ = std::fs::remove_file(&me);
+            let s = std::os::unix::net::UnixDatagram::bind(&me)?;
+            let bound = BoundPath(me);
+            s.connect(path)?;
+            Ok(Opened { fd: s.into(), id, bound: Some(bound), batches: false })
+        }
+        _ => Err(std::io::Error::other("not a datagram target")),
+    }
+}
+
+impl Flow {
+    pub fn new(opened: Opened, slots: usize, max_size: usize, train_max: usize, ledger: Ledger) -> Flow {
+        let batches = opened.batches && train_max > 1;
+        let slot_size = if batches { (max_size * train_max).min(gso::MAX_TRAIN_BYTES) } else { max_size };
+        // SAFETY: msghdr is plain data; all-zero is an empty header.
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr.msg_controllen = gso::GRO_CONTROL_LEN as _;
+        Flow {
+            fd: opened.fd,
+            id: opened.id,
+            ledger,
+            slots: (0..slots).map(|_| vec![0u8; slot_size].into_boxed_slice()).collect(),
+            trains: (0..if batches { slots } else { 0 })
+                .map(|_| TrainMsg {
+                    // SAFETY: as above.
+                    msghdr: unsafe { std::mem::zeroed() },
+                    iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                    control: SegmentControl::new(0),
+                })
+                .collect(),
+            free: (0..slots).rev().collect(),
+            batches,
+            recv_msghdr,
+            pending: VecDeque::new(),
+            recv_armed: false,
+            starved: false,
+            dead: false,
+            bound: opened.bound,
+        }
+    }
+}

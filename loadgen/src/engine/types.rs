@@ -1,0 +1,216 @@
+//! The types the engine shares with its caller and among its parts: what a worker
+//! returns ([`WorkerResult`]), what the workers publish while they run ([`Live`]), the
+//! state they share ([`Shared`]), and why a run could not happen ([`RunError`], with the
+//! hint for a failed connect).
+
+use super::recorder::Tally;
+use crate::counters::Counters;
+use crate::hist::Hist;
+use crate::plan::Plan;
+use crate::target::Target;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What one worker measured.
+pub struct WorkerResult {
+    /// Counts.
+    pub counters: Counters,
+    /// Latency from the intended send time.
+    pub latency: Hist,
+    /// Latency from the actual send (service time).
+    pub service: Hist,
+    /// Open loop: how late each measured message was handed out after its intended
+    /// send time (the client's own lag behind its schedule).
+    pub lag: Hist,
+    /// Per-second latency histograms: (start and length in ns since the run began,
+    /// histogram); the last one may be shorter than a second.
+    pub intervals: Vec<(u64, u64, String)>,
+    /// CPU time the worker thread used.
+    pub cpu: Duration,
+    /// Connection set-up latencies (ns), one per connection.
+    pub connect: Hist,
+    /// When the last measured message was answered (ns since the run began).
+    pub last_completion: u64,
+    /// Connections this worker made at the start.
+    pub connected: usize,
+    /// Why its first connection failed, if one did.
+    pub connect_error: Option<io::Error>,
+    /// When (ns) the run stopped because every connection was gone, if it did.
+    pub all_gone_at: Option<u64>,
+    /// A request-bound run stopped at `--max-duration` before handing out its requests.
+    pub time_limit_hit: bool,
+    /// The largest datagram answered, and the smallest lost (bytes; datagram runs).
+    pub sizes: SizeFates,
+    /// Bulk connections: bytes per second of the window, window CPU.
+    pub bulk: Tally,
+    /// The worker ran background flows (`--background`), not the measured connections.
+    pub background: bool,
+    /// The CPU the worker was to be pinned to, and why the kernel refused, if it did.
+    pub pin_error: Option<(usize, String)>,
+}
+
+/// Which datagram sizes were answered and which were lost: a target with a size limit
+/// answers the small ones only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeFates {
+    /// The largest datagram answered in full (0: none).
+    pub answered_max: u32,
+    /// The smallest datagram lost (`u32::MAX`: none).
+    pub lost_min: u32,
+}
+
+impl Default for SizeFates {
+    fn default() -> Self {
+        SizeFates { answered_max: 0, lost_min: u32::MAX }
+    }
+}
+
+impl SizeFates {
+    /// Both workers' fates together.
+    pub fn merge(&mut self, o: &SizeFates) {
+        self.answered_max = self.answered_max.max(o.answered_max);
+        self.lost_min = self.lost_min.min(o.lost_min);
+    }
+}
+
+/// Live figures the workers publish for the progress line.
+#[derive(Default)]
+pub struct Live {
+    /// Connections made so far (before the clock starts), all workers together.
+    pub connected: AtomicU64,
+    /// Measured messages completed so far, per worker.
+    pub completed: Vec<AtomicU64>,
+    /// Failures so far, per worker.
+    pub failed: Vec<AtomicU64>,
+    /// Bytes sent and received so far (warm-up included), per worker: the measured
+    /// workers first, then the background ones.
+    pub bytes: Vec<[AtomicU64; 2]>,
+}
+
+/// Why the run could not happen at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The target cannot be reached.
+    #[error("cannot connect to {target}: {error} ({})", connect_hint(error))]
+    Connect {
+        /// The target.
+        target: String,
+        /// The first error seen.
+        error: std::io::Error,
+    },
+    /// A worker's io_uring could not be set up.
+    #[error("setting up a load worker's io_uring")]
+    Ring(#[source] ringecho::ring::UringError),
+    /// The ring refused an operation (the kernel stopped taking submissions).
+    #[error("a load worker's io_uring refused an operation")]
+    Push(#[source] ringecho::ring::PushError),
+    /// A system call of the run failed.
+    #[error("{step}")]
+    Io {
+        /// What was being done.
+        step: String,
+        /// Why it failed.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A worker thread panicked.
+    #[error("a load worker panicked")]
+    WorkerPanicked,
+    /// The built-in server could not start.
+    #[error("starting the built-in ringecho server")]
+    Builtin(#[source] ringecho::StartError),
+    /// `--start-at` is too far away.
+    #[error("--start-at is more than a day away")]
+    StartAtTooFar,
+    /// `--zerocopy` where the kernel's io_uring has no SEND_ZC (Linux 6.0+).
+    #[error(
+        "--zerocopy: this kernel's io_uring has no SEND_ZC (it needs Linux 6.0 or later); run without --zerocopy"
+    )]
+    NoZerocopy,
+}
+
+/// State shared by the workers and the caller.
+pub struct Shared {
+    /// The plan.
+    pub plan: Plan,
+    /// Where load goes (resolved; the built-in server's address when there is one).
+    pub target: Target,
+    /// Set to stop the run early (Ctrl-C).
+    pub interrupted: Arc<AtomicBool>,
+    /// Live figures.
+    pub live: Live,
+    /// The instant all timestamps count from: set by the first worker past the start
+    /// barrier, after every worker has connected (and waited for `start_at`).
+    pub start: std::sync::OnceLock<Instant>,
+    /// The same moment as Unix seconds.
+    pub started_unix: std::sync::OnceLock<f64>,
+    /// When to start (`--start-at`); connections are made before it.
+    pub start_at: Option<std::time::SystemTime>,
+    /// Each worker's thread id, `(worker, tid)`, recorded as it starts (for its CPU time).
+    pub tids: std::sync::Mutex<Vec<(usize, i32)>>,
+}
+
+impl Shared {
+    /// The common start instant, set on first call.
+    pub fn begin(&self) -> Instant {
+        *self.start.get_or_init(|| {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            let _ = self.started_unix.set(unix);
+            Instant::now()
+        })
+    }
+
+    /// Sleeps until `start_at` (if any), waking for Ctrl-C.
+    pub(super) fn wait_for_start_at(&self) {
+        let Some(at) = self.start_at else { return };
+        let Ok(wait) = at.duration_since(std::time::SystemTime::now()) else { return };
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !self.interrupted.load(Ordering::Relaxed) {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
+}
+
+/// What to look at when a connect fails this way.
+pub fn connect_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "this process ran out of descriptors: raise the hard limit of ulimit -n (limits.conf, LimitNOFILE)"
+        }
+        Some(libc::EADDRNOTAVAIL) => {
+            "out of local ports: widen net.ipv4.ip_local_port_range, or use more target addresses"
+        }
+        Some(libc::ECONNREFUSED) => {
+            "nothing listens there, or its listen backlog overflowed (net.core.somaxconn, the server's backlog)"
+        }
+        Some(libc::ETIMEDOUT | libc::EAGAIN) => {
+            "no answer within --connect-timeout: a full SYN backlog (net.ipv4.tcp_max_syn_backlog) or a firewall"
+        }
+        Some(libc::ENOENT) => "no socket file at that path",
+        Some(libc::EACCES | libc::EPERM) => "permission denied",
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => "no route to that address",
+        _ => match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                "no answer within --connect-timeout: a full SYN backlog or a firewall"
+            }
+            _ => "see the error",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_the_remedy() {
+        assert!(connect_hint(&io::Error::from_raw_os_error(libc::EMFILE)).contains("ulimit -n"));
+        assert!(connect_hint(&io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)).contains("port_range"));
+        assert!(connect_hint(&io::Error::from_raw_os_error(libc::ECONNREFUSED)).contains("listens"));
+    }
+}

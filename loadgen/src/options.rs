@@ -1,0 +1,413 @@
+//! From the command line to what runs: the validated [`Plan`] of a run (`--threads`,
+//! `--cpus` and the built-in server's CPU split by [`CpuSplit`]), the SLO, a search's
+//! plan and settings, an `ab` comparison. Every refusal names its flag.
+//!
+//! Invariant: nothing here has a side effect on the process; a plan that passes can run
+//! (its descriptors fit the limit the process may raise itself to).
+
+use crate::ab::{AbPlan, Address};
+use crate::capacity::{self, SearchConfig};
+use crate::cli::{AbArgs, RunArgs, ThroughputArgs};
+use crate::document::MAX_REPEATS;
+use crate::plan::{
+    CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, Mode, Model, Plan, PlanError, Stop,
+    ThroughputPlan,
+};
+use crate::slo::Slo;
+
+impl RunArgs {
+    /// The validated plan.
+    pub fn to_plan(&self) -> Result<Plan, PlanError> {
+        if !self.more_targets.is_empty() {
+            return Err(PlanError {
+                flag: "TARGET",
+                problem: format!(
+                    "one target per run (also given: {}); run ringload once per target, then `ringload merge` or `compare`",
+                    self.more_targets.join(", ")
+                ),
+            });
+        }
+        let allowed = ringecho::sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
+        let cpus = match (&self.cpus, self.threads) {
+            (Some(list), _) => {
+                if let Some(bad) = list.0.iter().find(|c| !allowed.contains(c)) {
+                    return Err(PlanError {
+                        flag: "--cpus",
+                        problem: format!("CPU {bad} is not available (allowed: {allowed:?})"),
+                    });
+                }
+                list.0.clone()
+            }
+            (None, Some(0)) => {
+                return Err(PlanError { flag: "--threads", problem: "must be at least 1".into() });
+            }
+            (None, Some(n)) if n > MAX_CPUS.min(allowed.len() * 8) => {
+                return Err(PlanError {
+                    flag: "--threads",
+                    problem: format!(
+                        "at most {} (8 per usable CPU, {} CPUs)",
+                        MAX_CPUS.min(allowed.len() * 8),
+                        allowed.len()
+                    ),
+                });
+            }
+            (None, Some(n)) => (0..n).map(|i| allowed[i % allowed.len()]).collect(),
+            (None, None) => CpuSplit::of(&allowed, self.target.is_none()).load,
+        };
+        let cpus: Vec<usize> = cpus.into_iter().take(self.connections.max(1) as usize).collect();
+        let plan = Plan {
+            target: self.target.clone(),
+            connections: self.connections,
+            model: match self.rate {
+                Some(rate) => Model::Open { rate },
+                None => Model::Closed { depth: self.depth },
+            },
+            size: self.size,
+            stop: match self.requests {
+                Some(n) => Stop::Requests(n),
+                None => Stop::Duration(self.duration),
+            },
+            warmup: self.warmup,
+            verify: self.verify,
+            cpus,
+            udp_timeout: self.udp_timeout,
+            connect_timeout: self.connect_timeout,
+            drain: self.drain,
+            seed: self.seed,
+            churn: self.churn,
+            coalesce: self.coalesce,
+            gso: !self.no_gso,
+            intervals: self.hdr_log.is_some(),
+            throughput: self.throughput.to_plan(),
+            spin: self.spin,
+            server_metrics: self.server_metrics.clone(),
+            max_duration: match (self.max_duration, self.requests) {
+                (Some(d), _) => d,
+                // A time-bound run is bounded by its own duration.
+                (None, None) => self.duration.max(DEFAULT_MAX_DURATION),
+                (None, Some(_)) => DEFAULT_MAX_DURATION,
+            },
+        };
+        if let Some(r) = self.max_error_rate {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(PlanError {
+                    flag: "--max-error-rate",
+                    problem: "a fraction between 0 and 1 (0% to 100%)".into(),
+                });
+            }
+        }
+        plan.validate()?;
+        check_descriptors(&plan)?;
+        Ok(plan)
+    }
+
+    /// The SLO of `--slo`, `--max-p99` and `--max-error-rate` together.
+    pub fn slo(&self) -> Slo {
+        self.slo.clone().unwrap_or_default().and(Slo::from_flags(self.max_p99, self.max_error_rate))
+    }
+
+    /// `--find-max-rate`: the plan of every step (open loop at --start-rate, each
+    /// --step-duration long after a --warmup) and the search's settings.
+    pub fn to_search(&self) -> Result<(Plan, SearchConfig), PlanError> {
+        let slo = self.slo();
+        if slo.is_empty() {
+            return Err(PlanError {
+                flag: "--find-max-rate",
+                problem: "needs an objective: --slo 'p99<1ms' (or --max-p99, --max-error-rate)".into(),
+            });
+        }
+        if !(self.growth.is_finite() && self.growth > 1.0 && self.growth <= 100.0) {
+            return Err(PlanError { flag: "--growth", problem: "a factor above 1 (at most 100)".into() });
+        }
+        if !(self.precision > 0.0 && self.precision <= 1.0) {
+            return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
+        }
+        // Each step is a run of --step-duration; --max-duration bounds the whole search.
+        let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
+        step.check_repeat()?;
+        let mut plan = step.to_plan()?;
+        if plan.throughput.mode != Mode::Rr {
+            return Err(PlanError {
+                flag: "--find-max-rate",
+                problem: "searches a message rate: request/response only (not with --mode send|receive|bulk)"
+                    .into(),
+            });
+        }
+        plan.model = Model::Open { rate: self.start_rate };
+        let plan = capacity::step_plan(plan, self.step_duration, self.warmup);
+        plan.validate().map_err(|e| PlanError {
+            flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
+            problem: e.problem,
+        })?;
+        let cfg = SearchConfig {
+            slo,
+            start_rate: self.start_rate,
+            growth: self.growth,
+            precision: self.precision,
+            repeat: self.repeat,
+            max_duration: self.max_duration.unwrap_or(DEFAULT_SEARCH_DURATION),
+            saturate_above: self.test_saturate_above,
+            server_pid: self.server_pid,
+        };
+        Ok((plan, cfg))
+    }
+
+    /// `--repeat` is between 1 and [`MAX_REPEATS`], of request/response
+    /// runs (their spread is of messages and latency).
+    pub fn check_repeat(&self) -> Result<(), PlanError> {
+        if self.repeat > 1 && self.to_plan()?.throughput.mode != Mode::Rr {
+            return Err(PlanError {
+                flag: "--repeat",
+                problem: "request/response runs only (not with --mode send|receive|bulk)".into(),
+            });
+        }
+        if self.repeat == 0 || self.repeat > MAX_REPEATS {
+            return Err(PlanError { flag: "--repeat", problem: format!("between 1 and {MAX_REPEATS}") });
+        }
+        Ok(())
+    }
+}
+
+/// Says up front when the connections cannot fit the descriptor limit (the soft limit,
+/// which `main` raises to the hard one when the process starts): each connection or flow
+/// is a descriptor, twice over with the built-in server in the same process, plus a few
+/// for rings and files.
+fn check_descriptors(plan: &Plan) -> Result<(), PlanError> {
+    let limit = ringecho::sys::nofile_limit().unwrap_or(u64::MAX);
+    let per_conn = if plan.target.is_none() { 2 } else { 1 };
+    let conns = u64::from(plan.connections) + u64::from(plan.throughput.background);
+    let need = conns * per_conn + 64 + 8 * plan.cpus.len() as u64;
+    if need > limit {
+        return Err(PlanError {
+            flag: "--connections",
+            problem: format!(
+                "{} connections need about {need} descriptors, but this process may open {limit} \
+                 (ulimit -n; raise the hard limit, e.g. in limits.conf or systemd's LimitNOFILE)",
+                plan.connections
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl ThroughputArgs {
+    /// The plan's throughput part (checked with the rest of the plan).
+    pub fn to_plan(&self) -> ThroughputPlan {
+        ThroughputPlan {
+            mode: self.mode,
+            write_size: self.write_size,
+            sndbuf: self.sndbuf,
+            rcvbuf: self.rcvbuf,
+            zerocopy: self.zerocopy,
+            background: self.background,
+            background_mode: self.background_mode,
+            background_target: self.background_target.clone(),
+        }
+    }
+}
+
+fn refuse(flag: &'static str, problem: &str) -> PlanError {
+    PlanError { flag, problem: problem.into() }
+}
+
+impl AbArgs {
+    /// The validated comparison.
+    pub fn to_plan(&self) -> Result<AbPlan, PlanError> {
+        let l = &self.load;
+        if l.hdr_log.is_some() {
+            return Err(refuse("--hdr-log", "not with ab (each run's histograms are in --json)"));
+        }
+        if l.start_at.is_some() {
+            return Err(refuse("--start-at", "not with ab (a run starts when its server listens)"));
+        }
+        if l.label.is_some() {
+            return Err(refuse("--label", "not with ab (runs are labelled `A run 1`, `B run 1`, …)"));
+        }
+        if l.find_max_rate {
+            return Err(refuse("--find-max-rate", "not with ab (run the search against each server)"));
+        }
+        if l.repeat != 1 {
+            return Err(refuse("--repeat", "not with ab (--runs repeats each side, interleaved)"));
+        }
+        if l.slo.is_some() {
+            return Err(refuse("--slo", "not with ab (use --max-p99, --max-error-rate, --max-slowdown)"));
+        }
+        if self.runs == 0 || self.runs > 1000 {
+            return Err(refuse("--runs", "between 1 and 1000"));
+        }
+        for (flag, cmd) in [("--server-a", &self.server_a), ("--server-b", &self.server_b)] {
+            if cmd.trim().is_empty() {
+                return Err(refuse(flag, "an empty command"));
+            }
+        }
+        let allowed = ringecho::sys::allowed_cpus().unwrap_or_else(|_| vec![0]);
+        if let Some(cpus) = &self.server_cpus {
+            if let Some(bad) = cpus.0.iter().find(|c| !allowed.contains(c)) {
+                return Err(refuse(
+                    "--server-cpus",
+                    &format!("CPU {bad} is not available (allowed: {allowed:?})"),
+                ));
+            }
+        }
+        let mut load = l.to_plan()?;
+        if l.cpus.is_none() && l.threads.is_none() {
+            // The client on the CPUs the servers do not have, when there are any; else on
+            // the CPUs a run with the built-in server would use.
+            if let Some(server) = &self.server_cpus {
+                let rest: Vec<usize> = allowed.iter().copied().filter(|c| !server.0.contains(c)).collect();
+                if !rest.is_empty() {
+                    load.cpus = rest.into_iter().take(load.connections.max(1) as usize).collect();
+                }
+            }
+        }
+        Ok(AbPlan {
+            servers: [self.server_a.clone(), self.server_b.clone()],
+            server_cpus: self.server_cpus.as_ref().map(|c| c.0.clone()),
+            address: match &l.target {
+                Some(t) => Address::Given(t.clone()),
+                None => Address::Printed,
+            },
+            load,
+            runs: self.runs,
+            start_timeout: self.start_timeout,
+            stop_timeout: self.stop_timeout,
+            max_p99: l.max_p99,
+            max_error_rate: l.max_error_rate,
+            max_slowdown: self.max_slowdown,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Args, Command};
+    use crate::plan::SizeSpec;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied()))
+    }
+
+    fn plan_of(args: &[&str]) -> Result<Plan, PlanError> {
+        parse(args).unwrap().run.to_plan()
+    }
+
+    #[test]
+    fn subcommands_and_times() {
+        assert!(matches!(
+            parse(&["merge", "a.json", "b.json"]).unwrap().command,
+            Some(Command::Merge { .. })
+        ));
+        assert!(parse(&["merge"]).is_err());
+        let start = parse(&["--start-at", "1700000000"]).unwrap().run.start_at.unwrap();
+        assert_eq!(start.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(), 1_700_000_000);
+        assert!(parse(&["--start-at", "tomorrow"]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(SizeSpec::parse("64"), Ok(SizeSpec { min: 64, max: 64 }));
+        assert_eq!(SizeSpec::parse("64..1KiB"), Ok(SizeSpec { min: 64, max: 1024 }));
+        assert!(SizeSpec::parse("1..x").is_err());
+    }
+
+    #[test]
+    fn plans() {
+        let p = plan_of(&["tcp://127.0.0.1:1", "--rate", "1000", "-c", "4"]).unwrap();
+        assert_eq!(p.model, Model::Open { rate: 1000.0 });
+        let e = plan_of(&["udp://127.0.0.1:1", "--size", "8"]).unwrap_err();
+        assert_eq!(e.flag, "--size");
+        let e = plan_of(&["tcp://127.0.0.1:1", "--depth", "0"]).unwrap_err();
+        assert_eq!(e.flag, "--depth");
+        assert!(parse(&["tcp://127.0.0.1:1", "--rate", "5", "--depth", "2"]).is_err());
+        assert!(parse(&["http://x"]).is_err());
+        let e = plan_of(&["tcp://127.0.0.1:1", "--max-error-rate", "2"]).unwrap_err();
+        assert_eq!(e.flag, "--max-error-rate");
+        assert!(parse(&["tcp://127.0.0.1:1", "--max-error-rate", "5%"]).is_ok());
+        assert!(parse(&["--threads", "18446744073709551615"]).unwrap().run.to_plan().is_err());
+        assert!(parse(&["--label", "a\u{1b}]0;x\u{7}"]).is_err());
+        assert!(parse(&["--label", &"x".repeat(70_000)]).is_err());
+        let v6 = plan_of(&["udp://[::1]:9", "--size", "65527"]).unwrap();
+        assert_eq!(v6.size.max, 65_527);
+        assert_eq!(plan_of(&["udp://127.0.0.1:9", "--size", "65508"]).unwrap_err().flag, "--size");
+        assert_eq!(plan_of(&["-d", "100d"]).unwrap_err().flag, "--duration");
+    }
+
+    #[test]
+    fn rates_take_the_units_the_report_prints() {
+        let p = parse(&["tcp://127.0.0.1:1", "-r", "50k", "-c", "4"]).unwrap().run.to_plan().unwrap();
+        assert_eq!(p.model, Model::Open { rate: 50_000.0 });
+    }
+
+    fn ab(args: &[&str]) -> Result<AbPlan, PlanError> {
+        let all =
+            ["ringload", "ab", "--server-a", "a", "--server-b", "b"].into_iter().chain(args.iter().copied());
+        match Args::try_parse_from(all).unwrap().command {
+            Some(Command::Ab(a)) => a.to_plan(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plans_and_refusals() {
+        let p = ab(&["-c", "4", "--runs", "3"]).unwrap();
+        assert_eq!((p.runs, p.load.connections), (3, 4));
+        assert!(matches!(p.address, Address::Printed));
+        assert!(p.load.target.is_none(), "set per run, from the server");
+        let given = ab(&["tcp://127.0.0.1:7100"]).unwrap();
+        assert!(matches!(given.address, Address::Given(_)));
+        for (args, flag) in [
+            (&["--runs", "0"][..], "--runs"),
+            (&["--hdr-log", "x.hlog"][..], "--hdr-log"),
+            (&["--label", "x"][..], "--label"),
+            (&["--find-max-rate"][..], "--find-max-rate"),
+            (&["--repeat", "3"][..], "--repeat"),
+            (&["--slo", "p99<1ms"][..], "--slo"),
+            (&["--server-cpus", "1000"][..], "--server-cpus"),
+        ] {
+            assert_eq!(ab(args).unwrap_err().flag, flag, "{args:?}");
+        }
+        let cpus = ringecho::sys::allowed_cpus().unwrap();
+        if cpus.len() >= 2 {
+            let p = ab(&["--server-cpus", &cpus[0].to_string()]).unwrap();
+            assert!(
+                !p.load.cpus.contains(&cpus[0]),
+                "the load keeps off the servers' CPUs: {:?}",
+                p.load.cpus
+            );
+        }
+    }
+
+    fn flag_refused(args: &[&str]) -> &'static str {
+        let args = Args::try_parse_from(std::iter::once("ringload").chain(args.iter().copied())).unwrap();
+        args.run.to_plan().expect_err("refused").flag
+    }
+
+    #[test]
+    fn what_the_bulk_modes_cannot_do_is_refused() {
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "-n", "10"]), "--requests");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "bulk", "--rate", "10"]), "--rate/--depth");
+        assert_eq!(flag_refused(&["udp://127.0.0.1:9", "--mode", "receive"]), "--mode");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--zerocopy"]), "--zerocopy");
+        assert_eq!(flag_refused(&["tcp://127.0.0.1:9", "--mode", "receive", "--zerocopy"]), "--zerocopy");
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--write-size", "2MiB"]),
+            "--write-size"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--mode", "send", "--background", "2"]),
+            "--background"
+        );
+        assert_eq!(
+            flag_refused(&["tcp://127.0.0.1:9", "--background", "1", "--background-mode", "rr"]),
+            "--background-mode"
+        );
+        let ok =
+            Args::try_parse_from(["ringload", "tcp://127.0.0.1:9", "--mode", "send", "--sndbuf", "1MiB"])
+                .unwrap();
+        let plan = ok.run.to_plan().unwrap();
+        assert_eq!(plan.throughput.sndbuf, Some(1 << 20));
+        assert_eq!(plan.throughput.write_size, 64 * 1024);
+    }
+}

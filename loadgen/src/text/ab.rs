@@ -1,0 +1,105 @@
+//! The text of `ringload ab`: the sides' commands and the load, a row per figure with
+//! each side's median (min–max) and B/A with the run pairs' range, the verdict on each
+//! ratio, whether a client limited a side, and the checks that failed.
+
+use crate::document::ab::{AbDocument, Ratio, SideSummary};
+use crate::stats::Spread;
+use crate::units::{ns, rate_short};
+use crate::views::SATURATED;
+use std::fmt::Write as _;
+
+/// The report of `d`; `plan_line` says the load every run ran.
+pub fn report(d: &AbDocument, plan_line: &str) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "ringload ab: {} of {} runs per side, A and B interleaved (A B, B A, …), a fresh server each run",
+        d.a.runs.len().min(d.b.runs.len()),
+        d.runs_planned
+    );
+    let _ = writeln!(o, "A           {}", d.a.summary.command);
+    let _ = writeln!(o, "B           {}", d.b.summary.command);
+    let _ = writeln!(o, "load        {plan_line}");
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<16} {:>28}  {:>28}  {:>8}  {:>15}",
+        "", "A median (min–max)", "B median (min–max)", "B/A", "run pairs"
+    );
+    let rows: [Row<'_>; 5] = [
+        ("msg/s", |s| s.msgs_per_s, rate_short, d.comparison.as_ref().map(|c| &c.msgs_per_s)),
+        ("p50", |s| s.p50_ns, |v| ns(v), d.comparison.as_ref().map(|c| &c.p50)),
+        ("p99", |s| s.p99_ns, |v| ns(v), d.comparison.as_ref().map(|c| &c.p99)),
+        (
+            "server CPU/msg",
+            |s| s.server_cpu_us_per_msg,
+            |v| ns(v * 1e3),
+            d.comparison.as_ref().map(|c| &c.server_cpu_per_msg),
+        ),
+        ("client CPU busy", |s| s.client_busy, |v| format!("{:.0}%", v * 100.0), None),
+    ];
+    for (name, get, unit, r) in rows {
+        let cell = |s: &SideSummary| {
+            if s.runs == 0 {
+                "—".to_owned()
+            } else {
+                let sp = get(s);
+                format!("{} ({}–{})", unit(sp.median), unit(sp.min), unit(sp.max))
+            }
+        };
+        let (ratio, pairs) = match r {
+            Some(r) if r.ratio.is_finite() => {
+                (format!("{:.3}×", r.ratio), format!("{:.3}–{:.3}×", r.pairs_min, r.pairs_max))
+            }
+            _ => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            o,
+            "{name:<16} {:>28}  {:>28}  {ratio:>8}  {pairs:>15}",
+            cell(&d.a.summary),
+            cell(&d.b.summary)
+        );
+    }
+    let _ = writeln!(o);
+    if let Some(c) = &d.comparison {
+        for r in [&c.msgs_per_s, &c.p50, &c.p99, &c.server_cpu_per_msg] {
+            let _ = writeln!(o, "{}", r.verdict);
+        }
+    }
+    for (side, s) in [("A", &d.a.summary), ("B", &d.b.summary)] {
+        if s.client_saturated_runs > 0 {
+            let _ = writeln!(
+                o,
+                "warning: {side}'s client was saturated (≥{:.0}% of its CPU busy, or in an open loop behind its schedule) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
+                SATURATED * 100.0,
+                s.client_saturated_runs,
+                s.runs
+            );
+        }
+    }
+    if d.a.summary.client_saturated_runs == 0 && d.b.summary.client_saturated_runs == 0 {
+        let _ = writeln!(
+            o,
+            "client      not saturated on either side (median {:.0}% busy for A, {:.0}% for B)",
+            d.a.summary.client_busy.median * 100.0,
+            d.b.summary.client_busy.median * 100.0
+        );
+    }
+    for r in d.a.runs.iter().chain(&d.b.runs).filter(|r| r.server.killed) {
+        let _ = writeln!(
+            o,
+            "warning: server {} did not exit within --stop-timeout of SIGTERM after run {}: killed",
+            r.side, r.run
+        );
+    }
+    if d.interrupted {
+        let _ = writeln!(o, "warning: interrupted: the figures cover the runs that finished before Ctrl-C");
+    }
+    for f in &d.failed_checks {
+        let _ = writeln!(o, "FAILED: {f}");
+    }
+    o
+}
+
+/// A row of the text table: its name, the figure of a side, its unit, its ratio.
+type Row<'a> = (&'a str, fn(&SideSummary) -> Spread, fn(f64) -> String, Option<&'a Ratio>);

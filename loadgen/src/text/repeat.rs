@@ -1,0 +1,72 @@
+//! The text of repeated runs (`--repeat N`): a row per run, then for each figure its
+//! median, min–max and the CI of the median.
+
+use crate::document::ResultDoc;
+use crate::units::{ns, rate, rate_short};
+use std::fmt::Write as _;
+
+/// The whole report of repeated runs: the target, the runs and their spread, the
+/// pooled warnings, and the checks the medians failed.
+pub fn report(doc: &ResultDoc) -> String {
+    let mut o = format!("target      {}\n", doc.target);
+    o += &runs(doc);
+    for w in &doc.warnings {
+        let _ = writeln!(o, "warning: {}", w.message);
+    }
+    if doc.interrupted {
+        let _ = writeln!(o, "interrupted: the runs so far are shown");
+    }
+    for f in &doc.failed_checks {
+        let _ = writeln!(o, "FAILED (medians): {f}");
+    }
+    o
+}
+
+/// A row per run, then for each figure its median, min–max and the CI of the median.
+pub fn runs(doc: &ResultDoc) -> String {
+    let mut o = String::new();
+    let Some(spread) = &doc.spread else { return o };
+    let _ = writeln!(
+        o,
+        "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "run", "msg/s", "p50", "p99", "p99.9", "max", "errors"
+    );
+    for (i, r) in doc.repeats.iter().enumerate() {
+        let h = &r.latency.corrected.histogram;
+        let _ = writeln!(
+            o,
+            "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            format!("#{}", i + 1),
+            rate_short(r.throughput.msgs_per_s),
+            ns(h.value_at_quantile(0.5) as f64),
+            ns(h.value_at_quantile(0.99) as f64),
+            ns(h.value_at_quantile(0.999) as f64),
+            ns(h.max() as f64),
+            r.failed
+        );
+    }
+    let _ = writeln!(o);
+    let ci = if spread.ci_coverage >= 0.95 {
+        format!("{:.0}% CI of the median", spread.ci_coverage * 100.0)
+    } else {
+        format!("min–max as CI: {:.0}% coverage", spread.ci_coverage * 100.0)
+    };
+    let _ = writeln!(
+        o,
+        "{} runs, fresh connections each; median, min–max, and the order-statistic CI of the median ({ci})",
+        spread.runs
+    );
+    for (name, s) in spread.figures() {
+        let show = |v: f64| if name == "msg/s" { rate(v) } else { ns(v) };
+        let _ = writeln!(
+            o,
+            "{name:<8} {:>14}   range {} – {}   CI {} – {}",
+            show(s.median),
+            show(s.min),
+            show(s.max),
+            show(s.ci_low),
+            show(s.ci_high)
+        );
+    }
+    o
+}
