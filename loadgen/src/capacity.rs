@@ -32,7 +32,7 @@ use crate::report::Report;
 use crate::run::Progress;
 use crate::slo::{Point, Schedule, Slo};
 use crate::stats::median;
-use crate::units::{ns, rate};
+use crate::units::{ns, rate, share};
 use crate::warning::Warning;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,10 +125,10 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     }
     if achieved < offered * MIN_ACHIEVED {
         reasons.push(format!(
-            "achieved {} of {} offered (below {:.0}%)",
+            "achieved {} of {} offered (below {})",
             rate(achieved),
             rate(offered),
-            MIN_ACHIEVED * 100.0
+            share(MIN_ACHIEVED)
         ));
     }
     if let Some(s) = schedule.filter(Schedule::behind) {

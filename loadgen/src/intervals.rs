@@ -39,12 +39,12 @@ pub fn write_log(
     for (name, b) in bulk {
         for i in b.iter().flat_map(|b| &b.intervals) {
             log.write_comment(&format!(
-                "{name} {:.3}-{:.3} s: sent {} B, received {} B, {:.3} Gbit/s",
+                "{name} {:.3}-{:.3} s: sent {} B, received {} B, {}",
                 i.start_s,
                 i.start_s + i.length_s,
                 i.bytes_sent,
                 i.bytes_received,
-                i.gbit_per_s
+                crate::units::gbit_per_s(i.gbit_per_s * 1e9 / 8.0)
             ))?;
         }
     }

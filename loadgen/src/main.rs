@@ -12,7 +12,7 @@ use ringload::cli::{AbArgs, Args, Command, RunArgs};
 use ringload::document::ResultDoc;
 use ringload::run::{Progress, Tick};
 use ringload::saved::Saved;
-use ringload::units::{ns, rate};
+use ringload::units::{gbit_per_s, mb_per_s, ns, rate};
 use ringload::{escape, exit, text};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -204,12 +204,12 @@ fn print_progress(tick: Tick) {
             eprintln!("[connecting] {connected} of {planned} connections")
         }
         Tick::Bytes { elapsed_s, sent_per_s, received_per_s, warmup, background } => eprintln!(
-            "[{elapsed_s:5.1}s] {}sent {:.3} Gbit/s ({:.1} MB/s), received {:.3} Gbit/s ({:.1} MB/s){}",
+            "[{elapsed_s:5.1}s] {}sent {} ({}), received {} ({}){}",
             if background { "background: " } else { "" },
-            sent_per_s * 8.0 / 1e9,
-            sent_per_s / 1e6,
-            received_per_s * 8.0 / 1e9,
-            received_per_s / 1e6,
+            gbit_per_s(sent_per_s),
+            mb_per_s(sent_per_s),
+            gbit_per_s(received_per_s),
+            mb_per_s(received_per_s),
             if warmup { " (warm-up)" } else { "" }
         ),
         Tick::Running { elapsed_s, rate: r, completed, failed, warmup } => eprintln!(

@@ -225,3 +225,30 @@ impl Report {
         doc
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::testing::full_report;
+    use crate::views::Limit;
+
+    /// The warning and the limit line judge the client by the one threshold: a client
+    /// 87% busy (between the 85% the verdict used and the 90% the warning used) is
+    /// saturated in both, or in neither.
+    #[test]
+    fn the_warning_and_the_limit_agree_on_saturation() {
+        let mut r = full_report();
+        r.plan.model = Model::Closed { depth: 1 };
+        r.plan.cpus = vec![1];
+        r.warnings.clear();
+        r.wall = Duration::from_secs(10);
+        r.load_cpu = Duration::from_millis(8_700);
+        let v = r.views.as_mut().unwrap();
+        (v.client.busy, v.client.waiting) = (vec![0.87], vec![0.0]);
+        v.server.as_mut().unwrap().cpu.busy = vec![0.3];
+        r.assess();
+        let warned = r.warnings.iter().any(|w| matches!(w, Warning::ClientSaturated { .. }));
+        let limit = r.views.as_ref().unwrap().limit;
+        assert!(warned && limit == Limit::ClientCpu, "warned {warned}, limit {limit:?}");
+    }
+}

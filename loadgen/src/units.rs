@@ -68,6 +68,16 @@ pub fn volume(v: u64) -> String {
     }
 }
 
+/// A byte rate in MB/s (10⁶ bytes): `11.16 MB/s`.
+pub fn mb_per_s(bytes_per_s: f64) -> String {
+    format!("{:.2} MB/s", bytes_per_s / 1e6)
+}
+
+/// A byte rate in Gbit/s (10⁹ bits): `9.876 Gbit/s`.
+pub fn gbit_per_s(bytes_per_s: f64) -> String {
+    format!("{:.3} Gbit/s", bytes_per_s * 8.0 / 1e9)
+}
+
 /// A fraction as an exact percentage, trailing zeros trimmed (an SLO's limit, a share
 /// lost): `0.1%`, `2%`, `0.0010%`.
 pub fn percent(v: f64) -> String {
@@ -173,6 +183,8 @@ mod tests {
         assert_eq!(percent(0.02), "2%");
         assert_eq!(percent(0.000_01), "0.0010%");
         assert_eq!(share(0.974), "97%");
+        assert_eq!(mb_per_s(11_160_000.0), "11.16 MB/s");
+        assert_eq!(gbit_per_s(1.2345e9 / 8.0), "1.234 Gbit/s");
         assert_eq!(cpu_list(&[0, 1, 3]), "0,1,3");
     }
 

@@ -7,7 +7,7 @@
 //! Invariant: each question is one exhaustive `match` here, so a new warning does not
 //! compile until every question is answered for it.
 
-use crate::units::{ns, rate};
+use crate::units::{ns, rate, share};
 use ringecho::procfs::NET_COUNTERS;
 use serde::{Deserialize, Serialize};
 
@@ -152,14 +152,14 @@ impl Warning {
     pub fn message(&self) -> String {
         match self {
             Warning::ClientSaturated { busy } => format!(
-                "load generator CPU saturated ({:.0}% busy) — results are bounded by the client; give it more CPUs (--cpus) or fewer connections",
-                busy * 100.0
+                "load generator CPU saturated ({} busy) — results are bounded by the client; give it more CPUs (--cpus) or fewer connections",
+                share(*busy)
             ),
             Warning::ClientBehind { lag_p99_ns, limit_ns, busy } => format!(
-                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {:.0}% busy) — its own delay is in the latency; give it more CPUs (--cpus) or a lower rate",
+                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {} busy) — its own delay is in the latency; give it more CPUs (--cpus) or a lower rate",
                 ns(*lag_p99_ns as f64),
                 ns(*limit_ns as f64),
-                busy * 100.0
+                share(*busy)
             ),
             Warning::RateShortfall { requested, achieved } => format!(
                 "achieved {} of the {} requested — the target (or the client) could not keep up; latency includes the backlog",

@@ -13,9 +13,9 @@ use super::AbPlan;
 use crate::document::ab::{
     AB_SCHEMA_VERSION, AB_TOOL, AbComparison, AbDocument, Ratio, RunRecord, Side, SideDoc, SideSummary,
 };
-use crate::plan::{Model, Stop};
+use crate::plan::Stop;
 use crate::stats::{Difference, Spread, differs};
-use crate::units::{cpu_list, rate, size};
+use crate::units::cpu_list;
 
 /// The summary of the runs.
 pub struct AbResult {
@@ -155,21 +155,13 @@ pub fn compare_values(av: &[f64], bv: &[f64], higher_is_better: bool, what: &str
 
 fn plan_line(plan: &AbPlan) -> String {
     let p = &plan.load;
-    let model = match p.model {
-        Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
-        Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
-    };
-    let sizes = if p.size.min == p.size.max {
-        size(p.size.min.into())
-    } else {
-        format!("{}..{}", size(p.size.min.into()), size(p.size.max.into()))
-    };
     let stop = match p.stop {
         Stop::Duration(d) => format!("{:.2} s", d.as_secs_f64()),
         Stop::Requests(n) => format!("{n} messages"),
     };
     format!(
-        "{model}, {sizes} messages, {stop} (+{:.2} s warm-up) per run; client on CPU {}, servers on {}",
+        "{}, {stop} (+{:.2} s warm-up) per run; client on CPU {}, servers on {}",
+        crate::text::load_words(p),
         p.warmup.as_secs_f64(),
         cpu_list(&p.cpus),
         plan.server_cpus.as_deref().map_or("any CPU (not pinned)".into(), |c| format!("CPU {}", cpu_list(c)))

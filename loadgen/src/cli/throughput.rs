@@ -18,7 +18,7 @@ pub struct ThroughputArgs {
     pub mode: Mode,
 
     /// Bytes per send in the bulk modes and of background flows (at most 1 MiB).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_u32_size)]
+    #[arg(long, value_name = "SIZE", default_value_t = DEFAULT_WRITE_SIZE, value_parser = parse_u32_size)]
     pub write_size: u32,
 
     /// SO_SNDBUF of bulk and background connections, set before connecting (the kernel
@@ -49,19 +49,4 @@ pub struct ThroughputArgs {
     /// Where the background connections go (default: the run's target).
     #[arg(long, value_name = "TARGET")]
     pub background_target: Option<Target>,
-}
-
-impl Default for ThroughputArgs {
-    fn default() -> Self {
-        ThroughputArgs {
-            mode: Mode::Rr,
-            write_size: DEFAULT_WRITE_SIZE,
-            sndbuf: None,
-            rcvbuf: None,
-            zerocopy: false,
-            background: 0,
-            background_mode: Mode::Bulk,
-            background_target: None,
-        }
-    }
 }

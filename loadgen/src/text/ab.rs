@@ -4,7 +4,7 @@
 
 use crate::document::ab::{AbDocument, Ratio, SideSummary};
 use crate::stats::Spread;
-use crate::units::{ns, rate_short};
+use crate::units::{ns, rate_short, share};
 use crate::views::SATURATED;
 use std::fmt::Write as _;
 
@@ -36,7 +36,7 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
             |v| ns(v * 1e3),
             d.comparison.as_ref().map(|c| &c.server_cpu_per_msg),
         ),
-        ("client CPU busy", |s| s.client_busy, |v| format!("{:.0}%", v * 100.0), None),
+        ("client CPU busy", |s| s.client_busy, share, None),
     ];
     for (name, get, unit, r) in rows {
         let cell = |s: &SideSummary| {
@@ -70,8 +70,8 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
         if s.client_saturated_runs > 0 {
             let _ = writeln!(
                 o,
-                "warning: {side}'s client was saturated (≥{:.0}% of its CPU busy, or in an open loop behind its schedule) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
-                SATURATED * 100.0,
+                "warning: {side}'s client was saturated (≥{} of its CPU busy, or in an open loop behind its schedule) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
+                share(SATURATED),
                 s.client_saturated_runs,
                 s.runs
             );
@@ -80,9 +80,9 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
     if d.a.summary.client_saturated_runs == 0 && d.b.summary.client_saturated_runs == 0 {
         let _ = writeln!(
             o,
-            "client      not saturated on either side (median {:.0}% busy for A, {:.0}% for B)",
-            d.a.summary.client_busy.median * 100.0,
-            d.b.summary.client_busy.median * 100.0
+            "client      not saturated on either side (median {} busy for A, {} for B)",
+            share(d.a.summary.client_busy.median),
+            share(d.b.summary.client_busy.median)
         );
     }
     for r in d.a.runs.iter().chain(&d.b.runs).filter(|r| r.server.killed) {

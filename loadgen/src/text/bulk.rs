@@ -6,7 +6,7 @@ use super::{errors_line, target_line, time_line, verdict_lines};
 use crate::figures::Bulk;
 use crate::plan::Mode;
 use crate::report::Report;
-use crate::units::{plural, size, volume};
+use crate::units::{gbit_per_s, mb_per_s, plural, size, volume};
 use std::fmt::Write as _;
 
 /// The whole report of a run in a bulk mode.
@@ -80,7 +80,7 @@ fn rate_line(b: &Bulk) -> String {
     let secs = b.elapsed_s.max(1e-9);
     let way = |bytes: u64, name: &str| {
         let per_s = bytes as f64 / secs;
-        format!("{:.1} MB/s  {:.3} Gbit/s {name}", per_s / 1e6, per_s * 8.0 / 1e9)
+        format!("{}  {} {name}", mb_per_s(per_s), gbit_per_s(per_s))
     };
     match b.mode {
         Mode::Send => way(b.bytes_sent, "sent"),
@@ -108,10 +108,10 @@ fn interval_lines(o: &mut String, b: &Bulk) {
         let span = format!("{:.2}-{:.2} s", i.start_s, i.start_s + i.length_s);
         let _ = writeln!(
             o,
-            "  {span:<13} {:>11}  {:>11}   {:.3} Gbit/s",
+            "  {span:<13} {:>11}  {:>11}   {}",
             volume(i.bytes_sent),
             volume(i.bytes_received),
-            i.gbit_per_s
+            gbit_per_s(i.gbit_per_s * 1e9 / 8.0)
         );
     }
 }

@@ -5,7 +5,7 @@
 use crate::document::comparison::{Comparison, Noise, Side};
 use crate::escape;
 use crate::saved::Saved;
-use crate::units::{ns, rate_short};
+use crate::units::{ns, rate_short, share};
 use std::fmt::Write as _;
 
 /// Renders a comparison as aligned text: the ratios, then each side's warnings and what
@@ -74,8 +74,8 @@ pub fn report(base: &Saved, new: &Saved, c: &Comparison) -> String {
         Noise::Repeats { base, new, coverage } => {
             let _ = writeln!(
                 out,
-                "note: medians of {base} (base) and {new} (new) runs; a ratio counts as a change only when the two medians' confidence intervals (order statistics, {:.0}% coverage) do not overlap — otherwise it is within the noise the repeats show",
-                coverage * 100.0
+                "note: medians of {base} (base) and {new} (new) runs; a ratio counts as a change only when the two medians' confidence intervals (order statistics, {} coverage) do not overlap — otherwise it is within the noise the repeats show",
+                share(coverage)
             );
         }
     }

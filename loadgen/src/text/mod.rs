@@ -18,8 +18,8 @@ pub mod table;
 
 use crate::counters::Counters;
 use crate::hist::{self, Hist};
-use crate::plan::Plan;
-use crate::units::{cpu_list, ns, plural};
+use crate::plan::{Model, Plan};
+use crate::units::{cpu_list, ns, plural, rate, size};
 use crate::warning::Warning;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -56,6 +56,21 @@ fn target_line(o: &mut String, target: &str, server_cpus: Option<&[usize]>) {
         None => String::new(),
     };
     let _ = writeln!(o, "target      {target}{builtin}");
+}
+
+/// The load a plan offers, in words: `closed loop, 50 connections × depth 1, 64 B
+/// messages`.
+pub fn load_words(p: &Plan) -> String {
+    let model = match p.model {
+        Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
+        Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
+    };
+    let sizes = if p.size.min == p.size.max {
+        size(p.size.min.into())
+    } else {
+        format!("{}..{}", size(p.size.min.into()), size(p.size.max.into()))
+    };
+    format!("{model}, {sizes} messages")
 }
 
 /// The `time` line: measured time, warm-up, load workers and their CPUs.

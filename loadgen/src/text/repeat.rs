@@ -2,7 +2,7 @@
 //! median, min–max and the CI of the median.
 
 use crate::document::ResultDoc;
-use crate::units::{ns, rate, rate_short};
+use crate::units::{ns, rate, rate_short, share};
 use std::fmt::Write as _;
 
 /// The whole report of repeated runs: the target, the runs and their spread, the
@@ -47,9 +47,9 @@ pub fn runs(doc: &ResultDoc) -> String {
     }
     let _ = writeln!(o);
     let ci = if spread.ci_coverage >= 0.95 {
-        format!("{:.0}% CI of the median", spread.ci_coverage * 100.0)
+        format!("{} CI of the median", share(spread.ci_coverage))
     } else {
-        format!("min–max as CI: {:.0}% coverage", spread.ci_coverage * 100.0)
+        format!("min–max as CI: {} coverage", share(spread.ci_coverage))
     };
     let _ = writeln!(
         o,

@@ -2,11 +2,11 @@
 //! messages and their errors, the client's and the server's CPU, what limited the run,
 //! then every warning and failed check. A bulk run's report is [`super::bulk`]'s.
 
-use super::{errors_line, hist_header, hist_row, target_line, time_line, verdict_lines};
+use super::{errors_line, hist_header, hist_row, load_words, target_line, time_line, verdict_lines};
 use crate::figures::Figures;
 use crate::plan::Model;
 use crate::report::Report;
-use crate::units::{ns, plural, rate, share, size};
+use crate::units::{mb_per_s, ns, plural, rate, share};
 use crate::views::{Views, worker_figure};
 use std::fmt::Write as _;
 
@@ -33,27 +33,17 @@ pub fn report(r: &Report) -> String {
 
 /// `target`, `load` and `time`.
 fn head(o: &mut String, r: &Report) {
-    let p = &r.plan;
     target_line(o, &r.target, r.builtin.as_ref().map(|b| &b.server_cpus[..]));
-    let model = match p.model {
-        Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
-        Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
-    };
-    let sizes = if p.size.min == p.size.max {
-        size(p.size.min.into())
-    } else {
-        format!("{}..{}", size(p.size.min.into()), size(p.size.max.into()))
-    };
-    let verified = if p.verify { ", verified" } else { "" };
-    let _ = writeln!(o, "load        {model}, {sizes} messages{verified}");
-    time_line(o, p, r.elapsed);
+    let verified = if r.plan.verify { ", verified" } else { "" };
+    let _ = writeln!(o, "load        {}{verified}", load_words(&r.plan));
+    time_line(o, &r.plan, r.elapsed);
     let _ = writeln!(o);
 }
 
 /// `throughput` and the latency rows.
 fn latency(o: &mut String, r: &Report, figures: &Figures) {
-    let mbps = figures.throughput.bytes_per_s_each_way / 1e6;
-    let _ = writeln!(o, "throughput  {}   {mbps:.2} MB/s each way", rate(figures.throughput.msgs_per_s));
+    let t = &figures.throughput;
+    let _ = writeln!(o, "throughput  {}   {} each way", rate(t.msgs_per_s), mb_per_s(t.bytes_per_s_each_way));
     let _ = writeln!(o, "{}", hist_header());
     let open = matches!(r.plan.model, Model::Open { .. });
     let _ = writeln!(o, "{}", hist_row(if open { "latency*" } else { "latency" }, &r.latency));

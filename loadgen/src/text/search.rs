@@ -3,7 +3,7 @@
 //! the answer in words.
 
 use crate::document::{MAX_STEPS, SearchDoc, Stopped};
-use crate::units::{ns, rate};
+use crate::units::{ns, rate, share};
 use std::fmt::Write as _;
 
 /// The report of `search` against `target`.
@@ -16,14 +16,14 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
     };
     let _ = writeln!(
         o,
-        "find-max-rate against {target}: SLO {}, precision {:.0}%{runs}",
+        "find-max-rate against {target}: SLO {}, precision {}{runs}",
         search.slo_text,
-        search.precision * 100.0
+        share(search.precision)
     );
     let _ = writeln!(
         o,
-        "a step passes when it achieves ≥ {:.0}% of the offered rate, the client keeps to its schedule (send lag p99 ≤ {}), and the SLO holds\n",
-        search.min_achieved * 100.0,
+        "a step passes when it achieves ≥ {} of the offered rate, the client keeps to its schedule (send lag p99 ≤ {}), and the SLO holds\n",
+        share(search.min_achieved),
         ns(search.slo.lag_limit().as_nanos() as f64)
     );
     let server = search.steps.iter().any(|s| s.server_cpu.is_some());
@@ -45,12 +45,12 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
         let verdict = if s.passed { "ok".to_owned() } else { format!("FAIL: {}", s.reasons.join("; ")) };
         let server = match (server, s.server_cpu) {
             (false, _) => String::new(),
-            (true, Some(cpu)) => format!(" {:>6.0}%", cpu * 100.0),
+            (true, Some(cpu)) => format!(" {:>7}", share(cpu)),
             (true, None) => format!(" {:>7}", "?"),
         };
         let _ = writeln!(
             o,
-            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>6.0}% {:>9}{server}  {verdict}",
+            "{:>4} {:>16} {:>16} {:>10} {:>10} {:>10} {:>7.3}% {:>7} {:>9}{server}  {verdict}",
             i + 1,
             rate(s.offered),
             rate(s.achieved),
@@ -58,7 +58,7 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
             ns(s.point.p99),
             ns(s.point.p999),
             s.point.errors * 100.0,
-            s.client_busy * 100.0,
+            share(s.client_busy),
             s.client_lag_p99_ns.map_or_else(|| "—".to_owned(), |lag| ns(lag as f64)),
         );
     }
