@@ -2,15 +2,8 @@
 
 import argparse
 import os
-import resource
 
 import ringbench as rb
-
-
-def child_cpu():
-    """CPU seconds of the children reaped so far: the client runs, each reaped before the next."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run():
@@ -47,9 +40,9 @@ def run():
         res = {k: [] for k in clients}
         for _ in range(runs):
             for name, f in clients.items():
-                c0, s0 = child_cpu(), rb.cpu_seconds(srv.pid)
+                c0, s0 = rb.child_cpu(), rb.cpu_seconds(srv.pid)
                 rate, msgs, p50, p99 = f(c, s)
-                res[name].append((rate, (child_cpu() - c0) / msgs * 1e6, (rb.cpu_seconds(srv.pid) - s0) / msgs * 1e6,
+                res[name].append((rate, (rb.child_cpu() - c0) / msgs * 1e6, (rb.cpu_seconds(srv.pid) - s0) / msgs * 1e6,
                                   p50, p99))
         for name, rows in res.items():
             med = [rb.median(col) for col in zip(*rows)]

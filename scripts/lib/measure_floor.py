@@ -10,17 +10,10 @@ import time
 import ringbench as rb
 
 
-def free_port():
-    """A loopback port nothing listens on now (TCP and UDP alike, in practice)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def sockperf_pair(udp, secs):
     """sockperf's own ping-pong: server on CPU 0, client on CPU 1; RTT p50/p99 in µs
     (sockperf reports one-way latency, half the round trip: doubled here)."""
-    port = free_port()
+    port = rb.free_port()
     proto = [] if udp else ["--tcp"]
     server = rb.Child(["sockperf", "server", *proto, "-i", "127.0.0.1", "-p", port], cpu=0)
     try:

@@ -4,10 +4,8 @@ its header)."""
 import argparse
 import json
 import os
-import resource
 import select
 import shutil
-import socket
 import subprocess
 import time
 
@@ -15,13 +13,6 @@ import ringbench as rb
 
 #: The write size of both clients.
 WRITE = "64K"
-
-
-def child_cpu():
-    """CPU seconds (utime + stime) of the children reaped so far: each client is reaped
-    before the next starts, so a difference is one client's whole-process CPU."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def seconds(text):
@@ -33,13 +24,6 @@ def seconds(text):
     if secs < 1 or secs != int(secs):
         raise argparse.ArgumentTypeError(f"whole seconds, at least 1: {text!r}")
     return int(secs)
-
-
-def free_port():
-    """A TCP port on loopback nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_iperf3_server(port, timeout=10.0):
@@ -66,7 +50,7 @@ def start_iperf3_server(port, timeout=10.0):
 def iperf3(conns, secs, reverse):
     """One iperf3 client run against a fresh server: (Gbit/s, whole-process CPU ns per
     byte, its own CPU ns per byte)."""
-    port = str(free_port())
+    port = str(rb.free_port())
     server = start_iperf3_server(port)
     try:
         return iperf3_client(port, conns, secs, reverse)
@@ -78,7 +62,7 @@ def iperf3(conns, secs, reverse):
 def iperf3_client(port, conns, secs, reverse):
     cmd = ["iperf3", "-c", "127.0.0.1", "-p", port, "-A", "1", "-P", conns, "-l", WRITE, "-t", secs, "-O", "1",
            "--json"] + (["-R"] if reverse else [])
-    c0 = child_cpu()
+    c0 = rb.child_cpu()
     child = rb.Child(cmd)
     try:
         try:
@@ -86,7 +70,7 @@ def iperf3_client(port, conns, secs, reverse):
         except subprocess.TimeoutExpired:
             child.end(timeout=5)
             raise rb.ScriptError(f"iperf3 did not finish within {secs + 60} s") from None
-        cpu = child_cpu() - c0
+        cpu = rb.child_cpu() - c0
         out = child.stdout_text()
         try:
             doc = json.loads(out)
@@ -106,11 +90,11 @@ def iperf3_client(port, conns, secs, reverse):
 
 def ringload(bin_dir, target, mode, conns, secs):
     """One ringload run: (Gbit/s, whole-process CPU ns per byte, its window figure)."""
-    c0 = child_cpu()
+    c0 = rb.child_cpu()
     doc = rb.ringload(bin_dir, f"tcp://{target}", ["--mode", mode, "-c", conns, "--write-size", "64KiB",
                                                    "-d", f"{secs}s", "-w", "1s"],
                       cpu="1", timeout=secs + 60, check=True)
-    cpu = child_cpu() - c0
+    cpu = rb.child_cpu() - c0
     k, b = doc["counters"], doc["bulk"]
     moved_all = k["bytes_sent"] + k["bytes_received"]
     return b["gbit_per_s"], cpu / max(moved_all, 1) * 1e9, b["cpu_ns_per_byte"]

@@ -1,7 +1,8 @@
-"""The procedures the measurement scripts share (bench, measure-server, measure-client,
-soak), each written once: start and stop a server, read a process's CPU, memory and
-descriptors from /proc, take medians, hold N idle connections, run a load client and
-read its result.
+"""The procedures the measurement scripts share (bench, capacity, measure-server,
+measure-client, measure-throughput, measure-floor, soak), each written once: start and stop
+a server, read a process's CPU, memory and descriptors from /proc (and the CPU of reaped
+children), pick a free loopback port, take medians, hold N idle connections, run a load
+client and read its result.
 
 Invariants: every process a script starts goes through `Child`, which remembers it by
 PID; `main` ends each one still running (SIGTERM, a bounded wait, then SIGKILL) on every
@@ -357,12 +358,28 @@ def peak_rss_kib(pid):
     return _status_kib(pid, "VmHWM")
 
 
+def child_cpu():
+    """CPU seconds (utime + stime) of this script's children reaped so far. A script that
+    reaps each client before starting the next gets one client's whole-process CPU as the
+    difference of two readings."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def open_fds(pid):
     """Descriptors open in `pid`."""
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except (FileNotFoundError, ProcessLookupError):
         raise ScriptError(f"process {pid} is gone (reading /proc/{pid}/fd)") from None
+
+
+def free_port():
+    """A loopback port nothing listens on now: a TCP port bound and released at once, free
+    for UDP too in practice. Racy by nature; for programs that cannot be given port 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,7 +479,7 @@ def failed(doc):
     """Messages of a ringload run that failed, each counted once: the document's `failed`."""
     if "failed" in doc:
         return int(doc["failed"])
-    # Mirrors `Counters::failed()` in loadgen/src/engine/mod.rs; used only for documents
+    # Mirrors `Counters::failed()` in loadgen/src/counters.rs; used only for documents
     # from a ringload older than the top-level `failed` field.
     c = doc["counters"]
     return c["failed_messages"] + c["mismatched_messages"] + c["lost"] + c["unanswered_at_end"] + c["backlog_overflow"]
