@@ -23,16 +23,18 @@
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
-pub use crate::document::search::{MAX_STEPS, SearchDoc, StepDoc, Stopped};
+pub use crate::document::search::{Blame, MAX_STEPS, SearchDoc, StepDoc, Stopped};
 
 use crate::document::ResultDoc;
 use crate::engine::RunError;
+use crate::observe::process_cpu;
 use crate::plan::{Model, Plan, Stop};
 use crate::report::Report;
 use crate::run::Progress;
 use crate::slo::{Point, Schedule, Slo};
 use crate::stats::median;
 use crate::units::{ns, rate, share};
+use crate::views::{Context, client_advice};
 use crate::warning::Warning;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,10 +142,25 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     } else if staged {
         reasons.push("load generator saturated (staged by the test knob)".to_owned());
     }
-    if run.counters.completed == 0 && !interrupted {
-        reasons.push("nothing answered".to_owned());
+    let nothing = run.counters.completed == 0 && !interrupted;
+    if nothing && failures.is_empty() {
+        reasons.push("the target failed: nothing answered".to_owned());
     }
-    reasons.extend(slo.breaches(&point));
+    let breaches = slo.breaches(&point);
+    let sustained = achieved >= offered * MIN_ACHIEVED;
+    reasons.extend(breaches.iter().cloned());
+    // The first that applies, in this order of blame.
+    let blame = if interrupted {
+        Some(Blame::Interrupted)
+    } else if !failures.is_empty() || nothing {
+        Some(Blame::Target)
+    } else if saturated {
+        Some(Blame::Client)
+    } else if !sustained || !breaches.is_empty() {
+        Some(Blame::Slo)
+    } else {
+        None
+    };
     StepDoc {
         offered,
         achieved,
@@ -154,6 +171,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         interrupted,
         point,
         reasons,
+        blame,
         server_cpu: None,
         run,
     }
@@ -214,10 +232,16 @@ pub fn search(
             }
             Err(e) => return Err(e),
         };
-        let (passed, was_interrupted) = (s.passed, s.interrupted);
+        let (passed, was_interrupted, blame) = (s.passed, s.interrupted, s.blame);
         steps.push(s);
         if was_interrupted {
             stopped = Some(Stopped::Interrupted);
+            break;
+        }
+        // A target that failed at one rate says nothing trustworthy of the next: the
+        // search stops here, and no answer is taken past it.
+        if blame == Some(Blame::Target) {
+            stopped = Some(Stopped::TargetFailed);
             break;
         }
         if passed {
@@ -235,22 +259,24 @@ pub fn search(
             break;
         }
     }
-    // A lower bound when the failure that bounds the answer from above (the lowest
-    // failing rate) was the client's.
-    let first_failed =
-        steps.iter().filter(|s| !s.passed && !s.interrupted).min_by(|a, b| a.offered.total_cmp(&b.offered));
-    let lower_bound = good.is_some() && first_failed.is_some_and(|s| s.client_saturated);
-    Ok(SearchDoc {
+    // The answer is only ever a rate at which the target was alive and answering.
+    let answer = good.filter(|_| stopped != Some(Stopped::TargetFailed));
+    let mut doc = SearchDoc {
         slo_text: cfg.slo.to_string(),
         slo: cfg.slo.clone(),
         precision: cfg.precision,
         min_achieved: MIN_ACHIEVED,
         repeat: cfg.repeat,
-        answer: good,
-        lower_bound,
+        answer,
+        lower_bound: false,
+        advice: None,
         stopped,
         steps,
-    })
+    };
+    // A lower bound when the failure that bounds the answer from above (the lowest
+    // failing rate above it) was the client's.
+    doc.lower_bound = answer.is_some() && doc.bounding_blame() == Some(Blame::Client);
+    Ok(doc)
 }
 
 /// Runs a search with `base` as the plan of every step (its rate replaced by the
@@ -263,7 +289,8 @@ pub fn run(
     interrupted: Arc<AtomicBool>,
     mut on_step: impl FnMut(&StepDoc),
 ) -> Result<ResultDoc, RunError> {
-    let search = search(cfg, &interrupted, |rate| {
+    let mut spare_cpus = 0;
+    let mut search = search(cfg, &interrupted, |rate| {
         let mut plan = base.clone();
         plan.model = Model::Open { rate };
         let server_before = cfg.server_pid.and_then(process_cpu).map(|cpu| (cpu, Instant::now()));
@@ -271,6 +298,7 @@ pub fn run(
         for _ in 0..cfg.repeat.max(1) {
             let report = crate::run::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
             let stop = report.interrupted;
+            spare_cpus = report.spare_cpus;
             samples.push(Sample::of(&report));
             if stop {
                 break;
@@ -284,6 +312,11 @@ pub fn run(
         on_step(&step);
         Ok(step)
     })?;
+    if search.bounding_blame() == Some(Blame::Client) {
+        let stream = base.target.as_ref().is_none_or(|t| !t.is_datagram());
+        let ctx = Context { spare_cpus, stream_open_loop: stream, ..Context::default() };
+        search.advice = Some(client_advice(&ctx));
+    }
     Ok(document(base, search))
 }
 
@@ -301,14 +334,6 @@ pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
     doc.exit_code = search.exit_code();
     doc.search = Some(Box::new(search));
     doc
-}
-
-/// CPU time (user + system) of process `pid` from /proc/PID/stat; `None` when it cannot
-/// be read (gone, not ours to see).
-pub fn process_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let cpu = ringecho::procfs::parse_stat_cpu(&stat, ringecho::sys::clock_ticks_per_second())?;
-    Some(Duration::from_secs_f64(cpu.user_s + cpu.system_s))
 }
 
 /// A step's plan: `base` (validated) with the step's length and warm-up.

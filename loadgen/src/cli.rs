@@ -106,6 +106,30 @@ pub enum Command {
     Ab(Box<AbArgs>),
 }
 
+/// The command line, with the help texts that state rules written from the constants
+/// the code judges by (so they cannot drift from it).
+pub fn command() -> clap::Command {
+    use crate::capacity::MIN_ACHIEVED;
+    use crate::plan::DEFAULT_SEARCH_DURATION;
+    use crate::slo::{LAG_LIMIT, MIN_LAG_LIMIT};
+    use crate::units::{ns, share};
+    let find_max_rate = format!(
+        "Find the highest open-loop rate that meets --slo: steps grow ×--growth from --start-rate until one \
+         fails, then bisect to --precision. A step passes when it achieves ≥ {} of its offered rate, the \
+         client keeps to its schedule (send lag p99 within a tenth of the SLO's tightest latency bound, at \
+         least {}; {} when no clause bounds latency), and the SLO holds (at the median of --repeat runs). A \
+         failing step is blamed on the first that applies: the target (it failed: the search stops, exit \
+         2), the client (the answer is then a lower bound), the SLO. Bounded by --max-duration (default \
+         {}). Exit 0 with an answer, 1 when no rate met the SLO, 2 when the target failed or the client \
+         could not keep its schedule even at the lowest rate.",
+        share(MIN_ACHIEVED),
+        ns(MIN_LAG_LIMIT.as_nanos() as f64),
+        ns(LAG_LIMIT.as_nanos() as f64),
+        humantime::format_duration(DEFAULT_SEARCH_DURATION),
+    );
+    <Args as clap::CommandFactory>::command().mut_arg("find_max_rate", |a| a.long_help(find_max_rate))
+}
+
 /// The load-running arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -180,10 +204,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "M", conflicts_with = "rate")]
     pub churn: Option<u32>,
 
-    /// Open loop over a stream: let messages that fall due together share one send. By
-    /// default each message is its own send (as wrk2 and tcpkali send requests), so that
-    /// open-loop rates compare with theirs.
-    #[arg(long, requires = "rate")]
+    /// Open loop over a stream (--rate or --find-max-rate): let messages that fall due
+    /// together share one send. By default each message is its own send (as wrk2 and
+    /// tcpkali send requests), so that open-loop rates compare with theirs.
+    #[arg(long)]
     pub coalesce: bool,
 
     /// UDP: send each datagram with its own send and receive them one by one. By default
@@ -250,11 +274,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SLO", value_parser = crate::slo::parse_slo)]
     pub slo: Option<crate::slo::Slo>,
 
-    /// Find the highest open-loop rate that meets --slo: steps grow ×--growth from
-    /// --start-rate until one fails, then bisect to --precision. A step passes when it
-    /// achieves ≥ 97% of its offered rate, the client is not saturated (CPU < 90%), and
-    /// the SLO holds (at the median of --repeat runs). Bounded by --max-duration
-    /// (default 10m). Exit 0 with an answer, 1 when no rate met the SLO.
+    /// Find the highest open-loop rate that meets --slo (the whole rule: --help).
     #[arg(long, conflicts_with_all = ["rate", "depth", "churn", "requests", "hdr_log"])]
     pub find_max_rate: bool,
 
@@ -281,9 +301,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub repeat: u32,
 
-    /// --find-max-rate: the server's process ID, to report its CPU per step (from
-    /// /proc/PID/stat; 100% = one CPU busy).
-    #[arg(long, value_name = "PID", requires = "find_max_rate")]
+    /// A server process on this machine (any server, not only ringecho): its threads'
+    /// CPU and run-queue wait are read from /proc at the start and the end of the
+    /// window, so the report can say whether the server, the client or contention
+    /// limited the run; --find-max-rate also shows its CPU per step (100% = one CPU).
+    #[arg(long, value_name = "PID", conflicts_with = "server_metrics")]
     pub server_pid: Option<u32>,
 
     /// Test knob: take --find-max-rate steps offered above this rate as client-saturated.

@@ -71,6 +71,12 @@ pub struct Counters {
     /// not 0, so a document's counters are what they were before it existed.
     #[serde(skip_serializing_if = "is_zero")]
     pub buf_errors: u64,
+    /// UDP sends that carried a train of datagrams (UDP_SEGMENT). Written only when not 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub gso_trains: u64,
+    /// UDP receives that brought a train of replies (UDP_GRO). Written only when not 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub gro_trains: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -110,6 +116,8 @@ impl Counters {
             conns_lost,
             sends,
             buf_errors,
+            gso_trains,
+            gro_trains,
         } = *o;
         self.sent = self.sent.saturating_add(sent);
         self.completed = self.completed.saturating_add(completed);
@@ -138,6 +146,8 @@ impl Counters {
         self.conns_lost = self.conns_lost.saturating_add(conns_lost);
         self.sends = self.sends.saturating_add(sends);
         self.buf_errors = self.buf_errors.saturating_add(buf_errors);
+        self.gso_trains = self.gso_trains.saturating_add(gso_trains);
+        self.gro_trains = self.gro_trains.saturating_add(gro_trains);
     }
 
     /// Messages that failed one way or another, each counted once: lost with a failed

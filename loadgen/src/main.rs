@@ -7,7 +7,7 @@
 //! command implies. Warnings go to stderr through [`warn`], which never fails either.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::FromArgMatches;
 use ringload::cli::{AbArgs, Args, Command, RunArgs};
 use ringload::document::ResultDoc;
 use ringload::run::{Progress, Tick};
@@ -22,7 +22,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = ringload::cli::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
     // Each connection is a descriptor: the soft limit up to the hard one, once, before
     // any plan is checked against it.
     let _ = ringecho::sys::raise_nofile_limit();

@@ -1,28 +1,31 @@
 //! Readings at the start and the end of the measured window: ringload's worker threads'
-//! CPU, the server's (the built-in one in-process, or a remote ringecho's `--metrics`),
-//! and the kernel's network counters; their differences make [`crate::views::Views`].
+//! CPU, the server's (the built-in one in-process, a remote ringecho's `--metrics`, or a
+//! local process's threads with `--server-pid`), every other process's CPU (to name what
+//! ran beside the load), and the kernel's network counters; their differences make
+//! [`crate::views::Views`].
 //!
-//! A sampler thread waits for the warm-up to end, reads, then re-reads every
-//! `POLL` until the window ends (its planned end, or the run's): a worker thread that
-//! has already ended keeps its last reading. A remote server is read only twice; one that
-//! cannot be read costs a warning, never the run.
+//! A sampler thread waits for the warm-up to end, reads, then re-reads every `POLL`
+//! until the window ends (its planned end, or the run's): a worker thread that has
+//! already ended keeps its last reading. A remote server is read only twice; one that
+//! cannot be read, or whose two readings do not make sense together, costs a warning and
+//! its figures, never the run.
+
+mod procs;
+mod scrape;
+
+pub use procs::process_cpu;
+pub use scrape::{ScrapeError, parse_metrics, parse_url, scrape};
 
 use crate::engine::Shared;
-use crate::views::{ServerView, SideCpu, Views};
+use crate::views::{Limit, ServerDgrams, ServerView, SideCpu, Views};
 use ringecho::procfs::{self, CpuTime, NetCounters};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often thread CPU is re-read (so that a thread's last figures are recent).
 const POLL: Duration = Duration::from_millis(100);
-/// The most a `--server-metrics` read may take, connecting included.
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The largest `--metrics` answer read.
-const MAX_SCRAPE: u64 = 4 << 20;
 
 /// Where the server's figures come from.
 pub enum ServerSource {
@@ -32,6 +35,8 @@ pub enum ServerSource {
     Builtin(ringecho::StatsSource),
     /// A remote ringecho's `--metrics` URL.
     Remote(String),
+    /// A server process on this machine (`--server-pid`): its threads.
+    Pid(u32),
 }
 
 /// One server reading: each worker's CPU, the process's, and the counters ringload needs.
@@ -45,116 +50,27 @@ pub struct ServerReading {
     pub recv_ops: u64,
     /// Datagrams received, all workers.
     pub dgrams_in: u64,
+    /// Datagrams echoed, dropped, and multishot receives ended by ENOBUFS, when known.
+    pub dgrams: Option<[u64; 3]>,
+    /// The thread ids of `workers`, when they are a process's threads (`--server-pid`):
+    /// threads come and go, so two readings are matched by id, not by place.
+    pub tids: Vec<i32>,
 }
 
-/// Why `--server-metrics` gave no figures.
-#[derive(Debug, thiserror::Error)]
-pub enum ScrapeError {
-    /// The URL is not `http://HOST:PORT/PATH`.
-    #[error("not an http://HOST:PORT/PATH URL")]
-    Url,
-    /// Connecting, sending or reading failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// Nothing came back in time.
-    #[error("no answer within {} s", SCRAPE_TIMEOUT.as_secs())]
-    Timeout,
-    /// The answer was not `200`.
-    #[error("the server answered {0:?}, not a ringecho --metrics page")]
-    Status(String),
-    /// The answer had no ringecho worker CPU series.
-    #[error(
-        "no ringecho_worker_cpu_seconds_total series: not a ringecho --metrics endpoint (or one too old)"
-    )]
-    NotRingecho,
-}
-
-/// Reads `url` (`http://HOST:PORT/metrics`) and picks out ringecho's series.
-pub fn scrape(url: &str) -> Result<ServerReading, ScrapeError> {
-    let rest = url.strip_prefix("http://").ok_or(ScrapeError::Url)?;
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/metrics"),
-    };
-    if hostport.is_empty() || !hostport.contains(':') || path.contains(char::is_whitespace) {
-        return Err(ScrapeError::Url);
-    }
-    let deadline = Instant::now() + SCRAPE_TIMEOUT;
-    let addr = hostport.to_socket_addrs()?.next().ok_or(ScrapeError::Url)?;
-    let mut s = TcpStream::connect_timeout(&addr, SCRAPE_TIMEOUT)
-        .map_err(|e| if is_timeout(&e) { ScrapeError::Timeout } else { ScrapeError::Io(e) })?;
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    s.set_write_timeout(Some(left()))?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n").as_bytes())?;
-    let mut body = Vec::new();
-    loop {
-        s.set_read_timeout(Some(left()))?;
-        let mut chunk = [0u8; 16384];
-        match (&mut s).take(MAX_SCRAPE - body.len() as u64).read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // A server that keeps the connection open: what came is the answer.
-            Err(e) if is_timeout(&e) && !body.is_empty() => break,
-            Err(e) if is_timeout(&e) => return Err(ScrapeError::Timeout),
-            Err(e) => return Err(e.into()),
+impl ServerReading {
+    /// `later`'s workers in the order of this reading's threads (by id), when both are a
+    /// process's threads; `later` as it is otherwise.
+    fn matched(&self, later: &ServerReading) -> ServerReading {
+        if self.tids.is_empty() || later.tids.is_empty() {
+            return later.clone();
         }
-        if body.len() as u64 >= MAX_SCRAPE || Instant::now() >= deadline {
-            break;
-        }
+        let workers = self
+            .tids
+            .iter()
+            .map(|tid| later.tids.iter().position(|t| t == tid).and_then(|i| later.workers[i]))
+            .collect();
+        ServerReading { workers, tids: self.tids.clone(), ..later.clone() }
     }
-    let text = String::from_utf8_lossy(&body);
-    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or("");
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(ScrapeError::Status(status.chars().take(80).collect()));
-    }
-    parse_metrics(payload).ok_or(ScrapeError::NotRingecho)
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-}
-
-/// ringecho's series from a `--metrics` text; `None` when it has no worker CPU series.
-pub fn parse_metrics(text: &str) -> Option<ServerReading> {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).ok()?;
-    let mut workers: HashMap<usize, CpuTime> = HashMap::new();
-    let mut r = ServerReading::default();
-    for s in &scrape.samples {
-        let v = match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => continue,
-        };
-        if !v.is_finite() || v < 0.0 {
-            continue;
-        }
-        let worker = s.labels.get("worker").and_then(|w| w.parse::<usize>().ok()).filter(|w| *w < 4096);
-        match (s.metric.as_str(), worker) {
-            ("ringecho_worker_cpu_seconds_total", Some(w)) => {
-                let c = workers.entry(w).or_default();
-                match s.labels.get("mode") {
-                    Some("user") => c.user_s = v,
-                    Some("system") => c.system_s = v,
-                    _ => {}
-                }
-            }
-            ("ringecho_worker_cpu_wait_seconds_total", Some(w)) => workers.entry(w).or_default().wait_s = v,
-            ("ringecho_recv_ops_total", Some(_)) => r.recv_ops = r.recv_ops.saturating_add(v as u64),
-            ("ringecho_dgrams_in_total", Some(_)) => r.dgrams_in = r.dgrams_in.saturating_add(v as u64),
-            ("process_cpu_seconds_total", None) => r.process_cpu_s = Some(v),
-            _ => {}
-        }
-    }
-    if workers.is_empty() {
-        return None;
-    }
-    let n = workers.keys().max().map_or(0, |m| m + 1);
-    r.workers = (0..n).map(|i| workers.get(&i).copied()).collect();
-    Some(r)
 }
 
 /// One reading of everything.
@@ -164,12 +80,15 @@ struct Reading {
     client: Vec<Option<CpuTime>>,
     net: Option<NetCounters>,
     server: Option<(Instant, ServerReading)>,
+    /// Every process's name and CPU seconds.
+    procs: HashMap<u32, (String, f64)>,
 }
 
 /// The sampler: started before the run, [`Sampler::finish`]ed after.
 pub struct Sampler {
     thread: std::thread::JoinHandle<(Reading, Reading, Option<String>)>,
     source_name: Option<String>,
+    server_pid: Option<u32>,
 }
 
 /// What the sampler leaves: the figures, and a warning when the server could not be read.
@@ -187,9 +106,14 @@ impl Sampler {
             ServerSource::None => None,
             ServerSource::Builtin(_) => Some("built-in".to_string()),
             ServerSource::Remote(url) => Some(url.clone()),
+            ServerSource::Pid(pid) => Some(format!("pid {pid}")),
+        };
+        let server_pid = match &server {
+            ServerSource::Pid(pid) => Some(*pid),
+            _ => None,
         };
         let thread = std::thread::spawn(move || sample(&shared, &server, &done));
-        Sampler { thread, source_name }
+        Sampler { thread, source_name, server_pid }
     }
 
     /// Waits for the sampler and turns its readings into views. The verdict is left to
@@ -199,7 +123,8 @@ impl Sampler {
         let Ok((first, last, warning)) = self.thread.join() else {
             return Observed { views: None, server_warning: None };
         };
-        let server_warning = warning.map(|w| (self.source_name.clone().unwrap_or_default(), w));
+        let source = self.source_name.clone().unwrap_or_default();
+        let mut server_warning = warning.map(|w| (source.clone(), w));
         let (Some(t0), Some(t1)) = (first.at, last.at) else {
             return Observed { views: None, server_warning };
         };
@@ -208,16 +133,20 @@ impl Sampler {
         let server = match (&first.server, &last.server) {
             (Some((a_at, a)), Some((b_at, b))) => {
                 let w = b_at.saturating_duration_since(*a_at).as_secs_f64().max(1e-9);
-                Some(ServerView {
-                    source: self.source_name.clone().unwrap_or_default(),
-                    cpu: side(&a.workers, &b.workers, w),
-                    process_cpu_s: a.process_cpu_s.zip(b.process_cpu_s).map(|(a, b)| (b - a).max(0.0)),
-                    recv_ops: b.recv_ops.saturating_sub(a.recv_ops),
-                    dgrams_in: b.dgrams_in.saturating_sub(a.dgrams_in),
-                })
+                let b = &a.matched(b);
+                match scrape::consistent(a, b, w) {
+                    Ok(()) => Some(server_view(source.clone(), a, b, w)),
+                    Err(why) => {
+                        server_warning =
+                            Some((source.clone(), format!("its two readings do not add up: {why}")));
+                        None
+                    }
+                }
             }
             _ => None,
         };
+        let ours: Vec<u32> = std::iter::once(std::process::id()).chain(self.server_pid).collect();
+        let others = procs::others(&first.procs, &last.procs, window, &ours);
         let kernel = match (first.net, last.net) {
             (Some(a), Some(b)) => b.since(&a),
             _ => NetCounters::default(),
@@ -227,11 +156,29 @@ impl Sampler {
             client,
             server,
             kernel,
-            limit: crate::views::Limit::Unknown,
+            others,
+            limit: Limit::Unknown,
             limit_text: String::new(),
             spin,
         };
         Observed { views: Some(views), server_warning }
+    }
+}
+
+/// The server's side between two readings `window` seconds apart.
+fn server_view(source: String, a: &ServerReading, b: &ServerReading, window: f64) -> ServerView {
+    let dgrams = a.dgrams.zip(b.dgrams).map(|(a, b)| ServerDgrams {
+        echoed: b[0].saturating_sub(a[0]),
+        dropped: b[1].saturating_sub(a[1]),
+        enobufs: b[2].saturating_sub(a[2]),
+    });
+    ServerView {
+        source,
+        cpu: side(&a.workers, &b.workers, window),
+        process_cpu_s: a.process_cpu_s.zip(b.process_cpu_s).map(|(a, b)| (b - a).max(0.0)),
+        recv_ops: b.recv_ops.saturating_sub(a.recv_ops),
+        dgrams_in: b.dgrams_in.saturating_sub(a.dgrams_in),
+        dgrams,
     }
 }
 
@@ -255,11 +202,31 @@ fn read_server(source: &ServerSource, warning: &mut Option<String>) -> Option<(I
         ServerSource::Builtin(stats) => {
             let cpu = stats.cpu();
             let total = stats.snapshot().total;
+            let dropped = total.dgram_drop_truncated
+                + total.dgram_drop_rate_limited
+                + total.dgram_drop_unanswerable
+                + total.dgram_drop_send_error;
             let reading = ServerReading {
                 workers: cpu.workers,
                 process_cpu_s: None, // the process is ringload's too
                 recv_ops: total.recv_ops,
                 dgrams_in: total.dgrams_in,
+                dgrams: Some([total.dgrams_echoed, dropped, total.enobufs]),
+                tids: Vec::new(),
+            };
+            Some((Instant::now(), reading))
+        }
+        ServerSource::Pid(pid) => {
+            let threads = procs::threads(*pid);
+            if threads.is_empty() {
+                warning.get_or_insert_with(|| format!("no process {pid} to read"));
+                return None;
+            }
+            let reading = ServerReading {
+                tids: threads.iter().map(|(tid, _)| *tid).collect(),
+                workers: threads.into_iter().map(|(_, c)| Some(c)).collect(),
+                process_cpu_s: process_cpu(*pid).map(|d| d.as_secs_f64()),
+                ..ServerReading::default()
             };
             Some((Instant::now(), reading))
         }
@@ -313,17 +280,17 @@ fn sample(shared: &Shared, server: &ServerSource, done: &AtomicBool) -> (Reading
         }
         _ => None,
     };
-    let builtin_first = match server {
-        ServerSource::Builtin(_) => read_server(server, &mut warning),
+    let local_first = match server {
+        ServerSource::Builtin(_) | ServerSource::Pid(_) => read_server(server, &mut warning),
         _ => None,
     };
-    let mut first = Reading { server: builtin_first, ..Reading::default() };
+    let mut first = Reading { server: local_first, procs: procs::all(), ..Reading::default() };
     read_client(shared, &mut first.client);
     first.net = NetCounters::read();
     first.at = Some(Instant::now());
     let planned_end = shared.plan.duration().map(|d| start + shared.plan.warmup + d);
     let mut last = Reading { client: first.client.clone(), ..Reading::default() };
-    let mut builtin_last = None;
+    let mut local_last = None;
     loop {
         let now = Instant::now();
         if done.load(Ordering::Relaxed) || planned_end.is_some_and(|e| now >= e) {
@@ -336,11 +303,13 @@ fn sample(shared: &Shared, server: &ServerSource, done: &AtomicBool) -> (Reading
         }
         read_client(shared, &mut last.client);
         last.at = Some(Instant::now());
-        if matches!(server, ServerSource::Builtin(_)) {
-            builtin_last = read_server(server, &mut warning);
+        if matches!(server, ServerSource::Builtin(_) | ServerSource::Pid(_)) {
+            // Re-read, so a server whose threads end keeps its last figures.
+            local_last = read_server(server, &mut warning).or(local_last);
         }
     }
     last.net = NetCounters::read();
+    last.procs = procs::all();
     if let Some(t) = remote_first {
         match t.join() {
             Ok(Ok(r)) => first.server = Some(r),
@@ -349,7 +318,9 @@ fn sample(shared: &Shared, server: &ServerSource, done: &AtomicBool) -> (Reading
         }
     }
     last.server = match server {
-        ServerSource::Builtin(_) => builtin_last.or_else(|| read_server(server, &mut warning)),
+        ServerSource::Builtin(_) | ServerSource::Pid(_) => {
+            local_last.or_else(|| read_server(server, &mut warning))
+        }
         _ => read_server(server, &mut warning),
     };
     if last.at.is_none() {
@@ -382,20 +353,44 @@ mod tests {
     }
 
     #[test]
-    fn not_ringecho_or_garbage_is_none() {
-        assert_eq!(parse_metrics("node_cpu_seconds_total{cpu=\"0\"} 5\n"), None);
-        assert_eq!(parse_metrics("<html>hello</html>"), None);
-        assert_eq!(parse_metrics(""), None);
+    fn not_ringecho_or_garbage_is_an_error() {
+        let not = |t: &str| matches!(parse_metrics(t), Err(ScrapeError::NotRingecho));
+        assert!(not("node_cpu_seconds_total{cpu=\"0\"} 5\n"));
+        assert!(not("<html>hello</html>"));
+        assert!(not(""));
         let huge = "ringecho_worker_cpu_seconds_total{worker=\"99999999999\",mode=\"user\"} 1\n";
-        assert_eq!(parse_metrics(huge), None, "a worker index past the bound is ignored");
-        let nan = "ringecho_worker_cpu_seconds_total{worker=\"0\",mode=\"user\"} NaN\n";
-        assert_eq!(parse_metrics(nan), None);
+        assert!(not(huge), "a worker index past the bound is ignored");
+        for bad in ["NaN", "+Inf", "-1", "1.7e308"] {
+            let text = format!("ringecho_worker_cpu_seconds_total{{worker=\"0\",mode=\"user\"}} {bad}\n");
+            assert!(matches!(parse_metrics(&text), Err(ScrapeError::BadValue { .. })), "{bad}");
+        }
+    }
+
+    /// Item 6 of issue 23: a second scrape that jumps or goes back is no figure at all.
+    #[test]
+    fn readings_that_do_not_add_up_are_refused() {
+        let at = |cpu: f64, recv: u64| ServerReading {
+            workers: vec![Some(CpuTime { user_s: cpu, system_s: 0.0, wait_s: 0.0, ..CpuTime::default() })],
+            recv_ops: recv,
+            ..ServerReading::default()
+        };
+        assert!(scrape::consistent(&at(1.0, 10), &at(1.9, 20), 1.0).is_ok());
+        let jump = scrape::consistent(&at(1.0, 10), &at(1e12, 20), 1.0).unwrap_err();
+        assert!(jump.contains("more than a thread can use"), "{jump}");
+        let back = scrape::consistent(&at(5.0, 10), &at(1.0, 20), 1.0).unwrap_err();
+        assert!(back.contains("does not only grow"), "{back}");
+        assert!(
+            scrape::consistent(&at(1.0, 10), &at(1.5, 3), 1.0).unwrap_err().contains("receive completions")
+        );
     }
 
     #[test]
     fn bad_urls_and_unreachable_servers_are_errors() {
-        for bad in ["ftp://x:1/", "http://", "http://nohostport/metrics", "http://127.0.0.1:1/a b"] {
+        for bad in
+            ["ftp://x:1/", "http://", "http://nohostport/metrics", "http://127.0.0.1:1/a b", "127.0.0.1:9107"]
+        {
             assert!(matches!(scrape(bad), Err(ScrapeError::Url)), "{bad}");
+            assert!(parse_url(bad).is_err(), "{bad}");
         }
         // Port 1 on loopback: nothing listens there (connection refused at once).
         assert!(matches!(scrape("http://127.0.0.1:1/metrics"), Err(ScrapeError::Io(_))));

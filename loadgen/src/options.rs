@@ -81,6 +81,7 @@ impl RunArgs {
             throughput: self.throughput.to_plan(),
             spin: self.spin,
             server_metrics: self.server_metrics.clone(),
+            server_pid: self.server_pid,
             max_duration: match (self.max_duration, self.requests) {
                 (Some(d), _) => d,
                 // A time-bound run is bounded by its own duration.
@@ -88,6 +89,12 @@ impl RunArgs {
                 (None, Some(_)) => DEFAULT_MAX_DURATION,
             },
         };
+        if let Some(url) = &self.server_metrics {
+            crate::observe::parse_url(url).map_err(|_| PlanError {
+                flag: "--server-metrics",
+                problem: format!("{url:?} is not http://HOST:PORT/PATH (e.g. http://127.0.0.1:9107/metrics)"),
+            })?;
+        }
         if let Some(r) = self.max_error_rate {
             if !(0.0..=1.0).contains(&r) {
                 return Err(PlanError {
@@ -123,7 +130,13 @@ impl RunArgs {
             return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
         }
         // Each step is a run of --step-duration; --max-duration bounds the whole search.
-        let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
+        // Each step is an open loop (so --coalesce applies) of --step-duration.
+        let step = RunArgs {
+            duration: self.step_duration,
+            max_duration: None,
+            rate: Some(self.start_rate),
+            ..self.clone()
+        };
         step.check_repeat()?;
         let mut plan = step.to_plan()?;
         if plan.throughput.mode != Mode::Rr {

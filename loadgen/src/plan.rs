@@ -126,6 +126,10 @@ pub struct Plan {
     /// (`--server-metrics`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<String>,
+    /// A server process on this machine whose threads' CPU is read at the start and the
+    /// end of the window (`--server-pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_pid: Option<u32>,
 }
 
 /// The default `--max-duration`: five minutes.
@@ -186,6 +190,10 @@ fn err(flag: &'static str, problem: impl Into<String>) -> PlanError {
 /// The lowest open-loop rate: one message in about 17 minutes.
 pub const MIN_RATE: f64 = 0.001;
 
+/// The shortest measured window (`--duration`, `--step-duration`): a worker's
+/// housekeeping tick; a shorter one cannot form a rate.
+pub const MIN_WINDOW: Duration = Duration::from_millis(10);
+
 /// The longest measured duration (`--duration`): 30 days.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -238,7 +246,12 @@ impl Plan {
             _ => {}
         }
         match self.stop {
-            Stop::Duration(d) if d.is_zero() => return Err(err("--duration", "must be more than 0")),
+            Stop::Duration(d) if d < MIN_WINDOW => {
+                return Err(err(
+                    "--duration",
+                    "at least 10ms: a shorter window holds too few answers to form a rate",
+                ));
+            }
             Stop::Duration(d) if d > MAX_DURATION => return Err(err("--duration", "at most 30 days")),
             Stop::Duration(d) if d > self.max_duration => {
                 return Err(err("--duration", "longer than --max-duration"));
@@ -321,6 +334,7 @@ mod tests {
             throughput: Default::default(),
             spin: false,
             server_metrics: None,
+            server_pid: None,
         }
     }
 

@@ -60,9 +60,12 @@ pub fn run(
         report.label = r.label.clone();
         report.check_slo(r.slo);
         on_run(i + 1, &report);
-        untrusted |= report.exit_code() == crate::exit::ERROR;
+        // A run that cannot be trusted (the target failed) ends the repeats: the runs
+        // after it would measure a target that is not what the first ones measured.
+        let failed = report.exit_code() == crate::exit::ERROR;
+        untrusted |= failed;
         verify_failed.extend(report.verify_failed());
-        let stop = report.interrupted;
+        let stop = report.interrupted || failed;
         runs.push(report.document());
         if stop {
             break;
@@ -131,6 +134,8 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     doc.interrupted = runs.iter().any(|r| r.interrupted);
     doc.exit_code = runs.iter().map(|r| r.exit_code).max().unwrap_or(0);
     doc.failed_checks.clear();
+    // Each run's own verdict stays in its document; the pool's figures are no one run's.
+    doc.views = None;
     doc.repeats = runs;
     doc.derive();
     doc

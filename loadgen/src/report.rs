@@ -13,7 +13,7 @@ use crate::figures::{Bulk, Figures, Throughput, busy_share};
 use crate::hist::Hist;
 use crate::plan::{Model, Plan};
 use crate::slo::{LAG_LIMIT, Point, Schedule, Slo};
-use crate::views::{SATURATED, Views};
+use crate::views::{Context, Limit, SATURATED, Views};
 use crate::warning::Warning;
 use std::time::Duration;
 
@@ -61,6 +61,9 @@ pub struct Report {
     pub background: Option<Bulk>,
     /// Client and server CPU over the window, the kernel's counters, what limited the run.
     pub views: Option<Views>,
+    /// CPUs this machine allows that neither the load nor the built-in server used (the
+    /// advice for a client that limited the run depends on it; not part of a result).
+    pub spare_cpus: usize,
 }
 
 impl Report {
@@ -89,15 +92,39 @@ impl Report {
         Some(Schedule::new(self.lag.value_at_quantile(0.99), limit))
     }
 
-    /// The load workers' busy share over the run ([`busy_share`]).
+    /// The client's busy share: its busiest worker's share of the window wanting a CPU
+    /// (what the verdict judges), or, when the window's figures were not read, the load
+    /// workers' CPU over the run ([`busy_share`]).
     pub fn client_busy(&self) -> f64 {
-        busy_share(self.load_cpu, self.wall, self.plan.cpus.len())
+        match self.views.as_ref().filter(|v| !v.client.busy.is_empty()) {
+            Some(v) => v.client.peak(),
+            None => busy_share(self.load_cpu, self.wall, self.plan.cpus.len()),
+        }
     }
 
-    /// Fills `warnings`, and concludes the views' verdict.
+    /// What the verdict is drawn from besides the views' figures.
+    pub fn context(&self, schedule: Option<Schedule>) -> Context {
+        let datagram = self.plan.target.as_ref().is_some_and(crate::target::Target::is_datagram);
+        let (lost, sent) = if datagram { (self.counters.lost, self.counters.sent) } else { (0, 0) };
+        Context {
+            schedule,
+            lost,
+            sent,
+            spare_cpus: self.spare_cpus,
+            stream_open_loop: !datagram && matches!(self.plan.model, Model::Open { .. }),
+        }
+    }
+
+    /// Fills `warnings`, and concludes the views' verdict ([`crate::views::judge`]): the
+    /// client's warnings say what the verdict says of it.
     pub fn assess(&mut self) {
         let busy = self.client_busy();
         let schedule = self.schedule(LAG_LIMIT);
+        let ctx = self.context(schedule);
+        if let Some(v) = &mut self.views {
+            v.conclude(&ctx);
+        }
+        let limit = self.views.as_ref().map(|v| v.limit);
         match schedule {
             // An open loop's client is judged by whether it kept to its schedule: its CPU
             // share includes the waiting for due times, which shrinks under load.
@@ -107,11 +134,22 @@ impl Report {
                 busy,
             }),
             Some(_) => {}
-            None if busy >= SATURATED => self.warnings.push(Warning::ClientSaturated { busy }),
+            None if limit.is_some_and(|l| matches!(l, Limit::ClientCpu | Limit::ClientAndServerCpu)) => {
+                self.warnings.push(Warning::ClientSaturated { busy })
+            }
+            // No window figures: the run's CPU share alone.
+            None if limit.is_none() && busy >= SATURATED => {
+                self.warnings.push(Warning::ClientSaturated { busy })
+            }
             None => {}
         }
-        if let Some(v) = &mut self.views {
-            v.conclude(schedule);
+        if let Some(v) = self.views.as_ref().filter(|v| v.limit == Limit::Contention) {
+            let side = |s: &crate::views::SideCpu| s.most_waiting().unwrap_or((0, 0.0));
+            let server = v.server.as_ref().map(|s| side(&s.cpu)).unwrap_or((0, 0.0));
+            let client = side(&v.client);
+            let (who, (worker, waiting)) =
+                if server.1 >= client.1 { ("server", server) } else { ("client", client) };
+            self.warnings.push(Warning::CpuContention { side: who.into(), worker, waiting });
         }
         if let Model::Open { rate } = self.plan.model {
             let achieved = self.throughput();
@@ -245,7 +283,8 @@ mod tests {
         r.load_cpu = Duration::from_millis(8_700);
         let v = r.views.as_mut().unwrap();
         (v.client.busy, v.client.waiting) = (vec![0.87], vec![0.0]);
-        v.server.as_mut().unwrap().cpu.busy = vec![0.3];
+        let server = &mut v.server.as_mut().unwrap().cpu;
+        (server.busy, server.waiting) = (vec![0.3], vec![0.0]);
         r.assess();
         let warned = r.warnings.iter().any(|w| matches!(w, Warning::ClientSaturated { .. }));
         let limit = r.views.as_ref().unwrap().limit;

@@ -121,10 +121,11 @@ pub fn run_at(
         tids: Default::default(),
     });
     let done = Arc::new(AtomicBool::new(false));
-    let server_source = match (&builtin_server, &plan.server_metrics) {
-        (Some((server, _)), _) => observe::ServerSource::Builtin(server.stats_source()),
-        (None, Some(url)) => observe::ServerSource::Remote(url.clone()),
-        (None, None) => observe::ServerSource::None,
+    let server_source = match (&builtin_server, &plan.server_metrics, plan.server_pid) {
+        (Some((server, _)), ..) => observe::ServerSource::Builtin(server.stats_source()),
+        (None, Some(url), _) => observe::ServerSource::Remote(url.clone()),
+        (None, None, Some(pid)) => observe::ServerSource::Pid(pid),
+        (None, None, None) => observe::ServerSource::None,
     };
     let sampler = observe::Sampler::start(shared.clone(), server_source, done.clone());
     let progress_thread = match progress {
@@ -201,6 +202,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         per_second.into_iter().map(|(start, (len, parts))| (start, len, sum_encoded(&parts))).collect();
     let interrupted = shared.interrupted.load(Ordering::Relaxed);
     let elapsed = measured_window(plan, results, interrupted);
+    let spare_cpus = spare_cpus(plan, builtin.as_ref());
     Report {
         bulk: measured(plan, results, elapsed),
         background: background(plan, results, elapsed),
@@ -222,6 +224,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         label: None,
         started_unix: shared.started_unix.get().copied().unwrap_or(0.0),
         views: None,
+        spare_cpus,
     }
 }
 
@@ -242,6 +245,13 @@ fn measured(plan: &Plan, results: &[WorkerResult], elapsed: Duration) -> Option<
 /// The background flows' figures, when there are some.
 fn background(plan: &Plan, results: &[WorkerResult], elapsed: Duration) -> Option<Bulk> {
     (plan.throughput.background > 0).then(|| figures(plan, results, elapsed, true))
+}
+
+/// CPUs this process may use that neither the load nor the built-in server used.
+fn spare_cpus(plan: &Plan, builtin: Option<&Builtin>) -> usize {
+    let allowed = ringecho::sys::allowed_cpus().unwrap_or_default();
+    let server = builtin.map_or(&[][..], |b| &b.server_cpus[..]);
+    allowed.iter().filter(|c| !plan.cpus.contains(c) && !server.contains(c)).count()
 }
 
 /// The sum of encoded histograms (the workers' parts of one interval), encoded. Our own

@@ -17,6 +17,10 @@ use crate::report::Report;
 use crate::target::Target;
 use crate::warning::Warning;
 
+/// Fewer measured answers than this make no rate or percentile worth printing as a
+/// plain figure.
+pub const MIN_ANSWERS: u64 = 10;
+
 /// Adds every verdict on whether the run measured what it claims to `report`.
 pub(crate) fn judge(report: &mut Report, results: &[WorkerResult]) {
     truth(report, results);
@@ -50,13 +54,24 @@ fn truth(report: &mut Report, results: &[WorkerResult]) {
     if datagram && c.duplicates > 0 {
         found.push(Warning::Duplicates { duplicates: c.duplicates });
     }
-    // Something must have been sent for "answered none" to blame the target.
-    if c.completed == 0 && c.sent > 0 && !interrupted && made > 0 {
-        found.push(if datagram {
+    // Replies that answer nothing this run sent, beyond a small share of the answers: not
+    // an echo of these datagrams (as duplicates are not), whoever sent them.
+    if datagram && c.garbage > 0 && c.garbage.saturating_mul(100) > c.completed + c.warmup_completed {
+        found.push(Warning::ForeignReplies { garbage: c.garbage, answered: c.completed });
+    }
+    // Request/response only: something must have been sent (in the warm-up too) for
+    // "answered none" to blame the target.
+    let answered = c.completed + c.warmup_completed;
+    if report.bulk.is_none() && answered == 0 && c.bytes_sent > 0 && !interrupted && made > 0 {
+        found.push(if c.mismatched_messages > 0 {
+            Warning::Garbled { messages: c.mismatched_messages, bytes: c.mismatched_bytes }
+        } else if datagram {
             Warning::NoDatagramAnswered { lost: c.lost }
         } else {
             Warning::NoAnswer { bytes_sent: c.bytes_sent }
         });
+    } else if report.bulk.is_none() && c.completed > 0 && c.completed < MIN_ANSWERS && !interrupted {
+        found.push(Warning::FewAnswers { answered: c.completed });
     }
     let mut sizes = SizeFates::default();
     for r in results {

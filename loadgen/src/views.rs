@@ -1,18 +1,21 @@
 //! Who was the bottleneck: the client's and the server's CPU over the measured window,
-//! the kernel's loss and stall counters, and the one-line verdict on what limited the run.
+//! the kernel's loss and stall counters, and the one verdict on what limited the run.
 //!
 //! A thread is *busy* for the share of the window it wanted a CPU: running on one, or
-//! runnable and waiting for one (`schedstat`). A worker sharing its CPU with a busy task
-//! runs half the time and waits the other half: it is saturated, and CPU time alone would
-//! not say so. A side is saturated when its busiest thread is busy at least
-//! [`SATURATED`] of the window (the one saturation threshold: the report's warning and
-//! `ab` use it too). An open loop's client is judged by its schedule instead
-//! ([`Schedule`]): it limited the run when it fell behind, whatever its CPU share. The
-//! verdict ([`judge`]) is a pure function of those figures, so it is tested on numbers;
+//! runnable and waiting for one (`schedstat`). A side is saturated when its busiest thread
+//! is busy at least [`SATURATED`] of the window (the one saturation threshold: the
+//! report's warning, a search step and `ab` use it too). A thread that waited for a CPU
+//! at least [`CONTENDED`] of the window was contended: something else ran on its CPU, and
+//! that, not the load, set the pace. An open loop's client is judged by its schedule
+//! ([`Schedule`]): it limited the run when it fell behind, whatever its CPU share.
+//!
+//! Invariant: [`judge`] is the one place a run's limit is decided, a pure function of
+//! [`Evidence`] (so it is tested on numbers); every view (a run's report, `report` of a
+//! saved file, each repeat, each search step, each `ab` side) shows the verdict it made.
 //! `crate::observe` takes the readings and `crate::report::Report::assess` concludes.
 
 use crate::slo::Schedule;
-use crate::units::{ns, share};
+use crate::units::{ns, percent, plural, share};
 use ringecho::procfs::NetCounters;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +28,12 @@ pub const SATURATED: f64 = 0.85;
 pub const DOMINANT: f64 = 0.6;
 /// See [`DOMINANT`].
 pub const DOMINANT_RATIO: f64 = 1.5;
+/// The share of the window a worker may wait for a CPU before it counts as contended
+/// (on a machine with a CPU to spare, a pinned worker waits a few percent at most).
+pub const CONTENDED: f64 = 0.15;
+/// The share of datagrams lost, with a kernel drop counter grown, from which the
+/// kernel's drops limited the run.
+pub const DROPS: f64 = 0.01;
 
 /// One side's worker threads over the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,12 +60,37 @@ impl SideCpu {
     pub fn peak(&self) -> f64 {
         self.busiest().map_or(0.0, |(_, b)| b)
     }
+
+    /// The worker that waited longest for a CPU: its index and waiting share.
+    pub fn most_waiting(&self) -> Option<(usize, f64)> {
+        self.waiting.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// What the verdict needs of the side: its busiest worker's share, its longest wait.
+    pub fn figures(&self) -> Option<Busiest> {
+        let (_, busy) = self.busiest()?;
+        Some(Busiest { busy, waiting: self.most_waiting().map_or(0.0, |(_, w)| w) })
+    }
+}
+
+/// The server's datagram figures over the window (the built-in server, or a ringecho
+/// read through `--server-metrics`): what became of the datagrams it received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDgrams {
+    /// Answered.
+    pub echoed: u64,
+    /// Dropped: longer than its buffer, rate-limited, from no one to answer, or a reply
+    /// the kernel refused, all together.
+    pub dropped: u64,
+    /// Its multishot receives that ended for want of a buffer (datagrams the kernel may
+    /// have dropped meanwhile).
+    pub enobufs: u64,
 }
 
 /// The server's side: where its figures came from, its CPU and its counters' deltas.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {
-    /// `built-in`, or the `--server-metrics` URL.
+    /// `built-in`, the `--server-metrics` URL, or `pid N` (`--server-pid`).
     #[serde(default)]
     pub source: String,
     /// Its worker threads.
@@ -71,25 +105,68 @@ pub struct ServerView {
     /// Datagrams it received in the window.
     #[serde(default)]
     pub dgrams_in: u64,
+    /// What became of them, when the server says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dgrams: Option<ServerDgrams>,
+}
+
+/// A process other than the load and the server that used a CPU in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtherProcess {
+    /// Its process id.
+    pub pid: u32,
+    /// Its name (`/proc/PID/comm`, as the kernel keeps it).
+    pub comm: String,
+    /// Its CPU over the window, in CPUs (1.0: one CPU all the time).
+    pub cpu: f64,
 }
 
 /// What limited the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limit {
-    /// The load generator's CPU was saturated (closed loop), or it fell behind its
-    /// schedule (open loop, whatever its CPU share).
+    /// The load generator's CPU was saturated (closed loop). (Documents from before
+    /// `client_schedule` existed say this of an open loop that fell behind too.)
     ClientCpu,
+    /// The open loop's client fell behind its schedule, whatever its CPU share.
+    ClientSchedule,
     /// The server's CPU was saturated.
     ServerCpu,
     /// Both were.
     ClientAndServerCpu,
+    /// A worker (the client's or the server's) waited for a CPU that something else
+    /// used.
+    Contention,
+    /// Neither CPU: datagrams were lost and the kernel counted drops.
+    KernelDrops,
     /// Neither: the round trip itself (too few messages in flight to fill a CPU).
     Latency,
     /// Neither: the open loop's rate.
     Rate,
-    /// Not judged (no CPU figures, or `--spin` keeps the client busy by design).
+    /// Not judged (no CPU figures, or the server's are unknown and the client had room).
     Unknown,
+}
+
+impl Limit {
+    /// Its short name, for a table cell.
+    pub fn short(self) -> &'static str {
+        match self {
+            Limit::ClientCpu => "client CPU",
+            Limit::ClientSchedule => "client schedule",
+            Limit::ServerCpu => "server CPU",
+            Limit::ClientAndServerCpu => "both CPUs",
+            Limit::Contention => "contention",
+            Limit::KernelDrops => "kernel drops",
+            Limit::Latency => "latency",
+            Limit::Rate => "rate",
+            Limit::Unknown => "not judged",
+        }
+    }
+
+    /// The client, not the target, set the pace: the run measured the client.
+    pub fn is_client(self) -> bool {
+        matches!(self, Limit::ClientCpu | Limit::ClientSchedule | Limit::ClientAndServerCpu)
+    }
 }
 
 /// The figures the verdict is made from, and the verdict.
@@ -101,13 +178,17 @@ pub struct Views {
     /// ringload's worker threads.
     #[serde(default)]
     pub client: SideCpu,
-    /// The server, when its figures could be read (built-in, or `--server-metrics`).
+    /// The server, when its figures could be read (built-in, `--server-metrics`, or
+    /// `--server-pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerView>,
     /// The kernel's loss and stall counters: how much each grew in the window (this
     /// machine, all sockets).
     #[serde(default)]
     pub kernel: NetCounters,
+    /// The processes besides the load and the server that used most CPU in the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<OtherProcess>,
     /// What limited the run.
     pub limit: Limit,
     /// The verdict as shown: `limit: server CPU (worker 0 busy 99% ...; client 41%)`.
@@ -118,43 +199,73 @@ pub struct Views {
     pub spin: bool,
 }
 
-/// The verdict from the busiest client and server threads' busy shares (`None`: not
-/// known), the open loop's schedule (`None`: a closed loop), and whether the client
-/// spun.
+/// One side's figures for the verdict.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Busiest {
+    /// The busiest worker's share of the window wanting a CPU.
+    pub busy: f64,
+    /// The longest any of its workers waited for a CPU, as a share of the window.
+    pub waiting: f64,
+}
+
+/// Everything the verdict is judged on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    /// The client's workers (`None`: not read).
+    pub client: Option<Busiest>,
+    /// The server's workers (`None`: not known).
+    pub server: Option<Busiest>,
+    /// The open loop's schedule (`None`: a closed loop, or nothing handed out).
+    pub schedule: Option<Schedule>,
+    /// The client busy-polled: its CPU share says nothing.
+    pub spin: bool,
+    /// Datagrams lost and sent in the window (0 and 0 for streams).
+    pub lost: u64,
+    /// See `lost`.
+    pub sent: u64,
+    /// How much the kernel's datagram drop counters grew.
+    pub kernel_drops: u64,
+}
+
+/// The one verdict on what limited a run, in this order: contention (a worker that waited
+/// for a CPU is not measuring the load), the client (behind its schedule, or its CPU
+/// saturated or dominant), the server's CPU, the kernel's drops, else the round trip or
+/// the rate. Without the server's figures, a client with room says nothing of what
+/// limited the run.
 ///
 /// In an open loop the client's CPU share does not say whether it limited the run: a
 /// client that waits for each message's due time spends CPU on the waiting itself (a
 /// timer, a sleep and a wake per message), which shrinks as the rate grows and the turns
-/// fill up. Whether it kept to its schedule does: an open-loop client limited the run
-/// exactly when it fell behind.
-pub fn judge(
-    client: Option<f64>,
-    server: Option<f64>,
-    schedule: Option<Schedule>,
-    client_spin: bool,
-) -> Limit {
-    let client = client.filter(|_| !client_spin);
+/// fill up. Whether it kept to its schedule does.
+pub fn judge(e: &Evidence) -> Limit {
+    let contended = |side: Option<Busiest>| side.is_some_and(|s| s.waiting >= CONTENDED);
+    if contended(e.server) || contended(e.client) {
+        return Limit::Contention;
+    }
+    let client = e.client.map(|c| c.busy).filter(|_| !e.spin);
+    let server = e.server.map(|s| s.busy);
     let dominates = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) => a >= SATURATED || (a >= DOMINANT && a >= DOMINANT_RATIO * b),
         (Some(a), None) => a >= SATURATED,
         _ => false,
     };
-    let client_sat = match schedule {
+    let client_limited = match e.schedule {
         Some(s) => s.behind(),
         None => dominates(client, server),
     };
     // An open loop's client CPU share says little (see above): the server is judged by
     // its own share alone there.
-    let server_sat = dominates(server, if schedule.is_some() { None } else { client });
-    match (client_sat, server_sat) {
+    let server_limited = dominates(server, if e.schedule.is_some() { None } else { client });
+    let drops = e.kernel_drops > 0 && e.sent > 0 && e.lost as f64 >= DROPS * e.sent as f64;
+    match (client_limited, server_limited) {
         (true, true) => Limit::ClientAndServerCpu,
+        (true, false) if e.schedule.is_some() => Limit::ClientSchedule,
         (true, false) => Limit::ClientCpu,
         (false, true) => Limit::ServerCpu,
-        // Without the server's figures a client that is not saturated says nothing of
-        // what limited the run: the server may have been.
+        _ if drops => Limit::KernelDrops,
         _ if server.is_none() => Limit::Unknown,
-        _ if client_spin => Limit::Latency,
-        _ if schedule.is_some() => Limit::Rate,
+        _ if e.spin => Limit::Latency,
+        _ if e.schedule.is_some() => Limit::Rate,
         _ => Limit::Latency,
     }
 }
@@ -179,42 +290,107 @@ pub fn worker_figure(side: &SideCpu) -> String {
     }
 }
 
+/// What a run's verdict is drawn from besides the views' own figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Context {
+    /// The open loop's schedule (`None` in a closed loop).
+    pub schedule: Option<Schedule>,
+    /// Datagrams lost and sent in the window (streams: 0 and 0).
+    pub lost: u64,
+    /// See `lost`.
+    pub sent: u64,
+    /// CPUs this machine allows that neither the load nor a server of known CPUs used.
+    pub spare_cpus: usize,
+    /// The load is an open loop over a stream (`--coalesce` applies).
+    pub stream_open_loop: bool,
+}
+
+/// What helps a client that limited the run, on this machine.
+pub fn client_advice(ctx: &Context) -> String {
+    if ctx.spare_cpus > 0 {
+        return format!(
+            "give it more CPUs (--cpus; {} spare CPU{} here)",
+            ctx.spare_cpus,
+            plural(ctx.spare_cpus as u64)
+        );
+    }
+    let coalesce = if ctx.stream_open_loop { ", --coalesce (due messages share a send)" } else { "" };
+    format!(
+        "no CPU is spare here: fewer connections (fewer wake-ups per message){coalesce}, or a second load machine (--start-at on both, then ringload merge)"
+    )
+}
+
 impl Views {
-    /// Judges the figures and writes the verdict line; `schedule` is the open loop's
-    /// (`None` in a closed loop).
-    pub fn conclude(&mut self, schedule: Option<Schedule>) {
-        let server = self.server.as_ref().map(|s| s.cpu.peak()).filter(|_| self.server_known());
-        let client = (!self.client.busy.is_empty()).then(|| self.client.peak());
-        self.limit = judge(client, server, schedule, self.spin);
+    /// What the verdict is judged on.
+    pub fn evidence(&self, ctx: &Context) -> Evidence {
+        let kernel_drops =
+            self.kernel.udp_rcvbuf_errors + self.kernel.udp_sndbuf_errors + self.kernel.udp_in_errors;
+        Evidence {
+            client: self.client.figures(),
+            server: self.server.as_ref().and_then(|s| s.cpu.figures()),
+            schedule: ctx.schedule,
+            spin: self.spin,
+            lost: ctx.lost,
+            sent: ctx.sent,
+            kernel_drops,
+        }
+    }
+
+    /// Judges the figures ([`judge`]) and writes the verdict line.
+    pub fn conclude(&mut self, ctx: &Context) {
+        let e = self.evidence(ctx);
+        self.limit = judge(&e);
+        self.limit_text = self.line(&e, ctx);
+    }
+
+    /// The verdict line, with the figures behind it and what would help.
+    fn line(&self, e: &Evidence, ctx: &Context) -> String {
         let kept = |s: &Schedule| {
-            format!(
-                "send lag p99 {} {} {}",
-                ns(s.lag_p99_ns as f64),
-                if s.behind() { ">" } else { "≤" },
-                ns(s.limit_ns as f64)
-            )
+            let sign = if s.behind() { ">" } else { "≤" };
+            format!("send lag p99 {} {sign} {}", ns(s.lag_p99_ns as f64), ns(s.limit_ns as f64))
         };
-        let client_text = match (client, &schedule) {
+        let client = e.client.map(|c| c.busy);
+        let client_text = match (client, &e.schedule) {
             (Some(c), Some(s)) => format!("client {}, {}", share(c), kept(s)),
             (Some(c), None) => format!("client {}", share(c)),
             (None, _) => "client unknown".into(),
         };
-        let client_limit = match &schedule {
-            Some(s) => format!("behind its schedule: {}; {}", kept(s), worker_figure(&self.client)),
-            None => worker_figure(&self.client),
-        };
-        let server_text = match (&self.server, server) {
-            (Some(s), Some(_)) => format!("server {}", worker_figure(&s.cpu)),
-            _ => "server CPU unknown".into(),
-        };
-        self.limit_text = match self.limit {
-            Limit::ServerCpu => format!(
-                "limit: server CPU ({}; {client_text})",
-                self.server.as_ref().map(|s| worker_figure(&s.cpu)).unwrap_or_default()
+        let server_figure =
+            self.server.as_ref().filter(|_| e.server.is_some()).map(|s| worker_figure(&s.cpu));
+        let server_text =
+            server_figure.as_ref().map_or("server CPU unknown".into(), |f| format!("server {f}"));
+        let advice = client_advice(ctx);
+        match self.limit {
+            Limit::Contention => self.contention_line(e),
+            Limit::ServerCpu => {
+                format!("limit: server CPU ({}; {client_text})", server_figure.unwrap_or_default())
+            }
+            Limit::ClientCpu => {
+                format!("limit: client CPU ({}; {server_text}) — {advice}", worker_figure(&self.client))
+            }
+            Limit::ClientSchedule => format!(
+                "limit: client schedule (behind: {}; {}; {server_text}) — {advice}",
+                e.schedule.as_ref().map(kept).unwrap_or_default(),
+                worker_figure(&self.client)
             ),
-            Limit::ClientCpu => format!("limit: client CPU ({client_limit}; {server_text})"),
-            Limit::ClientAndServerCpu => {
-                format!("limit: client and server CPU (client {client_limit}; {server_text})")
+            Limit::ClientAndServerCpu => format!(
+                "limit: client and server CPU (client {}; {server_text}) — {advice}",
+                worker_figure(&self.client)
+            ),
+            Limit::KernelDrops => {
+                let grown: Vec<String> = self
+                    .kernel_hints()
+                    .iter()
+                    .filter(|(name, ..)| name.starts_with("udp_"))
+                    .map(|(name, n, hint)| format!("{name} +{n} ({hint})"))
+                    .collect();
+                format!(
+                    "limit: kernel drops: {} of {} datagrams lost ({}), {}; {client_text}, {server_text}",
+                    e.lost,
+                    e.sent,
+                    percent(e.lost as f64 / e.sent.max(1) as f64),
+                    grown.join(", ")
+                )
             }
             Limit::Latency => format!(
                 "limit: neither CPU saturated: latency-bound (more connections or --depth would add load; {client_text}, {server_text})"
@@ -226,10 +402,34 @@ impl Views {
                 format!("limit: not judged: --spin keeps the client's CPU busy by design ({server_text})")
             }
             Limit::Unknown if client.is_some() => format!(
-                "limit: not judged: the client is not saturated ({client_text}) and the server's CPU is unknown (--server-metrics URL reads a ringecho's)"
+                "limit: not judged: the client had room ({client_text}) and the server's CPU is unknown (give --server-pid PID of a server on this machine, or --server-metrics http://HOST:PORT/metrics of a ringecho)"
             ),
             Limit::Unknown => "limit: not judged: no CPU figures".into(),
+        }
+    }
+
+    /// The contention line: who waited, how long, and what else ran.
+    fn contention_line(&self, e: &Evidence) -> String {
+        let waited = |side: &SideCpu| side.most_waiting().map_or(0.0, |(_, w)| w);
+        let server = self.server.as_ref().filter(|_| e.server.is_some());
+        let (who, side) = match server {
+            Some(s) if waited(&s.cpu) >= waited(&self.client) => ("server", &s.cpu),
+            _ => ("client", &self.client),
         };
+        let (i, waiting) = side.most_waiting().unwrap_or((0, 0.0));
+        let busy = side.busy.get(i).copied().unwrap_or(waiting);
+        let others: Vec<String> = self
+            .others
+            .iter()
+            .map(|o| format!("{} (pid {}) {} of a CPU", o.comm, o.pid, share(o.cpu)))
+            .collect();
+        let what_else =
+            if others.is_empty() { String::new() } else { format!("; what else ran: {}", others.join(", ")) };
+        format!(
+            "limit: CPU contention: {who} worker {i} waited for a CPU {} of the window ({} running){what_else} — the figures measure the sharing too: stop what else runs, or pin the load and the server to CPUs of their own",
+            share(waiting),
+            share((busy - waiting).max(0.0)),
+        )
     }
 
     /// The server's worker figures were read.
@@ -249,107 +449,4 @@ impl Views {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn views(client: &[f64], server: Option<&[f64]>, waiting: f64) -> Views {
-        let side = |b: &[f64]| SideCpu { cpu_s: 1.0, busy: b.to_vec(), waiting: vec![waiting; b.len()] };
-        Views {
-            window_s: 1.0,
-            client: side(client),
-            server: server.map(|s| ServerView {
-                source: "built-in".into(),
-                cpu: side(s),
-                ..Default::default()
-            }),
-            kernel: NetCounters::default(),
-            limit: Limit::Unknown,
-            limit_text: String::new(),
-            spin: false,
-        }
-    }
-
-    /// An open loop whose client kept to its schedule.
-    const KEPT: Option<Schedule> = Some(Schedule { lag_p99_ns: 10_000, limit_ns: 100_000 });
-    /// An open loop whose client fell behind.
-    const BEHIND: Option<Schedule> = Some(Schedule { lag_p99_ns: 300_000, limit_ns: 100_000 });
-
-    #[test]
-    fn an_open_loop_client_limits_the_run_when_it_falls_behind_not_when_it_is_busy() {
-        assert_eq!(judge(Some(0.97), Some(0.6), KEPT, false), Limit::Rate, "busy, but on time");
-        assert_eq!(judge(Some(0.5), Some(0.6), BEHIND, false), Limit::ClientCpu, "behind, whatever its CPU");
-        assert_eq!(judge(Some(0.99), Some(0.95), BEHIND, false), Limit::ClientAndServerCpu);
-        assert_eq!(judge(Some(0.99), Some(0.95), KEPT, false), Limit::ServerCpu);
-        assert_eq!(judge(Some(0.99), None, KEPT, false), Limit::Unknown, "the server may have set the pace");
-        let limit = Schedule { lag_p99_ns: 100_000, limit_ns: 100_000 };
-        assert!(!limit.behind(), "at the limit is still on time");
-        let mut v = views(&[0.97], Some(&[0.5]), 0.0);
-        v.conclude(BEHIND);
-        assert_eq!(
-            v.limit_text,
-            "limit: client CPU (behind its schedule: send lag p99 300.0µs > 100.0µs; worker 0 busy 97% of the window; server worker 0 busy 50% of the window)"
-        );
-        v.conclude(KEPT);
-        assert!(v.limit_text.contains("client 97%, send lag p99 10.0µs ≤ 100.0µs"), "{}", v.limit_text);
-    }
-
-    #[test]
-    fn verdicts_on_figures() {
-        assert_eq!(judge(Some(0.99), Some(0.4), None, false), Limit::ClientCpu);
-        assert_eq!(judge(Some(0.41), Some(0.99), None, false), Limit::ServerCpu);
-        assert_eq!(judge(Some(0.9), Some(0.95), None, false), Limit::ClientAndServerCpu);
-        assert_eq!(judge(Some(0.3), Some(0.3), None, false), Limit::Latency);
-        assert_eq!(judge(Some(0.3), Some(0.3), KEPT, false), Limit::Rate);
-        assert_eq!(judge(Some(0.3), None, KEPT, false), Limit::Unknown, "the server may have set the pace");
-        assert_eq!(
-            judge(Some(1.0), Some(0.3), None, true),
-            Limit::Latency,
-            "spin busies the client by design: its figure is left out"
-        );
-        assert_eq!(judge(Some(1.0), None, None, true), Limit::Unknown);
-        assert_eq!(judge(Some(1.0), Some(0.9), None, true), Limit::ServerCpu);
-        assert_eq!(judge(None, None, None, false), Limit::Unknown);
-        assert_eq!(judge(Some(SATURATED), None, None, false), Limit::ClientCpu, "the threshold counts");
-        // Sides that take turns: the one that wants a CPU far longer sets the pace.
-        assert_eq!(judge(Some(0.73), Some(0.40), None, false), Limit::ClientCpu);
-        assert_eq!(judge(Some(0.43), Some(0.72), None, false), Limit::ServerCpu);
-        assert_eq!(judge(Some(0.62), Some(0.57), None, false), Limit::Latency, "alike: neither");
-        assert_eq!(judge(Some(0.5), Some(0.2), None, false), Limit::Latency, "below DOMINANT: neither");
-        assert_eq!(
-            judge(Some(0.7), None, None, false),
-            Limit::Unknown,
-            "no server figures: only the client's saturation can be judged"
-        );
-    }
-
-    #[test]
-    fn the_line_names_the_figures_behind_it() {
-        let mut v = views(&[0.41, 0.2], Some(&[0.99]), 0.48);
-        v.conclude(None);
-        assert_eq!(v.limit, Limit::ServerCpu);
-        assert_eq!(
-            v.limit_text,
-            "limit: server CPU (worker 0 busy 99% of the window: 51% running, 48% waiting for a CPU; client 41%)"
-        );
-        let mut v = views(&[0.3], None, 0.0);
-        v.conclude(None);
-        assert_eq!(v.limit, Limit::Unknown);
-        assert!(v.limit_text.contains("the server's CPU is unknown"), "{}", v.limit_text);
-        let mut v = views(&[0.97], Some(&[0.5]), 0.0);
-        v.conclude(None);
-        assert!(
-            v.limit_text.starts_with("limit: client CPU (worker 0 busy 97% of the window;"),
-            "{}",
-            v.limit_text
-        );
-    }
-
-    #[test]
-    fn grown_kernel_counters_have_their_hints() {
-        let mut v = views(&[0.5], Some(&[0.5]), 0.0);
-        v.kernel.udp_rcvbuf_errors = 12;
-        assert_eq!(v.kernel_hints()[0].0, "udp_rcvbuf_errors");
-        assert!(v.kernel_hints()[0].2.contains("net.core.rmem_max"));
-        assert!(crate::warning::kernel_hint("listen_overflows").contains("somaxconn"));
-    }
-}
+mod tests;

@@ -100,6 +100,28 @@ pub enum Warning {
         /// Datagrams lost.
         lost: u64,
     },
+    /// Failure: the target answered, but no answer matched what was sent (the wrong size
+    /// or, with `--verify`, the wrong bytes).
+    Garbled {
+        /// Answers that did not match.
+        messages: u64,
+        /// Bytes that differed.
+        bytes: u64,
+    },
+    /// Failure: datagram replies that answer nothing this run sent (no ringload header,
+    /// another flow's, a sequence never sent), beyond a small share of the answers.
+    ForeignReplies {
+        /// Such replies.
+        garbage: u64,
+        /// Measured answers beside them.
+        answered: u64,
+    },
+    /// Fewer answers than a rate or a percentile needs: the figures are shown, but say
+    /// little.
+    FewAnswers {
+        /// Measured messages answered.
+        answered: u64,
+    },
     /// Failure: a send-only run's target answered (an echo, not a discard server).
     AnsweredSendOnly {
         /// Bytes it sent back.
@@ -136,6 +158,16 @@ pub enum Warning {
         counter: String,
         /// How much it grew.
         grew: u64,
+    },
+    /// A worker of the client or the server waited for its CPU beyond a small share of
+    /// the window (something else ran there): the figures measure the sharing too.
+    CpuContention {
+        /// `client` or `server`.
+        side: String,
+        /// The worker that waited longest.
+        worker: usize,
+        /// Its share of the window spent waiting for a CPU.
+        waiting: f64,
     },
     /// A load worker could not be pinned to its CPU: it ran wherever the scheduler put
     /// it, so its figures are less steady and may share a CPU with the server.
@@ -214,6 +246,15 @@ impl Warning {
             Warning::NoDatagramAnswered { lost } => format!(
                 "no datagram was answered ({lost} lost): no server on that port, a size limit below --size, or a firewall"
             ),
+            Warning::Garbled { messages, bytes } => format!(
+                "the target answered {messages} messages but none matched what was sent ({bytes} bytes differed, or the answers had the wrong size): it is not an echo of what it was sent"
+            ),
+            Warning::ForeignReplies { garbage, answered } => format!(
+                "{garbage} datagram replies answer nothing this run sent (no ringload header, another flow's, or a sequence never sent), beside {answered} answers: the target is not an echo of these datagrams (or something else sends to these ports)"
+            ),
+            Warning::FewAnswers { answered } => format!(
+                "only {answered} messages were answered in the window: too few for a rate or a percentile to mean anything; measure longer"
+            ),
             Warning::AnsweredSendOnly { bytes_received } => format!(
                 "the target sent back {bytes_received} bytes to a send-only run: it is not a discard server (an echo or a source server sends); use --mode send against a discard@ listener, --mode bulk against an echo"
             ),
@@ -228,6 +269,10 @@ impl Warning {
             ),
             Warning::NotConcurrent { overlap_s, span_s } => format!(
                 "merged runs ran together for only {overlap_s:.3} s of the {span_s:.3} s they spanned: the merged rate counts them as simultaneous"
+            ),
+            Warning::CpuContention { side, worker, waiting } => format!(
+                "the {side}'s worker {worker} waited for a CPU {} of the window: something else ran on its CPU, so the figures measure the sharing too",
+                share(*waiting)
             ),
             Warning::PinFailed { cpu, cause } => format!(
                 "a load worker could not be pinned to CPU {cpu} ({cause}): it ran unpinned, so its figures are less steady and it may have shared a CPU with the server"
@@ -247,7 +292,9 @@ impl Warning {
             | Warning::AnsweredSendOnly { .. }
             | Warning::NothingReceived
             | Warning::NothingSent
-            | Warning::BackgroundFailed { .. } => true,
+            | Warning::BackgroundFailed { .. }
+            | Warning::Garbled { .. }
+            | Warning::ForeignReplies { .. } => true,
             Warning::ClientSaturated { .. }
             | Warning::ClientBehind { .. }
             | Warning::RateShortfall { .. }
@@ -260,6 +307,8 @@ impl Warning {
             | Warning::NotConcurrent { .. }
             | Warning::ServerMetrics { .. }
             | Warning::KernelCounter { .. }
+            | Warning::CpuContention { .. }
+            | Warning::FewAnswers { .. }
             | Warning::PinFailed { .. } => false,
         }
     }
@@ -289,6 +338,10 @@ impl Warning {
             Warning::BackgroundFailed { .. } => "background failed",
             Warning::ServerMetrics { .. } => "no server metrics",
             Warning::KernelCounter { .. } => "kernel counter",
+            Warning::CpuContention { .. } => "CPU contention",
+            Warning::Garbled { .. } => "garbled answers",
+            Warning::ForeignReplies { .. } => "foreign replies",
+            Warning::FewAnswers { .. } => "few answers",
             Warning::PinFailed { .. } => "not pinned",
         }
     }
@@ -314,7 +367,11 @@ impl Warning {
             | Warning::AnsweredSendOnly { .. }
             | Warning::NothingReceived
             | Warning::NothingSent
-            | Warning::BackgroundFailed { .. } => true,
+            | Warning::BackgroundFailed { .. }
+            | Warning::Garbled { .. }
+            | Warning::ForeignReplies { .. }
+            | Warning::FewAnswers { .. }
+            | Warning::CpuContention { .. } => true,
             // A late start moves the window, not the figures.
             Warning::LateStart { .. } => false,
             // No server figures: the client's are whole. Kernel counters are machine-wide:

@@ -221,3 +221,63 @@ fn nested_documents_are_checked() {
     let e = read(&bad).unwrap_err().to_string();
     assert!(e.contains("search.steps[1]: counters.completed"), "{e}");
 }
+
+/// Issue 24: a search whose lowest step fails on the client's lag alone says the client,
+/// not the SLO, exits 2 (nothing measured the target), and gives advice that fits.
+#[test]
+fn a_client_that_cannot_keep_up_at_the_lowest_rate_is_named() {
+    let late = |r: f64| Ok(mock_lag(100_000.0, r, 0.5, Some(300_000), None));
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), late).unwrap();
+    assert_eq!(s.answer, None);
+    assert_eq!(s.steps[0].blame, Some(Blame::Client));
+    let t = text("x", &s);
+    assert!(t.contains("no answer: the load generator could not keep its schedule even at the lowest rate tried, 1.00K msg/s"), "{t}");
+    assert!(!t.contains("no rate met the SLO"), "{t}");
+    assert_eq!(s.exit_code(), crate::exit::ERROR);
+}
+
+/// Steps above the answer that failed on the SLO alone bound it: the answer is no lower
+/// bound, whatever a higher step's client did.
+#[test]
+fn an_answer_bounded_by_the_slo_is_no_lower_bound() {
+    let mut c = cfg("p99<1ms");
+    c.growth = 2.0;
+    // 1k..128k pass; 256k fails on the client; bisecting, 136k..192k fail on p99 alone.
+    let s = search(&c, &AtomicBool::new(false), |r| {
+        Ok(if r >= 256_000.0 {
+            mock_lag(130_000.0, r, 0.99, Some(2_000_000), None)
+        } else {
+            mock_lag(130_000.0, r, 0.6, Some(20_000), None)
+        })
+    })
+    .unwrap();
+    let a = s.answer.unwrap();
+    assert!((123_000.0..=130_000.0).contains(&a), "{a}");
+    assert_eq!(s.bounding_blame(), Some(Blame::Slo));
+    assert!(!s.lower_bound);
+    assert!(text("x", &s).contains(" met the SLO; "), "{}", text("x", &s));
+}
+
+/// Issue 23 item 5: a target that stops answering ends the search there, with exit 2 and
+/// no answer, however many rates passed before.
+#[test]
+fn a_target_that_fails_ends_the_search() {
+    let dead_above = |r: f64| {
+        let mut step = mock(1e9, r, 0.3, None);
+        if r > 4_000.0 {
+            let mut doc = ResultDoc::empty("tcp://127.0.0.1:7".into(), None);
+            doc.warnings.push((&Warning::NoAnswer { bytes_sent: 640 }).into());
+            doc.derive();
+            step = judge(r, vec![Sample { doc, busy: 0.1 }], &Slo::parse("p99<1ms").unwrap(), None);
+        }
+        Ok(step)
+    };
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), dead_above).unwrap();
+    assert_eq!(s.stopped, Some(Stopped::TargetFailed));
+    assert_eq!(s.steps.len(), 4, "1k, 2k, 4k pass; 8k fails and the search stops");
+    assert_eq!(s.exit_code(), crate::exit::ERROR);
+    let t = text("x", &s);
+    assert!(t.contains("stopped: the target failed at 8.00K msg/s offered"), "{t}");
+    assert!(t.contains("no answer: 4.00K msg/s passed before") && !t.contains("\nanswer: "), "{t}");
+    assert_eq!(s.answer, None, "no answer from a target that failed");
+}

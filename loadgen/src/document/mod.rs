@@ -16,8 +16,8 @@ mod spread;
 
 pub use crate::figures::Throughput;
 pub use invariants::Violation;
-pub use search::{MAX_STEPS, SearchDoc, StepDoc, Stopped};
-pub use spread::RepeatSpread;
+pub use search::{Blame, MAX_STEPS, SearchDoc, StepDoc, Stopped};
+pub use spread::{RepeatSpread, limits};
 
 use crate::counters::Counters;
 use crate::figures::{Bulk, Figures};

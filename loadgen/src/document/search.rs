@@ -20,6 +20,26 @@ pub enum Stopped {
     MaxDuration,
     /// [`MAX_STEPS`] steps made.
     StepLimit,
+    /// A step's run could not be trusted (the target failed: it stopped answering, is
+    /// not an echo, lost connections): no later rate can be judged.
+    TargetFailed,
+}
+
+/// What a failed step is blamed on, the first that applies in this order: the target
+/// failed (its figures cannot be trusted), the load generator fell behind its schedule
+/// (its own delay is in the figures), or the target did not sustain the rate under the
+/// SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blame {
+    /// Ctrl-C cut the step short: it is not judged.
+    Interrupted,
+    /// The target failed.
+    Target,
+    /// The load generator could not keep its schedule.
+    Client,
+    /// The SLO broke, or the target did not achieve the offered rate.
+    Slo,
 }
 
 /// One step as saved: its verdict and figures, and its run's document (pooled over the
@@ -49,6 +69,10 @@ pub struct StepDoc {
     /// Why it failed, one sentence each; empty when it passed.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// What its failure is blamed on (absent when it passed, and in documents from
+    /// before blame was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blame: Option<Blame>,
     /// The server's CPU over the step (warm-up and drain included), in CPUs (1.0 = one
     /// CPU busy all the time): read from /proc/PID/stat of `--server-pid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,8 +96,12 @@ pub struct SearchDoc {
     pub repeat: u32,
     /// The highest offered rate that met the SLO, msg/s; none when no rate did.
     pub answer: Option<f64>,
-    /// The answer is a lower bound: the lowest failing step had a saturated client.
+    /// The answer is a lower bound: the lowest failing step above it is blamed on the
+    /// client.
     pub lower_bound: bool,
+    /// What would help a client that stopped the search, on the machine it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
     /// Why the search stopped early, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
@@ -88,14 +116,29 @@ impl SearchDoc {
         self.steps.iter().find(|s| s.passed && s.offered == a)
     }
 
-    /// The exit code ([`crate::exit::code`]): interrupted; untrusted when the target
-    /// failed and no rate passed; a failed check when no rate met the SLO.
+    /// The failed step that bounds the answer from above: the lowest failing rate above
+    /// the answer (the lowest failing rate when there is none), not interrupted.
+    pub fn bounding_step(&self) -> Option<&StepDoc> {
+        self.steps
+            .iter()
+            .filter(|s| !s.passed && !s.interrupted && self.answer.is_none_or(|a| s.offered > a))
+            .min_by(|a, b| a.offered.total_cmp(&b.offered))
+    }
+
+    /// What the bounding step is blamed on (old documents: from its figures).
+    pub fn bounding_blame(&self) -> Option<Blame> {
+        let s = self.bounding_step()?;
+        Some(s.blame.unwrap_or(if s.client_saturated { Blame::Client } else { Blame::Slo }))
+    }
+
+    /// The exit code ([`crate::exit::code`]): interrupted; untrusted when a step's target
+    /// failed, or when nothing but the client stopped a search without an answer (no
+    /// step measured the target); a failed check when no rate met the SLO.
     pub fn exit_code(&self) -> i32 {
         let none = self.answer.is_none();
-        crate::exit::code(
-            self.stopped == Some(Stopped::Interrupted),
-            none && self.steps.iter().any(|s| s.run.exit_code == crate::exit::ERROR),
-            none,
-        )
+        let target_failed = self.stopped == Some(Stopped::TargetFailed)
+            || (none && self.steps.iter().any(|s| s.run.exit_code == crate::exit::ERROR));
+        let client_only = none && self.bounding_blame() == Some(Blame::Client);
+        crate::exit::code(self.stopped == Some(Stopped::Interrupted), target_failed || client_only, none)
     }
 }

@@ -26,10 +26,32 @@ pub struct RepeatSpread {
     pub p99: Spread,
     /// 99.9th percentile.
     pub p999: Spread,
+    /// 99.99th percentile (absent in documents from before it was kept).
+    #[serde(default)]
+    pub p9999: Spread,
     /// Largest latency.
     pub max: Spread,
     /// Error rate.
     pub error_rate: Spread,
+}
+
+/// What limited repeated runs, in one line: `limit: server CPU in 5 of 5 runs`, or each
+/// limit with its count when they differ; `None` when no run was judged.
+pub fn limits(runs: &[ResultDoc]) -> Option<String> {
+    let mut counts: Vec<(crate::views::Limit, usize)> = Vec::new();
+    for l in runs.iter().filter_map(|r| r.views.as_ref().map(|v| v.limit)) {
+        match counts.iter_mut().find(|(have, _)| *have == l) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return None;
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let parts: Vec<String> =
+        counts.iter().map(|(l, n)| format!("{} in {n} of {} runs", l.short(), runs.len())).collect();
+    Some(format!("limit: {}", parts.join(", ")))
 }
 
 impl RepeatSpread {
@@ -47,6 +69,7 @@ impl RepeatSpread {
             p90: q(0.9),
             p99: q(0.99),
             p999: q(0.999),
+            p9999: q(0.9999),
             max: pick(&|d| d.latency.corrected.histogram.max() as f64),
             error_rate: pick(&|d| d.error_rate),
         }

@@ -40,6 +40,8 @@ pub fn full_report() -> Report {
         conns_lost: 1,
         sends: 2_100,
         buf_errors: 1,
+        gso_trains: 7,
+        gro_trains: 5,
         ..Counters::default()
     };
     Report {
@@ -64,6 +66,7 @@ pub fn full_report() -> Report {
             throughput: Default::default(),
             spin: false,
             server_metrics: None,
+            server_pid: None,
         },
         target: "tcp://127.0.0.1:40001".into(),
         builtin: Some(Builtin {
@@ -93,12 +96,17 @@ pub fn full_report() -> Report {
             Warning::ServerMetrics { url: "http://127.0.0.1:1/metrics".into(), cause: "Connection refused".into() },
             Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew: 7 },
             Warning::PinFailed { cpu: 2, cause: "Invalid argument (os error 22)".into() },
+            Warning::CpuContention { side: "server".into(), worker: 0, waiting: 0.3 },
+            Warning::FewAnswers { answered: 3 },
+            Warning::Garbled { messages: 4, bytes: 12 },
+            Warning::ForeignReplies { garbage: 30, answered: 2_000 },
         ],
         failed_checks: vec!["p99 2.03ms > --max-p99 1.00ms".into()],
         label: Some("lg1".into()),
         started_unix: 1_764_000_000.125,
         bulk: None,
         background: None,
+        spare_cpus: 0,
         views: Some(crate::views::Views {
             window_s: 2.5,
             client: crate::views::SideCpu { cpu_s: 1.0, busy: vec![0.41, 0.39], waiting: vec![0.0, 0.01] },
@@ -108,8 +116,10 @@ pub fn full_report() -> Report {
                 process_cpu_s: None,
                 recv_ops: 20_000,
                 dgrams_in: 0,
+                dgrams: Some(crate::views::ServerDgrams { echoed: 0, dropped: 0, enobufs: 0 }),
             }),
             kernel: ringecho::procfs::NetCounters { udp_rcvbuf_errors: 7, ..Default::default() },
+            others: vec![crate::views::OtherProcess { pid: 4242, comm: "spinner".into(), cpu: 0.97 }],
             limit: crate::views::Limit::ServerCpu,
             limit_text: "limit: server CPU (worker 0 busy 99% of the window: 51% running, 48% waiting for a CPU; client 41%)"
                 .into(),

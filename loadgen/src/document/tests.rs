@@ -27,6 +27,7 @@ fn fullest() -> ResultDoc {
         p.throughput.sndbuf = Some(65_536);
         p.spin = true;
         p.server_metrics = Some("http://127.0.0.1:9107/metrics".into());
+        p.server_pid = Some(4242);
     }
     let mut tally = crate::engine::Tally::default();
     tally.moved(0, 2_000_000_000, 5, 1_000, 900);
@@ -63,6 +64,7 @@ fn fullest() -> ResultDoc {
         repeat: 1,
         answer: None,
         lower_bound: false,
+        advice: Some("fewer connections".into()),
         stopped: Some(crate::capacity::Stopped::Interrupted),
         steps: vec![step],
     }));
@@ -113,16 +115,20 @@ fn schema_names_exactly_the_fields_written() {
     assert_eq!(names(&schema["required"]), keys(&always));
     // Nested objects, each written in full.
     // Written only when set: documented, not required.
-    let optional_plan: BTreeSet<String> = ["spin", "server_metrics"].map(String::from).into();
+    let optional_plan: BTreeSet<String> = ["spin", "server_metrics", "server_pid"].map(String::from).into();
     let plan_node = &props["plan"];
     assert_eq!(keys(&plan_node["properties"]), keys(&fullest["plan"]));
     assert_eq!(names(&plan_node["required"]), &keys(&fullest["plan"]) - &optional_plan);
     let views = &props["views"];
     assert_eq!(keys(&views["properties"]), keys(&fullest["views"]));
-    assert_eq!(names(&views["required"]), &keys(&fullest["views"]) - &["server".to_string()].into());
+    let optional_views: BTreeSet<String> = ["server", "others"].map(String::from).into();
+    assert_eq!(names(&views["required"]), &keys(&fullest["views"]) - &optional_views);
     let server = &views["properties"]["server"];
     assert_eq!(keys(&server["properties"]), keys(&fullest["views"]["server"]));
-    assert_eq!(names(&server["required"]), keys(&fullest["views"]["server"]));
+    assert_eq!(
+        names(&server["required"]),
+        &keys(&fullest["views"]["server"]) - &["dgrams".to_string()].into()
+    );
     assert_eq!(keys(&views["properties"]["kernel"]["properties"]), keys(&fullest["views"]["kernel"]));
     let side = &schema["$defs"]["side_cpu"];
     assert_eq!(names(&side["required"]), keys(&fullest["views"]["client"]));
@@ -141,8 +147,11 @@ fn schema_names_exactly_the_fields_written() {
         let node = props.pointer(path).unwrap();
         // Counters written only when not 0 (so older documents read the same) are
         // documented, not required.
-        let optional: BTreeSet<String> =
-            if path == "/counters" { ["buf_errors".to_string()].into() } else { BTreeSet::new() };
+        let optional: BTreeSet<String> = if path == "/counters" {
+            ["buf_errors", "gso_trains", "gro_trains"].map(String::from).into()
+        } else {
+            BTreeSet::new()
+        };
         assert_eq!(keys(&node["properties"]), keys(value), "{path}");
         assert_eq!(names(&node["required"]), &keys(value) - &optional, "{path}");
         assert_eq!(node["additionalProperties"], false, "{path}");

@@ -209,6 +209,9 @@ impl Transport for Dgram {
                 opcode::SendMsg::new(types::Fd(fd), &t.msghdr).flags(libc::MSG_NOSIGNAL as u32).build()
             };
             cx.rec.counters.sends += 1;
+            if count > 1 {
+                cx.rec.counters.gso_trains += 1;
+            }
             // SAFETY: the send reads slot `slot` (and, for a train, its boxed message
             // header, iovec and control message), heap memory of this transport that is
             // off the free list (so not written) until this send's completion gives it
@@ -332,6 +335,9 @@ impl Dgram {
         };
         cx.rec.counters.bytes_received += payload.len() as u64;
         let step = segment.filter(|s| *s > 0).unwrap_or(payload.len()).max(1);
+        if payload.len() > step {
+            cx.rec.counters.gro_trains += 1;
+        }
         // `chunks` yields nothing for an empty datagram, which is still one reply.
         let whole: &[&[u8]] = &[payload];
         let replies = payload.chunks(step).chain(whole.iter().copied().filter(|p| p.is_empty()));

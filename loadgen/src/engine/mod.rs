@@ -191,6 +191,7 @@ mod tests {
             throughput: Default::default(),
             spin: false,
             server_metrics: None,
+            server_pid: None,
         };
         Shared {
             plan,

@@ -2,6 +2,7 @@
 //! median, min–max and the CI of the median.
 
 use crate::document::ResultDoc;
+use crate::stats::Spread;
 use crate::units::{ns, rate, rate_short, share};
 use std::fmt::Write as _;
 
@@ -10,11 +11,24 @@ use std::fmt::Write as _;
 pub fn report(doc: &ResultDoc) -> String {
     let mut o = format!("target      {}\n", doc.target);
     o += &runs(doc);
+    if let Some(line) = server_line(&doc.repeats) {
+        let _ = writeln!(o, "{line}");
+    }
+    if let Some(limits) = crate::document::limits(&doc.repeats) {
+        let _ = writeln!(o, "{limits}");
+    }
     for w in &doc.warnings {
         let _ = writeln!(o, "warning: {}", w.message);
     }
     if doc.interrupted {
         let _ = writeln!(o, "interrupted: the runs so far are shown");
+    }
+    if let Some(i) = doc.repeats.iter().position(|r| r.exit_code == crate::exit::ERROR) {
+        let _ = writeln!(
+            o,
+            "FAILED: run {} could not be trusted (see its warnings in the JSON); the repeats stopped there",
+            i + 1
+        );
     }
     for f in &doc.failed_checks {
         let _ = writeln!(o, "FAILED (medians): {f}");
@@ -28,21 +42,22 @@ pub fn runs(doc: &ResultDoc) -> String {
     let Some(spread) = &doc.spread else { return o };
     let _ = writeln!(
         o,
-        "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}  limit",
         "run", "msg/s", "p50", "p99", "p99.9", "max", "errors"
     );
     for (i, r) in doc.repeats.iter().enumerate() {
         let h = &r.latency.corrected.histogram;
         let _ = writeln!(
             o,
-            "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}  {}",
             format!("#{}", i + 1),
             rate_short(r.throughput.msgs_per_s),
             ns(h.value_at_quantile(0.5) as f64),
             ns(h.value_at_quantile(0.99) as f64),
             ns(h.value_at_quantile(0.999) as f64),
             ns(h.max() as f64),
-            r.failed
+            r.failed,
+            r.views.as_ref().map_or("—", |v| v.limit.short())
         );
     }
     let _ = writeln!(o);
@@ -69,4 +84,26 @@ pub fn runs(doc: &ResultDoc) -> String {
         );
     }
     o
+}
+
+/// The server's CPU per message over the runs (the median), when it was read.
+fn server_line(runs: &[ResultDoc]) -> Option<String> {
+    let per_msg: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let s = r.views.as_ref()?.server.as_ref().filter(|s| !s.cpu.busy.is_empty())?;
+            (r.counters.completed > 0).then(|| s.cpu.cpu_s * 1e9 / r.counters.completed as f64)
+        })
+        .collect();
+    if per_msg.is_empty() {
+        return None;
+    }
+    let s = Spread::of(&per_msg);
+    Some(format!(
+        "server CPU  {} per message, median of {} runs (range {} – {})",
+        ns(s.median),
+        per_msg.len(),
+        ns(s.min),
+        ns(s.max)
+    ))
 }

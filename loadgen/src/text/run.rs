@@ -7,6 +7,7 @@ use crate::figures::Figures;
 use crate::plan::Model;
 use crate::report::Report;
 use crate::units::{mb_per_s, ns, plural, rate, share};
+use crate::verdict::MIN_ANSWERS;
 use crate::views::{Views, worker_figure};
 use std::fmt::Write as _;
 
@@ -40,10 +41,20 @@ fn head(o: &mut String, r: &Report) {
     let _ = writeln!(o);
 }
 
-/// `throughput` and the latency rows.
+/// `throughput` and the latency rows: a rate only from enough answers
+/// ([`MIN_ANSWERS`]).
 fn latency(o: &mut String, r: &Report, figures: &Figures) {
     let t = &figures.throughput;
-    let _ = writeln!(o, "throughput  {}   {} each way", rate(t.msgs_per_s), mb_per_s(t.bytes_per_s_each_way));
+    let answered = r.counters.completed;
+    if answered >= MIN_ANSWERS {
+        let _ =
+            writeln!(o, "throughput  {}   {} each way", rate(t.msgs_per_s), mb_per_s(t.bytes_per_s_each_way));
+    } else {
+        let _ = writeln!(
+            o,
+            "throughput  no rate: {answered} messages answered in the window, too few to form one"
+        );
+    }
     let _ = writeln!(o, "{}", hist_header());
     let open = matches!(r.plan.model, Model::Open { .. });
     let _ = writeln!(o, "{}", hist_row(if open { "latency*" } else { "latency" }, &r.latency));
@@ -88,6 +99,9 @@ fn messages(o: &mut String, r: &Report, figures: &Figures) {
             c.duplicates,
             c.late
         );
+        if c.lost > 0 {
+            let _ = writeln!(o, "            {}", loss_line(r));
+        }
     }
     if r.plan.churn.is_some() {
         let secs = r.elapsed.as_secs_f64().max(1e-9);
@@ -104,26 +118,74 @@ fn messages(o: &mut String, r: &Report, figures: &Figures) {
     }
 }
 
-/// `load CPU` and `sends`: what the client paid per message, and how messages went out.
+/// Where the lost datagrams went, as far as each side's counters tell: late replies,
+/// the client's send errors, what the server received, echoed and dropped (when its
+/// figures were read), the kernel's drop counters (machine-wide); and what none of
+/// them explains.
+fn loss_line(r: &Report) -> String {
+    let c = &r.counters;
+    let mut parts = vec![format!("{} came back after --udp-timeout", c.late)];
+    let mut explained = c.late;
+    if c.socket_errors > 0 {
+        parts.push(format!("{} client send or receive errors", c.socket_errors));
+        explained += c.socket_errors;
+    }
+    let server = r.views.as_ref().and_then(|v| v.server.as_ref());
+    match server.and_then(|s| s.dgrams.map(|d| (s, d))) {
+        Some((s, d)) => {
+            parts.push(format!(
+                "the server received {}, echoed {} and dropped {} ({} receives starved of buffers)",
+                s.dgrams_in, d.echoed, d.dropped, d.enobufs
+            ));
+            explained += d.dropped;
+        }
+        None => parts.push(
+            "the server's counts are unknown (the built-in server or --server-metrics tell them)".into(),
+        ),
+    }
+    let kernel: u64 = r
+        .views
+        .as_ref()
+        .map_or(0, |v| v.kernel.udp_rcvbuf_errors + v.kernel.udp_sndbuf_errors + v.kernel.udp_in_errors);
+    if kernel > 0 {
+        parts.push(format!("the kernel dropped {kernel} (UDP buffers, this machine, all sockets)"));
+        explained += kernel;
+    }
+    let unexplained = c.lost.saturating_sub(explained);
+    format!("lost: {}; {unexplained} of {} not explained by these counts", parts.join(", "), c.lost)
+}
+
+/// `load CPU` (when the window's own figures were not read: one client CPU line, not
+/// two) and `sends`: what the client paid per message, and how messages went out.
 fn cost(o: &mut String, r: &Report) {
     let (p, c) = (&r.plan, &r.counters);
-    let all_msgs = (c.completed + c.warmup_completed).max(1) as f64;
-    let _ = writeln!(
-        o,
-        "load CPU    {} per message ({} of {} CPU{} busy)",
-        ns(r.load_cpu.as_nanos() as f64 / all_msgs),
-        share(r.client_busy()),
-        p.cpus.len(),
-        plural(p.cpus.len() as u64)
-    );
-    if c.sends == 0 {
+    let all_msgs = c.completed + c.warmup_completed;
+    let window_read = r.views.as_ref().is_some_and(|v| !v.client.busy.is_empty());
+    if !window_read {
+        let per_msg = if all_msgs > 0 {
+            format!("{} per message", ns(r.load_cpu.as_nanos() as f64 / all_msgs as f64))
+        } else {
+            format!("{} (no message answered)", ns(r.load_cpu.as_nanos() as f64))
+        };
+        let cpus = p.cpus.len();
+        let busy = share(r.client_busy());
+        let _ = writeln!(o, "load CPU    {per_msg} ({busy} of {cpus} CPU{} busy)", plural(cpus as u64));
+    }
+    if c.sends == 0 || all_msgs + c.failed() == 0 {
         return;
     }
     if p.target.as_ref().is_some_and(crate::target::Target::is_datagram) {
         // Datagrams sent (the warm-up's included, as in `sends`) over send operations:
         // above 1 only with UDP batching.
         let per_send = (c.sent + c.warmup_completed) as f64 / c.sends as f64;
-        let how = if p.gso { "UDP_SEGMENT trains, UDP_GRO receives" } else { "--no-gso" };
+        let how = match (c.gso_trains, c.gro_trains) {
+            (0, 0) if r.target.starts_with("unixgram") => {
+                "one datagram per send: Unix datagram sockets do not batch".into()
+            }
+            (0, 0) if !p.gso => "one datagram per send: --no-gso".into(),
+            (0, 0) => "one datagram per send: none were due together".into(),
+            (s, g) => format!("{s} UDP_SEGMENT trains sent, {g} UDP_GRO trains received"),
+        };
         let _ = writeln!(o, "sends       {per_send:.2} datagrams per send ({how})");
     } else {
         let all_sent = (c.completed + c.warmup_completed + c.failed()).max(1) as f64;
@@ -140,11 +202,18 @@ fn cost(o: &mut String, r: &Report) {
 /// The views' lines: the client's and the server's CPU per message, the kernel counters
 /// that grew, busy polling, and the limit.
 pub fn views(o: &mut String, v: &Views, messages: u64) {
-    let per_msg = |cpu_s: f64| ns(cpu_s * 1e9 / messages.max(1) as f64);
+    // No figure per message from no message.
+    let per_msg = |cpu_s: f64| {
+        if messages == 0 {
+            format!("{} (no message answered)", ns(cpu_s * 1e9))
+        } else {
+            format!("{} per message", ns(cpu_s * 1e9 / messages as f64))
+        }
+    };
     if !v.client.busy.is_empty() {
         let _ = writeln!(
             o,
-            "client CPU  {} per message in the window ({} worker{}, busiest {})",
+            "client CPU  {} in the window ({} worker{}, busiest {})",
             per_msg(v.client.cpu_s),
             v.client.busy.len(),
             plural(v.client.busy.len() as u64),
@@ -160,7 +229,7 @@ pub fn views(o: &mut String, v: &Views, messages: u64) {
         };
         if v.server_known() {
             let (cpu, figure) = (per_msg(s.cpu.cpu_s), worker_figure(&s.cpu));
-            let _ = writeln!(o, "server CPU  {cpu} per message ({}, {figure}){per_recv}", s.source);
+            let _ = writeln!(o, "server CPU  {cpu} ({}, {figure}){per_recv}", s.source);
         } else {
             let _ = writeln!(o, "server CPU  unknown ({}){per_recv}", s.source);
         }
@@ -188,17 +257,19 @@ mod tests {
             client: side(&[0.5]),
             server: Some(ServerView { source: "built-in".into(), cpu: side(&[0.5]), ..Default::default() }),
             kernel: Default::default(),
+            others: Vec::new(),
             limit: Limit::Unknown,
             limit_text: String::new(),
             spin: true,
         };
         v.kernel.udp_rcvbuf_errors = 12;
-        v.conclude(Some(crate::slo::Schedule { lag_p99_ns: 10_000, limit_ns: 100_000 }));
+        let kept = crate::slo::Schedule { lag_p99_ns: 10_000, limit_ns: 100_000 };
+        v.conclude(&crate::views::Context { schedule: Some(kept), ..Default::default() });
         let mut t = String::new();
         super::views(&mut t, &v, 1000);
         assert!(t.contains("kernel      udp_rcvbuf_errors +12"), "{t}");
         assert!(!t.contains("listen_overflows"), "only counters that grew: {t}");
         assert!(t.contains("whole CPU"), "{t}");
-        assert!(t.contains("server CPU  1.00ms per message"), "{t}");
+        assert!(t.contains("server CPU  1.00ms per message (built-in"), "{t}");
     }
 }

@@ -2,7 +2,7 @@
 //! p99.9, errors, client CPU and send lag, server CPU with `--server-pid`, verdict) and
 //! the answer in words.
 
-use crate::document::{MAX_STEPS, SearchDoc, Stopped};
+use crate::document::{Blame, MAX_STEPS, SearchDoc, Stopped};
 use crate::units::{ns, rate, share};
 use std::fmt::Write as _;
 
@@ -63,45 +63,7 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
         );
     }
     let _ = writeln!(o);
-    let first_bad = search
-        .steps
-        .iter()
-        .filter(|s| !s.passed && !s.interrupted && search.answer.is_some_and(|a| s.offered > a))
-        .map(|s| s.offered)
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
-    match (search.answer, search.lower_bound) {
-        (None, _) if search.stopped == Some(Stopped::Interrupted) => {
-            let _ = writeln!(o, "no answer: interrupted before any step passed");
-        }
-        (None, _) => {
-            let _ = writeln!(
-                o,
-                "no rate met the SLO{}",
-                match search.steps.first() {
-                    Some(s) => format!(
-                        ": the lowest tried, {}, failed ({}); try a lower --start-rate",
-                        rate(s.offered),
-                        s.reasons.join("; ")
-                    ),
-                    None => " (no step ran)".to_owned(),
-                }
-            );
-        }
-        (Some(a), false) => {
-            let bound = match first_bad {
-                Some(b) => format!("; {} did not (within {:.1}%)", rate(b), (b / a - 1.0) * 100.0),
-                None => String::new(),
-            };
-            let _ = writeln!(o, "answer: {} met the SLO{bound}", rate(a));
-        }
-        (Some(a), true) => {
-            let _ = writeln!(
-                o,
-                "answer: at least {} — a LOWER BOUND: the load generator fell behind its schedule before the target broke the SLO; give it more CPUs (--cpus)",
-                rate(a)
-            );
-        }
-    }
+    answer(&mut o, search);
     match search.stopped {
         Some(Stopped::Interrupted) => {
             let _ = writeln!(o, "interrupted: the steps so far are shown; the search did not converge");
@@ -115,7 +77,69 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
         Some(Stopped::StepLimit) => {
             let _ = writeln!(o, "stopped after {} steps before the search converged", MAX_STEPS);
         }
-        None => {}
+        Some(Stopped::TargetFailed) | None => {}
     }
     o
+}
+
+/// The answer in words, blamed on what bounded it: the target that failed, the client
+/// that could not keep its schedule, or the SLO that broke.
+fn answer(o: &mut String, search: &SearchDoc) {
+    let bound = search.bounding_step();
+    let advice = search.advice.as_deref().unwrap_or("give the load generator more room");
+    if search.stopped == Some(Stopped::TargetFailed) {
+        let failed = search.steps.last();
+        let (at, why) =
+            failed.map_or((String::new(), String::new()), |s| (rate(s.offered), s.reasons.join("; ")));
+        let _ =
+            writeln!(o, "stopped: the target failed at {at} offered ({why}); no rate past it can be judged");
+        let passed = search.steps.iter().filter(|s| s.passed).map(|s| s.offered).reduce(f64::max);
+        if let Some(p) = passed {
+            let _ = writeln!(
+                o,
+                "no answer: {} passed before, but a target that fails under load has no sustainable rate to report",
+                rate(p)
+            );
+        }
+        return;
+    }
+    match (search.answer, search.bounding_blame()) {
+        (None, _) if search.stopped == Some(Stopped::Interrupted) => {
+            let _ = writeln!(o, "no answer: interrupted before any step passed");
+        }
+        (None, _) if search.steps.is_empty() => {
+            let _ = writeln!(o, "no answer: no step ran");
+        }
+        (None, Some(Blame::Client)) => {
+            let s =
+                bound.map_or(String::new(), |s| format!("{} ({})", rate(s.offered), s.reasons.join("; ")));
+            let _ = writeln!(
+                o,
+                "no answer: the load generator could not keep its schedule even at the lowest rate tried, {s}: no step measured the target — {advice}"
+            );
+        }
+        (None, _) => {
+            let s = bound.or(search.steps.first());
+            let s = s
+                .map_or(String::new(), |s| format!("{}, failed ({})", rate(s.offered), s.reasons.join("; ")));
+            let _ = writeln!(o, "no rate met the SLO: the lowest tried, {s}; try a lower --start-rate");
+        }
+        (Some(a), _) if search.lower_bound => {
+            let at = bound.map_or(String::new(), |s| format!(" at {}", rate(s.offered)));
+            let _ = writeln!(
+                o,
+                "answer: at least {} — a LOWER BOUND: the load generator fell behind its schedule{at} before the target broke the SLO — {advice}",
+                rate(a)
+            );
+        }
+        (Some(a), _) => {
+            let next = match bound {
+                Some(b) => {
+                    format!("; {} did not (within {:.1}%)", rate(b.offered), (b.offered / a - 1.0) * 100.0)
+                }
+                None => String::new(),
+            };
+            let _ = writeln!(o, "answer: {} met the SLO{next}", rate(a));
+        }
+    }
 }

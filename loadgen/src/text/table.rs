@@ -83,12 +83,25 @@ fn row(r: &Saved, format: Format) -> Vec<String> {
         ),
         None => (String::new(), String::new(), String::new()),
     };
-    let mut cells = vec![r.name.clone(), r.doc.transport.clone(), offered, conns, size, msgs(r.throughput())];
-    cells.push(r.doc.failed.to_string());
-    let latency = &r.doc.latency.corrected.histogram;
     let show = |v: u64| if csv { v.to_string() } else { ns(v as f64) };
-    cells.extend(QUANTILES.iter().map(|(_, q)| show(latency.value_at_quantile(*q))));
-    cells.push(show(latency.max()));
+    let latency = &r.doc.latency.corrected.histogram;
+    // Repeated runs show the medians of their runs (as `--repeat` printed them), and say
+    // so; a single run its own figures.
+    let (name, rate, figures): (String, f64, Vec<u64>) = match &r.doc.spread {
+        Some(s) if r.doc.repeats.len() > 1 => (
+            format!("{} (median of {})", r.name, r.doc.repeats.len()),
+            s.msgs_per_s.median,
+            [s.p50, s.p90, s.p99, s.p999, s.p9999, s.max].iter().map(|x| x.median as u64).collect(),
+        ),
+        _ => (
+            r.name.clone(),
+            r.throughput(),
+            QUANTILES.iter().map(|(_, q)| latency.value_at_quantile(*q)).chain([latency.max()]).collect(),
+        ),
+    };
+    let mut cells = vec![name, r.doc.transport.clone(), offered, conns, size, msgs(rate)];
+    cells.push(r.doc.failed.to_string());
+    cells.extend(figures.into_iter().map(show));
     let warnings: Vec<&str> = r.doc.warnings.iter().map(|w| w.warning.short()).collect();
     cells.push(warnings.join(", "));
     cells
@@ -139,7 +152,14 @@ fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
     let lines: Vec<String> = results
         .iter()
         .flat_map(|r| {
-            let limit = r.doc.views.iter().map(move |v| format!("{}: {}", r.name, v.limit_text));
+            let repeated = crate::document::limits(&r.doc.repeats);
+            let limit = r
+                .doc
+                .views
+                .iter()
+                .map(|v| v.limit_text.clone())
+                .chain(repeated)
+                .map(move |l| format!("{}: {l}", r.name));
             r.doc
                 .warnings
                 .iter()

@@ -39,6 +39,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         throughput: Default::default(),
         spin: false,
         server_metrics: None,
+        server_pid: None,
     };
     tweak(&mut p);
     p.validate().unwrap();
