@@ -305,6 +305,12 @@ pub struct Context {
     pub stream_open_loop: bool,
 }
 
+/// The datagrams the kernel dropped by its UDP counters: InErrors counts what
+/// RcvbufErrors counts (and more), so the larger of the two, plus the send side's.
+pub fn udp_drops(k: &NetCounters) -> u64 {
+    k.udp_in_errors.max(k.udp_rcvbuf_errors).saturating_add(k.udp_sndbuf_errors)
+}
+
 /// What helps a client that limited the run, on this machine.
 pub fn client_advice(ctx: &Context) -> String {
     if ctx.spare_cpus > 0 {
