@@ -19,6 +19,7 @@ fn connections_past_the_descriptor_limit_are_refused_up_front() {
 
 /// Runs ringload with `args` and returns its peak resident memory in KiB (the kernel's
 /// own accounting of the finished child, `wait4`'s `ru_maxrss`).
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which gives its rusage too")]
 fn peak_rss_kib(args: &[&str]) -> i64 {
     let child = Command::new(env!("CARGO_BIN_EXE_ringload"))
         .args(args)
