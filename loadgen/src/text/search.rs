@@ -42,7 +42,8 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
         if server { " server" } else { "" }
     );
     for (i, s) in search.steps.iter().enumerate() {
-        let verdict = if s.passed { "ok".to_owned() } else { format!("FAIL: {}", s.reasons.join("; ")) };
+        let limit = step_limit(&s.run).map_or(String::new(), |l| format!(" (limit: {l})"));
+        let verdict = if s.passed { format!("ok{limit}") } else { format!("FAIL: {}{limit}", s.reasons.join("; ")) };
         let server = match (server, s.server_cpu) {
             (false, _) => String::new(),
             (true, Some(cpu)) => format!(" {:>7}", share(cpu)),
@@ -142,4 +143,15 @@ fn answer(o: &mut String, search: &SearchDoc) {
             let _ = writeln!(o, "answer: {} met the SLO{next}", rate(a));
         }
     }
+}
+
+/// What limited a step's run, in a few words: its own verdict, or its repeats' when they
+/// agree.
+fn step_limit(run: &crate::document::ResultDoc) -> Option<&'static str> {
+    if let Some(v) = &run.views {
+        return Some(v.limit.short());
+    }
+    let mut limits = run.repeats.iter().filter_map(|r| r.views.as_ref().map(|v| v.limit));
+    let first = limits.next()?;
+    limits.all(|l| l == first).then(|| first.short())
 }
