@@ -43,11 +43,10 @@ impl Worker<'_> {
         let Listener::Udp(sock, mode) = &self.listeners[index] else { return Ok(()) };
         // SAFETY: zeroed is a valid (empty) sockaddr_storage.
         let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let capacity = self.scratch.len() - 1;
         let r = gso::recvmsg(sock.as_fd(), &mut self.scratch, &mut name)?;
         let from = gso::sockaddr_bytes(&name, r.namelen);
         let source = SourceKey::from_sockaddr(from);
-        let d = Received { len: r.len, captured: r.captured.min(capacity), segment: r.segment, source };
+        let d = Received { len: r.len, captured: r.captured, segment: r.segment, source };
         if let Verdict::Reply(echo) = self.rules.judge(*mode, d, self.now, &mut self.counters) {
             let sent = gso::sendmsg(sock.as_fd(), &self.scratch[..echo.bytes], from, echo.segment);
             Datagrams::replied(&mut self.counters, echo.datagrams, sent);
@@ -57,10 +56,9 @@ impl Worker<'_> {
 
     fn unix_datagram(&mut self, index: usize) -> io::Result<()> {
         let Listener::UnixGram(sock, mode) = &self.listeners[index] else { return Ok(()) };
-        let capacity = self.scratch.len() - 1;
         let (n, from) = sock.recv_from(&mut self.scratch)?;
         let path: Option<PathBuf> = from.as_pathname().map(|p| p.to_owned());
-        let d = Received::single(n, n.min(capacity), SourceKey::from_unix(path.as_deref()));
+        let d = Received::single(n, n, SourceKey::from_unix(path.as_deref()));
         if let Verdict::Reply(echo) = self.rules.judge(*mode, d, self.now, &mut self.counters) {
             let sent = match &path {
                 Some(to) => sock.send_to(&self.scratch[..echo.bytes], to),

@@ -164,7 +164,7 @@ impl<'a> Worker<'a> {
             starved: Vec::new(),
             accept_retry: Vec::new(),
             scratch: vec![0u8; setup.shared.dgram_capacity as usize + 1],
-            rules: Datagrams::new(config, now),
+            rules: Datagrams::new(config, setup.shared.dgram_capacity as usize, now),
             counters,
             open: 0,
             draining: None,

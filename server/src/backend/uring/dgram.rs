@@ -95,9 +95,9 @@ impl<'a> DgramListeners<'a> {
     /// `capacity` bytes: the kernel's `io_uring_recvmsg_out` header, room for the largest
     /// source address and control messages any of them reserves, then the payload.
     ///
-    /// A listener that reserves less room (an IPv4 one beside an IPv6 or Unix one) has
-    /// more than `capacity` bytes for the payload; the rules, not the buffer, hold every
-    /// listener to `capacity`.
+    /// A listener that reserves less room (an IPv4 one beside an IPv6 or Unix one, one
+    /// without GRO beside one with it) has more than `capacity` bytes for the payload: the
+    /// rules, not the buffer, hold every listener to `capacity` exactly.
     pub fn buffer_size(listeners: &[Listener], capacity: u32) -> u32 {
         // struct io_uring_recvmsg_out: namelen, controllen, payloadlen, flags.
         let out = 4 * std::mem::size_of::<u32>() as u32;
@@ -108,8 +108,15 @@ impl<'a> DgramListeners<'a> {
     }
 
     /// The datagram listeners among `listeners` (a token names one by its index among
-    /// them), receiving into `ring`, under the rules for `config`.
-    pub fn new(listeners: &'a [Listener], ring: &'a mut BufRing, config: &Config, now: Instant) -> Self {
+    /// them), receiving into `ring`, under the rules for `config`, echoing datagrams of up
+    /// to `capacity` bytes.
+    pub fn new(
+        listeners: &'a [Listener],
+        ring: &'a mut BufRing,
+        config: &Config,
+        capacity: u32,
+        now: Instant,
+    ) -> Self {
         let sends = (0..ring.count())
             .map(|_| SendSlot {
                 // SAFETY: as in `DgramListener::new`.
@@ -127,7 +134,7 @@ impl<'a> DgramListeners<'a> {
                 .collect(),
             buffers: Buffers::new(ring),
             sends,
-            rules: Datagrams::new(config, now),
+            rules: Datagrams::new(config, capacity as usize, now),
         }
     }
 

@@ -84,7 +84,8 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     let Parts { driver, buffers, dgram_buffers } = ring.split();
     let now = Instant::now();
     let streams = Streams::new(&setup.shared, &setup.listeners, Buffers::new(buffers), table, features);
-    let dgrams = dgram_buffers.map(|ring| DgramListeners::new(&setup.listeners, ring, config, now));
+    let capacity = setup.shared.dgram_capacity;
+    let dgrams = dgram_buffers.map(|ring| DgramListeners::new(&setup.listeners, ring, config, capacity, now));
     let mut worker = Worker::new(&setup, Ctx::new(driver, now), streams, dgrams);
     ready.serving(started);
 
