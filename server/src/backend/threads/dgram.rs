@@ -2,7 +2,7 @@
 //! datagram, lets [`crate::policy::Datagrams`] decide its fate, and answers with exactly
 //! its own bytes.
 
-use super::{FLUSH_EVERY, State, timed_out};
+use super::state::{FLUSH_EVERY, State, timed_out};
 use crate::config::Mode;
 use crate::policy::{Datagrams, Received, SourceKey, Verdict};
 use crate::stats::Counters;

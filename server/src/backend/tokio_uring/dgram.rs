@@ -1,7 +1,7 @@
 //! UDP on the `tokio-uring` backend: one task per listener receives each datagram, lets
 //! [`crate::policy::Datagrams`] decide its fate, and answers with exactly its own bytes.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::config::Mode;
 use crate::policy::{Datagrams, Received, SourceKey, Verdict};
 use std::time::Instant;
