@@ -209,7 +209,14 @@ impl<'a> DgramListeners<'a> {
 
     pub fn on_recv(&mut self, ctx: &mut Ctx<'a>, listener: usize, res: i32, flags: u32, more: bool) {
         let Some(l) = self.listeners.get_mut(listener) else {
+            // Not a receive of ours (tokens name only our listeners): count it, and give
+            // back a buffer it may carry.
             ctx.counters.err_other += 1;
+            if let Some(buf) =
+                cqueue::buffer_select(flags).and_then(|bid| self.buffers.take(bid, &mut ctx.counters))
+            {
+                self.buffers.release(buf, &mut ctx.counters);
+            }
             return;
         };
         if !more {
