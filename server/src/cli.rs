@@ -1,11 +1,12 @@
 //! The command line: clap derive, help from doc comments, human units. [`Args::to_config`]
 //! turns it into a validated [`Config`]; any error names the flag at fault.
 
-use crate::config::{Backend, Config, ConfigError, Cpus, Endpoint, Listen, Mode};
+use crate::config::{self, Backend, Config, ConfigError, Cpus, Endpoint, Listen, Mode};
 use crate::units;
 use clap::{Parser, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A thread-per-core io_uring echo server (RFC 862) for TCP, UDP and Unix sockets, with
@@ -51,7 +52,7 @@ pub struct Args {
     /// The engine: uring (hand-rolled io_uring per core), epoll (mio per core; works where
     /// io_uring is off), tokio-uring (a tokio-uring runtime per core) or threads (a
     /// blocking thread per connection).
-    #[arg(long, value_enum, default_value_t = Backend::Uring)]
+    #[arg(long, value_enum, default_value_t = Config::default().backend)]
     pub backend: Backend,
 
     /// Mode of listeners given without a `MODE@` prefix.
@@ -77,7 +78,7 @@ pub struct Args {
     pub buffers: u32,
 
     /// Size of each provided buffer, e.g. 16KiB.
-    #[arg(long, value_name = "SIZE", default_value = "16KiB", value_parser = parse_u32_size)]
+    #[arg(long, value_name = "SIZE", default_value = default_buffer_size(), value_parser = parse_u32_size)]
     pub buffer_size: u32,
 
     /// Provided buffers per worker for datagram listeners (uring backend; a power of two).
@@ -99,7 +100,7 @@ pub struct Args {
 
     /// Most bytes one connection may hold received but not yet echoed; past it, the server
     /// stops reading from that connection until its queue drains.
-    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = parse_u32_size)]
+    #[arg(long, value_name = "SIZE", default_value = default_max_conn_buffer(), value_parser = parse_u32_size)]
     pub max_conn_buffer: u32,
 
     /// Most open connections in the process; further ones are closed at once and counted.
@@ -131,7 +132,7 @@ pub struct Args {
 
     /// After SIGINT/SIGTERM, how long open connections may keep echoing before they are
     /// closed.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = default_drain_timeout(), value_parser = units::parse_duration)]
     pub drain_timeout: Duration,
 
     /// Serve the counters in the Prometheus text format at http://ADDR/metrics (per
@@ -148,6 +149,24 @@ pub struct Args {
     /// Submission queue entries per worker ring.
     #[arg(long, value_name = "N", default_value_t = Config::default().ring_entries)]
     pub ring_entries: u32,
+}
+
+// The defaults `--help` shows for flags with units, written in those units; the values
+// are `config`'s, so the two cannot drift.
+
+fn default_buffer_size() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| units::format_size(config::DEFAULT_BUFFER_SIZE.into()))
+}
+
+fn default_max_conn_buffer() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| units::format_size(config::DEFAULT_MAX_CONN_BUFFER.into()))
+}
+
+fn default_drain_timeout() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| units::format_duration(config::DEFAULT_DRAIN_TIMEOUT))
 }
 
 /// How figures are printed.
@@ -333,6 +352,30 @@ mod tests {
         let config = parse(&[]).unwrap().to_config().unwrap();
         assert_eq!(config.listen, vec![Listen::Tcp("127.0.0.1:7007".parse().unwrap()).into()]);
         assert_eq!(config.max_conn_buffer, 256 * 1024);
+    }
+
+    /// Every default of the command line is `Config::default()`'s, and `--help` shows the
+    /// ones with units in those units.
+    #[test]
+    fn defaults_are_the_configs() {
+        let (c, d) = (parse(&[]).unwrap().to_config().unwrap(), Config::default());
+        assert_eq!(c.backend, d.backend);
+        assert_eq!((c.buffers, c.buffer_size), (d.buffers, d.buffer_size));
+        assert_eq!(
+            (c.dgram_buffers, c.dgram_buffer_size, c.gro),
+            (d.dgram_buffers, d.dgram_buffer_size, d.gro)
+        );
+        assert_eq!((c.max_conn_buffer, c.max_conns), (d.max_conn_buffer, d.max_conns));
+        assert_eq!((c.drain_timeout, c.idle_timeout), (d.drain_timeout, d.idle_timeout));
+        assert_eq!(
+            (c.ring_entries, c.zc_threshold, c.udp_rate_limit),
+            (d.ring_entries, d.zc_threshold, d.udp_rate_limit)
+        );
+        assert_eq!((c.sqpoll, c.spin, c.workers, c.metrics), (d.sqpoll, d.spin, d.workers, d.metrics));
+        let help = <Args as clap::CommandFactory>::command().render_long_help().to_string();
+        for shown in ["[default: 16KiB]", "[default: 256KiB]", "[default: 5s]", "[default: uring]"] {
+            assert!(help.contains(shown), "{shown} not in --help:\n{help}");
+        }
     }
 
     #[test]

@@ -237,16 +237,16 @@ impl Default for Config {
             cpus: Cpus::Allowed,
             workers: None,
             buffers: 1024,
-            buffer_size: 16 * 1024,
+            buffer_size: DEFAULT_BUFFER_SIZE,
             dgram_buffers: 256,
             dgram_buffer_size: None,
             gro: true,
-            max_conn_buffer: 256 * 1024,
+            max_conn_buffer: DEFAULT_MAX_CONN_BUFFER,
             max_conns: 65_536,
             idle_timeout: None,
             sqpoll: false,
             zc_threshold: None,
-            drain_timeout: Duration::from_secs(5),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             ring_entries: 1024,
             udp_rate_limit: None,
             metrics: None,
@@ -257,6 +257,17 @@ impl Default for Config {
 
 /// The port used when no listener is given.
 pub const DEFAULT_PORT: u16 = 7007;
+
+/// Bytes per provided buffer unless `--buffer-size` says otherwise.
+pub const DEFAULT_BUFFER_SIZE: u32 = 16 * 1024;
+
+/// Most bytes a connection holds received and not yet echoed unless `--max-conn-buffer`
+/// says otherwise.
+pub const DEFAULT_MAX_CONN_BUFFER: u32 = 256 * 1024;
+
+/// How long open connections may keep echoing after shutdown begins unless
+/// `--drain-timeout` says otherwise.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest duration any setting takes (a day): longer ones are typos, and instants
 /// computed from them must not overflow.

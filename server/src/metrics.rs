@@ -4,32 +4,21 @@
 //! Every counter and gauge appears once per worker (label `worker`) and never as a total
 //! beside them, so that `sum()` in a query is right; the usual `process_*` metrics and a
 //! `ringecho_build_info` come with them. The exposition format is `prometheus-client`'s;
-//! the HTTP side answers `GET /metrics` on one thread that serves every scrape at once
-//! (non-blocking), each with a deadline and a bounded request, at most [`MAX_SCRAPERS`]
-//! at a time, so an idle or slow client delays no other scrape and costs a bounded amount.
+//! the HTTP side ([`http`]: `GET` and `HEAD /metrics`) serves every scrape at once on one
+//! thread, each with deadlines and a bounded request, so an idle, slow or hostile client
+//! delays no other scrape and costs a bounded amount.
+
+pub mod http;
 
 use crate::stats::{Counters, FIELDS, Snapshot};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+pub use http::{MAX_SCRAPERS, serve};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// Most scrapes in progress at once; connections past it are closed at once.
-pub const MAX_SCRAPERS: usize = 256;
-/// The longest one scrape may take, from connection to the last byte of the answer.
-const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
-/// The largest request read.
-const MAX_REQUEST: usize = 8192;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Worker {
@@ -193,163 +182,6 @@ fn registry(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> Regis
         start,
     );
     registry
-}
-
-/// Serves `GET /metrics` on `addr` until `stop` is set; returns the bound address.
-pub fn serve(
-    addr: SocketAddr,
-    scrape: impl Fn() -> String + Send + 'static,
-    stop: Arc<AtomicBool>,
-) -> io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
-    let bound = std_listener.local_addr()?;
-    let mut listener = TcpListener::from_std(std_listener);
-    let poll = Poll::new()?;
-    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
-    let thread = std::thread::Builder::new()
-        .name("ringecho-metrics".into())
-        .spawn(move || Scrapes { poll, listener, conns: HashMap::new(), next: 0 }.run(&scrape, &stop))?;
-    Ok((bound, thread))
-}
-
-const LISTENER: Token = Token(usize::MAX);
-
-/// One scrape in progress: the request read so far, then the answer being written.
-struct Scrape {
-    stream: TcpStream,
-    request: Vec<u8>,
-    answer: Vec<u8>,
-    written: usize,
-    deadline: Instant,
-}
-
-/// Every scrape in progress, on one thread: none waits for another.
-struct Scrapes {
-    poll: Poll,
-    listener: TcpListener,
-    conns: HashMap<usize, Scrape>,
-    next: usize,
-}
-
-impl Scrapes {
-    fn run(mut self, scrape: &dyn Fn() -> String, stop: &AtomicBool) {
-        let mut events = Events::with_capacity(256);
-        while !stop.load(Ordering::Acquire) {
-            // Wake at least every 100 ms to notice `stop` and the deadlines.
-            if self.poll.poll(&mut events, Some(Duration::from_millis(100))).is_err() {
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    LISTENER => self.accept(),
-                    Token(id) => self.progress(id, scrape),
-                }
-            }
-            let now = Instant::now();
-            self.conns.retain(|_, c| c.deadline > now);
-        }
-    }
-
-    fn accept(&mut self) {
-        while let Ok((mut stream, _)) = self.listener.accept() {
-            if self.conns.len() >= MAX_SCRAPERS {
-                continue; // dropping `stream` closes it
-            }
-            let id = self.next;
-            self.next = (self.next + 1) % (usize::MAX - 1);
-            if self.poll.registry().register(&mut stream, Token(id), Interest::READABLE).is_ok() {
-                let deadline = Instant::now() + SCRAPE_DEADLINE;
-                self.conns.insert(
-                    id,
-                    Scrape { stream, request: Vec::new(), answer: Vec::new(), written: 0, deadline },
-                );
-            }
-        }
-    }
-
-    /// Reads what the client sent; once the request is whole, answers it. A scrape that
-    /// fails or finishes is dropped (closing its connection).
-    fn progress(&mut self, id: usize, scrape: &dyn Fn() -> String) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
-        let done = match c.step(scrape) {
-            Ok(Step::Reading) => false,
-            Ok(Step::Answer) => {
-                let registry = self.poll.registry();
-                registry.reregister(&mut c.stream, Token(id), Interest::WRITABLE).is_err()
-                    || c.write().unwrap_or(true)
-            }
-            Ok(Step::Writing) => c.write().unwrap_or(true),
-            Err(_) => true,
-        };
-        if done {
-            self.conns.remove(&id);
-        }
-    }
-}
-
-enum Step {
-    Reading,
-    Answer,
-    Writing,
-}
-
-impl Scrape {
-    fn step(&mut self, scrape: &dyn Fn() -> String) -> io::Result<Step> {
-        if !self.answer.is_empty() {
-            return Ok(Step::Writing);
-        }
-        let mut buf = [0u8; 1024];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.request.extend_from_slice(&buf[..n]);
-                    if self.request.len() >= MAX_REQUEST || self.request.windows(4).any(|w| w == b"\r\n\r\n")
-                    {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Reading),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.answer = respond(&self.request, scrape);
-        Ok(Step::Answer)
-    }
-
-    /// Writes what it can of the answer; true once all of it is written.
-    fn write(&mut self) -> io::Result<bool> {
-        while self.written < self.answer.len() {
-            match self.stream.write(&self.answer[self.written..]) {
-                Ok(n) => self.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// The HTTP answer to `request`.
-fn respond(request: &[u8], scrape: &dyn Fn() -> String) -> Vec<u8> {
-    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", scrape())
-    } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "try GET /metrics\n".to_string())
-    };
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 #[cfg(test)]

@@ -205,7 +205,8 @@ pub(crate) struct Received {
     /// Payload bytes the sender sent (the whole train's, for a train), even when fewer
     /// fit the buffer.
     pub len: usize,
-    /// Payload bytes in the buffer (`len` when it fit).
+    /// Payload bytes in the buffer (`len` when it fit); the rules hold at most the
+    /// capacity of them.
     pub captured: usize,
     /// The GRO segment size: the train holds `len / segment` datagrams of that size and
     /// perhaps one shorter last one. `None` for a single datagram.
@@ -250,32 +251,41 @@ pub(crate) enum Verdict {
 /// A worker's datagram rules: the verdict on each datagram, and its counting.
 pub(crate) struct Datagrams {
     limiter: Option<RateLimiter<SourceKey>>,
+    /// The largest datagram (or GRO train) echoed, in bytes.
+    capacity: usize,
 }
 
 impl Datagrams {
     /// The rules for `config` (the rate limiter: `--udp-rate-limit` per second per source,
-    /// a tenth of a second of burst, a bounded table).
-    pub fn new(config: &Config, now: Instant) -> Datagrams {
+    /// a tenth of a second of burst, a bounded table), echoing datagrams (and GRO trains)
+    /// of at most `capacity` bytes: `--dgram-buffer-size`, or the largest a listener can
+    /// receive (`Shared::dgram_capacity`).
+    pub fn new(config: &Config, capacity: usize, now: Instant) -> Datagrams {
         let limiter = config
             .udp_rate_limit
             .map(|pps| RateLimiter::new(pps, (pps / 10).max(1), RATE_LIMIT_SOURCES, now));
-        Datagrams { limiter }
+        Datagrams { limiter, capacity }
     }
 
     /// Decides the fate of a datagram or train received on a listener in `mode` and
     /// counts it, one datagram at a time: of a train, the datagrams that did not fit the
-    /// buffer are dropped as truncated and those over the rate limit as rate-limited (a
+    /// capacity are dropped as truncated and those over the rate limit as rate-limited (a
     /// train is only ever cut at a segment boundary); the rest are echoed. A `Reply` is
     /// counted once its send completes ([`Datagrams::replied`]).
+    ///
+    /// The capacity is the limit, not the backend's buffer: bytes a buffer held beyond it
+    /// (the uring backend's buffers have room for the largest source address of any
+    /// listener, so one with a shorter address receives a little more) count as not held.
     pub fn judge(&mut self, mode: Mode, d: Received, now: Instant, c: &mut Counters) -> Verdict {
         let segment = d.segment.filter(|s| *s > 0 && d.len > *s);
         let total = crate::gso::segments(d.len, segment);
         c.dgrams_in += total as u64;
-        // Datagrams wholly in the buffer: all of them when it fit; of a cut train, its
-        // full-size segments that fit (a shorter last one is never whole then).
+        let captured = d.captured.min(self.capacity);
+        // Datagrams wholly held: all of them when the capacity held them; of a cut train,
+        // its full-size segments that fit (a shorter last one is never whole then).
         let (whole, whole_bytes) = match segment {
-            _ if d.captured >= d.len => (total, d.len),
-            Some(s) => (d.captured / s, d.captured / s * s),
+            _ if captured >= d.len => (total, d.len),
+            Some(s) => (captured / s, captured / s * s),
             None => (0, 0),
         };
         c.dgram_drop_truncated += (total - whole) as u64;
@@ -402,7 +412,7 @@ mod tests {
     fn verdicts() {
         let now = Instant::now();
         let config = Config { udp_rate_limit: Some(10), ..Config::default() };
-        let mut d = Datagrams::new(&config, now);
+        let mut d = Datagrams::new(&config, 65_536, now);
         let mut c = Counters::default();
         let from = Some(SourceKey::V4([1, 2, 3, 4]));
         let whole = Received::single(10, 10, from);
@@ -423,7 +433,7 @@ mod tests {
     #[test]
     fn trains_are_judged_per_datagram() {
         let now = Instant::now();
-        let mut d = Datagrams::new(&Config::default(), now);
+        let mut d = Datagrams::new(&Config::default(), 65_536, now);
         let mut c = Counters::default();
         let from = Some(SourceKey::V6([7; 16]));
         // Eight datagrams, the last shorter: 7 × 64 + 20.
@@ -449,12 +459,37 @@ mod tests {
         assert_eq!(c.dgrams_discarded, 8);
     }
 
+    /// The capacity is exact whatever the backend's buffer held: one byte over it is
+    /// truncated even when the buffer had room for it; a train is cut at the capacity.
+    #[test]
+    fn capacity_is_the_limit_not_the_buffer() {
+        let now = Instant::now();
+        let mut d = Datagrams::new(&Config::default(), 1000, now);
+        let mut c = Counters::default();
+        let from = Some(SourceKey::V4([1, 2, 3, 4]));
+        let exact = Verdict::Reply(Echo { bytes: 1000, datagrams: 1, segment: None });
+        assert_eq!(d.judge(Mode::Echo, Received::single(1000, 1000, from), now, &mut c), exact);
+        for len in [1001, 1012, 1062, 1100] {
+            assert_eq!(
+                d.judge(Mode::Echo, Received::single(len, len, from), now, &mut c),
+                Verdict::Truncated
+            );
+        }
+        assert_eq!(c.dgram_drop_truncated, 4);
+        // Six 300-byte datagrams, all in the buffer: the three that fit 1000 bytes go back.
+        let train = Received { len: 1800, captured: 1800, segment: Some(300), source: from };
+        let three = Verdict::Reply(Echo { bytes: 900, datagrams: 3, segment: Some(300) });
+        assert_eq!(d.judge(Mode::Echo, train, now, &mut c), three);
+        assert_eq!(c.dgram_drop_truncated, 7);
+        assert_eq!(c.bytes_in, 1900, "only datagrams held whole");
+    }
+
     #[test]
     fn rate_limit_cuts_trains_at_a_segment_boundary() {
         let now = Instant::now();
         // 30 per second: a burst of 3.
         let config = Config { udp_rate_limit: Some(30), ..Config::default() };
-        let mut d = Datagrams::new(&config, now);
+        let mut d = Datagrams::new(&config, 65_536, now);
         let mut c = Counters::default();
         let train =
             Received { len: 640, captured: 640, segment: Some(64), source: Some(SourceKey::V4([9; 4])) };
@@ -474,17 +509,17 @@ mod tests {
         #[test]
         fn datagram_counters_add_up(dgrams in proptest::collection::vec(
             (0usize..70_000, 0usize..70_000, proptest::option::of(0usize..9000), proptest::option::of(0u8..4),
-             any::<bool>(), any::<bool>()), 0..300)) {
+             any::<bool>(), any::<bool>()), 0..300), capacity in 1usize..70_000) {
             let now = Instant::now();
             let config = Config { udp_rate_limit: Some(50), ..Config::default() };
-            let mut rules = Datagrams::new(&config, now);
+            let mut rules = Datagrams::new(&config, capacity, now);
             let mut c = Counters::default();
             for (len, captured, segment, source, discard, send_ok) in dgrams {
                 let mode = if discard { Mode::Discard } else { Mode::Echo };
                 let source = source.map(|s| SourceKey::V4([s, 0, 0, 1]));
                 let d = Received { len, captured: captured.min(len), segment, source };
                 if let Verdict::Reply(echo) = rules.judge(mode, d, now, &mut c) {
-                    prop_assert!(echo.bytes <= d.captured);
+                    prop_assert!(echo.bytes <= d.captured && echo.bytes <= capacity);
                     prop_assert!(echo.datagrams >= 1);
                     if let Some(s) = echo.segment {
                         prop_assert_eq!(segment, Some(usize::from(s)));

@@ -1,5 +1,6 @@
 //! Parsers for the human units on the command line: sizes (`64`, `4KiB`, `1MiB`),
-//! durations (`500ms`, `10s`) and CPU lists (`0,1`, `0-3,8`).
+//! durations (`500ms`, `10s`) and CPU lists (`0,1`, `0-3,8`); and the writers of sizes and
+//! durations that these parsers read back (for the defaults `--help` shows).
 //!
 //! Every parser takes untrusted text and returns a typed error naming what was wrong;
 //! none of them panics, whatever the input.
@@ -24,6 +25,23 @@ pub enum UnitError {
 /// or binary (`KiB`, `MiB`) suffix, as `parse-size` reads them.
 pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     parse_size::parse_size(text.trim()).map_err(|_| UnitError::Size(text.to_owned()))
+}
+
+/// Writes a byte size as [`parse_size()`] reads it back, in the largest binary unit that
+/// divides it (`16KiB`, `1MiB`, `1000`): how `--help` shows a default.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    for (unit, shift) in UNITS {
+        if bytes != 0 && bytes.trailing_zeros() >= shift {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Writes a duration as [`parse_duration()`] reads it back (`5s`, `1m 30s`, `0`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() { "0".into() } else { humantime::format_duration(d).to_string() }
 }
 
 /// Parses a duration such as `500ms`, `10s` or `1m 30s`. A bare `0` means zero.
@@ -79,6 +97,18 @@ mod tests {
     }
 
     #[test]
+    fn formats() {
+        assert_eq!(format_size(16 * 1024), "16KiB");
+        assert_eq!(format_size(256 * 1024), "256KiB");
+        assert_eq!(format_size(3 << 20), "3MiB");
+        assert_eq!(format_size(1000), "1000");
+        assert_eq!(format_size(0), "0");
+        assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
@@ -111,6 +141,13 @@ mod tests {
             let text = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
             let parsed = parse_cpu_list(&text).unwrap();
             prop_assert_eq!(parsed, cpus.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn formatted_sizes_and_durations_read_back(n in 0u64..(1 << 50), ms in 0u64..(1 << 40)) {
+            prop_assert_eq!(parse_size(&format_size(n)), Ok(n));
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
 
         #[test]

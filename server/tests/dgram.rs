@@ -29,6 +29,37 @@ fn udp_addrs(h: &ServerHandle) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
+/// A connected datagram client, UDP or Unix.
+trait Client {
+    fn send(&self, data: &[u8]) -> std::io::Result<usize>;
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+    fn set_timeout(&self, timeout: Duration);
+}
+
+impl Client for UdpSocket {
+    fn send(&self, data: &[u8]) -> std::io::Result<usize> {
+        UdpSocket::send(self, data)
+    }
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        UdpSocket::recv(self, buf)
+    }
+    fn set_timeout(&self, timeout: Duration) {
+        self.set_read_timeout(Some(timeout)).unwrap();
+    }
+}
+
+impl Client for UnixDatagram {
+    fn send(&self, data: &[u8]) -> std::io::Result<usize> {
+        UnixDatagram::send(self, data)
+    }
+    fn recv(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        UnixDatagram::recv(self, buf)
+    }
+    fn set_timeout(&self, timeout: Duration) {
+        self.set_read_timeout(Some(timeout)).unwrap();
+    }
+}
+
 /// Waits until the server has counted at least `received` datagrams and accounted for
 /// every one, and returns its counters.
 fn settled_dgrams(h: &ServerHandle, received: u64) -> ringecho::Counters {
@@ -165,6 +196,107 @@ fn oversized_datagram_is_dropped_not_truncated(backend: Backend) {
     let t = settled_dgrams(&h, 2);
     assert_eq!(t.dgram_drop_truncated, 1);
     assert_eq!(t.dgrams_echoed, 1);
+}
+
+/// `--dgram-buffer-size 1000` holds exactly on every listener, whatever listeners share a
+/// worker: beside one another, IPv4 UDP, IPv6 UDP and Unix datagram listeners (whose
+/// source addresses take different room in a datagram buffer of the uring backend) each
+/// echo 1,000 B and drop every datagram of 1,001 to 1,100 B, counted as truncated.
+fn dgram_limit_is_exact_whatever_listeners_share_a_worker(backend: Backend) {
+    const LIMIT: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let server_path = dir.path().join("echo.dgram");
+    let unix = backend.has_unix_datagram();
+    let Some(h) = start(backend, |c| {
+        c.listen = vec![
+            Listen::Udp("127.0.0.1:0".parse().unwrap()).into(),
+            Listen::Udp("[::1]:0".parse().unwrap()).into(),
+        ];
+        if unix {
+            c.listen.push(Listen::UnixGram(server_path.clone()).into());
+        }
+        c.dgram_buffer_size = Some(LIMIT as u32);
+    }) else {
+        return;
+    };
+    assert!(
+        h.listening_lines().iter().all(|l| l.ends_with(" max-datagram 1000")),
+        "{:?}",
+        h.listening_lines()
+    );
+    let udp: Vec<_> = h
+        .local_addrs()
+        .iter()
+        .filter_map(|a| match a {
+            ringecho::BoundAddr::Udp(a) => Some(*a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(udp.len(), 2);
+    // Each oversized datagram is followed by one of exactly the limit from the same
+    // socket: the server answers one sender's datagrams in order, so the first reply must
+    // be that one, whole — an oversized one echoed (or cut) would come first. A busy
+    // loopback may lose a datagram before the server sees it (the kernel's backlog), so an
+    // unanswered one of the limit is sent again (a late answer to an earlier one is
+    // recognised as such). Returns how many datagrams of the limit went.
+    let check = |name: &str, client: &dyn Client| -> u64 {
+        let mut back = vec![0u8; 4096];
+        let (mut sent, mut earlier) = (0u64, Vec::new());
+        client.set_timeout(Duration::from_secs(1));
+        for size in LIMIT + 1..=LIMIT + 100 {
+            let exact = payload(size as u64, LIMIT);
+            assert_eq!(client.send(&payload(size as u64 + (1 << 32), size)).unwrap(), size);
+            'answered: for attempt in 1.. {
+                assert_eq!(client.send(&exact).unwrap(), LIMIT);
+                sent += 1;
+                loop {
+                    match client.recv(&mut back) {
+                        Ok(n) if back[..n] == exact[..] => break 'answered,
+                        Ok(n) if earlier.iter().any(|e: &Vec<u8>| back[..n] == e[..]) => continue,
+                        Ok(n) => panic!(
+                            "{name}: {n} B came back where only the {LIMIT} B datagram sent after a {size} B one should"
+                        ),
+                        Err(e) if attempt == 5 => {
+                            panic!("{name}: no reply to {LIMIT} B in {attempt} tries: {e}")
+                        }
+                        Err(_) => continue 'answered,
+                    }
+                }
+            }
+            earlier.push(exact);
+        }
+        // Nothing after the last of them but late answers to earlier ones (the positive
+        // case above is on this socket).
+        client.set_timeout(Duration::from_millis(300));
+        while let Ok(n) = client.recv(&mut back) {
+            assert!(earlier.iter().any(|e| back[..n] == e[..]), "{name}: {n} B came back unasked");
+        }
+        sent
+    };
+    let mut exact_sent = 0;
+    for addr in &udp {
+        exact_sent += check(&format!("udp {addr}"), &udp_client(*addr));
+    }
+    let mut listeners = udp.len() as u64;
+    if unix {
+        let client = UnixDatagram::bind(dir.path().join("client.dgram")).unwrap();
+        client.connect(&server_path).unwrap();
+        exact_sent += check("unixgram", &client);
+        listeners += 1;
+    }
+    // Every oversized datagram the server saw is counted as truncated, and nothing else
+    // is: all of them, unless the kernel lost some before the server saw them.
+    let sent = listeners * 100 + exact_sent;
+    let all_seen = eventually(Duration::from_secs(5), || h.stats().total.dgrams_in >= sent);
+    let t = settled_dgrams(&h, listeners * 100);
+    assert_eq!(t.dgram_drop_truncated, t.dgrams_in - t.dgrams_echoed, "{t:?}");
+    assert!(t.dgrams_echoed >= listeners * 100 && t.dgrams_echoed <= exact_sent, "{t:?}");
+    if all_seen {
+        assert_eq!((t.dgrams_in, t.dgram_drop_truncated), (sent, listeners * 100), "{t:?}");
+    } else {
+        eprintln!("{} of {sent} datagrams lost before the server saw them: {t:?}", sent - t.dgrams_in);
+        assert!(t.dgram_drop_truncated > 0, "{t:?}");
+    }
 }
 
 /// --udp-rate-limit 1000: a client blasting 5,000 datagrams gets about 1,000 per second
@@ -443,6 +575,7 @@ for_each_backend!(
     udp_sizes_byte_for_byte_ipv4_and_ipv6,
     udp_many_clients_no_misdirected_or_altered_replies,
     oversized_datagram_is_dropped_not_truncated,
+    dgram_limit_is_exact_whatever_listeners_share_a_worker,
     rate_limit_drops_and_counts_the_excess,
     unix_datagram_bound_and_unbound_senders,
     udp_discard_answers_nothing,

@@ -1,49 +1,12 @@
 //! What the kernel's io_uring can do, found once at start-up: whether a ring can be made
 //! at all (and if not, why: a sysctl, seccomp), and the optional features the engines use.
 
-use super::{Ring, RingOptions, sqe};
+use super::error::UringError;
+use super::sqe;
+use super::uring::{Parts, Ring, RingOptions};
 use io_uring::{cqueue, opcode, types};
 use std::io;
 use std::os::fd::AsRawFd;
-
-/// Why io_uring cannot be used here.
-#[derive(Debug, thiserror::Error)]
-pub enum UringError {
-    /// The kernel refused to create a ring at all.
-    #[error("io_uring is unavailable: {error}{}", sysctl_hint(*io_uring_disabled))]
-    Unavailable {
-        /// What io_uring_setup returned.
-        error: io::Error,
-        /// The value of kernel.io_uring_disabled, when the kernel has it.
-        io_uring_disabled: Option<u8>,
-    },
-    /// A ring was created but a feature the engine needs is missing.
-    #[error("io_uring lacks {feature} (needs Linux {kernel} or later): {error}")]
-    Missing {
-        /// The feature.
-        feature: &'static str,
-        /// The first kernel version that has it.
-        kernel: &'static str,
-        /// The error the kernel gave.
-        error: io::Error,
-    },
-    /// Setting up a ring failed for a reason of this process (memory, descriptors).
-    #[error("{step}: {error}")]
-    Setup {
-        /// What was being set up.
-        step: String,
-        /// Why it failed.
-        error: io::Error,
-    },
-}
-
-fn sysctl_hint(disabled: Option<u8>) -> String {
-    match disabled {
-        Some(1) => " (kernel.io_uring_disabled = 1: only processes in kernel.io_uring_group may use it)".into(),
-        Some(2) => " (kernel.io_uring_disabled = 2: io_uring is switched off on this machine)".into(),
-        _ => " (a kernel built without io_uring, or a seccomp profile such as a container runtime's default, blocks it)".into(),
-    }
-}
 
 /// Kernel features found by [`probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,14 +38,12 @@ fn probe_here() -> Result<Features, UringError> {
     };
     let mut ring =
         Ring::new(RingOptions { entries: 8, sqpoll: false, buffers: 2, buffer_size: 64, dgram: None })?;
-    let mut probe = io_uring::Probe::new();
-    let _ = ring.uring.submitter().register_probe(&mut probe);
-    let send_zc = probe.is_supported(opcode::SendZc::CODE);
+    let send_zc = ring.supports(opcode::SendZc::CODE);
 
     let (a, b) = std::os::unix::net::UnixStream::pair().map_err(setup("socketpair"))?;
     use std::io::Write;
     (&a).write_all(b"xy").map_err(setup("socketpair"))?;
-    let crate::ring::Parts { mut driver, buffers: buf_ring, .. } = ring.split();
+    let Parts { mut driver, buffers: buf_ring, .. } = ring.split();
     let recv = sqe::recv_multishot(types::Fd(b.as_raw_fd()), buf_ring.group(), Some(1)).user_data(1);
     // SAFETY: the receive writes only into the ring's own buffers, which `Ring` keeps
     // mapped until its io_uring is gone; the socket is a file the kernel holds a

@@ -2,7 +2,7 @@
 //! datagram, lets [`crate::policy::Datagrams`] decide its fate, and answers with exactly
 //! its own bytes.
 
-use super::{FLUSH_EVERY, State, timed_out};
+use super::state::{FLUSH_EVERY, State, timed_out};
 use crate::config::Mode;
 use crate::policy::{Datagrams, Received, SourceKey, Verdict};
 use crate::stats::Counters;
@@ -73,7 +73,7 @@ fn dgram_loop(
     // big.
     let mut buf = vec![0u8; capacity + 1];
     let mut local = Counters::default();
-    let mut rules = Datagrams::new(&state.shared.config, Instant::now());
+    let mut rules = Datagrams::new(&state.shared.config, capacity, Instant::now());
     let mut ops = 0u32;
     while !state.stopping() {
         ops += 1;
@@ -93,7 +93,7 @@ fn dgram_loop(
                 continue;
             }
         };
-        let d = Received::single(n, n.min(capacity), Peer::key(&peer));
+        let d = Received::single(n, n, Peer::key(&peer));
         let Verdict::Reply(echo) = rules.judge(mode, d, Instant::now(), &mut local) else {
             continue;
         };

@@ -3,31 +3,29 @@
 //! one buffer and writes it back before reading again, so it holds at most one
 //! `--buffer-size` buffer; `--max-conn-buffer` has nothing more to bound here.
 //!
-//! Threads wake every [`POLL`] (socket timeouts) to notice shutdown, the drain deadline
-//! and idle connections. Counters are tallied per thread and flushed into one shared
-//! tally under a lock every [`FLUSH_EVERY`] operations and when the thread ends.
+//! Threads wake every [`state::POLL`] (socket timeouts) to notice shutdown, the drain
+//! deadline and idle connections. Counters are tallied per thread and flushed into one
+//! shared tally under a lock every [`state::FLUSH_EVERY`] operations and when the thread
+//! ends.
 //!
-//! Files: this one the engine and the shared tally; `stream.rs` the accepting thread and
-//! the connection threads; `dgram.rs` the datagram threads.
+//! Files: this one the engine; `state.rs` what every thread shares (the tally); `stream.rs`
+//! the accepting thread and the connection threads; `dgram.rs` the datagram threads.
 
 mod dgram;
+mod state;
 mod stream;
 
-use crate::backend::contract::{Engine, Family, Ready, Shared, Started, Transport, WorkerSetup};
+use crate::backend::contract::{Engine, Family, Ready, Started, Transport, WorkerSetup};
 use crate::config::Config;
 use crate::error::ServerWarning;
 use crate::stats::Counters;
+use state::{POLL, State};
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How often a blocked thread wakes to look at shutdown, deadlines and idleness.
-const POLL: Duration = Duration::from_millis(100);
-/// Operations between two flushes of a thread's tally.
-const FLUSH_EVERY: u32 = 64;
 
 /// A thread per connection.
 pub(crate) struct ThreadsEngine;
@@ -45,43 +43,6 @@ impl Engine for ThreadsEngine {
 
     fn describe(&self, config: &Config, _: &[Started]) -> String {
         format!("a thread per connection, one {} B buffer each", config.buffer_size)
-    }
-}
-
-/// What every thread of the backend shares.
-struct State {
-    shared: Arc<Shared>,
-    index: usize,
-    tally: Mutex<Counters>,
-    open: AtomicU64,
-    draining_since: Mutex<Option<Instant>>,
-}
-
-impl State {
-    fn flush(&self, local: &mut Counters) {
-        self.flush_closing(local, false);
-    }
-
-    /// Flushes, and when `closing`, takes this connection out of the open count under
-    /// the same lock, so no reader sees it gone before its counts are in.
-    fn flush_closing(&self, local: &mut Counters, closing: bool) {
-        let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        t.merge(local);
-        if closing {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-        }
-        t.open = self.open.load(Ordering::Relaxed);
-        self.shared.stats.worker(self.index).publish(&t);
-        *local = Counters::default();
-    }
-
-    fn drain_deadline(&self) -> Option<Instant> {
-        let since = *self.draining_since.lock().unwrap_or_else(|e| e.into_inner());
-        since.map(|s| crate::policy::deadline(s, self.shared.config.drain_timeout))
-    }
-
-    fn stopping(&self) -> bool {
-        self.shared.shutdown.load(Ordering::Acquire)
     }
 }
 
@@ -162,9 +123,4 @@ fn spawn_listener(
             builder("ringecho-dgram").spawn(move || dgram::unixgram_loop(&state, mode, &s))
         }
     }
-}
-
-/// A socket call that only timed out (or was interrupted): look at the clock, try again.
-fn timed_out(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }

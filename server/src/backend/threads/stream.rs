@@ -1,7 +1,7 @@
 //! Stream connections of the `threads` backend: the accepting thread, and one blocking
 //! thread per connection that reads a buffer and writes it back before reading again.
 
-use super::{FLUSH_EVERY, POLL, State, timed_out};
+use super::state::{FLUSH_EVERY, POLL, State, timed_out};
 use crate::config::Mode;
 use crate::policy::{self, CloseReason, SOURCE_CHUNK};
 use crate::stats::Counters;

@@ -1,7 +1,7 @@
 //! UDP on the `tokio-uring` backend: one task per listener receives each datagram, lets
 //! [`crate::policy::Datagrams`] decide its fate, and answers with exactly its own bytes.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::config::Mode;
 use crate::policy::{Datagrams, Received, SourceKey, Verdict};
 use std::time::Instant;
@@ -9,7 +9,7 @@ use tokio_uring::buf::BoundedBuf;
 
 pub(super) async fn udp(mut ctx: Ctx, sock: tokio_uring::net::UdpSocket, mode: Mode) {
     let capacity = ctx.shared.dgram_capacity as usize;
-    let mut rules = Datagrams::new(&ctx.shared.config, Instant::now());
+    let mut rules = Datagrams::new(&ctx.shared.config, capacity, Instant::now());
     // One byte more than the largest datagram echoed: a datagram that fills it was too
     // big.
     let mut buf = vec![0u8; capacity + 1];
@@ -25,7 +25,7 @@ pub(super) async fn udp(mut ctx: Ctx, sock: tokio_uring::net::UdpSocket, mode: M
             buf = vec![0u8; capacity + 1];
             continue;
         };
-        let d = Received::single(n, n.min(capacity), Some(SourceKey::from_ip(&from)));
+        let d = Received::single(n, n, Some(SourceKey::from_ip(&from)));
         let Verdict::Reply(echo) = rules.judge(mode, d, Instant::now(), &mut ctx.tally.borrow_mut()) else {
             continue;
         };

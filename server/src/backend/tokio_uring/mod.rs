@@ -8,26 +8,24 @@
 //! accepted by a plain thread and handed to the runtime; it has no Unix datagram socket
 //! at all (refused at configuration).
 //!
-//! Files: this one the engine and the worker's runtime; `stream.rs` connections;
-//! `dgram.rs` UDP.
+//! Files: this one the engine and the worker's runtime; `ctx.rs` what the worker's tasks
+//! share; `stream.rs` connections; `dgram.rs` UDP.
 
+mod ctx;
 mod dgram;
 mod stream;
 
-use crate::backend::contract::{Engine, Family, Ready, Shared, Started, Transport, WorkerSetup};
+use crate::backend::contract::{Engine, Family, Ready, Started, Transport, WorkerSetup};
 use crate::config::Config;
 use crate::error::ServerWarning;
 use crate::ring::UringError;
 use crate::stats::Counters;
+use ctx::{Ctx, POLL};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// How often the worker publishes its tally and looks at the shutdown flag.
-const POLL: Duration = Duration::from_millis(50);
 
 /// A tokio-uring runtime per CPU.
 pub(crate) struct TokioUringEngine;
@@ -61,42 +59,6 @@ impl Engine for TokioUringEngine {
 
     fn describe(&self, config: &Config, _: &[Started]) -> String {
         format!("a task per connection, one {} B buffer each", config.buffer_size)
-    }
-}
-
-/// What every task of a worker shares.
-#[derive(Clone)]
-struct Ctx {
-    shared: Arc<Shared>,
-    index: usize,
-    tally: Rc<RefCell<Counters>>,
-    open: Rc<RefCell<u64>>,
-    /// Becomes the drain deadline when shutdown begins (one instant for every task).
-    stop: watch::Receiver<Option<tokio::time::Instant>>,
-}
-
-impl Ctx {
-    /// Takes a connection in, or refuses it past `--max-conns`.
-    fn admit(&self) -> bool {
-        let admitted = self.shared.admission().admit(false, &mut self.tally.borrow_mut());
-        if admitted {
-            *self.open.borrow_mut() += 1;
-        }
-        admitted
-    }
-
-    /// Counts a connection out, with its reason, and publishes at once (before the peer
-    /// can see the close).
-    fn release(&self, reason: crate::policy::CloseReason) {
-        self.shared.admission().release(reason, &mut self.tally.borrow_mut());
-        *self.open.borrow_mut() -= 1;
-        self.publish();
-    }
-
-    fn publish(&self) {
-        let mut c = *self.tally.borrow();
-        c.open = *self.open.borrow();
-        self.shared.stats.worker(self.index).publish(&c);
     }
 }
 

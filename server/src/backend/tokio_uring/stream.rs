@@ -1,7 +1,7 @@
 //! Stream connections of the `tokio-uring` backend: the accepting tasks (and the thread
 //! that accepts Unix connections for the runtime), and a task per connection.
 
-use super::{Ctx, POLL};
+use super::ctx::{Ctx, POLL};
 use crate::config::Mode;
 use crate::policy::{self, CloseReason, SOURCE_CHUNK};
 use std::io;

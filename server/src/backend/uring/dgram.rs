@@ -6,58 +6,50 @@
 //! size, so each datagram returns exactly as it came. The fate of each datagram and its
 //! counting are [`crate::policy::Datagrams`]'s; this file only reads the kernel's recvmsg
 //! layout and sends.
+//!
+//! [`DgramListeners`] owns everything a datagram listener's operations point at: each
+//! receive's `msghdr` (boxed), each reply's `msghdr`, iovec and UDP_SEGMENT message (one
+//! slot per buffer, used while that buffer is lent to the reply), and the buffers, which
+//! the ring owns. The worker lends it a [`Ctx`] per call.
 
 use super::buffers::Buffers;
+use super::ctx::Ctx;
 use super::token::{Kind, Token};
-use super::worker::Worker;
 use crate::backend::contract::{Listener, Transport};
+use crate::config::Config;
 use crate::gso::{GRO_CONTROL_LEN, SegmentControl};
 use crate::policy::{Datagrams, Echo, Received, SourceKey, Verdict};
 use crate::ring::{Buf, BufRing};
-use io_uring::{cqueue, opcode, types};
+use io_uring::{cqueue, opcode, squeue, types};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
-/// Bytes of a datagram buffer before the payload: the kernel's `io_uring_recvmsg_out`
-/// header, then room for the source address and the control messages.
-pub(super) fn header_room(listeners: &[Listener]) -> u32 {
-    // struct io_uring_recvmsg_out: namelen, controllen, payloadlen, flags.
-    let out = 4 * std::mem::size_of::<u32>() as u32;
-    let datagram = listeners.iter().filter(|l| l.transport == Transport::Datagram);
-    let room = datagram.map(|l| l.source_name_len() + if l.gro { GRO_CONTROL_LEN as u32 } else { 0 }).max();
-    out + room.unwrap_or(0)
-}
-
-/// A datagram listener's receive state.
-pub(super) struct DgramState {
+/// One datagram listener and its receive.
+struct DgramListener<'a> {
+    listener: &'a Listener,
     /// Read by the kernel when the recvmsg is submitted: how many bytes of the buffer to
     /// reserve for the source address and control messages. Boxed so its address is
     /// stable.
     msghdr: Box<libc::msghdr>,
     armed: bool,
     /// The receive ended for want of buffers.
-    pub starved: bool,
+    starved: bool,
+    /// The receive failed (or handed over a buffer it could not): re-armed at the next
+    /// tick, so a receive that keeps failing cannot spin.
+    backoff: bool,
 }
 
-impl DgramState {
-    pub fn new(listener: &Listener) -> DgramState {
+impl<'a> DgramListener<'a> {
+    fn new(listener: &'a Listener) -> DgramListener<'a> {
         // SAFETY: msghdr is plain data; all-zero is an empty header (null pointers, zero
         // lengths).
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        if listener.transport == Transport::Datagram {
-            msghdr.msg_namelen = listener.source_name_len();
-            if listener.gro {
-                msghdr.msg_controllen = GRO_CONTROL_LEN as _;
-            }
+        msghdr.msg_namelen = listener.source_name_len();
+        if listener.gro {
+            msghdr.msg_controllen = GRO_CONTROL_LEN as _;
         }
-        DgramState { msghdr, armed: false, starved: false }
+        DgramListener { listener, msghdr, armed: false, starved: false, backoff: false }
     }
-}
-
-/// The datagram buffers and, per buffer, what a reply sent from it needs while in flight.
-pub(super) struct DgramPool<'r> {
-    pub buffers: Buffers<'r>,
-    /// Indexed by buffer id: used while that buffer is lent to a reply.
-    sends: Box<[SendSlot]>,
 }
 
 /// A reply's `sendmsg` header, iovec and UDP_SEGMENT message, at a stable address until
@@ -69,19 +61,15 @@ struct SendSlot {
     datagrams: u32,
 }
 
-impl<'r> DgramPool<'r> {
-    pub fn new(ring: &'r mut BufRing) -> DgramPool<'r> {
-        let slots = (0..ring.count())
-            .map(|_| SendSlot {
-                // SAFETY: as in `DgramState::new`.
-                msghdr: unsafe { std::mem::zeroed() },
-                iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-                control: SegmentControl::new(0),
-                datagrams: 0,
-            })
-            .collect();
-        DgramPool { buffers: Buffers::new(ring), sends: slots }
-    }
+/// A worker's datagram listeners, the datagram buffers, and what each reply needs while
+/// in flight.
+pub(super) struct DgramListeners<'a> {
+    /// Indexed by a token's `slot` for datagram receives and replies.
+    listeners: Vec<DgramListener<'a>>,
+    buffers: Buffers<'a>,
+    /// Indexed by buffer id: used while that buffer is lent to a reply.
+    sends: Box<[SendSlot]>,
+    rules: Datagrams,
 }
 
 /// Where the reply goes and what it carries, inside the received buffer.
@@ -91,41 +79,157 @@ struct Reply {
     namelen: u32,
 }
 
-impl Worker<'_> {
-    pub(super) fn arm_dgram(&mut self, listener: usize) {
-        debug_assert_eq!(self.setup.listeners[listener].transport, Transport::Datagram);
-        let Some(pool) = &self.dgrams else {
-            // Set up with every datagram listener's worker; without it nothing is armed.
-            return;
-        };
-        let group = pool.buffers.group();
-        let state = &mut self.dgram[listener];
-        if state.armed {
+/// Queues `entry` on `ctx`.
+///
+/// Every entry of this file points into a datagram buffer (owned by the ring, lent to
+/// the reply until its completion) or into a listener's or a send slot's header, which
+/// [`DgramListeners`] holds at a stable address for as long as the worker lives.
+fn push(ctx: &mut Ctx<'_>, entry: squeue::Entry) {
+    // SAFETY: see above; the worker keeps `DgramListeners` until the kernel has answered
+    // every operation, or leaks it.
+    unsafe { ctx.push(entry) }
+}
+
+impl<'a> DgramListeners<'a> {
+    /// Bytes of each datagram buffer for `listeners` to receive datagrams of up to
+    /// `capacity` bytes: the kernel's `io_uring_recvmsg_out` header, room for the largest
+    /// source address and control messages any of them reserves, then the payload.
+    ///
+    /// A listener that reserves less room (an IPv4 one beside an IPv6 or Unix one, one
+    /// without GRO beside one with it) has more than `capacity` bytes for the payload: the
+    /// rules, not the buffer, hold every listener to `capacity` exactly.
+    pub fn buffer_size(listeners: &[Listener], capacity: u32) -> u32 {
+        // struct io_uring_recvmsg_out: namelen, controllen, payloadlen, flags.
+        let out = 4 * std::mem::size_of::<u32>() as u32;
+        let datagram = listeners.iter().filter(|l| l.transport == Transport::Datagram);
+        let room =
+            datagram.map(|l| l.source_name_len() + if l.gro { GRO_CONTROL_LEN as u32 } else { 0 }).max();
+        capacity.saturating_add(out + room.unwrap_or(0))
+    }
+
+    /// The datagram listeners among `listeners` (a token names one by its index among
+    /// them), receiving into `ring`, under the rules for `config`, echoing datagrams of up
+    /// to `capacity` bytes.
+    pub fn new(
+        listeners: &'a [Listener],
+        ring: &'a mut BufRing,
+        config: &Config,
+        capacity: u32,
+        now: Instant,
+    ) -> Self {
+        let sends = (0..ring.count())
+            .map(|_| SendSlot {
+                // SAFETY: as in `DgramListener::new`.
+                msghdr: unsafe { std::mem::zeroed() },
+                iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                control: SegmentControl::new(0),
+                datagrams: 0,
+            })
+            .collect();
+        DgramListeners {
+            listeners: listeners
+                .iter()
+                .filter(|l| l.transport == Transport::Datagram)
+                .map(DgramListener::new)
+                .collect(),
+            buffers: Buffers::new(ring),
+            sends,
+            rules: Datagrams::new(config, capacity as usize, now),
+        }
+    }
+
+    /// Arms every listener's receive.
+    pub fn arm_all(&mut self, ctx: &mut Ctx<'a>) {
+        for listener in 0..self.listeners.len() {
+            self.arm(ctx, listener);
+        }
+    }
+
+    /// Shutdown: stops receiving.
+    pub fn stop_receiving(&mut self, ctx: &mut Ctx<'a>) {
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            l.backoff = false;
+            let target = Token::new(Kind::DgramRecv, i as u32, 0).encode();
+            let token = Token::new(Kind::Cancel, u32::MAX, 0).encode();
+            push(ctx, opcode::AsyncCancel::new(target).build().user_data(token));
+        }
+    }
+
+    /// The periodic tick: re-arms the receives that failed.
+    pub fn on_tick(&mut self, ctx: &mut Ctx<'a>) {
+        for listener in 0..self.listeners.len() {
+            if std::mem::take(&mut self.listeners[listener].backoff) && !ctx.draining() {
+                self.arm(ctx, listener);
+            }
+        }
+    }
+
+    /// Makes the buffers given back visible to the kernel (once per loop turn).
+    pub fn publish_buffers(&mut self) {
+        self.buffers.publish();
+    }
+
+    /// Gives up every buffer handle without returning it (the worker is leaving); returns
+    /// how many were lent or deferred.
+    pub fn abandon(&mut self) -> u64 {
+        self.buffers.abandon()
+    }
+
+    /// Datagram buffers came back (or the ring has some): re-arm the receives that ran
+    /// dry.
+    pub fn rearm_starved(&mut self, ctx: &mut Ctx<'a>) {
+        if !self.listeners.iter().any(|l| l.starved)
+            || !(self.buffers.take_returned() || self.buffers.available() > 0)
+        {
             return;
         }
-        state.armed = true;
-        let fd = types::Fd(self.setup.listeners[listener].fd.as_raw_fd());
-        let msghdr = &*state.msghdr as *const libc::msghdr;
+        self.buffers.publish();
+        for listener in 0..self.listeners.len() {
+            if std::mem::take(&mut self.listeners[listener].starved) && !ctx.draining() {
+                self.arm(ctx, listener);
+            }
+        }
+    }
+
+    fn arm(&mut self, ctx: &mut Ctx<'a>, listener: usize) {
+        let group = self.buffers.group();
+        let l = &mut self.listeners[listener];
+        if l.armed {
+            return;
+        }
+        l.armed = true;
+        let fd = types::Fd(l.listener.fd.as_raw_fd());
+        let msghdr = &*l.msghdr as *const libc::msghdr;
         let token = Token::new(Kind::DgramRecv, listener as u32, 0).encode();
         // MSG_TRUNC: the kernel reports a datagram's full length even when it did not
         // fit, so a cut GRO train counts every datagram it held.
         let entry = opcode::RecvMsgMulti::new(fd, msghdr, group).flags(libc::MSG_TRUNC as u32).build();
-        self.push(entry.user_data(token));
+        push(ctx, entry.user_data(token));
     }
 
-    pub(super) fn on_dgram_recv(&mut self, listener: usize, res: i32, flags: u32, more: bool) {
+    pub fn on_recv(&mut self, ctx: &mut Ctx<'a>, listener: usize, res: i32, flags: u32, more: bool) {
+        let Some(l) = self.listeners.get_mut(listener) else {
+            // Not a receive of ours (tokens name only our listeners): count it, and give
+            // back a buffer it may carry.
+            ctx.counters.err_other += 1;
+            if let Some(buf) =
+                cqueue::buffer_select(flags).and_then(|bid| self.buffers.take(bid, &mut ctx.counters))
+            {
+                self.buffers.release(buf, &mut ctx.counters);
+            }
+            return;
+        };
         if !more {
-            self.dgram[listener].armed = false;
+            l.armed = false;
         }
-        let Some(pool) = &mut self.dgrams else { return };
         let buf = match cqueue::buffer_select(flags) {
-            Some(bid) => match pool.buffers.take(bid, &mut self.counters) {
+            Some(bid) => match self.buffers.take(bid, &mut ctx.counters) {
                 Some(buf) => Some(buf),
                 None => {
                     // Not a buffer we can trust: the datagram is ignored; a receive that
                     // ended is re-armed at the next tick.
-                    if !more && !self.backoff.contains(&listener) {
-                        self.backoff.push(listener);
+                    if !more {
+                        l.backoff = true;
                     }
                     return;
                 }
@@ -133,43 +237,44 @@ impl Worker<'_> {
             None => None,
         };
         match (res, buf) {
-            (n, Some(buf)) if n >= 0 => self.on_datagram(listener, buf, n as u32),
+            (n, Some(buf)) if n >= 0 => self.on_datagram(ctx, listener, buf, n as u32),
             (n, buf) => {
                 if let Some(buf) = buf {
-                    pool.buffers.release(buf, &mut self.counters);
+                    self.buffers.release(buf, &mut ctx.counters);
                 }
                 match -n {
                     libc::ENOBUFS => {
-                        self.dgram[listener].starved = true;
-                        self.counters.enobufs += 1;
+                        l.starved = true;
+                        ctx.counters.enobufs += 1;
                     }
                     libc::ECANCELED => {}
                     _ => {
-                        self.counters.err_other += 1;
+                        ctx.counters.err_other += 1;
                         if !more {
                             // Re-armed at the next tick: a receive that keeps failing
                             // must not spin.
-                            self.backoff.push(listener);
+                            l.backoff = true;
                         }
                     }
                 }
             }
         }
-        let state = &self.dgram[listener];
-        let ended_cleanly = res >= 0 && !state.armed && !state.starved;
-        if ended_cleanly && self.draining.is_none() {
-            self.arm_dgram(listener);
+        let l = &self.listeners[listener];
+        let ended_cleanly = res >= 0 && !l.armed && !l.starved;
+        if ended_cleanly && !ctx.draining() {
+            self.arm(ctx, listener);
         }
     }
 
-    fn on_datagram(&mut self, listener: usize, buf: Buf, len: u32) {
-        let Some(pool) = &mut self.dgrams else { return };
-        let (received, reply) = read_recvmsg(&self.dgram[listener], pool, &buf, len);
-        let mode = self.setup.listeners[listener].mode;
-        let echo = match self.rules.judge(mode, received, self.now, &mut self.counters) {
+    fn on_datagram(&mut self, ctx: &mut Ctx<'a>, listener: usize, buf: Buf, len: u32) {
+        let l = &self.listeners[listener];
+        let (received, reply) = read_recvmsg(&l.msghdr, &self.buffers, &buf, len);
+        let (fd, mode) = (types::Fd(l.listener.fd.as_raw_fd()), l.listener.mode);
+        let c = &mut ctx.counters;
+        let echo = match self.rules.judge(mode, received, ctx.now, c) {
             Verdict::Reply(echo) => echo,
             Verdict::Discard | Verdict::Truncated | Verdict::Unanswerable | Verdict::RateLimited => {
-                pool.buffers.release(buf, &mut self.counters);
+                self.buffers.release(buf, c);
                 return;
             }
         };
@@ -177,26 +282,21 @@ impl Worker<'_> {
             // The rules answer only a datagram with a source, and then `reply` is there;
             // were it not, the datagram still gets its one outcome.
             let refused = Err(std::io::ErrorKind::InvalidInput.into());
-            Datagrams::replied(&mut self.counters, echo.datagrams, refused);
-            pool.buffers.release(buf, &mut self.counters);
+            Datagrams::replied(c, echo.datagrams, refused);
+            self.buffers.release(buf, c);
             return;
         };
-        let bid = pool.buffers.lend(buf, &mut self.counters);
-        let Some(slot) = pool.sends.get_mut(usize::from(bid)) else {
+        let bid = self.buffers.lend(buf, c);
+        let Some(slot) = self.sends.get_mut(usize::from(bid)) else {
             // An id beyond the pool cannot come from `take`; count and drop all the same.
-            Datagrams::replied(
-                &mut self.counters,
-                echo.datagrams,
-                Err(std::io::ErrorKind::InvalidInput.into()),
-            );
-            if let Some(buf) = pool.buffers.reclaim(bid, &mut self.counters) {
-                pool.buffers.release(buf, &mut self.counters);
+            Datagrams::replied(c, echo.datagrams, Err(std::io::ErrorKind::InvalidInput.into()));
+            if let Some(buf) = self.buffers.reclaim(bid, c) {
+                self.buffers.release(buf, c);
             }
             return;
         };
         slot.datagrams = echo.datagrams;
         let token = Token { kind: Kind::DgramSend, slot: listener as u32, generation: 0, bid };
-        let fd = types::Fd(self.setup.listeners[listener].fd.as_raw_fd());
         // A reply that cannot go at once (a peer's full queue) is dropped and counted:
         // waiting would hold the buffer and, for a Unix datagram peer that never reads,
         // the listener.
@@ -219,16 +319,16 @@ impl Worker<'_> {
                 .flags(flags)
                 .build(),
         };
-        self.push(entry.user_data(token.encode()));
+        push(ctx, entry.user_data(token.encode()));
     }
 
-    pub(super) fn on_dgram_sent(&mut self, token: Token, res: i32) {
+    pub fn on_sent(&mut self, ctx: &mut Ctx<'a>, token: Token, res: i32) {
         let sent = if res >= 0 { Ok(res as usize) } else { Err(std::io::Error::from_raw_os_error(-res)) };
-        let Some(pool) = &mut self.dgrams else { return };
-        let datagrams = pool.sends.get(usize::from(token.bid)).map_or(1, |s| s.datagrams);
-        Datagrams::replied(&mut self.counters, datagrams, sent);
-        if let Some(buf) = pool.buffers.reclaim(token.bid, &mut self.counters) {
-            pool.buffers.release(buf, &mut self.counters);
+        let c = &mut ctx.counters;
+        let datagrams = self.sends.get(usize::from(token.bid)).map_or(1, |s| s.datagrams);
+        Datagrams::replied(c, datagrams, sent);
+        if let Some(buf) = self.buffers.reclaim(token.bid, c) {
+            self.buffers.release(buf, c);
         }
     }
 }
@@ -236,8 +336,13 @@ impl Worker<'_> {
 /// Reads a datagram (or GRO train) in `buf` (`len` bytes: the recvmsg header, the source
 /// address, the control messages, the payload) as the rules see it, and where a reply
 /// would point.
-fn read_recvmsg(state: &DgramState, pool: &DgramPool<'_>, buf: &Buf, len: u32) -> (Received, Option<Reply>) {
-    let Ok(out) = io_uring::types::RecvMsgOut::parse(pool.buffers.bytes(buf, len), &state.msghdr) else {
+fn read_recvmsg(
+    msghdr: &libc::msghdr,
+    buffers: &Buffers<'_>,
+    buf: &Buf,
+    len: u32,
+) -> (Received, Option<Reply>) {
+    let Ok(out) = io_uring::types::RecvMsgOut::parse(buffers.bytes(buf, len), msghdr) else {
         // Not even a header: nothing of it can be echoed whole.
         return (Received::single(1, 0, None), None);
     };

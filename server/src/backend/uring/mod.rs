@@ -4,12 +4,15 @@
 //! Workers share nothing on the hot path; the only shared state is the process-wide
 //! open-connection count, touched on accept and close.
 //!
-//! Files: `worker.rs` the loop and its set-up, `stream.rs` connections, `dgram.rs`
-//! datagram listeners, `conn.rs` one connection's state, `buffers.rs` the buffer's life,
-//! `token.rs` what each completion answers.
+//! Files: `worker.rs` the loop and its set-up; `ctx.rs` what the loop lends its parts;
+//! the parts, each a type owning its state and building its own entries: `stream.rs`
+//! (stream listeners and connections), `dgram.rs` (datagram listeners); `conn.rs` one
+//! connection's state, `buffers.rs` the buffer's life, `token.rs` what each completion
+//! answers. Imports run one way: worker → parts → ctx, buffers, conn, token.
 
 mod buffers;
 mod conn;
+mod ctx;
 mod dgram;
 mod stream;
 mod token;

@@ -8,7 +8,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(super) enum Kind {
-    /// Multishot accept; `slot` is the listener index.
+    /// Multishot accept; `slot` is the listener's index among the worker's stream listeners.
     Accept = 1,
     /// Multishot receive on a connection.
     Recv = 2,
@@ -26,9 +26,10 @@ pub(super) enum Kind {
     Tick = 8,
     /// A read of the worker's wake-up eventfd.
     Wake = 9,
-    /// Multishot recvmsg on a datagram listener; `slot` is the listener index.
+    /// Multishot recvmsg on a datagram listener; `slot` is its index among the worker's
+    /// datagram listeners.
     DgramRecv = 10,
-    /// A datagram reply; `slot` is the listener index, `bid` the buffer it comes from.
+    /// A datagram reply; `slot` as for `DgramRecv`, `bid` the buffer it comes from.
     DgramSend = 11,
     /// A send of the `source` pattern on a connection.
     SourceSend = 12,
@@ -59,7 +60,7 @@ impl Kind {
 pub(super) struct Token {
     /// What the operation was.
     pub kind: Kind,
-    /// Connection slot (or listener index for accepts).
+    /// Connection slot (or listener index for accepts and datagrams).
     pub slot: u32,
     /// Generation of the slot when the operation was submitted.
     pub generation: u8,

@@ -2,26 +2,27 @@
 //!
 //! Each turn: publish returned buffers and counters, submit every queued SQE and wait for
 //! at least one completion (one `io_uring_enter`), then dispatch each completion by its
-//! token. Stream connections live in `stream.rs`, datagram listeners in `dgram.rs`, the
-//! buffers' life in `buffers.rs`.
+//! token to the part it belongs to: [`Streams`] (stream listeners and connections,
+//! `stream.rs`) or [`DgramListeners`] (`dgram.rs`). Each part owns its state and builds
+//! its own entries; the worker lends it a [`Ctx`] (the driver, the counters, the time of
+//! the turn, the drain deadline) and keeps only the loop, the wake-up read and the tick.
 //!
 //! Invariant: every operation this worker submits points only into memory that outlives
 //! its last completion: the ring's buffers (owned by the [`Ring`], dropped after its
-//! io_uring), the static `source` pattern, or boxed fields of the worker, which
-//! [`Worker::finish`] keeps alive until the kernel has answered every operation (or, if
-//! it never does, leaks).
+//! io_uring), the static `source` pattern, or boxed fields of the worker and its parts,
+//! which [`Worker::finish`] keeps alive until the kernel has answered every operation (or,
+//! if it never does, leaks).
 
 use super::buffers::Buffers;
-use super::conn::{Conn, Phase};
-use super::dgram::{DgramPool, DgramState};
+use super::ctx::Ctx;
+use super::dgram::DgramListeners;
+use super::stream::Streams;
 use super::token::{Kind, Token};
 use crate::backend::contract::{Ready, Started, Transport, WorkerSetup};
 use crate::config::Config;
 use crate::error::{ServerWarning, WorkerError};
-use crate::policy::Datagrams;
-use crate::ring::{Driver, Features, Parts, PushError, Ring, RingOptions};
-use crate::stats::Counters;
-use io_uring::{cqueue, opcode, squeue, types};
+use crate::ring::{Features, Parts, Ring, RingOptions};
+use io_uring::{cqueue, opcode, types};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -58,7 +59,7 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
             return Vec::new();
         }
     }
-    let dgram_size = setup.shared.dgram_capacity.saturating_add(super::dgram::header_room(&setup.listeners));
+    let dgram_size = DgramListeners::buffer_size(&setup.listeners, setup.shared.dgram_capacity);
     let options = RingOptions {
         entries: config.ring_entries,
         sqpoll: config.sqpoll,
@@ -81,15 +82,18 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     }
     let started = Started { detail: Some(format!("ring {:?}", ring.task_run())) };
     let Parts { driver, buffers, dgram_buffers } = ring.split();
-    let dgrams = dgram_buffers.map(DgramPool::new);
-    let mut worker = Worker::new(&setup, driver, Buffers::new(buffers), dgrams, table, features);
+    let now = Instant::now();
+    let streams = Streams::new(&setup.shared, &setup.listeners, Buffers::new(buffers), table, features);
+    let capacity = setup.shared.dgram_capacity;
+    let dgrams = dgram_buffers.map(|ring| DgramListeners::new(&setup.listeners, ring, config, capacity, now));
+    let mut worker = Worker::new(&setup, Ctx::new(driver, now), streams, dgrams);
     ready.serving(started);
 
     let mut warnings = Vec::new();
     if let Err(error) = worker.serve() {
         warnings.push(ServerWarning::Stopped { worker: setup.index, error });
     }
-    let operations = worker.driver.inflight();
+    let operations = worker.ctx.driver.inflight();
     if operations > 0 {
         // Operations the kernel did not give back (an error exit, or the give-up in
         // `finish`) may still write into the buffers, the wake-up word or the ring: leak
@@ -102,11 +106,8 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     } else {
         // Every operation has completed: a buffer still lent or deferred is a lost one.
         // (Queued ones remain only after an error exit; they go with the ring.)
-        let lost = worker.buffers.abandon() + worker.dgrams.as_mut().map_or(0, |d| d.buffers.abandon());
-        worker.counters.buf_errors += lost;
-        for conn in &mut worker.conns {
-            conn.queue.forget_all();
-        }
+        let lost = worker.abandon();
+        worker.ctx.counters.buf_errors += lost;
         worker.publish();
     }
     warnings
@@ -124,150 +125,91 @@ fn file_table_size(config: &Config) -> u32 {
     want.min(nofile).min(1 << 20) as u32
 }
 
-/// The accept of one stream listener.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct AcceptState {
-    pub armed: bool,
-    pub multishot: bool,
-    pub cancelling: bool,
-}
-
-pub(super) struct Worker<'a> {
-    pub setup: &'a WorkerSetup,
-    pub driver: Driver<'a>,
-    pub buffers: Buffers<'a>,
-    /// The datagram buffers, when this worker serves a datagram listener.
-    pub dgrams: Option<DgramPool<'a>>,
-    /// Direct-descriptor slots not holding a connection.
-    pub slots_free: u32,
-    pub accepts: Vec<AcceptState>,
-    pub conns: Vec<Conn>,
-    /// Per listener (meaningful for datagram ones): the receive's state and msghdr.
-    pub dgram: Vec<DgramState>,
-    pub rules: Datagrams,
-    /// Connections whose receive ended with ENOBUFS.
-    pub starved: Vec<u32>,
-    /// Listeners whose accept or receive failed; re-armed at the next tick, so a failing
-    /// operation (EMFILE, a full table) cannot spin.
-    pub backoff: Vec<usize>,
-    pub counters: Counters,
-    pub open: u64,
-    pub now: Instant,
-    /// When shutdown began, the instant open connections are forced closed.
-    pub draining: Option<Instant>,
+/// One worker: its loop, the wake-up read and the tick, and its parts, each the owner of
+/// its own state and entries.
+struct Worker<'a> {
+    setup: &'a WorkerSetup,
+    ctx: Ctx<'a>,
+    streams: Streams<'a>,
+    /// When this worker serves a datagram listener.
+    dgrams: Option<DgramListeners<'a>>,
     /// Target of the eventfd read; boxed so its address is stable while the read is in
     /// flight.
     wake_buf: Box<u64>,
     /// The tick's interval; the kernel copies it at submission, boxed all the same.
     tick_spec: Box<types::Timespec>,
-    /// The kernel ends multishot receives at a byte limit (exact per-connection bound).
-    pub limits: bool,
-    /// The kernel has SEND_ZC (`--zc-threshold` is ignored otherwise).
-    pub send_zc: bool,
     /// `finish` has cancelled everything: nothing re-arms itself any more.
     finishing: bool,
-    /// The first push the ring refused: the loop stops after this turn.
-    push_error: Option<PushError>,
 }
 
 impl<'a> Worker<'a> {
     fn new(
         setup: &'a WorkerSetup,
-        driver: Driver<'a>,
-        buffers: Buffers<'a>,
-        dgrams: Option<DgramPool<'a>>,
-        table: u32,
-        features: Features,
+        ctx: Ctx<'a>,
+        streams: Streams<'a>,
+        dgrams: Option<DgramListeners<'a>>,
     ) -> Worker<'a> {
-        let now = Instant::now();
         Worker {
             setup,
-            driver,
-            buffers,
+            ctx,
+            streams,
             dgrams,
-            slots_free: table,
-            accepts: vec![AcceptState::default(); setup.listeners.len()],
-            conns: (0..table).map(|_| Conn::default()).collect(),
-            dgram: setup.listeners.iter().map(DgramState::new).collect(),
-            rules: Datagrams::new(&setup.shared.config, now),
-            starved: Vec::new(),
-            backoff: Vec::new(),
-            counters: Counters::default(),
-            open: 0,
-            now,
-            draining: None,
             wake_buf: Box::new(0),
             tick_spec: Box::new(types::Timespec::from(TICK)),
-            limits: features.recv_total_limit,
-            send_zc: features.send_zc,
             finishing: false,
-            push_error: None,
         }
     }
 
-    pub fn config(&self) -> &'a Config {
-        &self.setup.shared.config
+    fn config(&self) -> &'a Config {
+        let setup: &'a WorkerSetup = self.setup;
+        &setup.shared.config
     }
 
     fn serve(&mut self) -> io::Result<()> {
-        for i in 0..self.setup.listeners.len() {
-            self.arm_listener(i);
+        self.streams.arm_all(&mut self.ctx);
+        if let Some(d) = &mut self.dgrams {
+            d.arm_all(&mut self.ctx);
         }
         self.arm_wake();
         self.arm_tick();
         loop {
             self.publish_buffers();
             self.publish();
-            if let Some(e) = self.push_error.take() {
+            if let Some(e) = self.ctx.take_push_error() {
                 return Err(io::Error::other(e));
             }
-            if self.draining.is_some() && self.open == 0 && self.conns_settled() {
+            if self.ctx.draining() && self.streams.open() == 0 && self.streams.settled() {
                 return self.finish();
             }
             if self.config().spin {
-                self.driver.spin()?;
+                self.ctx.driver.spin()?;
             } else {
-                self.driver.wait(1, None)?;
+                self.ctx.driver.wait(1, None)?;
             }
-            self.now = Instant::now();
-            while let Some(cqe) = self.driver.completion() {
+            self.ctx.now = Instant::now();
+            while let Some(cqe) = self.ctx.driver.completion() {
                 self.dispatch(cqe);
             }
-            // Not only when this turn returned buffers: an ENOBUFS that raced with an
-            // earlier return would otherwise wait for ever on a ring that is full again.
-            if !self.starved.is_empty() && (self.buffers.take_returned() || self.buffers.available() > 0) {
-                self.rearm_starved();
-            }
-            let dgram_starving = self.dgram.iter().any(|d| d.starved);
-            if dgram_starving
-                && self
-                    .dgrams
-                    .as_mut()
-                    .is_some_and(|d| d.buffers.take_returned() || d.buffers.available() > 0)
-            {
-                self.rearm_starved_dgram();
+            self.streams.rearm_starved(&mut self.ctx);
+            if let Some(d) = &mut self.dgrams {
+                d.rearm_starved(&mut self.ctx);
             }
         }
-    }
-
-    /// No refused connection is still being closed.
-    fn conns_settled(&self) -> bool {
-        !self.conns.iter().any(|c| c.phase != Phase::Free)
     }
 
     /// Cancels what is left (receives, accepts, the tick, the wake-up read) and waits for
     /// it, so nothing the kernel holds points into this worker's memory when it goes.
     fn finish(&mut self) -> io::Result<()> {
         self.finishing = true;
-        self.push(
-            opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
-        );
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode());
+        // SAFETY: a cancel points at nothing.
+        unsafe { self.ctx.push(cancel) };
         let give_up = Instant::now() + FINISH_GIVE_UP;
-        while self.driver.inflight() > 0 && Instant::now() < give_up {
-            self.driver.wait(1, Some(Duration::from_millis(50)))?;
-            while let Some(cqe) = self.driver.completion() {
+        while self.ctx.driver.inflight() > 0 && Instant::now() < give_up {
+            self.ctx.driver.wait(1, Some(Duration::from_millis(50)))?;
+            while let Some(cqe) = self.ctx.driver.completion() {
                 self.dispatch(cqe);
             }
         }
@@ -277,135 +219,81 @@ impl<'a> Worker<'a> {
 
     /// Makes the buffers given back visible to the kernel (once per loop turn).
     fn publish_buffers(&mut self) {
-        self.buffers.publish();
+        self.streams.publish_buffers();
         if let Some(d) = &mut self.dgrams {
-            d.buffers.publish();
+            d.publish_buffers();
         }
     }
 
     /// Gives up every buffer handle without returning it: the worker is leaving while the
-    /// kernel may still write into them.
-    fn abandon(&mut self) {
-        for conn in &mut self.conns {
-            conn.queue.forget_all();
-        }
-        self.buffers.abandon();
-        if let Some(d) = &mut self.dgrams {
-            d.buffers.abandon();
-        }
+    /// kernel may still write into them. Returns how many were lent or deferred.
+    fn abandon(&mut self) -> u64 {
+        self.streams.abandon() + self.dgrams.as_mut().map_or(0, |d| d.abandon())
     }
 
-    /// Queues an SQE; a refusal stops the loop after this turn.
-    pub fn push(&mut self, entry: squeue::Entry) {
-        // SAFETY: see the module invariant: every SQE this worker builds points only into
-        // memory that lives until its last completion.
-        if let Err(e) = unsafe { self.driver.push(&entry) } {
-            self.push_error.get_or_insert(e);
-        }
-    }
-
-    pub fn publish(&mut self) {
-        self.counters.open = self.open;
-        self.buffers.publish_levels(&mut self.counters);
-        self.setup.shared.stats.worker(self.setup.index).publish(&self.counters);
-    }
-
-    fn arm_listener(&mut self, listener: usize) {
-        match self.setup.listeners[listener].transport {
-            Transport::Stream => self.arm_accept(listener),
-            Transport::Datagram => self.arm_dgram(listener),
-        }
+    fn publish(&mut self) {
+        self.streams.publish_levels(&mut self.ctx.counters);
+        self.setup.shared.stats.worker(self.setup.index).publish(&self.ctx.counters);
     }
 
     fn arm_wake(&mut self) {
         let fd = self.setup.wake.as_raw_fd();
         let buf = &mut *self.wake_buf as *mut u64 as *mut u8;
-        self.push(
-            opcode::Read::new(types::Fd(fd), buf, 8).build().user_data(Token::new(Kind::Wake, 0, 0).encode()),
-        );
+        let entry =
+            opcode::Read::new(types::Fd(fd), buf, 8).build().user_data(Token::new(Kind::Wake, 0, 0).encode());
+        // SAFETY: the read's target is `wake_buf`, boxed and kept until the kernel has
+        // answered every operation (see `run`), and the eventfd is the set-up's, which
+        // outlives the worker.
+        unsafe { self.ctx.push(entry) };
     }
 
     fn arm_tick(&mut self) {
-        self.push(
-            opcode::Timeout::new(&*self.tick_spec as *const _)
-                .flags(types::TimeoutFlags::MULTISHOT)
-                .build()
-                .user_data(Token::new(Kind::Tick, 0, 0).encode()),
-        );
+        let entry = opcode::Timeout::new(&*self.tick_spec as *const _)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(Token::new(Kind::Tick, 0, 0).encode());
+        // SAFETY: the interval is `tick_spec`, boxed and kept as long as the worker.
+        unsafe { self.ctx.push(entry) };
     }
 
     fn dispatch(&mut self, cqe: cqueue::Entry) {
         let (res, flags) = (cqe.result(), cqe.flags());
         let more = cqueue::more(flags);
         let Some(token) = Token::decode(cqe.user_data()) else {
-            self.counters.err_other += 1;
+            self.ctx.counters.err_other += 1;
             return;
         };
+        let (ctx, streams) = (&mut self.ctx, &mut self.streams);
         match token.kind {
-            Kind::Accept => self.on_accept(token.slot as usize, res, more),
-            Kind::Recv => self.on_recv(token, res, flags, more),
-            Kind::Send => self.on_send(token, res, false, more),
-            Kind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token.bid, res),
-            Kind::SendZc => self.on_send(token, res, true, more),
-            Kind::SourceSend => self.on_source_sent(token, res),
-            Kind::Close => self.on_close(token),
-            Kind::CloseRefused => self.on_refused_closed(token),
-            Kind::Cancel => self.on_cancelled(token),
-            Kind::DgramRecv => self.on_dgram_recv(token.slot as usize, res, flags, more),
-            Kind::DgramSend => self.on_dgram_sent(token, res),
+            Kind::Accept => streams.on_accept(ctx, token.slot as usize, res, more),
+            Kind::Recv => streams.on_recv(ctx, token, res, flags, more),
+            Kind::Send => streams.on_send(ctx, token, res, false, more),
+            Kind::SendZc if cqueue::notif(flags) => streams.on_zc_notif(ctx, token.bid, res),
+            Kind::SendZc => streams.on_send(ctx, token, res, true, more),
+            Kind::SourceSend => streams.on_source_sent(ctx, token, res),
+            Kind::Close => streams.on_close(ctx, token),
+            Kind::CloseRefused => streams.on_refused_closed(ctx, token),
+            Kind::Cancel => streams.on_cancelled(ctx, token),
+            Kind::DgramRecv => match &mut self.dgrams {
+                Some(d) => d.on_recv(ctx, token.slot as usize, res, flags, more),
+                None => ctx.counters.err_other += 1,
+            },
+            Kind::DgramSend => match &mut self.dgrams {
+                Some(d) => d.on_sent(ctx, token, res),
+                None => ctx.counters.err_other += 1,
+            },
             Kind::Tick => self.on_tick(res, more),
             Kind::Wake => self.on_wake(),
         }
     }
 
-    fn on_zc_notif(&mut self, bid: u16, res: i32) {
-        /// IORING_NOTIF_USAGE_ZC_COPIED, in a notification's result when the send asked
-        /// for IORING_SEND_ZC_REPORT_USAGE.
-        const ZC_COPIED: u32 = 1 << 31;
-        if res as u32 & ZC_COPIED != 0 {
-            self.counters.zc_copied += 1;
-        }
-        self.buffers.zc_notified(bid, &mut self.counters);
-    }
-
-    /// Buffers came back: re-arm the receives that ran dry.
-    fn rearm_starved(&mut self) {
-        // Publish first: a re-armed receive that the kernel runs at once (a full submission
-        // queue is flushed mid-dispatch) must see the returned buffers. Re-arm no more
-        // receives than there are buffers, oldest first; the rest wait for the next turn.
-        self.buffers.publish();
-        let n =
-            (self.buffers.available() as usize).clamp(1, self.starved.len().max(1)).min(self.starved.len());
-        for slot in self.starved.drain(..n).collect::<Vec<_>>() {
-            self.conns[slot as usize].starved = false;
-            self.progress(slot);
-        }
-    }
-
-    /// Datagram buffers came back: re-arm the datagram receives that ran dry.
-    fn rearm_starved_dgram(&mut self) {
-        if let Some(d) = &mut self.dgrams {
-            d.buffers.publish();
-        }
-        for listener in 0..self.dgram.len() {
-            if std::mem::take(&mut self.dgram[listener].starved) && self.draining.is_none() {
-                self.arm_dgram(listener);
-            }
-        }
-    }
-
     fn on_tick(&mut self, res: i32, more: bool) {
-        for listener in std::mem::take(&mut self.backoff) {
-            if self.draining.is_none() {
-                self.arm_listener(listener);
-            }
+        self.streams.on_tick(&mut self.ctx, EVICT_AFTER);
+        if let Some(d) = &mut self.dgrams {
+            d.on_tick(&mut self.ctx);
         }
-        if let Some(idle) = self.config().idle_timeout {
-            self.close_idle(idle);
-        }
-        self.evict_under_pressure(EVICT_AFTER);
-        if self.draining.is_some_and(|deadline| self.now >= deadline) {
-            self.force_close_all();
+        if self.ctx.draining.is_some_and(|deadline| self.ctx.now >= deadline) {
+            self.streams.force_close_all(&mut self.ctx);
         }
         // A cancelled tick (shutdown's final cancel) stays cancelled.
         if !more && res != -libc::ECANCELED && !self.finishing {
@@ -418,27 +306,18 @@ impl<'a> Worker<'a> {
             self.arm_wake();
             return;
         }
-        if self.draining.is_some() {
+        if self.ctx.draining() {
             return;
         }
-        let deadline = crate::policy::deadline(self.now, self.config().drain_timeout);
-        self.draining = Some(deadline);
-        self.backoff.clear();
+        let deadline = crate::policy::deadline(self.ctx.now, self.config().drain_timeout);
+        self.ctx.draining = Some(deadline);
         // Stop accepting connections and receiving datagrams; open connections go on.
-        for i in 0..self.setup.listeners.len() {
-            let kind = match self.setup.listeners[i].transport {
-                Transport::Stream => Kind::Accept,
-                Transport::Datagram => Kind::DgramRecv,
-            };
-            let target = Token::new(kind, i as u32, 0).encode();
-            self.push(
-                opcode::AsyncCancel::new(target)
-                    .build()
-                    .user_data(Token::new(Kind::Cancel, u32::MAX, 0).encode()),
-            );
+        self.streams.stop_accepting(&mut self.ctx);
+        if let Some(d) = &mut self.dgrams {
+            d.stop_receiving(&mut self.ctx);
         }
-        if self.now >= deadline {
-            self.force_close_all();
+        if self.ctx.now >= deadline {
+            self.streams.force_close_all(&mut self.ctx);
         }
     }
 }
