@@ -14,9 +14,10 @@
 //! transport's [`Pattern`], which the worker keeps until the kernel has answered every
 //! operation, SEND_ZC notifications included (see [`super::transport`]).
 
+use super::clock::Clock;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Received, Transport};
-use super::{Clock, RunError, Shared};
+use super::types::{RunError, Shared};
 use crate::payload::Pattern;
 use crate::plan::{Mode, ThroughputPlan};
 use crate::target::Target;

@@ -5,7 +5,7 @@
 //! Invariant: a message is admitted only before the stop and within the budget; only
 //! those due after the warm-up count as sent.
 
-use super::Shared;
+use super::types::Shared;
 use crate::counters::Counters;
 use crate::plan::{Model, Stop};
 use rand::{Rng, SeedableRng, rngs::StdRng};

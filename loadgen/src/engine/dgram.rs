@@ -22,11 +22,12 @@ mod flow;
 
 use flow::{Flow, Opened, open};
 
+use super::clock::Clock;
 use super::ledger::{Entry, Ledger, Reply};
 use super::recorder::Recorder;
 use super::token::{self, Op, Token};
 use super::transport::{Ctx, Transport};
-use super::{Clock, RunError, Shared};
+use super::types::{RunError, Shared};
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use io_uring::{cqueue, opcode, types};

@@ -24,13 +24,12 @@ mod transport;
 mod types;
 mod worker;
 
-pub use recorder::Tally;
-pub use types::{Live, RunError, Shared, SizeFates, WorkerResult, connect_hint};
+pub use types::{Live, RunError, Shared, SizeFates, Tally, WorkerResult, connect_hint};
 
 use crate::plan::Plan;
-use clock::Clock;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
+use worker::WorkerArgs;
 
 /// Runs the plan against `target`: connects every worker's share, starts them together,
 /// and returns each worker's result. Fails (without measuring) only if no connection at
@@ -148,17 +147,6 @@ fn pin(cpu: usize) -> Option<(usize, String)> {
 
 fn share_of(total: u32, index: usize, workers: usize) -> u32 {
     total / workers as u32 + u32::from((index as u32) < total % workers as u32)
-}
-
-/// What a worker is given: its place among the workers and its share of the connections.
-pub(crate) struct WorkerArgs<'a> {
-    pub index: usize,
-    pub workers: usize,
-    /// The run-wide number of its first connection.
-    pub first_conn: u32,
-    pub conns: u32,
-    pub shared: &'a Shared,
-    pub barrier: &'a Barrier,
 }
 
 #[cfg(test)]

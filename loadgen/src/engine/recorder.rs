@@ -9,7 +9,8 @@
 //! a [`Tally`]'s seconds, so their sums are the window's bytes (the counters keep the
 //! whole run's).
 
-use super::{Clock, Live, WorkerResult};
+use super::clock::Clock;
+use super::types::{Live, SizeFates, Tally, WorkerResult};
 use crate::counters::Counters;
 use crate::hist::{self, Hist};
 use std::sync::atomic::Ordering;
@@ -34,7 +35,7 @@ pub(crate) struct Recorder {
     connect: Hist,
     worker: usize,
     last_completion: u64,
-    sizes: super::SizeFates,
+    sizes: SizeFates,
     /// Bulk connections' bytes per second and window CPU.
     pub bulk: Tally,
 }
@@ -53,7 +54,7 @@ impl Recorder {
             connect: hist::new(),
             worker,
             last_completion: 0,
-            sizes: super::SizeFates::default(),
+            sizes: SizeFates::default(),
             bulk: Default::default(),
         }
     }
@@ -181,48 +182,6 @@ impl Recorder {
             bulk: self.bulk,
             background: false,
             pin_error: None,
-        }
-    }
-}
-
-/// One worker's bulk tally.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    /// Bytes sent and received in each second of the measured window.
-    pub per_second: Vec<[u64; 2]>,
-    /// The worker thread's CPU time when the window began and ended.
-    pub cpu_start: Option<Duration>,
-    /// See `cpu_start`.
-    pub cpu_end: Option<Duration>,
-    /// SEND_ZC sends handed to the kernel.
-    pub zerocopy_sends: u64,
-    /// SO_SNDBUF and SO_RCVBUF of the first connection, as the kernel set them (0: none).
-    pub buffers: (u32, u32),
-}
-
-impl Tally {
-    /// Counts `sent` and `received` bytes moved at `now` (ns), when inside the window
-    /// `[warm_end, stop_at)`.
-    #[inline]
-    pub fn moved(&mut self, warm_end: u64, stop_at: u64, now: u64, sent: u64, received: u64) {
-        if now < warm_end || now >= stop_at {
-            return;
-        }
-        let second = ((now - warm_end) / SEC) as usize;
-        if self.per_second.len() <= second {
-            self.per_second.resize(second + 1, [0, 0]);
-        }
-        let s = &mut self.per_second[second];
-        s[0] += sent;
-        s[1] += received;
-    }
-
-    /// CPU used in the window; `at_exit` stands in for a window end not seen (the run
-    /// stopped early).
-    pub fn window_cpu(&self, at_exit: Duration) -> Duration {
-        match self.cpu_start {
-            Some(start) => self.cpu_end.unwrap_or(at_exit).saturating_sub(start),
-            None => Duration::ZERO,
         }
     }
 }

@@ -11,9 +11,10 @@
 //! into its boxed target address, receives into the worker's buffer ring; the worker keeps
 //! all of them until the kernel has answered (see [`super::transport`]).
 
+use super::clock::Clock;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Received, Transport};
-use super::{Clock, RunError, Shared};
+use super::types::{RunError, Shared};
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};

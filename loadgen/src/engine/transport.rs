@@ -7,8 +7,10 @@
 //! the transport only once the kernel has answered every operation, and otherwise leaks
 //! it with [`Transport::leak`]. The worker below depends on this module, never the reverse.
 
+use super::clock::Clock;
+use super::recorder::Recorder;
 use super::token::Token;
-use super::{Clock, RunError, Shared, recorder::Recorder};
+use super::types::{RunError, Shared};
 use io_uring::{cqueue, squeue};
 use ringecho::ring::{Buf, BufRing, Driver, PushError};
 use std::time::Duration;

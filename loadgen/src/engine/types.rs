@@ -3,7 +3,6 @@
 //! state they share ([`Shared`]), and why a run could not happen ([`RunError`], with the
 //! hint for a failed connect).
 
-use super::recorder::Tally;
 use crate::counters::Counters;
 use crate::hist::Hist;
 use crate::plan::Plan;
@@ -49,6 +48,48 @@ pub struct WorkerResult {
     pub background: bool,
     /// The CPU the worker was to be pinned to, and why the kernel refused, if it did.
     pub pin_error: Option<(usize, String)>,
+}
+
+/// One worker's bulk tally.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Bytes sent and received in each second of the measured window.
+    pub per_second: Vec<[u64; 2]>,
+    /// The worker thread's CPU time when the window began and ended.
+    pub cpu_start: Option<Duration>,
+    /// See `cpu_start`.
+    pub cpu_end: Option<Duration>,
+    /// SEND_ZC sends handed to the kernel.
+    pub zerocopy_sends: u64,
+    /// SO_SNDBUF and SO_RCVBUF of the first connection, as the kernel set them (0: none).
+    pub buffers: (u32, u32),
+}
+
+impl Tally {
+    /// Counts `sent` and `received` bytes moved at `now` (ns), when inside the window
+    /// `[warm_end, stop_at)`.
+    #[inline]
+    pub fn moved(&mut self, warm_end: u64, stop_at: u64, now: u64, sent: u64, received: u64) {
+        if now < warm_end || now >= stop_at {
+            return;
+        }
+        let second = ((now - warm_end) / 1_000_000_000) as usize;
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, [0, 0]);
+        }
+        let s = &mut self.per_second[second];
+        s[0] += sent;
+        s[1] += received;
+    }
+
+    /// CPU used in the window; `at_exit` stands in for a window end not seen (the run
+    /// stopped early).
+    pub fn window_cpu(&self, at_exit: Duration) -> Duration {
+        match self.cpu_start {
+            Some(start) => self.cpu_end.unwrap_or(at_exit).saturating_sub(start),
+            None => Duration::ZERO,
+        }
+    }
 }
 
 /// Which datagram sizes were answered and which were lost: a target with a size limit

@@ -10,11 +10,14 @@
 //! and waiting for the kernel's answers; if the kernel has not answered them all, the
 //! ring, its buffers and the transport's send memory are leaked, never freed.
 
+use super::clock::Clock;
+use super::recorder::Recorder;
 use super::token::Token;
 use super::transport::{Ctx, Transport};
-use super::{Clock, RunError, Shared, WorkerArgs, WorkerResult, recorder::Recorder};
+use super::types::{RunError, Shared, WorkerResult};
 use io_uring::{opcode, types};
 use ringecho::ring::{Ring, RingOptions};
+use std::sync::Barrier;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -306,6 +309,17 @@ pub(super) fn thread_cpu() -> Duration {
         return Duration::ZERO;
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// What a worker is given: its place among the workers and its share of the connections.
+pub(crate) struct WorkerArgs<'a> {
+    pub index: usize,
+    pub workers: usize,
+    /// The run-wide number of its first connection.
+    pub first_conn: u32,
+    pub conns: u32,
+    pub shared: &'a Shared,
+    pub barrier: &'a Barrier,
 }
 
 #[cfg(test)]
