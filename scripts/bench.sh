@@ -12,7 +12,7 @@
 # and results/<timestamp>/summary.md, with ratios against the epoll backend measured in
 # the same run.
 #
-# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION]
+# usage: scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION] [--rates LIST]
 #   --quick: a subset that takes a few minutes.
 #   --seconds N: seconds per cell (default 2 with --quick, 5 without).
 #   --runs N: runs per cell (backends interleaved), the median by msg/s is reported
@@ -20,7 +20,10 @@
 #   --bin-dir DIR: run the ringecho and ringload in DIR (relative to the current
 #             directory) instead of building target/release; e.g. build an older commit
 #             elsewhere and run the script once with each DIR to compare two versions.
-#   --only SECTION: matrix, idle, zerocopy, udp-batching or ab (repeatable); default all.
+#   --only SECTION: matrix, idle, zerocopy, udp-batching, ab or openloop-cost (repeatable);
+#             default all.
+#   --rates LIST: openloop-cost's offered rates, msg/s, comma-separated (default
+#             10k,50k,100k).
 #
 # Section `ab`: `ringload ab` of the uring backend (A) against epoll (B) in the matrix's
 # "tcp 50 connections × 64 B" cell, the servers started and pinned as in the matrix,
@@ -29,6 +32,16 @@
 # a section of summary.md). The matrix's row for that cell is the one run with the median
 # msg/s; `ab` gives each figure's median and the spread, so `--only matrix --only ab`
 # puts both side by side.
+#
+# Section `openloop-cost` (issue 25): ringload's open loop (`-r RATE`) against the plain
+# one (benches' epoll-open-loop: one epoll set, one absolute timerfd re-armed to the next
+# due time, each due message its own write) in "tcp 50 connections × 64 B", at each of
+# --rates; per rate --runs pairs interleaved A B, B A, each client against a fresh ringecho
+# (uring) pinned as in the matrix. Per rate: each client's median CPU per message (over
+# the measured window, and over the whole process), the ratio ringload/plain, achieved
+# msg/s, p50/p99, send lag p99 and the plain client's late sends, and which rates each kept
+# on schedule (results/<timestamp>/openloop-cost.json and a section of summary.md). The
+# comparison clients are always today's build of benches, also with --bin-dir.
 #
 # The work is done by scripts/lib/bench.py, with the procedures the scripts share in
 # scripts/lib/ringbench.py.

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import ringbench as rb
 
-USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION]"
-SECTIONS = ("matrix", "idle", "zerocopy", "udp-batching", "ab")
+USAGE = "scripts/bench.sh [--quick] [--seconds N] [--runs N] [--bin-dir DIR] [--only SECTION] [--rates LIST]"
+SECTIONS = ("matrix", "idle", "zerocopy", "udp-batching", "ab", "openloop-cost")
 
 BACKENDS = ["uring", "epoll", "tokio-uring", "threads"]
 # The matrix has always run with 66 KiB stream buffers (datagrams no longer need them:
@@ -26,6 +26,15 @@ BATCH_CELLS = [(8, 16, 64), (8, 16, 1200), (8, 1, 64)]
 # The cell `ringload ab` compares the uring and epoll backends in (section `ab`):
 # (transport, connections, size), the same as the matrix's row for it.
 AB_CELL = ("tcp", 50, 64)
+# Section `openloop-cost` (issue 25): ringload's open loop against the plain one
+# (benches' epoll-open-loop) in this cell, at each of --rates.
+OPENLOOP_CELL = (50, 64)
+OPENLOOP_RATES = "10k,50k,100k"
+# A client keeps to its schedule when it achieves this share of the offered rate and its
+# send lag p99 is at most LAG_LIMIT_US (ringload's `capacity::MIN_ACHIEVED` and
+# `slo::LAG_LIMIT`).
+ON_SCHEDULE_ACHIEVED = 0.97
+LAG_LIMIT_US = 100.0
 
 # Server and client set-ups compared in each batching cell, interleaved run by run.
 BATCH_SETUPS = [
@@ -46,7 +55,13 @@ def parse_args():
                                                      f"{rb.DEFAULT_BIN_DIR}, e.g. to compare two versions")
     ap.add_argument("--only", choices=SECTIONS, action="append", metavar="SECTION",
                     help=f"run only this section (repeatable): {', '.join(SECTIONS)}")
+    ap.add_argument("--rates", default=OPENLOOP_RATES, metavar="LIST",
+                    help=f"openloop-cost: offered rates in msg/s, comma-separated (default {OPENLOOP_RATES})")
     a = ap.parse_args()
+    try:
+        a.rates = [rb.parse_rate(r) for r in a.rates.split(",")]
+    except rb.ScriptError as e:
+        ap.error(f"--rates: {e}")
     a.only = set(a.only or SECTIONS)
     # Relative to where the user ran the script, before we move to the workspace root.
     a.bin_dir = str(Path(a.bin_dir).resolve()) if a.bin_dir else None
@@ -56,13 +71,16 @@ def parse_args():
 def run():
     args = parse_args()
     os.chdir(rb.REPO)
+    # The comparison clients and floors of benches are not versions under test: always
+    # today's build. One cargo invocation, so that every binary shares one build of the
+    # dependencies (features are unified over the packages built together).
+    benches = ["ringecho-benches"] if args.only & {"udp-batching", "openloop-cost"} else []
     if args.bin_dir:
         rb.check_binaries(args.bin_dir, "ringecho", "ringload")
+        if benches:
+            rb.cargo_build(*benches)
     else:
-        rb.cargo_build("ringecho", "ringload")
-    if "udp-batching" in args.only:
-        # The recvfrom/sendto floor is not a version under test: always today's build.
-        rb.cargo_build("ringecho-benches")
+        rb.cargo_build("ringecho", "ringload", *benches)
     b = args.bin_dir or rb.DEFAULT_BIN_DIR
     quick = args.quick
     secs = args.seconds if args.seconds is not None else (2.0 if quick else 5.0)
@@ -166,8 +184,10 @@ def run():
 
     batching = udp_batching(b, secs, runs, server_cpu, client_cpu) if "udp-batching" in args.only else {}
     ab = ab_section(b, out, secs, runs, server_cpu, client_cpu) if "ab" in args.only else None
+    openloop = (openloop_cost(b, out, secs, runs, server_cpu, client_cpu, args.rates)
+                if "openloop-cost" in args.only else None)
 
-    write_summary(out, rows, idle, zc, batching, ab, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs,
+    write_summary(out, rows, idle, zc, batching, ab, openloop, cpus=cpus, server_cpu=server_cpu, client_cpu=client_cpu, secs=secs,
                   runs=runs, bin_dir=args.bin_dir)
     print(f"\nwrote {out}/summary.md")
     return 0
@@ -263,20 +283,144 @@ def ab_section(b, out, secs, runs, server_cpu, client_cpu):
     return doc
 
 
-def write_summary(out, rows, idle, zc, batching, ab, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
+def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
+    """Issue 25: what ringload's open loop costs per message against the plain way
+    (benches' epoll-open-loop: epoll, one absolute timerfd, every due message sent at
+    once), in OPENLOOP_CELL at each offered rate. Per rate, `runs` pairs interleaved (A B,
+    B A, ...), each client against a fresh ringecho (uring backend) pinned to the server's
+    CPU, the client pinned to its own. Returns the runs and, per rate, each client's
+    medians and the ratio ringload/plain; writes OUT/openloop-cost.json."""
+    conns, size = OPENLOOP_CELL
+    warmup = "1s"
+    mark = rb.started_mark()
+
+    def run_one(client, rate):
+        server = rb.start_server([f"{b}/ringecho", "--backend", "uring", "--tcp", "127.0.0.1:0", "--workers", "1",
+                                  "--max-conns", "20000"], cpu=server_cpu)
+        addr = server.addr("tcp")
+        try:
+            s0, c0 = rb.cpu_seconds(server.pid), rb.child_cpu()
+            if client == "ringload":
+                d = rb.ringload(b, f"tcp://{addr}", ["-r", rb.rate_arg(rate), "-c", conns, "-s", size, "-d", f"{secs}s",
+                                                     "-w", warmup, "--connect-timeout", "5s"],
+                                cpu=client_cpu, timeout=secs + 60)
+                k, lat, views = d["counters"], d["latency"], d.get("views") or {}
+                row = dict(
+                    rate=d["throughput"]["msgs_per_s"], msgs=k["completed"], total_msgs=k["completed"] + k["warmup_completed"],
+                    # The window's CPU: ringload's worker threads between the end of the
+                    # warm-up and the end of the window (its sampler and main thread aside).
+                    window_cpu_s=views["client"]["cpu_s"] if "client" in views else None,
+                    p50=lat["corrected"]["p50"] / 1e3, p99=lat["corrected"]["p99"] / 1e3,
+                    lag_p99=lat["send_lag"]["p99"] / 1e3 if "send_lag" in lat else None, late_sends=None,
+                    failed=rb.failed(d), warnings=[w["code"] for w in d["warnings"]])
+            else:
+                r = rb.epoll_open_loop(rb.DEFAULT_BIN_DIR, addr, rate=rate, conns=conns, size=size,
+                                       duration=f"{secs}s", warmup=warmup, cpu=client_cpu)
+                row = dict(rate=r["rate"], msgs=int(r["msgs"]), total_msgs=int(r["total_msgs"]), window_cpu_s=r["cpu_s"],
+                           p50=r["p50_ns"] / 1e3, p99=r["p99_ns"] / 1e3, lag_p99=r["lag_p99_ns"] / 1e3,
+                           late_sends=int(r["late_sends"]), failed=int(r["lost"] + r["unanswered"]), warnings=[])
+            # The whole process, connecting and warm-up included: it has been reaped.
+            row["process_cpu_s"] = rb.child_cpu() - c0
+            row["server_cpu_s"] = rb.cpu_seconds(server.pid) - s0
+        finally:
+            rb.stop_server(server)
+        row.update(client=client, offered=rate)
+        row["cpu_us_per_msg"] = row["window_cpu_s"] / row["msgs"] * 1e6 if row["window_cpu_s"] is not None and row["msgs"] else None
+        row["process_us_per_msg"] = row["process_cpu_s"] / max(row["total_msgs"], 1) * 1e6
+        row["server_us_per_msg"] = row["server_cpu_s"] / max(row["total_msgs"], 1) * 1e6
+        row["on_schedule"] = on_schedule(row)
+        return row
+
+    clients = ("ringload", "plain")
+    print(f"\nopen-loop client cost (issue 25): ringload -r RATE against epoll-open-loop, tcp {conns} x {size} B, "
+          f"ringecho uring on CPU {server_cpu}, clients on CPU {client_cpu}, {runs} interleaved pair(s) per rate, "
+          f"{secs:g} s + {warmup} warm-up each", flush=True)
+    all_runs, by_rate = [], {}
+    for rate in rates:
+        tries = {c: [] for c in clients}
+        for i in range(runs):
+            for client in clients if i % 2 == 0 else reversed(clients):
+                try:
+                    row = run_one(client, rate)
+                except (rb.LoadError, rb.ScriptError) as e:
+                    row = dict(client=client, offered=rate, error=str(e))
+                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<8} ERROR {e}", flush=True)
+                else:
+                    tries[client].append(row)
+                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<8} achieved {row['rate']:>9.0f}  "
+                          f"client {fmt_num(row['cpu_us_per_msg'], '.2f')} µs/msg (process "
+                          f"{row['process_us_per_msg']:.2f})  p99 {row['p99']:.1f} µs  send lag p99 "
+                          f"{fmt_num(row['lag_p99'], '.1f')} µs" + (f"  late {row['late_sends']}"
+                                                                   if row["late_sends"] is not None else "")
+                          + (f"  warnings {','.join(row['warnings'])}" if row["warnings"] else ""), flush=True)
+                all_runs.append(row)
+        cell = {c: openloop_medians(tries[c]) for c in clients}
+        ratio = {}
+        for key in ("cpu_us_per_msg", "process_us_per_msg"):
+            a, p = (cell[c][key] if cell[c] else None for c in clients)
+            ratio[key] = a / p if a is not None and p else None
+        by_rate[rb.rate_arg(rate)] = dict(offered=rate, **cell, ratio=ratio)
+        print(f"  {rb.rate_arg(rate):>7} msg/s median client µs/msg ringload/plain: "
+              f"{fmt_num(ratio['cpu_us_per_msg'], '.2f')} (window), {fmt_num(ratio['process_us_per_msg'], '.2f')} "
+              f"(whole process)", flush=True)
+    highest = {c: max((v["offered"] for v in by_rate.values() if v[c] and v[c]["on_schedule"]), default=None)
+               for c in clients}
+    pids = rb.check_ended(mark)
+    doc = dict(section="openloop-cost", connections=conns, size=size, seconds=secs, warmup_s=rb.parse_duration(warmup),
+               runs_per_client=runs, server_cpu=server_cpu, client_cpu=client_cpu,
+               on_schedule_rule=dict(min_achieved=ON_SCHEDULE_ACHIEVED, max_send_lag_p99_us=LAG_LIMIT_US),
+               rates=by_rate, highest_on_schedule=highest, runs=all_runs, pids_reaped=pids)
+    with open(f"{out}/openloop-cost.json", "w") as f:
+        json.dump(doc, f, indent=1)
+    print(f"  highest rate kept on schedule (of those run): ringload {fmt_num(highest['ringload'], '.0f')}, "
+          f"plain {fmt_num(highest['plain'], '.0f')}; all {len(pids)} processes started here reaped", flush=True)
+    return doc
+
+
+def on_schedule(row):
+    """Whether a run kept to its schedule: ON_SCHEDULE_ACHIEVED of the offered rate, send
+    lag p99 within LAG_LIMIT_US, nothing failed."""
+    return (row["rate"] >= ON_SCHEDULE_ACHIEVED * row["offered"] and row["lag_p99"] is not None
+            and row["lag_p99"] <= LAG_LIMIT_US and row["failed"] == 0)
+
+
+def openloop_medians(rows):
+    """Each figure's median over one client's runs at one rate; None without runs."""
+    if not rows:
+        return None
+    m = {}
+    for key in ("rate", "cpu_us_per_msg", "process_us_per_msg", "server_us_per_msg", "p50", "p99", "lag_p99",
+                "late_sends"):
+        values = [r[key] for r in rows if r[key] is not None]
+        m[key] = rb.median(values) if values else None
+    m["failed"] = max(r["failed"] for r in rows)
+    m["runs"] = len(rows)
+    m["warnings"] = sorted({w for r in rows for w in r["warnings"]})
+    # On schedule at the medians, as the capacity search judges a step.
+    m["on_schedule"] = on_schedule(dict(m, offered=rows[0]["offered"]))
+    return m
+
+
+def fmt_num(v, spec):
+    return "—" if v is None else format(v, spec)
+
+
+def write_summary(out, rows, idle, zc, batching, ab, openloop, *, cpus, server_cpu, client_cpu, secs, runs, bin_dir):
     def fmt(v, spec):
         return "—" if v is None else format(v, spec)
 
     md = []
     md.append(f"# ringecho benchmark, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    # The matrix's set-up is said only when the matrix ran; each other section says its own.
     md.append(f"Machine: {len(cpus)} CPUs ({rb.cpu_model()}), "
-              f"Linux {os.uname().release}. Server on CPU {server_cpu}, ringload on CPU {client_cpu}; "
-              f"{secs:g} s per cell after 0.5 s warm-up, median of {runs} interleaved run(s); closed loop, depth 1; "
-              f"a fresh server per run, `--workers 1 --buffer-size 66KiB`. "
-              f"Ratios are against the epoll backend in the same run."
+              f"Linux {os.uname().release}. Server on CPU {server_cpu}, ringload on CPU {client_cpu}"
+              + (f"; {secs:g} s per cell after 0.5 s warm-up, median of {runs} interleaved run(s); closed loop, depth 1; "
+                 f"a fresh server per run, `--workers 1 --buffer-size 66KiB`. "
+                 f"Ratios are against the epoll backend in the same run." if rows else ".")
               + (f" Binaries from `{bin_dir}`." if bin_dir else "") + "\n")
-    md.append("| transport | conns × size | backend | msg/s | × epoll | p50 µs | p99 µs | p99.9 µs | server µs/msg | × epoll | peak RSS MiB |")
-    md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if rows:
+        md.append("| transport | conns × size | backend | msg/s | × epoll | p50 µs | p99 µs | p99.9 µs | server µs/msg | × epoll | peak RSS MiB |")
+        md.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     by_cell = {}
     for t, c, s, b, row in rows:
         by_cell.setdefault((t, c, s), {})[b] = row
@@ -291,12 +435,14 @@ def write_summary(out, rows, idle, zc, batching, ab, *, cpus, server_cpu, client
             cr = row["cpu"] / base["cpu"] if base and base["cpu"] else None
             md.append(f"| {t} | {c} × {s} B | {b} | {row['rate']:.0f} | {fmt(rr, '.2f')} | {row['p50']:.1f} | {row['p99']:.1f} | "
                       f"{row['p999']:.1f} | {row['cpu']:.2f} | {fmt(cr, '.2f')} | {row['rss']:.1f} |")
-    md.append("\n## Idle connections\n")
-    md.append("| backend | RSS idle MiB | RSS with 10,000 connections MiB | per connection KiB |")
-    md.append("|---|---:|---:|---:|")
+    if idle:
+        md.append("\n## Idle connections\n")
+        md.append("| backend | RSS idle MiB | RSS with 10,000 connections MiB | per connection KiB |")
+        md.append("|---|---:|---:|---:|")
     for b, (a, z) in idle.items():
         md.append(f"| {b} | {a:.1f} | {z:.1f} | {(z - a) * 1024 / 10000:.2f} |")
-    md.append("\n## SEND_ZC (uring, TCP, 50 × 65,536 B)\n")
+    if zc:
+        md.append("\n## SEND_ZC (uring, TCP, 50 × 65,536 B)\n")
     for label, d in zc.items():
         if "error" in d:
             md.append(f"- {label}: failed: {d['error']}")
@@ -304,8 +450,10 @@ def write_summary(out, rows, idle, zc, batching, ab, *, cpus, server_cpu, client
             t = d["server"]["totals"]
             md.append(f"- {label}: {d['throughput']['msgs_per_s']:.0f} msg/s, server {d['server']['cpu_us_per_msg']:.2f} µs/msg; "
                       f"SEND_ZC sends {t.get('zc_sends', '?')}, of which the kernel reported copying {t.get('zc_copied', '?')}")
-    md.append("\nOn loopback the kernel copies SEND_ZC data anyway (there is no NIC to DMA from; it says so in each "
-              "notification, counted as `zc_copied`), so zero-copy only adds the notification's cost here; measure it on a real NIC.")
+    if zc:
+        md.append("\nOn loopback the kernel copies SEND_ZC data anyway (there is no NIC to DMA from; it says so in each "
+                  "notification, counted as `zc_copied`), so zero-copy only adds the notification's cost here; measure it "
+                  "on a real NIC.")
     if batching:
         md.append("\n## UDP batching (UDP_GRO and UDP_SEGMENT)\n")
         md.append("Datagrams per CPU-second of the server (utime+stime from /proc) and of ringload (its own CPU time), "
@@ -347,8 +495,48 @@ def write_summary(out, rows, idle, zc, batching, ab, *, cpus, server_cpu, client
             if s["client_saturated_runs"]:
                 md.append(f"\nThe client saturated in {s['client_saturated_runs']} of {s['runs']} {side} runs: those "
                           "figures are bounded by the client.")
+    if openloop is not None:
+        md.extend(openloop_summary(openloop))
     with open(f"{out}/summary.md", "w") as f:
         f.write("\n".join(md) + "\n")
+
+
+def openloop_summary(doc):
+    """summary.md's section for openloop-cost: per rate, each client's medians and the
+    ratio ringload/plain of CPU per message."""
+    md = [f"\n## Open-loop client cost: ringload against the plain open loop, tcp {doc['connections']} × {doc['size']} B\n"]
+    md.append(f"Issue 25. At each offered rate, ringload `-r RATE` and benches' `epoll-open-loop` (the plain way: one "
+              f"epoll set, one absolute timerfd re-armed to the next due time, every due message its own write, "
+              f"replies read on wake), {doc['runs_per_client']} run(s) each interleaved A B, B A, …, each against a "
+              f"fresh ringecho (uring, `--workers 1`) on CPU {doc['server_cpu']}, the client on CPU "
+              f"{doc['client_cpu']}; {doc['seconds']:g} s after {doc['warmup_s']:g} s warm-up; medians. **Client µs/msg** "
+              "is the client's CPU (utime+stime) over the measured window per answered measured message (ringload: "
+              "its worker threads, `views.client.cpu_s`; plain: the process); **process** is the whole process "
+              "from start to exit (connecting, warm-up and drain included) per answered message. Latency is from "
+              "each message's intended send time. Send lag: how late each message was handed out; **late** counts "
+              f"the plain client's sends more than {LAG_LIMIT_US:g} µs late. On schedule: at least "
+              f"{ON_SCHEDULE_ACHIEVED:.0%} of the offered rate, send lag p99 ≤ {LAG_LIMIT_US:g} µs, nothing failed.\n")
+    md.append("| offered msg/s | client | achieved msg/s | client µs/msg | × plain | process µs/msg | × plain | "
+              "server µs/msg | p50 µs | p99 µs | send lag p99 µs | late sends | failed | on schedule |")
+    md.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for key, cell in doc["rates"].items():
+        for client in ("ringload", "plain"):
+            m = cell[client]
+            if m is None:
+                md.append(f"| {key} | {client} | failed | | | | | | | | | | | |")
+                continue
+            ratio = cell["ratio"] if client == "ringload" else {}
+            md.append(f"| {key} | {client} | {m['rate']:.0f} | {fmt_num(m['cpu_us_per_msg'], '.2f')} | "
+                      f"{fmt_num(ratio.get('cpu_us_per_msg'), '.2f')} | {m['process_us_per_msg']:.2f} | "
+                      f"{fmt_num(ratio.get('process_us_per_msg'), '.2f')} | {m['server_us_per_msg']:.2f} | "
+                      f"{m['p50']:.1f} | {m['p99']:.1f} | {fmt_num(m['lag_p99'], '.1f')} | "
+                      f"{fmt_num(m['late_sends'], '.0f')} | {m['failed']} | {'yes' if m['on_schedule'] else 'no'}"
+                      + (f" ({', '.join(m['warnings'])})" if m["warnings"] else "") + " |")
+    hi = doc["highest_on_schedule"]
+    md.append(f"\nHighest offered rate kept on schedule, of those run: ringload {fmt_num(hi['ringload'], '.0f')}, "
+              f"plain {fmt_num(hi['plain'], '.0f')} msg/s. Every process this section started was reaped "
+              f"({len(doc['pids_reaped'])}).")
+    return md
 
 
 if __name__ == "__main__":

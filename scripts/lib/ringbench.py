@@ -6,8 +6,9 @@ client and read its result.
 
 Invariants: every process a script starts goes through `Child`, which remembers it by
 PID; `main` ends each one still running (SIGTERM, a bounded wait, then SIGKILL) on every
-exit path, Ctrl-C and SIGTERM included, and signals no process it did not start. Every
-wait here is bounded in time.
+exit path, Ctrl-C and SIGTERM included, and signals no process it did not start;
+`check_ended` lets a section check, by PID, that every process it started has been
+reaped. Every wait here is bounded in time.
 
 Python 3.11 standard library only. The scripts in this directory import it by name: a
 script's own directory is the first entry of `sys.path`.
@@ -120,6 +121,22 @@ def parse_duration(text):
     return sum(float(n) * unit[u] for n, u in _DURATION_PART.findall(text))
 
 
+_RATE = re.compile(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*([kKMG]?)")
+
+
+def parse_rate(text):
+    """Messages per second as ringload takes them (`20000`, `50k`, `1.5M`), as a float."""
+    m = _RATE.fullmatch(text.strip())
+    if not m or float(m[1]) <= 0:
+        raise ScriptError(f"bad rate {text!r} (e.g. 20000, 50k, 1.5M)")
+    return float(m[1]) * {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}[m[2]]
+
+
+def rate_arg(rate):
+    """A rate as a command-line argument: `50000`, not `50000.0` or `5e+04`."""
+    return str(int(rate)) if rate == int(rate) else repr(rate)
+
+
 def at_least(minimum, kind=int):
     """An argparse type: a number of `kind` no smaller than `minimum`."""
 
@@ -148,6 +165,9 @@ def cpu_model():
 # Child processes
 
 _children = []
+# Every child ever started, so that a section can check by PID that each one it started
+# has been reaped (`check_ended`).
+_started = []
 
 
 class Child:
@@ -170,6 +190,7 @@ class Child:
             self.release()
             raise ScriptError(f"cannot start {cmd[0]}: {e}") from None
         _children.append(self)
+        _started.append(self)
 
     @property
     def pid(self):
@@ -213,6 +234,20 @@ class Child:
                 f.close()
         if self in _children and not self.running():
             _children.remove(self)
+
+
+def started_mark():
+    """A mark for `check_ended`: how many children have been started so far."""
+    return len(_started)
+
+
+def check_ended(mark):
+    """Fails, naming each by program and PID, unless every child started since `mark` has
+    exited and been reaped (its status collected, so its PID is no longer ours)."""
+    left = [f"{c.program} pid {c.pid}" for c in _started[mark:] if c.proc.poll() is None]
+    if left:
+        raise ScriptError(f"still running: {', '.join(left)}")
+    return [c.pid for c in _started[mark:]]
 
 
 def end_all(timeout=10.0):
@@ -485,20 +520,46 @@ def failed(doc):
     return c["failed_messages"] + c["mismatched_messages"] + c["lost"] + c["unanswered_at_end"] + c["backlog_overflow"]
 
 
-def epoll_client(bin_dir, addr, *, conns, size, duration, warmup="1s", cpu=None, udp=False):
-    """Runs benches' epoll-client (`--udp` for datagrams) and returns its `name=value`
-    result line as numbers; it runs for `duration` + `warmup`, given up 60 s after that."""
-    timeout = parse_duration(duration) + parse_duration(warmup) + 60
-    child = Child([f"{bin_dir}/epoll-client", *(["--udp"] if udp else []), addr, "-c", conns, "-s", size,
-                   "-d", duration, "--warmup", warmup], cpu=cpu)
+def kv_client(program, cmd, *, timeout, cpu=None):
+    """Runs a comparison client of benches (`program`: its path) with `cmd` as arguments to
+    the end, given up after `timeout` s, and returns its `name=value` result line (numbers
+    as floats, anything else as text). ScriptError (its stderr) when it exits non-zero."""
+    name = os.path.basename(program)
+    child = Child([program, *cmd], cpu=cpu)
     try:
         try:
             child.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             child.end(timeout=5)
-            raise ScriptError(f"epoll-client did not finish within {timeout:g} s") from None
+            raise ScriptError(f"{name} did not finish within {timeout:g} s") from None
         if child.proc.returncode != 0:
-            raise ScriptError(f"epoll-client exited {child.proc.returncode}: {child.stderr_text().strip()[:300]}")
-        return {k: float(v) for k, v in parse_pairs(child.stdout_text()).items()}
+            raise ScriptError(f"{name} exited {child.proc.returncode}: {child.stderr_text().strip()[:300]}")
+        pairs = parse_pairs(child.stdout_text())
     finally:
         child.release()
+
+    def value(v):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    return {k: value(v) for k, v in pairs.items()}
+
+
+def epoll_client(bin_dir, addr, *, conns, size, duration, warmup="1s", cpu=None, udp=False):
+    """Runs benches' epoll-client (`--udp` for datagrams) and returns its `name=value`
+    result line as numbers; it runs for `duration` + `warmup`, given up 60 s after that."""
+    timeout = parse_duration(duration) + parse_duration(warmup) + 60
+    return kv_client(f"{bin_dir}/epoll-client", [*(["--udp"] if udp else []), addr, "-c", conns, "-s", size,
+                                                 "-d", duration, "--warmup", warmup], timeout=timeout, cpu=cpu)
+
+
+def epoll_open_loop(bin_dir, addr, *, rate, conns, size, duration, warmup="1s", drain="1s", cpu=None, udp=False):
+    """Runs benches' epoll-open-loop (the plain open-loop client) at `rate` msg/s and
+    returns its `name=value` result line; it runs for `warmup` + `duration` + at most
+    `drain`, given up 60 s after that."""
+    timeout = parse_duration(duration) + parse_duration(warmup) + parse_duration(drain) + 60
+    return kv_client(f"{bin_dir}/epoll-open-loop", [*(["--udp"] if udp else []), addr, "-r", rate_arg(rate),
+                                                    "-c", conns, "-s", size, "-d", duration, "--warmup", warmup,
+                                                    "--drain", drain], timeout=timeout, cpu=cpu)
