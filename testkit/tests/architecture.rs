@@ -232,6 +232,30 @@ fn layer_of(module: &str, layers: &[(&str, &[&str])]) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
+/// The child modules a `mod.rs` names by a bare path (`worker::run`, `use worker::Args`):
+/// a parent that uses its child this way imports it, so a child importing the parent back
+/// closes a circle.
+fn children_named(code: &str, module: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let prefix = if module.is_empty() { String::new() } else { format!("{module}::") };
+    let children = modules
+        .iter()
+        .filter_map(|m| m.strip_prefix(&prefix))
+        .filter(|rest| !rest.is_empty() && !rest.contains("::"));
+    let bytes = code.as_bytes();
+    let mut out = BTreeSet::new();
+    for child in children {
+        let needle = format!("{child}::");
+        let named = code.match_indices(&needle).any(|(at, _)| {
+            at == 0
+                || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':')
+        });
+        if named {
+            out.insert(format!("{prefix}{child}"));
+        }
+    }
+    out
+}
+
 /// The imports between a crate's modules: module → the modules it names.
 fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let files: Vec<(String, PathBuf)> =
@@ -239,12 +263,15 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<String> = files.iter().map(|(m, _)| m.clone()).collect();
     let mut g = BTreeMap::new();
     for (module, file) in &files {
-        let text = std::fs::read_to_string(file).unwrap();
-        let deps: BTreeSet<String> = paths(&code(&text))
+        let text = code(&std::fs::read_to_string(file).unwrap());
+        let mut deps: BTreeSet<String> = paths(&text)
             .iter()
             .filter_map(|p| resolve(p, module, &modules))
             .filter(|d| d != module)
             .collect();
+        if file.file_name().is_some_and(|n| n == "mod.rs") {
+            deps.extend(children_named(&text, module, &modules));
+        }
         g.insert(module.clone(), deps);
     }
     g

@@ -43,7 +43,8 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
     );
     for (i, s) in search.steps.iter().enumerate() {
         let limit = step_limit(&s.run).map_or(String::new(), |l| format!(" (limit: {l})"));
-        let verdict = if s.passed { format!("ok{limit}") } else { format!("FAIL: {}{limit}", s.reasons.join("; ")) };
+        let verdict =
+            if s.passed { format!("ok{limit}") } else { format!("FAIL: {}{limit}", s.reasons.join("; ")) };
         let server = match (server, s.server_cpu) {
             (false, _) => String::new(),
             (true, Some(cpu)) => format!(" {:>7}", share(cpu)),
