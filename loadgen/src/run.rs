@@ -118,6 +118,8 @@ pub fn run_at(
         start: std::sync::OnceLock::new(),
         started_unix: std::sync::OnceLock::new(),
         start_at,
+        // Connecting never outlasts the run's own bound.
+        deadline: Instant::now() + plan.max_duration,
         tids: Default::default(),
     });
     let done = Arc::new(AtomicBool::new(false));

@@ -27,7 +27,7 @@ pub struct WorkerResult {
     /// Per-second latency histograms: (start and length in ns since the run began,
     /// histogram); the last one may be shorter than a second.
     pub intervals: Vec<(u64, u64, String)>,
-    /// CPU time the worker thread used.
+    /// CPU time the worker thread used from the common start (connecting aside).
     pub cpu: Duration,
     /// Connection set-up latencies (ns), one per connection.
     pub connect: Hist,
@@ -148,6 +148,8 @@ pub struct Shared {
     pub started_unix: std::sync::OnceLock<f64>,
     /// When to start (`--start-at`); connections are made before it.
     pub start_at: Option<std::time::SystemTime>,
+    /// Connects not made by then have timed out, whatever `--connect-timeout` says.
+    pub deadline: Instant,
     /// Each worker's thread id, `(worker, tid)`, recorded as it starts (for its CPU time).
     pub tids: std::sync::Mutex<Vec<(usize, i32)>>,
 }
@@ -176,6 +178,9 @@ impl Shared {
     }
 }
 
+/// The hint for a connect that timed out.
+const TIMED_OUT: &str = "not made within --connect-timeout (or before --max-duration): the server does not accept (its listen backlog is full), a full SYN backlog (net.ipv4.tcp_max_syn_backlog), or a firewall";
+
 /// What to look at when a connect fails this way.
 pub fn connect_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
@@ -188,16 +193,13 @@ pub fn connect_hint(e: &io::Error) -> &'static str {
         Some(libc::ECONNREFUSED) => {
             "nothing listens there, or its listen backlog overflowed (net.core.somaxconn, the server's backlog)"
         }
-        Some(libc::ETIMEDOUT | libc::EAGAIN) => {
-            "no answer within --connect-timeout: a full SYN backlog (net.ipv4.tcp_max_syn_backlog) or a firewall"
-        }
+        Some(libc::ETIMEDOUT | libc::EAGAIN) => TIMED_OUT,
         Some(libc::ENOENT) => "no socket file at that path",
         Some(libc::EACCES | libc::EPERM) => "permission denied",
         Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => "no route to that address",
         _ => match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                "no answer within --connect-timeout: a full SYN backlog or a firewall"
-            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TIMED_OUT,
+            io::ErrorKind::Interrupted => "Ctrl-C (or SIGTERM, SIGHUP) came first",
             _ => "see the error",
         },
     }

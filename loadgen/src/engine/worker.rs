@@ -13,6 +13,7 @@
 use super::token::Token;
 use super::transport::{Ctx, Transport};
 use super::{Clock, RunError, Shared, WorkerArgs, WorkerResult, recorder::Recorder};
+use crate::connect::{self, Outcome};
 use io_uring::{opcode, types};
 use ringecho::ring::{Ring, RingOptions};
 use std::sync::atomic::Ordering;
@@ -43,9 +44,11 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     let (conns, connect_error) = connect_all::<T>(&args, &mut rec);
     let transport = (!conns.is_empty()).then(|| T::new(shared, &clock, conns));
     start_together(&args, &mut clock);
+    // The CPU of the run from the common start, as its wall time is: connecting aside.
+    let cpu_start = thread_cpu();
     let mut ring = ring?;
     let Some(transport) = transport else {
-        let mut result = rec.finish(&clock, thread_cpu());
+        let mut result = rec.finish(&clock, thread_cpu().saturating_sub(cpu_start));
         result.connect_error = connect_error;
         return Ok(result);
     };
@@ -61,7 +64,7 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
         ring.leak();
     }
     let stop = outcome?;
-    let mut result = rec.finish(&clock, cpu);
+    let mut result = rec.finish(&clock, cpu.saturating_sub(cpu_start));
     result.connected = connected;
     result.connect_error = connect_error;
     result.all_gone_at = stop.all_gone_at;
@@ -76,32 +79,47 @@ fn new_ring(buffers: u16) -> Result<Ring, RunError> {
     Ring::new(options).map_err(RunError::Ring)
 }
 
-/// Opens this worker's share of the connections, timing each; returns those opened and
-/// the first error.
+/// Opens this worker's share of the connections, all at once (`crate::connect`: each gives
+/// up at `--connect-timeout` or the run's deadline, whichever comes first; Ctrl-C ends the
+/// wait), timing each; returns those opened and the first error.
 fn connect_all<T: Transport>(
     args: &WorkerArgs<'_>,
     rec: &mut Recorder,
 ) -> (Vec<T::Conn>, Option<std::io::Error>) {
-    let mut conns = Vec::new();
+    let shared = args.shared;
+    let id = |i: usize| args.first_conn + i as u32;
+    let limits = connect::Limits { timeout: shared.plan.connect_timeout, deadline: shared.deadline };
+    let mut conns: Vec<Option<T::Conn>> = (0..args.conns).map(|_| None).collect();
     let mut first_error = None;
-    for i in 0..args.conns {
-        if args.shared.interrupted.load(Ordering::Relaxed) {
-            break; // Ctrl-C while connecting: meet the others at the barrier, then stop
-        }
-        let t0 = Instant::now();
-        match T::connect(args.shared, args.first_conn + i) {
-            Ok(conn) => {
-                rec.connected(t0.elapsed().as_nanos() as u64);
-                conns.push(conn);
-                args.shared.live.connected.fetch_add(1, Ordering::Relaxed);
+    let dial = |i| T::dial(shared, id(i));
+    connect::all(args.conns as usize, dial, limits, &shared.interrupted, |i, outcome| {
+        let conn = match outcome {
+            Outcome::Made { socket, keep, took } => {
+                T::connected(shared, id(i), socket, keep).map(|c| (c, took))
+            }
+            Outcome::Failed(e) => Err(e),
+            // Ctrl-C while connecting: not a failed connect; meet the others at the
+            // barrier, then stop.
+            Outcome::Stopped => {
+                let why =
+                    || std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted while connecting");
+                first_error.get_or_insert_with(why);
+                return;
+            }
+        };
+        match conn {
+            Ok((conn, took)) => {
+                rec.connected(took.as_nanos() as u64);
+                conns[i] = Some(conn);
+                shared.live.connected.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 rec.connect_failed(&e);
                 first_error.get_or_insert(e);
             }
         }
-    }
-    (conns, first_error)
+    });
+    (conns.into_iter().flatten().collect(), first_error)
 }
 
 /// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the

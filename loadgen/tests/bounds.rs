@@ -1,0 +1,191 @@
+//! Time bounds end to end, on the `ringload` binary: connects against listeners that never
+//! accept (their backlogs held full) give up at `--connect-timeout`, all of a worker's
+//! together; Ctrl-C ends a hanging connect phase.
+
+mod util;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use util::uring_available;
+
+/// What a bounded run of the binary came to.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// Starts `ringload args`, its output into files of `dir`.
+fn spawn(args: &[&str], dir: &std::path::Path) -> Child {
+    let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_ringload"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"))
+        .spawn()
+        .expect("run ringload")
+}
+
+/// Waits for `child` (started at `t0`) at most `bound`, killing it then; what it said.
+fn finish(mut child: Child, dir: &std::path::Path, t0: Instant, bound: Duration) -> Ran {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if t0.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // polling for the exit, bounded
+    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let ran = Ran {
+        code: status.and_then(|s| s.code()),
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+        took: t0.elapsed(),
+    };
+    assert!(status.is_some(), "still running after {bound:?}, killed:\n{}\n{}", ran.stdout, ran.stderr);
+    ran
+}
+
+/// `ringload args`, killed (and the test failed) if it runs past `bound`.
+fn ringload(args: &[&str], bound: Duration) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    finish(spawn(args, dir.path()), dir.path(), t0, bound)
+}
+
+/// A Unix stream listener at `path` that never accepts, its backlog held full: the
+/// listener and the connections that fill it.
+fn full_unix_listener(path: &std::path::Path) -> (Socket, Vec<Socket>) {
+    let to = SockAddr::unix(path).unwrap();
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener.bind(&to).unwrap();
+    listener.listen(1).unwrap();
+    let mut held = Vec::new();
+    loop {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        match s.connect(&to) {
+            Ok(()) => held.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (listener, held),
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+        assert!(held.len() < 64, "the backlog never filled");
+    }
+}
+
+/// A TCP listener on loopback that never accepts, its backlog (0: one connection) held
+/// full, so that further SYNs are dropped: the listener, its address, the connections.
+fn full_tcp_listener() -> (Socket, SocketAddr, Vec<TcpStream>) {
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    listener.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        held.push(s);
+        assert!(held.len() < 64, "the backlog never filled");
+    }
+    (listener, addr, held)
+}
+
+/// Whether a socket of this machine is in SYN_SENT towards loopback port `port`
+/// (`/proc/net/tcp`: remote address `0100007F:PORT` in hex, state 02).
+fn syn_sent_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2] == remote && f[3] == "02"
+        })
+        .count()
+}
+
+/// A Unix listener that never accepts, its backlog full: every connect gives up at
+/// `--connect-timeout`, together; the run ends at once with exit 2 naming the timeout
+/// (it used to block until the listener went away).
+#[test]
+fn a_unix_listener_that_never_accepts_times_out() {
+    if !uring_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.sock");
+    let _full = full_unix_listener(&path);
+    let target = format!("unix://{}", path.display());
+    let args = [
+        &target,
+        "-c",
+        "4",
+        "--connect-timeout",
+        "1s",
+        "--max-duration",
+        "3s",
+        "-d",
+        "1s",
+        "-w",
+        "0s",
+        "--no-progress",
+    ];
+    let ran = ringload(&args, Duration::from_secs(20));
+    assert!(ran.took < Duration::from_secs(5), "took {:?}", ran.took);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("timed out") && ran.stderr.contains("--connect-timeout"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("backlog"), "{}", ran.stderr);
+}
+
+/// 20 connections to a TCP listener whose SYNs are dropped: they time out together, in
+/// about one --connect-timeout, not one after another (20 s).
+#[test]
+fn tcp_connects_time_out_together() {
+    if !uring_available() {
+        return;
+    }
+    let (_listener, addr, _held) = full_tcp_listener();
+    let target = format!("tcp://{addr}");
+    let args =
+        [&target, "-c", "20", "-t", "1", "--connect-timeout", "1s", "-d", "1s", "-w", "0s", "--no-progress"];
+    let ran = ringload(&args, Duration::from_secs(30));
+    assert!(ran.took < Duration::from_secs(5), "took {:?}", ran.took);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(ran.stderr.contains("timed out") && ran.stderr.contains("--connect-timeout"), "{}", ran.stderr);
+}
+
+/// The first Ctrl-C during a connect phase that would hang for a minute ends the run at
+/// once: the report says it was interrupted, exit 130.
+#[test]
+fn sigint_ends_a_hanging_connect_phase() {
+    if !uring_available() {
+        return;
+    }
+    let (_listener, addr, _held) = full_tcp_listener();
+    let before = syn_sent_to(addr.port());
+    let target = format!("tcp://{addr}");
+    let dir = tempfile::tempdir().unwrap();
+    let args = [&target, "-c", "4", "--connect-timeout", "60s", "-d", "1s", "-w", "0s", "--no-progress"];
+    let child = spawn(&args, dir.path());
+    // In the connect phase once its SYNs are out (and dropped by the full backlog).
+    let t0 = Instant::now();
+    while syn_sent_to(addr.port()) <= before {
+        assert!(t0.elapsed() < Duration::from_secs(10), "ringload never started connecting");
+        std::thread::sleep(Duration::from_millis(10)); // polling for the SYNs, bounded
+    }
+    // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let signalled = Instant::now();
+    let ran = finish(child, dir.path(), t0, Duration::from_secs(30));
+    let after = signalled.elapsed();
+    assert!(after < Duration::from_secs(2), "{after:?} after the signal");
+    assert_eq!(ran.code, Some(130), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("interrupted"), "{}", ran.stdout);
+}
