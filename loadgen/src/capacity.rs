@@ -315,7 +315,6 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
 pub fn step_plan(mut base: Plan, step: Duration, warmup: Duration) -> Plan {
     base.stop = Stop::Duration(step);
     base.warmup = warmup;
-    base.max_duration = step;
     base
 }
 

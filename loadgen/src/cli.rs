@@ -207,9 +207,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub server_metrics: Option<String>,
 
-    /// Stop after this long (after the warm-up) whatever else, e.g. when a request-bound
-    /// run (`-n`) meets a target that stops answering; what is unanswered then counts as
-    /// failed. Default: 5m (or --duration, if longer).
+    /// The longest the command runs, whatever else: connecting, warm-up, measuring and
+    /// drain together. A request-bound run (`-n`) against a target that stops answering
+    /// ends then, the unanswered counting as failed. Default: 5m, or the run's whole
+    /// length and a minute if longer.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub max_duration: Option<Duration>,
 

@@ -10,10 +10,12 @@ use crate::capacity::{self, SearchConfig};
 use crate::cli::{AbArgs, RunArgs, ThroughputArgs};
 use crate::document::MAX_REPEATS;
 use crate::plan::{
-    CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, Mode, Model, Plan, PlanError, Stop,
-    ThroughputPlan,
+    CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, MAX_DURATION, Mode, Model, Plan,
+    PlanError, SPARE, Stop, ThroughputPlan,
 };
 use crate::slo::Slo;
+use crate::units::ns;
+use std::time::Duration;
 
 impl RunArgs {
     /// The validated plan.
@@ -55,7 +57,7 @@ impl RunArgs {
             (None, None) => CpuSplit::of(&allowed, self.target.is_none()).load,
         };
         let cpus: Vec<usize> = cpus.into_iter().take(self.connections.max(1) as usize).collect();
-        let plan = Plan {
+        let mut plan = Plan {
             target: self.target.clone(),
             connections: self.connections,
             model: match self.rate {
@@ -81,13 +83,13 @@ impl RunArgs {
             throughput: self.throughput.to_plan(),
             spin: self.spin,
             server_metrics: self.server_metrics.clone(),
-            max_duration: match (self.max_duration, self.requests) {
-                (Some(d), _) => d,
-                // A time-bound run is bounded by its own duration.
-                (None, None) => self.duration.max(DEFAULT_MAX_DURATION),
-                (None, Some(_)) => DEFAULT_MAX_DURATION,
-            },
+            max_duration: self.max_duration.unwrap_or(DEFAULT_MAX_DURATION),
         };
+        if let (None, Some(length)) = (self.max_duration, plan.planned_length()) {
+            // A time-bound run is bounded by its own length: room for all of it.
+            let room = length.saturating_add(plan.connect_timeout).saturating_add(SPARE);
+            plan.max_duration = room.clamp(DEFAULT_MAX_DURATION, MAX_DURATION);
+        }
         if let Some(r) = self.max_error_rate {
             if !(0.0..=1.0).contains(&r) {
                 return Err(PlanError {
@@ -97,6 +99,11 @@ impl RunArgs {
             }
         }
         plan.validate()?;
+        if let (Some(max), Some(length)) = (self.max_duration, plan.planned_length()) {
+            if length > max {
+                return Err(no_room(max, "--duration", &plan, 1));
+            }
+        }
         check_descriptors(&plan)?;
         Ok(plan)
     }
@@ -165,6 +172,23 @@ impl RunArgs {
             return Err(PlanError { flag: "--repeat", problem: format!("between 1 and {MAX_REPEATS}") });
         }
         Ok(())
+    }
+}
+
+/// `--max-duration` shorter than what it must hold: `runs` runs of `plan` (its warm-up,
+/// its `duration`, as the user named it, and its drain).
+fn no_room(max: Duration, duration: &str, plan: &Plan, runs: u32) -> PlanError {
+    let d = |d: Duration| ns(d.as_nanos() as f64);
+    let times = if runs > 1 { format!(", × --repeat {runs}") } else { String::new() };
+    PlanError {
+        flag: "--max-duration",
+        problem: format!(
+            "{} leaves no room for the run it bounds: --warmup {} + {duration} {} + --drain {}{times}",
+            d(max),
+            d(plan.warmup),
+            d(plan.duration().unwrap_or_default()),
+            d(plan.drain),
+        ),
     }
 }
 
@@ -332,6 +356,25 @@ mod tests {
         assert_eq!(v6.size.max, 65_527);
         assert_eq!(plan_of(&["udp://127.0.0.1:9", "--size", "65508"]).unwrap_err().flag, "--size");
         assert_eq!(plan_of(&["-d", "100d"]).unwrap_err().flag, "--duration");
+    }
+
+    /// The default --max-duration has room for the whole run; a given one that has not
+    /// is refused, naming it.
+    #[test]
+    fn max_duration_leaves_room_for_the_run() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(plan_of(&["-d", "1s"]).unwrap().max_duration, DEFAULT_MAX_DURATION);
+        assert_eq!(plan_of(&["-n", "5"]).unwrap().max_duration, DEFAULT_MAX_DURATION);
+        let long = plan_of(&["-d", "10m"]).unwrap();
+        assert_eq!(
+            long.max_duration,
+            minutes(11) + Duration::from_secs(4),
+            "connect, warm-up, drain, a minute"
+        );
+        let e = plan_of(&["-d", "3s", "--max-duration", "3s"]).unwrap_err();
+        assert_eq!(e.flag, "--max-duration");
+        assert!(e.problem.contains("--warmup 1.00s + --duration 3.00s + --drain 1.00s"), "{}", e.problem);
+        assert!(plan_of(&["-d", "1s", "-w", "0s", "--max-duration", "2s"]).is_ok());
     }
 
     #[test]

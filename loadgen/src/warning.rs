@@ -52,7 +52,8 @@ pub enum Warning {
         /// Seconds late.
         late_s: f64,
     },
-    /// A request-bound run stopped at `--max-duration`.
+    /// A run stopped at `--max-duration` before its planned end (a request-bound run with
+    /// requests unanswered; a time-bound one whose connecting took too long).
     TimeLimit {
         /// The limit, seconds.
         max_duration_s: f64,
@@ -191,7 +192,7 @@ impl Warning {
                 format!("--start-at passed {late_s:.3} s before the run was ready; it started then")
             }
             Warning::TimeLimit { max_duration_s } => format!(
-                "stopped at --max-duration ({max_duration_s:.0} s) before every request was answered; the rest count as failed"
+                "stopped at --max-duration ({max_duration_s:.0} s) before the run's planned end; what was unanswered counts as failed"
             ),
             Warning::SizeLimit { answered_max, lost_min } => format!(
                 "datagrams of up to {answered_max} B were answered, none of {lost_min} B or more: the target (or the path) has a size limit; see its buffer size, or the MTU"

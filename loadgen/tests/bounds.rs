@@ -1,14 +1,20 @@
 //! Time bounds end to end, on the `ringload` binary: connects against listeners that never
 //! accept (their backlogs held full) give up at `--connect-timeout`, all of a worker's
-//! together; Ctrl-C ends a hanging connect phase.
+//! together; Ctrl-C ends a hanging connect phase; a run's deadline stops it early enough
+//! for its drain.
 
 mod util;
 
+use ringload::warning::Warning;
+use ringload::{Progress, Stop, Target};
 use socket2::{Domain, SockAddr, Socket, Type};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use util::uring_available;
+use util::{tcp_server, uring_available};
 
 /// What a bounded run of the binary came to.
 struct Ran {
@@ -188,4 +194,41 @@ fn sigint_ends_a_hanging_connect_phase() {
     assert!(after < Duration::from_secs(2), "{after:?} after the signal");
     assert_eq!(ran.code, Some(130), "{}\n{}", ran.stdout, ran.stderr);
     assert!(ran.stdout.contains("interrupted"), "{}", ran.stdout);
+}
+
+/// Echo: what comes in goes back.
+fn echo(mut s: TcpStream, _: Instant) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// A deadline before a time-bound run's planned end (what a workflow's --max-duration
+/// leaves) stops it early enough for its drain: the window measured is the one that ran,
+/// and the report says it was cut.
+#[test]
+fn a_deadline_cuts_a_run_short_and_says_so() {
+    if !uring_available() {
+        return;
+    }
+    let target = Target::Tcp(tcp_server(echo));
+    let plan = util::plan(Some(target), |p| {
+        p.stop = Stop::Duration(Duration::from_secs(5));
+        p.drain = Duration::from_millis(200);
+    });
+    let t0 = Instant::now();
+    let deadline = t0 + Duration::from_millis(1500);
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let r = ringload::run::run_until(plan, interrupted, Progress::Hide, None, Some(deadline)).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert!(r.warnings.iter().any(|w| matches!(w, Warning::TimeLimit { .. })), "{:?}", r.warnings);
+    assert!(
+        r.elapsed > Duration::from_millis(800) && r.elapsed < Duration::from_millis(1400),
+        "{:?}",
+        r.elapsed
+    );
+    assert!(r.counters.completed > 0);
 }

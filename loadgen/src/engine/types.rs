@@ -39,8 +39,12 @@ pub struct WorkerResult {
     pub connect_error: Option<io::Error>,
     /// When (ns) the run stopped because every connection was gone, if it did.
     pub all_gone_at: Option<u64>,
-    /// A request-bound run stopped at `--max-duration` before handing out its requests.
+    /// The run's deadline (`--max-duration`) stopped it before its planned end: a
+    /// request-bound run with requests still to hand out, or a time-bound one whose
+    /// connecting took so long that its `--duration` no longer fitted.
     pub time_limit_hit: bool,
+    /// When scheduling stopped, or was to stop (ns since the run began).
+    pub stop_at: u64,
     /// The largest datagram answered, and the smallest lost (bytes; datagram runs).
     pub sizes: SizeFates,
     /// Bulk connections: bytes per second of the window, window CPU.
@@ -148,7 +152,9 @@ pub struct Shared {
     pub started_unix: std::sync::OnceLock<f64>,
     /// When to start (`--start-at`); connections are made before it.
     pub start_at: Option<std::time::SystemTime>,
-    /// Connects not made by then have timed out, whatever `--connect-timeout` says.
+    /// The run is over by then, whatever else (`--max-duration`, or what a workflow's is
+    /// left): a connect not made by then has timed out, and the stop comes early enough
+    /// for the drain to end by then.
     pub deadline: Instant,
     /// Each worker's thread id, `(worker, tid)`, recorded as it starts (for its CPU time).
     pub tids: std::sync::Mutex<Vec<(usize, i32)>>,

@@ -43,7 +43,7 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     let ring = new_ring(T::BUFFERS);
     let (conns, connect_error) = connect_all::<T>(&args, &mut rec);
     let transport = (!conns.is_empty()).then(|| T::new(shared, &clock, conns));
-    start_together(&args, &mut clock);
+    start_together::<T>(&args, &mut clock);
     // The CPU of the run from the common start, as its wall time is: connecting aside.
     let cpu_start = thread_cpu();
     let mut ring = ring?;
@@ -125,10 +125,11 @@ fn connect_all<T: Transport>(
 /// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the
 /// other workers at the barrier (always, whatever set-up did, so none waits for ever),
 /// and starts the common clock.
-fn start_together(args: &WorkerArgs<'_>, clock: &mut Clock) {
+fn start_together<T: Transport>(args: &WorkerArgs<'_>, clock: &mut Clock) {
     args.shared.wait_for_start_at();
     args.barrier.wait();
     clock.start = args.shared.begin();
+    clock.end_by(args.shared.deadline, T::drain(args.shared));
 }
 
 struct Worker<'r, T> {
@@ -145,7 +146,8 @@ struct Worker<'r, T> {
 struct Stopped {
     /// When every connection was gone (ns), if that stopped the run.
     all_gone_at: Option<u64>,
-    /// A request-bound run reached `--max-duration` with requests still to hand out.
+    /// The run's deadline (`--max-duration`) stopped it before its planned end (requests
+    /// still to hand out, or its `--duration` not over).
     time_limit_hit: bool,
 }
 
@@ -185,7 +187,7 @@ impl<T: Transport> Worker<'_, T> {
                 if all_gone && now < clock.stop_at && clock.budget != Some(0) {
                     stopped.all_gone_at = Some(now);
                 }
-                stopped.time_limit_hit = clock.budget.is_some_and(|b| b > 0) && now >= clock.stop_at;
+                stopped.time_limit_hit = clock.cut && clock.budget != Some(0) && now >= clock.stop_at;
             }
             if let Some(since) = stopping_since {
                 if self.transport.drained() || interrupted || now >= since.saturating_add(drain) {
