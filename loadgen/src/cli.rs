@@ -37,7 +37,8 @@ use std::time::Duration;
         --find-max-rate: no rate met the SLO; compare: a regression, or ratios a side's\n\
         warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
-        never made); 130 interrupted (the partial report is printed).",
+        never made), or a --repeat or --find-max-rate that --max-duration stopped short;\n\
+        130 interrupted (the partial report is printed).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Args {
@@ -208,9 +209,10 @@ pub struct RunArgs {
     pub server_metrics: Option<String>,
 
     /// The longest the command runs, whatever else: connecting, warm-up, measuring and
-    /// drain together. A request-bound run (`-n`) against a target that stops answering
-    /// ends then, the unanswered counting as failed. Default: 5m, or the run's whole
-    /// length and a minute if longer.
+    /// drain together; with --repeat all the runs, with --find-max-rate the whole search
+    /// (default 10m). A request-bound run (`-n`) against a target that stops answering
+    /// ends then, the unanswered counting as failed; a repeat or a search it stops short
+    /// says so and exits 2. Default: 5m, or the run's whole length and a minute if longer.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub max_duration: Option<Duration>,
 
@@ -255,7 +257,8 @@ pub struct RunArgs {
     /// --start-rate until one fails, then bisect to --precision. A step passes when it
     /// achieves ≥ 97% of its offered rate, the client is not saturated (CPU < 90%), and
     /// the SLO holds (at the median of --repeat runs). Bounded by --max-duration
-    /// (default 10m). Exit 0 with an answer, 1 when no rate met the SLO.
+    /// (default 10m). Exit 0 with an answer, 1 when no rate met the SLO, 2 when it
+    /// stopped at --max-duration before it converged.
     #[arg(long, conflicts_with_all = ["rate", "depth", "churn", "requests", "hdr_log"])]
     pub find_max_rate: bool,
 

@@ -141,7 +141,15 @@ impl RunArgs {
             });
         }
         plan.model = Model::Open { rate: self.start_rate };
-        let plan = capacity::step_plan(plan, self.step_duration, self.warmup);
+        let max_duration = self.max_duration.unwrap_or(DEFAULT_SEARCH_DURATION);
+        let mut plan = capacity::step_plan(plan, self.step_duration, self.warmup);
+        // Every step runs --repeat times, each its warm-up, --step-duration and drain.
+        let step_length = plan.planned_length().unwrap_or_default().saturating_mul(self.repeat);
+        if step_length > max_duration {
+            return Err(no_room(max_duration, "--step-duration", &plan, self.repeat));
+        }
+        // Each step's runs are bounded by the search's bound (a step cut short says which).
+        plan.max_duration = max_duration;
         plan.validate().map_err(|e| PlanError {
             flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
             problem: e.problem,
@@ -152,7 +160,8 @@ impl RunArgs {
             growth: self.growth,
             precision: self.precision,
             repeat: self.repeat,
-            max_duration: self.max_duration.unwrap_or(DEFAULT_SEARCH_DURATION),
+            max_duration,
+            step_length,
             saturate_above: self.test_saturate_above,
             server_pid: self.server_pid,
         };
@@ -375,6 +384,26 @@ mod tests {
         assert_eq!(e.flag, "--max-duration");
         assert!(e.problem.contains("--warmup 1.00s + --duration 3.00s + --drain 1.00s"), "{}", e.problem);
         assert!(plan_of(&["-d", "1s", "-w", "0s", "--max-duration", "2s"]).is_ok());
+    }
+
+    /// One step of a search must fit in --max-duration.
+    #[test]
+    fn a_search_step_fits_its_bound() {
+        let search = |extra: &[&str]| {
+            let base = ["tcp://127.0.0.1:1", "--find-max-rate", "--slo", "p99<1ms"];
+            parse(&[&base[..], extra].concat()).unwrap().run.to_search()
+        };
+        let e = search(&["--step-duration", "20s", "--max-duration", "3s"]).unwrap_err();
+        assert_eq!(e.flag, "--max-duration");
+        assert!(
+            e.problem.contains("no room") && e.problem.contains("--step-duration 20.00s"),
+            "{}",
+            e.problem
+        );
+        let (plan, cfg) =
+            search(&["--step-duration", "2s", "--repeat", "2", "-w", "500ms", "--drain", "500ms"]).unwrap();
+        assert_eq!(cfg.step_length, Duration::from_secs(6), "2 × (500 ms + 2 s + 500 ms)");
+        assert_eq!((plan.max_duration, cfg.max_duration), (DEFAULT_SEARCH_DURATION, DEFAULT_SEARCH_DURATION));
     }
 
     #[test]

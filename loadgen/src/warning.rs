@@ -58,6 +58,15 @@ pub enum Warning {
         /// The limit, seconds.
         max_duration_s: f64,
     },
+    /// `--repeat` stopped at `--max-duration`: the next run would not have fitted.
+    RunsCut {
+        /// Runs made.
+        runs: u32,
+        /// Runs asked for.
+        planned: u32,
+        /// The limit, seconds.
+        max_duration_s: f64,
+    },
     /// Datagrams up to some size were answered, larger ones lost.
     SizeLimit {
         /// The largest datagram answered, bytes.
@@ -194,6 +203,9 @@ impl Warning {
             Warning::TimeLimit { max_duration_s } => format!(
                 "stopped at --max-duration ({max_duration_s:.0} s) before the run's planned end; what was unanswered counts as failed"
             ),
+            Warning::RunsCut { runs, planned, max_duration_s } => format!(
+                "stopped at --max-duration ({max_duration_s:.0} s) after {runs} of {planned} runs: the next would not have fitted; the spread is of {runs} runs"
+            ),
             Warning::SizeLimit { answered_max, lost_min } => format!(
                 "datagrams of up to {answered_max} B were answered, none of {lost_min} B or more: the target (or the path) has a size limit; see its buffer size, or the MTU"
             ),
@@ -257,6 +269,7 @@ impl Warning {
             | Warning::Interrupted
             | Warning::LateStart { .. }
             | Warning::TimeLimit { .. }
+            | Warning::RunsCut { .. }
             | Warning::SizeLimit { .. }
             | Warning::NotConcurrent { .. }
             | Warning::ServerMetrics { .. }
@@ -277,6 +290,7 @@ impl Warning {
             Warning::NotConcurrent { .. } => "not concurrent",
             Warning::LateStart { .. } => "late start",
             Warning::TimeLimit { .. } => "time limit",
+            Warning::RunsCut { .. } => "runs cut",
             Warning::SizeLimit { .. } => "size limit",
             Warning::ConnectsFailed { .. } => "connects failed",
             Warning::ConnectionsLost { .. } => "connections lost",
@@ -318,6 +332,8 @@ impl Warning {
             | Warning::BackgroundFailed { .. } => true,
             // A late start moves the window, not the figures.
             Warning::LateStart { .. } => false,
+            // Fewer runs: the spread is wider, and a comparison says so by itself.
+            Warning::RunsCut { .. } => false,
             // No server figures: the client's are whole. Kernel counters are machine-wide:
             // they may be another program's; the loss they explain shows in the figures.
             Warning::ServerMetrics { .. } | Warning::KernelCounter { .. } => false,

@@ -1,7 +1,8 @@
 //! Time bounds end to end, on the `ringload` binary: connects against listeners that never
 //! accept (their backlogs held full) give up at `--connect-timeout`, all of a worker's
 //! together; Ctrl-C ends a hanging connect phase; a run's deadline stops it early enough
-//! for its drain.
+//! for its drain; `--max-duration` bounds a search and a repeat as a whole, and what it
+//! cut short says so and does not exit 0.
 
 mod util;
 
@@ -231,4 +232,80 @@ fn a_deadline_cuts_a_run_short_and_says_so() {
         r.elapsed
     );
     assert!(r.counters.completed > 0);
+}
+
+/// A search whose one step cannot fit in --max-duration is refused at once, naming the
+/// flag; one cut short by --max-duration says so, keeps its steps, and is not a clean
+/// exit 0 (its answer is only a lower bound of a full search's).
+#[test]
+fn max_duration_bounds_a_search() {
+    if !uring_available() {
+        return;
+    }
+    let target = format!("tcp://{}", tcp_server(echo));
+    let search = [&target, "-c", "1", "-t", "1", "--find-max-rate", "--slo", "p99<50ms", "--no-progress"];
+    let ran = ringload(
+        &[&search[..], &["--step-duration", "20s", "--max-duration", "3s"]].concat(),
+        Duration::from_secs(30),
+    );
+    assert!(ran.took < Duration::from_secs(6), "took {:?}", ran.took);
+    assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stderr.contains("--max-duration") && ran.stderr.contains("no room"), "{}", ran.stderr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("search.json");
+    let short = ["--step-duration", "300ms", "-w", "100ms", "--drain", "200ms", "--max-duration", "2s"];
+    let ran = ringload(
+        &[&search[..], &short, &["--json", file.to_str().unwrap()]].concat(),
+        Duration::from_secs(30),
+    );
+    assert!(ran.took < Duration::from_secs(4), "took {:?}", ran.took);
+    assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("stopped at --max-duration before the search converged"), "{}", ran.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["search"]["stopped"], "max_duration");
+    assert_eq!(doc["exit_code"], 2);
+    let steps = doc["search"]["steps"].as_array().unwrap().len();
+    // Steps planned at 600 ms (one ends sooner when its drain is quick): at most 4 in 2 s.
+    assert!((1..=4).contains(&steps), "{steps} steps of 600 ms planned in 2 s");
+}
+
+/// `--repeat 100` in a --max-duration of 5 s: the runs that fit, a report that says how
+/// many, exit 2.
+#[test]
+fn max_duration_bounds_a_repeat() {
+    if !uring_available() {
+        return;
+    }
+    let target = format!("tcp://{}", tcp_server(echo));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("repeat.json");
+    let args = [
+        &target,
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "--repeat",
+        "100",
+        "-d",
+        "500ms",
+        "--max-duration",
+        "5s",
+        "--no-progress",
+        "--json",
+        file.to_str().unwrap(),
+    ];
+    let ran = ringload(&args, Duration::from_secs(30));
+    assert!(ran.took < Duration::from_secs(8), "took {:?}", ran.took);
+    assert_eq!(ran.code, Some(2), "{}\n{}", ran.stdout, ran.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let runs = doc["repeats"].as_array().unwrap().len();
+    // Each run is planned at 2.5 s (1 s warm-up, 500 ms, 1 s drain): two fit, three may.
+    assert!((1..=3).contains(&runs), "{runs} runs");
+    let said = format!("stopped at --max-duration (5 s) after {runs} of 100 runs");
+    assert!(ran.stdout.contains(&said), "{}", ran.stdout);
+    assert_eq!(doc["exit_code"], 2);
+    let cut = doc["warnings"].as_array().unwrap().iter().find(|w| w["code"] == "runs_cut").cloned();
+    assert_eq!(cut.map(|w| (w["runs"].clone(), w["planned"].clone())), Some((runs.into(), 100.into())));
 }

@@ -88,13 +88,16 @@ impl SearchDoc {
         self.steps.iter().find(|s| s.passed && s.offered == a)
     }
 
-    /// The exit code ([`crate::exit::code`]): interrupted; untrusted when the target
-    /// failed and no rate passed; a failed check when no rate met the SLO.
+    /// The exit code ([`crate::exit::code`]): interrupted; an error when the search
+    /// stopped before it converged (`--max-duration`, the step limit: its answer is only a
+    /// lower bound of the search's), or when the target failed and no rate passed; a
+    /// failed check when no rate met the SLO.
     pub fn exit_code(&self) -> i32 {
         let none = self.answer.is_none();
         crate::exit::code(
             self.stopped == Some(Stopped::Interrupted),
-            none && self.steps.iter().any(|s| s.run.exit_code == crate::exit::ERROR),
+            self.stopped.is_some()
+                || none && self.steps.iter().any(|s| s.run.exit_code == crate::exit::ERROR),
             none,
         )
     }
