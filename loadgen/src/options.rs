@@ -130,9 +130,19 @@ impl RunArgs {
             return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
         }
         // Each step is a run of --step-duration; --max-duration bounds the whole search.
+        // A refusal names the flag the search was given (the step's plan knows --duration
+        // and --rate).
+        let rename = |e: PlanError| PlanError {
+            flag: match e.flag {
+                "--duration" => "--step-duration",
+                "--rate" => "--start-rate",
+                flag => flag,
+            },
+            problem: e.problem,
+        };
         let step = RunArgs { duration: self.step_duration, max_duration: None, ..self.clone() };
-        step.check_repeat()?;
-        let mut plan = step.to_plan()?;
+        step.check_repeat().map_err(rename)?;
+        let mut plan = step.to_plan().map_err(rename)?;
         if plan.throughput.mode != Mode::Rr {
             return Err(PlanError {
                 flag: "--find-max-rate",
@@ -150,10 +160,7 @@ impl RunArgs {
         }
         // Each step's runs are bounded by the search's bound (a step cut short says which).
         plan.max_duration = max_duration;
-        plan.validate().map_err(|e| PlanError {
-            flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
-            problem: e.problem,
-        })?;
+        plan.validate().map_err(rename)?;
         let cfg = SearchConfig {
             slo,
             start_rate: self.start_rate,
@@ -386,13 +393,16 @@ mod tests {
         assert!(plan_of(&["-d", "1s", "-w", "0s", "--max-duration", "2s"]).is_ok());
     }
 
-    /// One step of a search must fit in --max-duration.
+    /// A search's refusals name the flags it was given (its steps' plans know --duration
+    /// and --rate); one step must fit in --max-duration.
     #[test]
-    fn a_search_step_fits_its_bound() {
+    fn a_search_names_its_own_flags() {
         let search = |extra: &[&str]| {
             let base = ["tcp://127.0.0.1:1", "--find-max-rate", "--slo", "p99<1ms"];
             parse(&[&base[..], extra].concat()).unwrap().run.to_search()
         };
+        assert_eq!(search(&["--step-duration", "0s"]).unwrap_err().flag, "--step-duration");
+        assert_eq!(search(&["--start-rate", "1e12"]).unwrap_err().flag, "--start-rate");
         let e = search(&["--step-duration", "20s", "--max-duration", "3s"]).unwrap_err();
         assert_eq!(e.flag, "--max-duration");
         assert!(
