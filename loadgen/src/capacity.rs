@@ -30,7 +30,7 @@ use crate::engine::RunError;
 use crate::observe::process_cpu;
 use crate::plan::{Model, Plan, Stop};
 use crate::report::Report;
-use crate::run::Progress;
+use crate::run::{Progress, run_until};
 use crate::slo::{Point, Schedule, Slo};
 use crate::stats::median;
 use crate::units::{ns, rate, share};
@@ -58,6 +58,9 @@ pub struct SearchConfig {
     pub repeat: u32,
     /// The whole search's bound.
     pub max_duration: Duration,
+    /// How long one step lasts as planned (its runs' warm-up, step and drain): a step
+    /// starts only if this, and the longest step so far, fit in what is left.
+    pub step_length: Duration,
     /// Test knob (hidden flag): steps offered above this rate are taken as
     /// client-saturated, so a lower-bound answer can be staged deterministically.
     pub saturate_above: Option<f64>,
@@ -193,16 +196,18 @@ fn empty() -> ResultDoc {
     ResultDoc::empty(String::new(), None)
 }
 
-/// The search: `step(rate)` runs and judges one step. Stops at convergence, when
-/// `interrupted` is set (a step that fails to start then counts as interrupted, not as
-/// an error), at `max_duration` (a step is started only if one as long as the longest so
-/// far still fits), or after [`MAX_STEPS`].
+/// The search: `step(rate, deadline)` runs and judges one step, over by `deadline` (the
+/// search's). Stops at convergence, when `interrupted` is set (a step that fails to start
+/// then counts as interrupted, not as an error), at `max_duration` (a step is started
+/// only if its planned length, and the longest step so far, still fit), or after
+/// [`MAX_STEPS`].
 pub fn search(
     cfg: &SearchConfig,
     interrupted: &AtomicBool,
-    mut step: impl FnMut(f64) -> Result<StepDoc, RunError>,
+    mut step: impl FnMut(f64, Instant) -> Result<StepDoc, RunError>,
 ) -> Result<SearchDoc, RunError> {
     let started = Instant::now();
+    let deadline = started + cfg.max_duration;
     let mut steps: Vec<StepDoc> = Vec::new();
     let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = cfg.start_rate;
@@ -217,12 +222,12 @@ pub fn search(
             stopped = Some(Stopped::StepLimit);
             break;
         }
-        if !steps.is_empty() && started.elapsed() + longest > cfg.max_duration {
+        if started.elapsed() + longest.max(cfg.step_length) > cfg.max_duration {
             stopped = Some(Stopped::MaxDuration);
             break;
         }
         let began = Instant::now();
-        let result = step(rate);
+        let result = step(rate, deadline);
         longest = longest.max(began.elapsed());
         let s = match result {
             Ok(s) => s,
@@ -290,13 +295,13 @@ pub fn run(
     mut on_step: impl FnMut(&StepDoc),
 ) -> Result<ResultDoc, RunError> {
     let mut spare_cpus = 0;
-    let mut search = search(cfg, &interrupted, |rate| {
+    let mut search = search(cfg, &interrupted, |rate, deadline| {
         let mut plan = base.clone();
         plan.model = Model::Open { rate };
         let server_before = cfg.server_pid.and_then(process_cpu).map(|cpu| (cpu, Instant::now()));
         let mut samples = Vec::new();
         for _ in 0..cfg.repeat.max(1) {
-            let report = crate::run::run(plan.clone(), interrupted.clone(), Progress::Hide)?;
+            let report = run_until(plan.clone(), interrupted.clone(), Progress::Hide, None, Some(deadline))?;
             let stop = report.interrupted;
             spare_cpus = report.spare_cpus;
             samples.push(Sample::of(&report));
@@ -340,7 +345,6 @@ pub fn document(base: &Plan, search: SearchDoc) -> ResultDoc {
 pub fn step_plan(mut base: Plan, step: Duration, warmup: Duration) -> Plan {
     base.stop = Stop::Duration(step);
     base.warmup = warmup;
-    base.max_duration = step;
     base
 }
 

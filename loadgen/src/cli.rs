@@ -37,7 +37,8 @@ use std::time::Duration;
         --find-max-rate: no rate met the SLO; compare: a regression, or ratios a side's\n\
         warnings make not meaningful); 2 usage or runtime error,\n\
         or figures that cannot be trusted (nothing answered, not an echo, connections lost or\n\
-        never made); 130 interrupted (the partial report is printed).",
+        never made), or a --repeat or --find-max-rate that --max-duration stopped short;\n\
+        130 interrupted (the partial report is printed).",
     args_conflicts_with_subcommands = true
 )]
 pub struct Args {
@@ -120,8 +121,9 @@ pub fn command() -> clap::Command {
          least {}; {} when no clause bounds latency), and the SLO holds (at the median of --repeat runs). A \
          failing step is blamed on the first that applies: the target (it failed: the search stops, exit \
          2), the client (the answer is then a lower bound), the SLO. Bounded by --max-duration (default \
-         {}). Exit 0 with an answer, 1 when no rate met the SLO, 2 when the target failed or the client \
-         could not keep its schedule even at the lowest rate.",
+         {}). Exit 0 with an answer, 1 when no rate met the SLO, 2 when the target failed, the client \
+         could not keep its schedule even at the lowest rate, or the search stopped at --max-duration \
+         before it converged.",
         share(MIN_ACHIEVED),
         ns(MIN_LAG_LIMIT.as_nanos() as f64),
         ns(LAG_LIMIT.as_nanos() as f64),
@@ -231,9 +233,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "URL")]
     pub server_metrics: Option<String>,
 
-    /// Stop after this long (after the warm-up) whatever else, e.g. when a request-bound
-    /// run (`-n`) meets a target that stops answering; what is unanswered then counts as
-    /// failed. Default: 5m (or --duration, if longer).
+    /// The longest the command runs, whatever else: connecting, warm-up, measuring and
+    /// drain together; with --repeat all the runs, with --find-max-rate the whole search
+    /// (default 10m). A request-bound run (`-n`) against a target that stops answering
+    /// ends then, the unanswered counting as failed; a repeat or a search it stops short
+    /// says so and exits 2. Default: 5m, or the run's whole length and a minute if longer.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub max_duration: Option<Duration>,
 

@@ -11,7 +11,10 @@ pub const OK: i32 = 0;
 /// cannot be judged).
 pub const CHECK_FAILED: i32 = 1;
 /// A usage or runtime error, or figures that cannot be trusted (nothing answered, not an
-/// echo, connections lost or never made).
+/// echo, connections lost or never made), or a workflow that could not be carried out as
+/// planned within its bound (a `--repeat` that made fewer runs than asked, a search that
+/// stopped before it converged: at `--max-duration`, or at the step limit); what ran is
+/// reported.
 pub const ERROR: i32 = 2;
 /// Ctrl-C (or SIGTERM, SIGHUP) cut it short; what ran is reported.
 pub const INTERRUPTED: i32 = 130;

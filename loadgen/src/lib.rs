@@ -9,7 +9,7 @@
 //! The modules are layers, each using only those below it (`docs/ARCHITECTURE.md` lists
 //! them, and a test holds the code to the list):
 //! 0. leaves: [`units`], [`stats`], [`exit`], [`hist`], [`counters`], [`header`],
-//!    [`payload`], [`target`], [`escape`], [`input`];
+//!    [`payload`], [`target`], [`connect`], [`escape`], [`input`];
 //! 1. options: [`plan`], [`slo`];
 //! 2. the engine: [`engine`];
 //! 3. the model, plain data: [`warning`], [`figures`], [`views`], [`document`], [`saved`],
@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 // 0. leaves
+pub mod connect;
 pub mod counters;
 pub mod escape;
 pub mod exit;

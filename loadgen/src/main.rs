@@ -263,6 +263,7 @@ fn repeated(args: &RunArgs) -> anyhow::Result<i32> {
         slo: &slo,
         start_at: args.start_at,
         label: args.label.clone(),
+        bound: args.max_duration,
     };
     let doc: Option<ResultDoc> = ringload::repeat::run(&repeat, &interrupted, |i, report| {
         if show {

@@ -10,10 +10,12 @@ use crate::capacity::{self, SearchConfig};
 use crate::cli::{AbArgs, RunArgs, ThroughputArgs};
 use crate::document::MAX_REPEATS;
 use crate::plan::{
-    CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, Mode, Model, Plan, PlanError, Stop,
-    ThroughputPlan,
+    CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, MAX_DURATION, Mode, Model, Plan,
+    PlanError, SPARE, Stop, ThroughputPlan,
 };
 use crate::slo::Slo;
+use crate::units::ns;
+use std::time::Duration;
 
 impl RunArgs {
     /// The validated plan.
@@ -55,7 +57,7 @@ impl RunArgs {
             (None, None) => CpuSplit::of(&allowed, self.target.is_none()).load,
         };
         let cpus: Vec<usize> = cpus.into_iter().take(self.connections.max(1) as usize).collect();
-        let plan = Plan {
+        let mut plan = Plan {
             target: self.target.clone(),
             connections: self.connections,
             model: match self.rate {
@@ -82,13 +84,13 @@ impl RunArgs {
             spin: self.spin,
             server_metrics: self.server_metrics.clone(),
             server_pid: self.server_pid,
-            max_duration: match (self.max_duration, self.requests) {
-                (Some(d), _) => d,
-                // A time-bound run is bounded by its own duration.
-                (None, None) => self.duration.max(DEFAULT_MAX_DURATION),
-                (None, Some(_)) => DEFAULT_MAX_DURATION,
-            },
+            max_duration: self.max_duration.unwrap_or(DEFAULT_MAX_DURATION),
         };
+        if let (None, Some(length)) = (self.max_duration, plan.planned_length()) {
+            // A time-bound run is bounded by its own length: room for all of it.
+            let room = length.saturating_add(plan.connect_timeout).saturating_add(SPARE);
+            plan.max_duration = room.clamp(DEFAULT_MAX_DURATION, MAX_DURATION);
+        }
         if let Some(url) = &self.server_metrics {
             crate::observe::parse_url(url).map_err(|_| PlanError {
                 flag: "--server-metrics",
@@ -104,6 +106,11 @@ impl RunArgs {
             }
         }
         plan.validate()?;
+        if let (Some(max), Some(length)) = (self.max_duration, plan.planned_length()) {
+            if length > max {
+                return Err(no_room(max, "--duration", &plan, 1));
+            }
+        }
         check_descriptors(&plan)?;
         Ok(plan)
     }
@@ -130,6 +137,16 @@ impl RunArgs {
             return Err(PlanError { flag: "--precision", problem: "between 0% and 100%, above 0".into() });
         }
         // Each step is a run of --step-duration; --max-duration bounds the whole search.
+        // A refusal names the flag the search was given (the step's plan knows --duration
+        // and --rate).
+        let rename = |e: PlanError| PlanError {
+            flag: match e.flag {
+                "--duration" => "--step-duration",
+                "--rate" => "--start-rate",
+                flag => flag,
+            },
+            problem: e.problem,
+        };
         // Each step is an open loop (so --coalesce applies) of --step-duration.
         let step = RunArgs {
             duration: self.step_duration,
@@ -137,8 +154,8 @@ impl RunArgs {
             rate: Some(self.start_rate),
             ..self.clone()
         };
-        step.check_repeat()?;
-        let mut plan = step.to_plan()?;
+        step.check_repeat().map_err(rename)?;
+        let mut plan = step.to_plan().map_err(rename)?;
         if plan.throughput.mode != Mode::Rr {
             return Err(PlanError {
                 flag: "--find-max-rate",
@@ -147,18 +164,24 @@ impl RunArgs {
             });
         }
         plan.model = Model::Open { rate: self.start_rate };
-        let plan = capacity::step_plan(plan, self.step_duration, self.warmup);
-        plan.validate().map_err(|e| PlanError {
-            flag: if e.flag == "--duration" { "--step-duration" } else { e.flag },
-            problem: e.problem,
-        })?;
+        let max_duration = self.max_duration.unwrap_or(DEFAULT_SEARCH_DURATION);
+        let mut plan = capacity::step_plan(plan, self.step_duration, self.warmup);
+        // Every step runs --repeat times, each its warm-up, --step-duration and drain.
+        let step_length = plan.planned_length().unwrap_or_default().saturating_mul(self.repeat);
+        if step_length > max_duration {
+            return Err(no_room(max_duration, "--step-duration", &plan, self.repeat));
+        }
+        // Each step's runs are bounded by the search's bound (a step cut short says which).
+        plan.max_duration = max_duration;
+        plan.validate().map_err(rename)?;
         let cfg = SearchConfig {
             slo,
             start_rate: self.start_rate,
             growth: self.growth,
             precision: self.precision,
             repeat: self.repeat,
-            max_duration: self.max_duration.unwrap_or(DEFAULT_SEARCH_DURATION),
+            max_duration,
+            step_length,
             saturate_above: self.test_saturate_above,
             server_pid: self.server_pid,
         };
@@ -178,6 +201,23 @@ impl RunArgs {
             return Err(PlanError { flag: "--repeat", problem: format!("between 1 and {MAX_REPEATS}") });
         }
         Ok(())
+    }
+}
+
+/// `--max-duration` shorter than what it must hold: `runs` runs of `plan` (its warm-up,
+/// its `duration`, as the user named it, and its drain).
+fn no_room(max: Duration, duration: &str, plan: &Plan, runs: u32) -> PlanError {
+    let d = |d: Duration| ns(d.as_nanos() as f64);
+    let times = if runs > 1 { format!(", × --repeat {runs}") } else { String::new() };
+    PlanError {
+        flag: "--max-duration",
+        problem: format!(
+            "{} leaves no room for the run it bounds: --warmup {} + {duration} {} + --drain {}{times}",
+            d(max),
+            d(plan.warmup),
+            d(plan.duration().unwrap_or_default()),
+            d(plan.drain),
+        ),
     }
 }
 
@@ -345,6 +385,48 @@ mod tests {
         assert_eq!(v6.size.max, 65_527);
         assert_eq!(plan_of(&["udp://127.0.0.1:9", "--size", "65508"]).unwrap_err().flag, "--size");
         assert_eq!(plan_of(&["-d", "100d"]).unwrap_err().flag, "--duration");
+    }
+
+    /// The default --max-duration has room for the whole run; a given one that has not
+    /// is refused, naming it.
+    #[test]
+    fn max_duration_leaves_room_for_the_run() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        assert_eq!(plan_of(&["-d", "1s"]).unwrap().max_duration, DEFAULT_MAX_DURATION);
+        assert_eq!(plan_of(&["-n", "5"]).unwrap().max_duration, DEFAULT_MAX_DURATION);
+        let long = plan_of(&["-d", "10m"]).unwrap();
+        assert_eq!(
+            long.max_duration,
+            minutes(11) + Duration::from_secs(4),
+            "connect, warm-up, drain, a minute"
+        );
+        let e = plan_of(&["-d", "3s", "--max-duration", "3s"]).unwrap_err();
+        assert_eq!(e.flag, "--max-duration");
+        assert!(e.problem.contains("--warmup 1.00s + --duration 3.00s + --drain 1.00s"), "{}", e.problem);
+        assert!(plan_of(&["-d", "1s", "-w", "0s", "--max-duration", "2s"]).is_ok());
+    }
+
+    /// A search's refusals name the flags it was given (its steps' plans know --duration
+    /// and --rate); one step must fit in --max-duration.
+    #[test]
+    fn a_search_names_its_own_flags() {
+        let search = |extra: &[&str]| {
+            let base = ["tcp://127.0.0.1:1", "--find-max-rate", "--slo", "p99<1ms"];
+            parse(&[&base[..], extra].concat()).unwrap().run.to_search()
+        };
+        assert_eq!(search(&["--step-duration", "0s"]).unwrap_err().flag, "--step-duration");
+        assert_eq!(search(&["--start-rate", "1e12"]).unwrap_err().flag, "--start-rate");
+        let e = search(&["--step-duration", "20s", "--max-duration", "3s"]).unwrap_err();
+        assert_eq!(e.flag, "--max-duration");
+        assert!(
+            e.problem.contains("no room") && e.problem.contains("--step-duration 20.00s"),
+            "{}",
+            e.problem
+        );
+        let (plan, cfg) =
+            search(&["--step-duration", "2s", "--repeat", "2", "-w", "500ms", "--drain", "500ms"]).unwrap();
+        assert_eq!(cfg.step_length, Duration::from_secs(6), "2 × (500 ms + 2 s + 500 ms)");
+        assert_eq!((plan.max_duration, cfg.max_duration), (DEFAULT_SEARCH_DURATION, DEFAULT_SEARCH_DURATION));
     }
 
     #[test]

@@ -107,8 +107,10 @@ pub struct Plan {
     /// before it existed.
     #[serde(default)]
     pub gso: bool,
-    /// The longest a run lasts after the warm-up, whatever else: a request-bound run
-    /// (`--requests`) against a target that stops answering still ends.
+    /// The longest a run lasts, whatever else: connecting, the warm-up, the measured part
+    /// and the drain together (a request-bound run against a target that stops answering
+    /// still ends). Documents from before it bounded the whole run hold the bound of the
+    /// part after the warm-up.
     #[serde(default = "default_max_duration", with = "crate::plan::fields::secs")]
     pub max_duration: Duration,
     /// Keep a latency histogram per second (for `--hdr-log`); not part of a result.
@@ -138,6 +140,10 @@ pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(300);
 fn default_max_duration() -> Duration {
     DEFAULT_MAX_DURATION
 }
+
+/// What the default `--max-duration` of a time-bound run leaves beyond its planned length
+/// and `--connect-timeout`: setting up many connections takes time of its own.
+pub const SPARE: Duration = Duration::from_secs(60);
 
 /// The default `--max-duration` of a `--find-max-rate` search: ten minutes.
 pub const DEFAULT_SEARCH_DURATION: Duration = Duration::from_secs(600);
@@ -305,6 +311,12 @@ impl Plan {
             Stop::Duration(d) => Some(d),
             Stop::Requests(_) => None,
         }
+    }
+
+    /// How long a time-bound run lasts as planned, connecting aside: the warm-up,
+    /// `--duration` and the longest drain. What `--max-duration` must leave room for.
+    pub fn planned_length(&self) -> Option<Duration> {
+        self.duration().map(|d| self.warmup.saturating_add(d).saturating_add(self.drain))
     }
 }
 

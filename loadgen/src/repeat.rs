@@ -7,7 +7,8 @@
 //! Invariant: the pooled document's figures are those of all repeats' samples together
 //! (counters summed, measured times added, histograms added), derived like any
 //! document's; the spread is derived from the repeats and nothing else; the exit code is
-//! [`crate::exit::code`]'s.
+//! [`crate::exit::code`]'s. With `--max-duration`, the runs together end by it: a run that
+//! would not fit is not started, and the document says how many were made.
 
 use crate::counters::Counters;
 use crate::document::{ResultDoc, Summary, WarningEntry};
@@ -15,12 +16,12 @@ use crate::engine::RunError;
 use crate::hist;
 use crate::plan::Plan;
 use crate::report::Report;
-use crate::run::{Progress, run_at};
+use crate::run::{Progress, run_until};
 use crate::slo::Slo;
 use crate::warning::Warning;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How the runs are made and judged.
 pub struct Repeat<'a> {
@@ -34,11 +35,16 @@ pub struct Repeat<'a> {
     pub start_at: Option<SystemTime>,
     /// `--label`, for every run.
     pub label: Option<String>,
+    /// `--max-duration`, when given: the bound of all the runs together (a run starts only
+    /// if it fits in what is left); none: each run is bounded by its plan alone.
+    pub bound: Option<Duration>,
 }
 
 /// Makes the runs one after another and pools them. `on_run` sees each run's report as
 /// it ends (a progress line). `None` when Ctrl-C came before the first run ended:
-/// nothing was measured.
+/// nothing was measured. With a `bound`, a run after the first starts only if its planned
+/// length (and the longest run so far) fits in what is left; a repeat stopped there says
+/// so (a [`Warning::RunsCut`]) and exits 2: it is not the measurement asked for.
 pub fn run(
     r: &Repeat<'_>,
     interrupted: &Arc<AtomicBool>,
@@ -47,12 +53,25 @@ pub fn run(
     let mut runs = Vec::new();
     let mut verify_failed = Vec::new();
     let mut untrusted = false;
+    let deadline = r.bound.map(|max| crate::run::deadline(max, r.start_at));
+    let planned = r.plan.planned_length().unwrap_or_default();
+    let mut longest = Duration::ZERO;
+    let mut cut = false;
     for i in 0..r.runs {
         if interrupted.load(Ordering::Relaxed) {
             break;
         }
+        if deadline.is_some_and(|d| i > 0 && Instant::now() + planned.max(longest) > d) {
+            cut = true;
+            break;
+        }
         let start_at = if i == 0 { r.start_at } else { None };
-        let mut report = match run_at(r.plan.clone(), interrupted.clone(), Progress::Hide, start_at) {
+        let began = Instant::now();
+        let run = run_until(r.plan.clone(), interrupted.clone(), Progress::Hide, start_at, deadline);
+        if start_at.is_none() {
+            longest = longest.max(began.elapsed());
+        }
+        let mut report = match run {
             Ok(report) => report,
             Err(_) if interrupted.load(Ordering::Relaxed) => break,
             Err(e) => return Err(e),
@@ -74,12 +93,17 @@ pub fn run(
     if runs.is_empty() {
         return Ok(None);
     }
+    let made = runs.len() as u32;
     let mut doc = pool(runs);
     doc.interrupted |= interrupted.load(Ordering::Relaxed);
+    if let (true, Some(max)) = (cut, r.bound) {
+        let cut = Warning::RunsCut { runs: made, planned: r.runs, max_duration_s: max.as_secs_f64() };
+        doc.warnings.push((&cut).into());
+    }
     let point = doc.spread.map(|s| s.point(&doc.repeats)).unwrap_or_default();
     doc.failed_checks = r.slo.breaches(&point);
     doc.failed_checks.extend(verify_failed);
-    doc.exit_code = crate::exit::code(doc.interrupted, untrusted, !doc.failed_checks.is_empty());
+    doc.exit_code = crate::exit::code(doc.interrupted, untrusted || cut, !doc.failed_checks.is_empty());
     Ok(Some(doc))
 }
 

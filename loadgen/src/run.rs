@@ -80,6 +80,30 @@ pub fn run_at(
     progress: Progress,
     start_at: Option<SystemTime>,
 ) -> Result<Report, RunError> {
+    run_until(plan, interrupted, progress, start_at, None)
+}
+
+/// The moment a run or a workflow bounded by `max_duration` must be over: that long after
+/// now, or after `start_at` (the wait for it is not counted).
+pub fn deadline(max_duration: Duration, start_at: Option<SystemTime>) -> Instant {
+    let wait = start_at.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
+    let now = Instant::now();
+    now.checked_add(wait.saturating_add(max_duration)).unwrap_or(now + crate::plan::MAX_DURATION)
+}
+
+/// [`run_at`], over by `deadline` if that comes before the plan's own `--max-duration`
+/// (a workflow's bound: what is left of it). Connecting, the warm-up, the measured part
+/// and the drain all end by then: a connect not made has timed out, and the stop comes
+/// early enough for the drain.
+pub fn run_until(
+    plan: Plan,
+    interrupted: Arc<AtomicBool>,
+    progress: Progress,
+    start_at: Option<SystemTime>,
+    deadline: Option<Instant>,
+) -> Result<Report, RunError> {
+    let own = self::deadline(plan.max_duration, start_at);
+    let deadline = deadline.map_or(own, |d| d.min(own));
     let mut warnings = Vec::new();
     // Each connection is a descriptor: the soft limit up to the hard one (always allowed;
     // where it cannot be raised, a connect that runs out says so with a hint).
@@ -118,6 +142,7 @@ pub fn run_at(
         start: std::sync::OnceLock::new(),
         started_unix: std::sync::OnceLock::new(),
         start_at,
+        deadline,
         tids: Default::default(),
     });
     let done = Arc::new(AtomicBool::new(false));
@@ -277,13 +302,19 @@ fn measured_window(plan: &Plan, results: &[WorkerResult], interrupted: bool) -> 
         workers_alive.clone().count() > 0 && workers_alive.clone().all(|r| r.all_gone_at.is_some());
     let gone_at = workers_alive.filter_map(|r| r.all_gone_at).max().unwrap_or(0);
     let since_warmup = |ns: u64| Duration::from_nanos(ns).saturating_sub(plan.warmup);
-    let planned = plan.duration().unwrap_or(plan.max_duration);
+    // Where the deadline stopped the run (it stops every worker at the same moment).
+    let cut_at = results.iter().filter(|r| r.time_limit_hit).map(|r| r.stop_at).max();
+    let planned = match (cut_at, plan.duration()) {
+        (Some(at), _) => since_warmup(at),
+        (None, Some(d)) => d,
+        (None, None) => plan.max_duration,
+    };
     if all_gone && !interrupted {
         return since_warmup(gone_at.max(last_answer)).min(planned);
     }
     match plan.duration() {
+        _ if cut_at.is_some() && !interrupted => planned,
         Some(d) if !interrupted => d,
-        _ if results.iter().any(|r| r.time_limit_hit) => plan.max_duration,
         _ => since_warmup(last_answer),
     }
 }

@@ -52,8 +52,18 @@ pub enum Warning {
         /// Seconds late.
         late_s: f64,
     },
-    /// A request-bound run stopped at `--max-duration`.
+    /// A run stopped at `--max-duration` before its planned end (a request-bound run with
+    /// requests unanswered; a time-bound one whose connecting took too long).
     TimeLimit {
+        /// The limit, seconds.
+        max_duration_s: f64,
+    },
+    /// `--repeat` stopped at `--max-duration`: the next run would not have fitted.
+    RunsCut {
+        /// Runs made.
+        runs: u32,
+        /// Runs asked for.
+        planned: u32,
         /// The limit, seconds.
         max_duration_s: f64,
     },
@@ -223,7 +233,10 @@ impl Warning {
                 format!("--start-at passed {late_s:.3} s before the run was ready; it started then")
             }
             Warning::TimeLimit { max_duration_s } => format!(
-                "stopped at --max-duration ({max_duration_s:.0} s) before every request was answered; the rest count as failed"
+                "stopped at --max-duration ({max_duration_s:.0} s) before the run's planned end; what was unanswered counts as failed"
+            ),
+            Warning::RunsCut { runs, planned, max_duration_s } => format!(
+                "stopped at --max-duration ({max_duration_s:.0} s) after {runs} of {planned} runs: the next would not have fitted; the spread is of {runs} runs"
             ),
             Warning::SizeLimit { answered_max, lost_min } => format!(
                 "datagrams of up to {answered_max} B were answered, none of {lost_min} B or more: the target (or the path) has a size limit; see its buffer size, or the MTU"
@@ -303,6 +316,7 @@ impl Warning {
             | Warning::Interrupted
             | Warning::LateStart { .. }
             | Warning::TimeLimit { .. }
+            | Warning::RunsCut { .. }
             | Warning::SizeLimit { .. }
             | Warning::NotConcurrent { .. }
             | Warning::ServerMetrics { .. }
@@ -325,6 +339,7 @@ impl Warning {
             Warning::NotConcurrent { .. } => "not concurrent",
             Warning::LateStart { .. } => "late start",
             Warning::TimeLimit { .. } => "time limit",
+            Warning::RunsCut { .. } => "runs cut",
             Warning::SizeLimit { .. } => "size limit",
             Warning::ConnectsFailed { .. } => "connects failed",
             Warning::ConnectionsLost { .. } => "connections lost",
@@ -374,6 +389,8 @@ impl Warning {
             | Warning::CpuContention { .. } => true,
             // A late start moves the window, not the figures.
             Warning::LateStart { .. } => false,
+            // Fewer runs: the spread is wider, and a comparison says so by itself.
+            Warning::RunsCut { .. } => false,
             // No server figures: the client's are whole. Kernel counters are machine-wide:
             // they may be another program's; the loss they explain shows in the figures.
             Warning::ServerMetrics { .. } | Warning::KernelCounter { .. } => false,

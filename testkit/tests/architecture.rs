@@ -31,7 +31,10 @@ const RINGECHO: &[(&str, &[&str])] = &[
 const RINGLOAD: &[(&str, &[&str])] = &[
     (
         "leaves",
-        &["units", "stats", "exit", "hist", "counters", "header", "payload", "target", "escape", "input"],
+        &[
+            "units", "stats", "exit", "hist", "counters", "header", "payload", "target", "connect", "escape",
+            "input",
+        ],
     ),
     ("options", &["plan", "slo"]),
     ("the engine", &["engine"]),

@@ -275,13 +275,18 @@ pub fn parse_stat(pid: u32, stat: &str) -> Option<(u32, Member)> {
     Some((pgrp, Member { pid, running: !matches!(*state, "Z" | "X"), cpu_ticks }))
 }
 
-/// Whether something accepts a connection at a stream target now.
+/// Whether something accepts a connection at a stream target now: a connect made within
+/// 200 ms (never blocking longer, a Unix listener whose backlog is full included).
 pub fn accepts(target: &Target) -> bool {
-    match target {
-        Target::Tcp(addr) => std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok(),
-        Target::Unix(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
-        Target::Udp(_) | Target::UnixGram(_) => false,
-    }
+    let to = match target {
+        Target::Tcp(addr) => socket2::SockAddr::from(*addr),
+        Target::Unix(path) => match socket2::SockAddr::unix(path) {
+            Ok(to) => to,
+            Err(_) => return false,
+        },
+        Target::Udp(_) | Target::UnixGram(_) => return false,
+    };
+    crate::connect::probe(&to, Duration::from_millis(200))
 }
 
 pub(super) fn scheme_of(t: &Target) -> &'static str {

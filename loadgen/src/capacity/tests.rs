@@ -11,6 +11,7 @@ fn cfg(slo: &str) -> SearchConfig {
         precision: 0.05,
         repeat: 1,
         max_duration: Duration::from_secs(3600),
+        step_length: Duration::ZERO,
         saturate_above: None,
         server_pid: None,
     }
@@ -51,7 +52,8 @@ fn mock_lag(
 #[test]
 fn finds_the_limit_within_the_precision() {
     for limit in [1000.0, 3_333.0, 12_000.0, 20_000.0, 777_777.0] {
-        let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(limit, r, 0.3, None))).unwrap();
+        let s =
+            search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(limit, r, 0.3, None))).unwrap();
         let a = s.answer.unwrap();
         assert!(a <= limit && a >= limit * 0.95, "limit {limit}: answer {a}");
         assert!(!s.lower_bound && s.stopped.is_none());
@@ -62,7 +64,7 @@ fn finds_the_limit_within_the_precision() {
 
 #[test]
 fn an_slo_never_met_has_no_answer() {
-    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(10.0, r, 0.3, None))).unwrap();
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(10.0, r, 0.3, None))).unwrap();
     assert_eq!(s.answer, None);
     assert_eq!(s.steps.len(), 1);
     assert_eq!(s.exit_code(), 1);
@@ -72,8 +74,9 @@ fn an_slo_never_met_has_no_answer() {
 #[test]
 fn a_saturated_client_makes_a_lower_bound() {
     // The target would sustain 100k; the client saturates above 8k.
-    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(100_000.0, r, 0.3, Some(8_000.0))))
-        .unwrap();
+    let s =
+        search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(100_000.0, r, 0.3, Some(8_000.0))))
+            .unwrap();
     let a = s.answer.unwrap();
     assert!((7_600.0..=8_000.0).contains(&a), "{a}");
     assert!(s.lower_bound);
@@ -82,7 +85,7 @@ fn a_saturated_client_makes_a_lower_bound() {
     // 1k passes, 16k fails saturated, 8.5k fails on the SLO alone: the target's limit.
     let mut c = cfg("p99<1ms");
     c.growth = 16.0;
-    let s = search(&c, &AtomicBool::new(false), |r| Ok(mock(6_000.0, r, 0.3, Some(10_000.0)))).unwrap();
+    let s = search(&c, &AtomicBool::new(false), |r, _| Ok(mock(6_000.0, r, 0.3, Some(10_000.0)))).unwrap();
     assert!(s.steps.iter().any(|s| s.client_saturated && !s.passed));
     assert!(!s.lower_bound, "the target broke the SLO below the saturated rate");
     assert!((5_700.0..=6_000.0).contains(&s.answer.unwrap()));
@@ -111,7 +114,7 @@ fn a_saturated_client_makes_a_lower_bound() {
     assert!(late.reasons[0].contains("send lag p99 300.0µs > 100.0µs"), "{:?}", late.reasons);
     let busy_on_time = mock_lag(100_000.0, 1000.0, 0.97, Some(20_000), None);
     assert!(!busy_on_time.client_saturated && busy_on_time.passed, "{:?}", busy_on_time.reasons);
-    let one = search(&cfg("p99<1ms"), &AtomicBool::new(false), |_| Ok(late.clone())).unwrap();
+    let one = search(&cfg("p99<1ms"), &AtomicBool::new(false), |_, _| Ok(late.clone())).unwrap();
     assert!(text("x", &one).contains("300.0µs"), "the table shows the lag: {}", text("x", &one));
 }
 
@@ -161,7 +164,7 @@ fn repeats_pass_on_their_median() {
 fn interrupted_and_bounded_searches_keep_their_steps() {
     let flag = AtomicBool::new(false);
     let mut n = 0;
-    let s = search(&cfg("p99<1ms"), &flag, |r| {
+    let s = search(&cfg("p99<1ms"), &flag, |r, _| {
         n += 1;
         if n == 3 {
             flag.store(true, Ordering::Relaxed);
@@ -173,15 +176,43 @@ fn interrupted_and_bounded_searches_keep_their_steps() {
     assert_eq!(s.stopped, Some(Stopped::Interrupted));
     assert_eq!(s.steps.len(), 2);
     assert_eq!(s.exit_code(), 130);
+}
+
+/// --max-duration: a step starts only if its planned length (and the longest step so far)
+/// fits in what is left, the first one too; each step is given the search's deadline. A
+/// search stopped there has not converged: not a clean exit 0, however good its answer.
+#[test]
+fn a_bounded_search_starts_only_steps_that_fit() {
     let mut c = cfg("p99<1ms");
-    c.max_duration = Duration::ZERO;
-    let s = search(&c, &AtomicBool::new(false), |r| Ok(mock(1e6, r, 0.1, None))).unwrap();
-    assert_eq!((s.steps.len(), s.stopped), (1, Some(Stopped::MaxDuration)));
+    c.max_duration = Duration::from_secs(3);
+    c.step_length = Duration::from_secs(22);
+    let s = search(&c, &AtomicBool::new(false), |r, _| Ok(mock(1e6, r, 0.1, None))).unwrap();
+    assert_eq!((s.steps.len(), s.stopped), (0, Some(Stopped::MaxDuration)), "no step fits");
+    assert_eq!(s.exit_code(), crate::exit::ERROR);
+    // Steps of 100 ms planned at 120 ms in a search of 200 ms: the second would not fit.
+    c.max_duration = Duration::from_millis(200);
+    c.step_length = Duration::from_millis(120);
+    let t0 = Instant::now();
+    let mut deadlines = Vec::new();
+    let s = search(&c, &AtomicBool::new(false), |r, deadline| {
+        deadlines.push(deadline);
+        std::thread::sleep(Duration::from_millis(100)); // the step's own length
+        Ok(mock(1e6, r, 0.1, None))
+    })
+    .unwrap();
+    assert_eq!((s.steps.len(), s.stopped, s.answer), (1, Some(Stopped::MaxDuration), Some(1000.0)));
+    assert!(
+        deadlines[0] >= t0 + c.max_duration && deadlines[0] < t0 + c.max_duration + Duration::from_millis(50)
+    );
+    assert_eq!(s.exit_code(), crate::exit::ERROR, "an answer that is only a lower bound of the search's");
+    let words = text("tcp://127.0.0.1:7", &s);
+    assert!(words.contains("stopped at --max-duration before the search converged"), "{words}");
+    assert!(words.contains("lower bound"), "{words}");
 }
 
 #[test]
 fn the_document_reads_back() {
-    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(5_000.0, r, 0.3, None))).unwrap();
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(5_000.0, r, 0.3, None))).unwrap();
     let plan = crate::document::testing::full_report().plan;
     let doc = document(&plan, s);
     let bytes = serde_json::to_vec(&doc).unwrap();
@@ -204,7 +235,7 @@ fn process_cpu_reads_our_own() {
 
 #[test]
 fn nested_documents_are_checked() {
-    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r| Ok(mock(3_000.0, r, 0.3, None))).unwrap();
+    let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(3_000.0, r, 0.3, None))).unwrap();
     let plan = crate::document::testing::full_report().plan;
     let doc = document(&plan, s);
     let read =
@@ -226,7 +257,7 @@ fn nested_documents_are_checked() {
 /// not the SLO, exits 2 (nothing measured the target), and gives advice that fits.
 #[test]
 fn a_client_that_cannot_keep_up_at_the_lowest_rate_is_named() {
-    let late = |r: f64| Ok(mock_lag(100_000.0, r, 0.5, Some(300_000), None));
+    let late = |r: f64, _| Ok(mock_lag(100_000.0, r, 0.5, Some(300_000), None));
     let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), late).unwrap();
     assert_eq!(s.answer, None);
     assert_eq!(s.steps[0].blame, Some(Blame::Client));
@@ -243,7 +274,7 @@ fn an_answer_bounded_by_the_slo_is_no_lower_bound() {
     let mut c = cfg("p99<1ms");
     c.growth = 2.0;
     // 1k..128k pass; 256k fails on the client; bisecting, 136k..192k fail on p99 alone.
-    let s = search(&c, &AtomicBool::new(false), |r| {
+    let s = search(&c, &AtomicBool::new(false), |r, _| {
         Ok(if r >= 256_000.0 {
             mock_lag(130_000.0, r, 0.99, Some(2_000_000), None)
         } else {
@@ -262,7 +293,7 @@ fn an_answer_bounded_by_the_slo_is_no_lower_bound() {
 /// no answer, however many rates passed before.
 #[test]
 fn a_target_that_fails_ends_the_search() {
-    let dead_above = |r: f64| {
+    let dead_above = |r: f64, _| {
         let mut step = mock(1e9, r, 0.3, None);
         if r > 4_000.0 {
             let mut doc = ResultDoc::empty("tcp://127.0.0.1:7".into(), None);

@@ -131,14 +131,21 @@ impl SearchDoc {
         Some(s.blame.unwrap_or(if s.client_saturated { Blame::Client } else { Blame::Slo }))
     }
 
-    /// The exit code ([`crate::exit::code`]): interrupted; untrusted when a step's target
-    /// failed, or when nothing but the client stopped a search without an answer (no
-    /// step measured the target); a failed check when no rate met the SLO.
+    /// The exit code ([`crate::exit::code`]): interrupted; an error when a step's target
+    /// failed, when nothing but the client stopped a search without an answer (no step
+    /// measured the target), or when the search stopped before it converged
+    /// (`--max-duration`, the step limit: its answer is only a lower bound of the
+    /// search's); a failed check when no rate met the SLO.
     pub fn exit_code(&self) -> i32 {
         let none = self.answer.is_none();
         let target_failed = self.stopped == Some(Stopped::TargetFailed)
             || (none && self.steps.iter().any(|s| s.run.exit_code == crate::exit::ERROR));
         let client_only = none && self.bounding_blame() == Some(Blame::Client);
-        crate::exit::code(self.stopped == Some(Stopped::Interrupted), target_failed || client_only, none)
+        let cut = matches!(self.stopped, Some(Stopped::MaxDuration | Stopped::StepLimit));
+        crate::exit::code(
+            self.stopped == Some(Stopped::Interrupted),
+            target_failed || client_only || cut,
+            none,
+        )
     }
 }

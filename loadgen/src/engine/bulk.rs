@@ -18,13 +18,13 @@ use super::clock::Clock;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Received, Transport};
 use super::types::{RunError, Shared};
+use crate::connect::Dial;
 use crate::payload::Pattern;
 use crate::plan::{Mode, ThroughputPlan};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::ring::{self, Buf};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
 
 /// One bulk connection.
 pub(super) struct Conn {
@@ -45,28 +45,22 @@ pub(super) struct Conn {
     buffers: (u32, u32),
 }
 
-/// Opens a stream socket to `target` with the plan's buffer sizes set before connecting.
-fn connect(target: &Target, timeout: Duration, t: &ThroughputPlan) -> std::io::Result<(OwnedFd, (u32, u32))> {
-    let (domain, addr) = match target {
-        Target::Tcp(a) => (socket2::Domain::for_address(*a), socket2::SockAddr::from(*a)),
-        Target::Unix(p) => (socket2::Domain::UNIX, socket2::SockAddr::unix(p)?),
+/// A stream socket for `target` with the plan's buffer sizes set (before connecting: the
+/// window scale is agreed in the handshake), and its address.
+fn dial(target: &Target, t: &ThroughputPlan) -> std::io::Result<Dial<()>> {
+    let to = match target {
+        Target::Tcp(a) => socket2::SockAddr::from(*a),
+        Target::Unix(p) => socket2::SockAddr::unix(p)?,
         _ => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a stream target")),
     };
-    let sock = socket2::Socket::new(domain, socket2::Type::STREAM.cloexec(), None)?;
+    let socket = socket2::Socket::new(to.domain(), socket2::Type::STREAM.cloexec(), None)?;
     if let Some(n) = t.sndbuf {
-        sock.set_send_buffer_size(n as usize)?;
+        socket.set_send_buffer_size(n as usize)?;
     }
     if let Some(n) = t.rcvbuf {
-        sock.set_recv_buffer_size(n as usize)?;
+        socket.set_recv_buffer_size(n as usize)?;
     }
-    if domain == socket2::Domain::UNIX {
-        sock.connect(&addr)?;
-    } else {
-        sock.connect_timeout(&addr, timeout)?;
-    }
-    let as_u32 = |r: std::io::Result<usize>| r.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
-    let buffers = (as_u32(sock.send_buffer_size()), as_u32(sock.recv_buffer_size()));
-    Ok((sock.into(), buffers))
+    Ok(Dial { socket, to, keep: () })
 }
 
 /// The source pattern as ringecho sends it, long enough to compare a whole receive
@@ -128,13 +122,22 @@ impl<const BACKGROUND: bool> Transport for Bulk<BACKGROUND> {
 
     type Conn = Conn;
 
-    fn connect(shared: &Shared, id: u32) -> std::io::Result<Conn> {
+    type Keep = ();
+
+    fn dial(shared: &Shared, _: u32) -> std::io::Result<Dial<()>> {
         let t = &shared.plan.throughput;
         let target = match (&t.background_target, BACKGROUND) {
             (Some(bg), true) => bg,
             _ => &shared.target,
         };
-        let (fd, buffers) = connect(target, shared.plan.connect_timeout, t)?;
+        dial(target, t)
+    }
+
+    fn connected(_: &Shared, id: u32, socket: socket2::Socket, (): ()) -> std::io::Result<Conn> {
+        // SO_SNDBUF and SO_RCVBUF as the kernel set them.
+        let as_u32 = |r: std::io::Result<usize>| r.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        let buffers = (as_u32(socket.send_buffer_size()), as_u32(socket.recv_buffer_size()));
+        let fd = socket.into();
         Ok(Conn {
             fd,
             phase: Pattern::phase(u64::from(id)),

@@ -17,8 +17,11 @@ pub(crate) struct Clock {
     pub start: Instant,
     /// Warm-up ends, ns.
     pub warm_end: u64,
-    /// Scheduling stops, ns (for a request-bound run, at `--max-duration` at the latest).
+    /// Scheduling stops, ns: the planned stop, or earlier, so that the drain ends by the
+    /// run's deadline (`--max-duration`; see [`Clock::end_by`]).
     pub stop_at: u64,
+    /// The deadline brought the stop forward (a request-bound run's always is).
+    pub cut: bool,
     /// Measured messages this worker should complete (request-bound runs).
     pub budget: Option<u64>,
     /// Open loop: ns between this worker's messages, and when the next is due.
@@ -38,8 +41,9 @@ impl Clock {
             Stop::Duration(d) => (warm_end + d.as_nanos() as u64, None),
             Stop::Requests(n) => {
                 let share = n / workers as u64 + u64::from((worker as u64) < n % workers as u64);
-                // Still bounded in time: a target that stops answering cannot hold the run.
-                (warm_end.saturating_add(plan.max_duration.as_nanos() as u64), Some(share))
+                // Bounded in time by the deadline alone (end_by): a target that stops
+                // answering cannot hold the run.
+                (u64::MAX, Some(share))
             }
         };
         let (interval, depth) = match plan.model {
@@ -51,6 +55,7 @@ impl Clock {
             start: Instant::now(),
             warm_end,
             stop_at,
+            cut: false,
             budget,
             interval,
             // Workers start evenly staggered through one interval, not all at once.
@@ -58,6 +63,17 @@ impl Clock {
             depth,
             rng: StdRng::seed_from_u64(plan.seed ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             size: (plan.size.min, plan.size.max),
+        }
+    }
+
+    /// Once the clock has started: brings the stop forward, if need be, so that a drain of
+    /// `drain` after it ends by `deadline`.
+    pub fn end_by(&mut self, deadline: std::time::Instant, drain: std::time::Duration) {
+        let last = deadline.saturating_duration_since(self.start).saturating_sub(drain);
+        let last = u64::try_from(last.as_nanos()).unwrap_or(u64::MAX);
+        if last < self.stop_at {
+            self.stop_at = last;
+            self.cut = true;
         }
     }
 
@@ -125,6 +141,29 @@ mod tests {
         assert!(clock.admit(clock.stop_at - 1, &mut counters));
         assert!(!clock.admit(clock.stop_at, &mut counters));
         assert_eq!(counters.sent, 1);
+    }
+
+    /// The deadline brings the stop forward, leaving room for the drain; a stop well
+    /// before it stays where it was.
+    #[test]
+    fn the_deadline_brings_the_stop_forward() {
+        let second = Duration::from_secs(1);
+        let s = shared(Model::Closed { depth: 1 }, Stop::Duration(Duration::from_secs(2)));
+        let mut clock = Clock::new(&s, 0, 1);
+        clock.end_by(clock.start + 10 * second, second);
+        assert_eq!((clock.stop_at, clock.cut), (3_000_000_000, false));
+        clock.end_by(clock.start + 2 * second + second / 2, second);
+        assert_eq!((clock.stop_at, clock.cut), (1_500_000_000, true));
+        clock.end_by(clock.start, second);
+        assert_eq!(clock.stop_at, 0, "a deadline already past stops at once");
+        let s = shared(Model::Closed { depth: 1 }, Stop::Requests(10));
+        let mut clock = Clock::new(&s, 0, 1);
+        clock.end_by(clock.start + 5 * second, second);
+        assert_eq!(
+            (clock.stop_at, clock.cut),
+            (4_000_000_000, true),
+            "a request-bound run stops by its deadline"
+        );
     }
 
     #[test]

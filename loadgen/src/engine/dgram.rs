@@ -20,7 +20,7 @@
 
 mod flow;
 
-use flow::{Flow, Opened, open};
+use flow::{BoundPath, Flow, Opened, dial, opened};
 
 use super::clock::Clock;
 use super::ledger::{Entry, Ledger, Reply};
@@ -28,11 +28,13 @@ use super::recorder::Recorder;
 use super::token::{self, Op, Token};
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared};
+use crate::connect::Dial;
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use io_uring::{cqueue, opcode, types};
 use ringecho::gso::{self, SegmentControl};
 use ringecho::ring::{self, Buf};
+use socket2::Socket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -72,8 +74,20 @@ impl Transport for Dgram {
 
     type Conn = Opened;
 
-    fn connect(shared: &Shared, id: u32) -> std::io::Result<Opened> {
-        open(&shared.target, id, shared.plan.gso)
+    type Keep = Option<BoundPath>;
+
+    fn dial(shared: &Shared, id: u32) -> std::io::Result<Dial<Option<BoundPath>>> {
+        dial(&shared.target, id)
+    }
+
+    fn connected(
+        shared: &Shared,
+        id: u32,
+        socket: Socket,
+        bound: Option<BoundPath>,
+    ) -> std::io::Result<Opened> {
+        let udp = matches!(shared.target, crate::target::Target::Udp(_));
+        Ok(opened(socket, id, bound, udp && shared.plan.gso))
     }
 
     fn new(shared: &Shared, clock: &Clock, opened: Vec<Opened>) -> Result<Dgram, RunError> {

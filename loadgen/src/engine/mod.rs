@@ -189,6 +189,7 @@ mod tests {
             start: std::sync::OnceLock::new(),
             started_unix: std::sync::OnceLock::new(),
             start_at: None,
+            deadline: std::time::Instant::now() + Duration::from_secs(60),
             tids: Default::default(),
         }
     }

@@ -178,6 +178,7 @@ impl Recorder {
             connect_error: None,
             all_gone_at: None,
             time_limit_hit: false,
+            stop_at: clock.stop_at,
             sizes: self.sizes,
             bulk: self.bulk,
             background: false,

@@ -15,13 +15,13 @@ use super::clock::Clock;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Received, Transport};
 use super::types::{RunError, Shared};
+use crate::connect::Dial;
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::ring::{self, Buf};
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Duration;
 
 /// Connects in a row that may fail before churn gives a connection up: a target that went
 /// away must not keep the run alive.
@@ -99,21 +99,15 @@ fn measured(fifo: &VecDeque<Msg>, warm_end: u64) -> u64 {
     fifo.iter().filter(|m| m.intended >= warm_end).count() as u64
 }
 
-fn connect(target: &Target, timeout: Duration) -> std::io::Result<OwnedFd> {
-    match target {
-        Target::Tcp(addr) => {
-            let sock = socket2::Socket::new(
-                socket2::Domain::for_address(*addr),
-                socket2::Type::STREAM.cloexec(),
-                None,
-            )?;
-            sock.connect_timeout(&(*addr).into(), timeout)?;
-            sock.set_tcp_nodelay(true)?;
-            Ok(sock.into())
-        }
-        Target::Unix(path) => Ok(std::os::unix::net::UnixStream::connect(path)?.into()),
-        _ => Err(std::io::Error::other("not a stream target")),
-    }
+/// A stream socket for `target` and its address.
+fn dial(target: &Target) -> std::io::Result<Dial<()>> {
+    let to = match target {
+        Target::Tcp(addr) => socket2::SockAddr::from(*addr),
+        Target::Unix(path) => socket2::SockAddr::unix(path)?,
+        _ => return Err(std::io::Error::other("not a stream target")),
+    };
+    let socket = socket2::Socket::new(to.domain(), socket2::Type::STREAM.cloexec(), None)?;
+    Ok(Dial { socket, to, keep: () })
 }
 
 /// A worker's stream connections.
@@ -133,9 +127,17 @@ impl Transport for Stream {
 
     type Conn = Conn;
 
-    fn connect(shared: &Shared, id: u32) -> std::io::Result<Conn> {
-        let fd = connect(&shared.target, shared.plan.connect_timeout)?;
-        Ok(Conn::new(fd, id))
+    type Keep = ();
+
+    fn dial(shared: &Shared, _: u32) -> std::io::Result<Dial<()>> {
+        dial(&shared.target)
+    }
+
+    fn connected(shared: &Shared, id: u32, socket: socket2::Socket, (): ()) -> std::io::Result<Conn> {
+        if matches!(shared.target, Target::Tcp(_)) {
+            socket.set_tcp_nodelay(true)?;
+        }
+        Ok(Conn::new(socket.into(), id))
     }
 
     fn new(shared: &Shared, _: &Clock, conns: Vec<Conn>) -> Result<Stream, RunError> {

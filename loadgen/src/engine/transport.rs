@@ -11,8 +11,10 @@ use super::clock::Clock;
 use super::recorder::Recorder;
 use super::token::Token;
 use super::types::{RunError, Shared};
+use crate::connect::Dial;
 use io_uring::{cqueue, squeue};
 use ringecho::ring::{Buf, BufRing, Driver, PushError};
+use socket2::Socket;
 use std::time::Duration;
 
 /// What a worker lends a transport for one call.
@@ -130,8 +132,16 @@ pub(crate) trait Transport: Sized {
     /// One connection (or flow) as set-up opens it.
     type Conn;
 
-    /// Opens connection number `id` of the run (blocking, before the clock starts).
-    fn connect(shared: &Shared, id: u32) -> std::io::Result<Self::Conn>;
+    /// What a dial keeps until its socket is connected (a socket path it bound).
+    type Keep;
+
+    /// Connection number `id`'s socket, set up to connect (what must be set before the
+    /// connect is), and where it connects: `crate::connect` connects a worker's dials
+    /// together, before the clock starts.
+    fn dial(shared: &Shared, id: u32) -> std::io::Result<Dial<Self::Keep>>;
+
+    /// Connection number `id` over its socket, now connected.
+    fn connected(shared: &Shared, id: u32, socket: Socket, keep: Self::Keep) -> std::io::Result<Self::Conn>;
 
     /// The transport over the connections set-up opened (at least one).
     fn new(shared: &Shared, clock: &Clock, conns: Vec<Self::Conn>) -> Result<Self, RunError>;

@@ -26,7 +26,7 @@ pub struct WorkerResult {
     /// Per-second latency histograms: (start and length in ns since the run began,
     /// histogram); the last one may be shorter than a second.
     pub intervals: Vec<(u64, u64, String)>,
-    /// CPU time the worker thread used.
+    /// CPU time the worker thread used from the common start (connecting aside).
     pub cpu: Duration,
     /// Connection set-up latencies (ns), one per connection.
     pub connect: Hist,
@@ -38,8 +38,12 @@ pub struct WorkerResult {
     pub connect_error: Option<io::Error>,
     /// When (ns) the run stopped because every connection was gone, if it did.
     pub all_gone_at: Option<u64>,
-    /// A request-bound run stopped at `--max-duration` before handing out its requests.
+    /// The run's deadline (`--max-duration`) stopped it before its planned end: a
+    /// request-bound run with requests still to hand out, or a time-bound one whose
+    /// connecting took so long that its `--duration` no longer fitted.
     pub time_limit_hit: bool,
+    /// When scheduling stopped, or was to stop (ns since the run began).
+    pub stop_at: u64,
     /// The largest datagram answered, and the smallest lost (bytes; datagram runs).
     pub sizes: SizeFates,
     /// Bulk connections: bytes per second of the window, window CPU.
@@ -189,6 +193,10 @@ pub struct Shared {
     pub started_unix: std::sync::OnceLock<f64>,
     /// When to start (`--start-at`); connections are made before it.
     pub start_at: Option<std::time::SystemTime>,
+    /// The run is over by then, whatever else (`--max-duration`, or what a workflow's is
+    /// left): a connect not made by then has timed out, and the stop comes early enough
+    /// for the drain to end by then.
+    pub deadline: Instant,
     /// Each worker's thread id, `(worker, tid)`, recorded as it starts (for its CPU time).
     pub tids: std::sync::Mutex<Vec<(usize, i32)>>,
 }
@@ -217,6 +225,9 @@ impl Shared {
     }
 }
 
+/// The hint for a connect that timed out.
+const TIMED_OUT: &str = "not made within --connect-timeout (or before --max-duration): the server does not accept (its listen backlog is full), a full SYN backlog (net.ipv4.tcp_max_syn_backlog), or a firewall";
+
 /// What to look at when a connect fails this way.
 pub fn connect_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
@@ -229,16 +240,13 @@ pub fn connect_hint(e: &io::Error) -> &'static str {
         Some(libc::ECONNREFUSED) => {
             "nothing listens there, or its listen backlog overflowed (net.core.somaxconn, the server's backlog)"
         }
-        Some(libc::ETIMEDOUT | libc::EAGAIN) => {
-            "no answer within --connect-timeout: a full SYN backlog (net.ipv4.tcp_max_syn_backlog) or a firewall"
-        }
+        Some(libc::ETIMEDOUT | libc::EAGAIN) => TIMED_OUT,
         Some(libc::ENOENT) => "no socket file at that path",
         Some(libc::EACCES | libc::EPERM) => "permission denied",
         Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => "no route to that address",
         _ => match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                "no answer within --connect-timeout: a full SYN backlog or a firewall"
-            }
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TIMED_OUT,
+            io::ErrorKind::Interrupted => "Ctrl-C (or SIGTERM, SIGHUP) came first",
             _ => "see the error",
         },
     }

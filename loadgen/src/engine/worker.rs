@@ -15,6 +15,7 @@ use super::recorder::Recorder;
 use super::token::Token;
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared, WorkerResult};
+use crate::connect::{self, Outcome};
 use io_uring::{opcode, types};
 use ringecho::ring::{Ring, RingOptions};
 use std::sync::Barrier;
@@ -45,10 +46,12 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     let ring = new_ring(T::BUFFERS);
     let (conns, connect_error) = connect_all::<T>(&args, &mut rec);
     let transport = (!conns.is_empty()).then(|| T::new(shared, &clock, conns));
-    start_together(&args, &mut clock);
+    start_together::<T>(&args, &mut clock);
+    // The CPU of the run from the common start, as its wall time is: connecting aside.
+    let cpu_start = thread_cpu();
     let mut ring = ring?;
     let Some(transport) = transport else {
-        let mut result = rec.finish(&clock, thread_cpu());
+        let mut result = rec.finish(&clock, thread_cpu().saturating_sub(cpu_start));
         result.connect_error = connect_error;
         return Ok(result);
     };
@@ -64,7 +67,7 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
         ring.leak();
     }
     let stop = outcome?;
-    let mut result = rec.finish(&clock, cpu);
+    let mut result = rec.finish(&clock, cpu.saturating_sub(cpu_start));
     result.connected = connected;
     result.connect_error = connect_error;
     result.all_gone_at = stop.all_gone_at;
@@ -79,41 +82,57 @@ fn new_ring(buffers: u16) -> Result<Ring, RunError> {
     Ring::new(options).map_err(RunError::Ring)
 }
 
-/// Opens this worker's share of the connections, timing each; returns those opened and
-/// the first error.
+/// Opens this worker's share of the connections, all at once (`crate::connect`: each gives
+/// up at `--connect-timeout` or the run's deadline, whichever comes first; Ctrl-C ends the
+/// wait), timing each; returns those opened and the first error.
 fn connect_all<T: Transport>(
     args: &WorkerArgs<'_>,
     rec: &mut Recorder,
 ) -> (Vec<T::Conn>, Option<std::io::Error>) {
-    let mut conns = Vec::new();
+    let shared = args.shared;
+    let id = |i: usize| args.first_conn + i as u32;
+    let limits = connect::Limits { timeout: shared.plan.connect_timeout, deadline: shared.deadline };
+    let mut conns: Vec<Option<T::Conn>> = (0..args.conns).map(|_| None).collect();
     let mut first_error = None;
-    for i in 0..args.conns {
-        if args.shared.interrupted.load(Ordering::Relaxed) {
-            break; // Ctrl-C while connecting: meet the others at the barrier, then stop
-        }
-        let t0 = Instant::now();
-        match T::connect(args.shared, args.first_conn + i) {
-            Ok(conn) => {
-                rec.connected(t0.elapsed().as_nanos() as u64);
-                conns.push(conn);
-                args.shared.live.connected.fetch_add(1, Ordering::Relaxed);
+    let dial = |i| T::dial(shared, id(i));
+    connect::all(args.conns as usize, dial, limits, &shared.interrupted, |i, outcome| {
+        let conn = match outcome {
+            Outcome::Made { socket, keep, took } => {
+                T::connected(shared, id(i), socket, keep).map(|c| (c, took))
+            }
+            Outcome::Failed(e) => Err(e),
+            // Ctrl-C while connecting: not a failed connect; meet the others at the
+            // barrier, then stop.
+            Outcome::Stopped => {
+                let why =
+                    || std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted while connecting");
+                first_error.get_or_insert_with(why);
+                return;
+            }
+        };
+        match conn {
+            Ok((conn, took)) => {
+                rec.connected(took.as_nanos() as u64);
+                conns[i] = Some(conn);
+                shared.live.connected.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 rec.connect_failed(&e);
                 first_error.get_or_insert(e);
             }
         }
-    }
-    (conns, first_error)
+    });
+    (conns.into_iter().flatten().collect(), first_error)
 }
 
 /// The hand-over from a worker's set-up to its run: waits for `--start-at`, meets the
 /// other workers at the barrier (always, whatever set-up did, so none waits for ever),
 /// and starts the common clock.
-fn start_together(args: &WorkerArgs<'_>, clock: &mut Clock) {
+fn start_together<T: Transport>(args: &WorkerArgs<'_>, clock: &mut Clock) {
     args.shared.wait_for_start_at();
     args.barrier.wait();
     clock.start = args.shared.begin();
+    clock.end_by(args.shared.deadline, T::drain(args.shared));
 }
 
 struct Worker<'r, T> {
@@ -130,7 +149,8 @@ struct Worker<'r, T> {
 struct Stopped {
     /// When every connection was gone (ns), if that stopped the run.
     all_gone_at: Option<u64>,
-    /// A request-bound run reached `--max-duration` with requests still to hand out.
+    /// The run's deadline (`--max-duration`) stopped it before its planned end (requests
+    /// still to hand out, or its `--duration` not over).
     time_limit_hit: bool,
 }
 
@@ -170,7 +190,7 @@ impl<T: Transport> Worker<'_, T> {
                 if all_gone && now < clock.stop_at && clock.budget != Some(0) {
                     stopped.all_gone_at = Some(now);
                 }
-                stopped.time_limit_hit = clock.budget.is_some_and(|b| b > 0) && now >= clock.stop_at;
+                stopped.time_limit_hit = clock.cut && clock.budget != Some(0) && now >= clock.stop_at;
             }
             if let Some(since) = stopping_since {
                 if self.transport.drained() || interrupted || now >= since.saturating_add(drain) {

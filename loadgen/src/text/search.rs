@@ -73,7 +73,7 @@ pub fn report(target: &str, search: &SearchDoc) -> String {
         Some(Stopped::MaxDuration) => {
             let _ = writeln!(
                 o,
-                "stopped at --max-duration before the search converged: the answer is the highest rate that passed so far"
+                "stopped at --max-duration before the search converged: the answer is the highest rate that passed so far, a lower bound of what a full search would give"
             );
         }
         Some(Stopped::StepLimit) => {
@@ -108,6 +108,9 @@ fn answer(o: &mut String, search: &SearchDoc) {
     match (search.answer, search.bounding_blame()) {
         (None, _) if search.stopped == Some(Stopped::Interrupted) => {
             let _ = writeln!(o, "no answer: interrupted before any step passed");
+        }
+        (None, _) if search.steps.is_empty() && search.stopped == Some(Stopped::MaxDuration) => {
+            let _ = writeln!(o, "no answer: not one step fitted in --max-duration");
         }
         (None, _) if search.steps.is_empty() => {
             let _ = writeln!(o, "no answer: no step ran");

@@ -7,9 +7,11 @@
 //! points into it; the slots and headers are boxed, so they stay where the kernel was
 //! told they are while the flow lives.
 
+use crate::connect::Dial;
 use crate::engine::ledger::Ledger;
 use crate::target::Target;
 use ringecho::gso::{self, SegmentControl};
+use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -62,7 +64,9 @@ pub(super) struct Flow {
     pub bound: Option<BoundPath>,
 }
 
-pub(super) fn open(target: &Target, id: u32, gso: bool) -> std::io::Result<Opened> {
+/// A flow's socket for `target`, bound (to any port for UDP; to a path of its own for Unix
+/// datagrams, which a server answers to), and the target's address.
+pub(super) fn dial(target: &Target, id: u32) -> std::io::Result<Dial<Option<BoundPath>>> {
     match target {
         Target::Udp(addr) => {
             let local: std::net::SocketAddr = if addr.is_ipv6() {
@@ -70,24 +74,29 @@ pub(super) fn open(target: &Target, id: u32, gso: bool) -> std::io::Result<Opene
             } else {
                 ([0, 0, 0, 0], 0).into()
             };
-            let s = std::net::UdpSocket::bind(local)?;
-            s.connect(addr)?;
-            // Both or neither: a kernel without either sends and receives one by one.
-            let batches = gso && gso::can_segment(s.as_fd()) && gso::enable_gro(s.as_fd()).is_ok();
-            Ok(Opened { fd: s.into(), id, bound: None, batches })
+            let socket = Socket::new(Domain::for_address(*addr), Type::DGRAM.cloexec(), None)?;
+            socket.bind(&local.into())?;
+            Ok(Dial { socket, to: (*addr).into(), keep: None })
         }
         Target::UnixGram(path) => {
-            // A Unix datagram server answers to the sender's path: bind one.
             let me = std::env::temp_dir().join(format!("ringload-{}-{id}.sock", std::process::id()));
             // A stale socket of an earlier process with our pid; usually there is none.
             let _ = std::fs::remove_file(&me);
-            let s = std::os::unix::net::UnixDatagram::bind(&me)?;
+            let socket = Socket::new(Domain::UNIX, Type::DGRAM.cloexec(), None)?;
+            socket.bind(&SockAddr::unix(&me)?)?;
             let bound = BoundPath(me);
-            s.connect(path)?;
-            Ok(Opened { fd: s.into(), id, bound: Some(bound), batches: false })
+            Ok(Dial { socket, to: SockAddr::unix(path)?, keep: Some(bound) })
         }
         _ => Err(std::io::Error::other("not a datagram target")),
     }
+}
+
+/// Flow `id` over its connected socket; with `gso` (a UDP flow that may batch),
+/// UDP_SEGMENT and UDP_GRO both on where the kernel has them (a kernel without either
+/// sends and receives one by one).
+pub(super) fn opened(socket: Socket, id: u32, bound: Option<BoundPath>, gso: bool) -> Opened {
+    let batches = gso && gso::can_segment(socket.as_fd()) && gso::enable_gro(socket.as_fd()).is_ok();
+    Opened { fd: socket.into(), id, bound, batches }
 }
 
 impl Flow {
