@@ -180,6 +180,29 @@ fn a_server_that_cannot_start_is_named_with_its_stderr() {
     assert!(stderr.contains("/nonexistent/echo-server"), "the shell's own complaint is shown: {stderr}");
 }
 
+/// The end of a server's stderr is shown a line per line, each escaped for the terminal
+/// (it was one line with a literal `\n` between the lines).
+#[test]
+fn the_end_of_a_servers_stderr_is_shown_on_lines_of_its_own() {
+    let cmd = r"echo 'first line' >&2; printf 'second \033[31mline\n' >&2; exit 3";
+    let mut args = vec!["--server-a".into(), cmd.into(), "--server-b".into(), server("0", None)];
+    args.extend(short_load());
+    let out = ringload_ab(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "before it listened; the end of its stderr:\n    first line\n    second \\x1b[31mline\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("stderr:\\n") && !stderr.contains("first line\\n"),
+        "no escaped newline: {stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "the escape character is escaped: {stderr}");
+}
+
 #[test]
 fn a_server_that_never_listens_is_stopped_with_its_whole_group() {
     let dir = tempfile::tempdir().unwrap();

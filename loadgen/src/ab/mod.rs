@@ -17,6 +17,7 @@ pub use process::{Address, group_members, parse_listening};
 pub use summary::{AbResult, summarize};
 
 use crate::engine::RunError;
+use crate::escape;
 use crate::plan::Plan;
 use crate::run::Progress;
 use process::{NotReady, ServerProcess};
@@ -51,10 +52,14 @@ pub struct AbPlan {
 }
 
 /// Why the comparison could not be made (exit 2).
+///
+/// Its text may span lines (the end of a server's stderr, a line of it per line); each
+/// line is safe for a terminal already (`crate::escape::terminal`), so a caller prints
+/// it line by line rather than escaping the newlines between them.
 #[derive(Debug, thiserror::Error)]
 pub enum AbError {
     /// `sh` could not be started.
-    #[error("server {side}: cannot run `sh -c {command:?}`: {error}")]
+    #[error("server {side}: cannot run `sh -c {}`: {error}", quoted(.command))]
     Spawn {
         /// The side.
         side: Side,
@@ -64,7 +69,7 @@ pub enum AbError {
         error: std::io::Error,
     },
     /// The server exited before it listened.
-    #[error("server {side} (`{command}`) exited ({status}) before it listened{}", stderr_part(.stderr))]
+    #[error("server {side} (`{}`) exited ({status}) before it listened{}", escape::terminal(.command), stderr_part(.stderr))]
     Exited {
         /// The side.
         side: Side,
@@ -76,7 +81,7 @@ pub enum AbError {
         stderr: String,
     },
     /// The server did not listen in time.
-    #[error("server {side} (`{command}`) did not listen within {timeout:?} (--start-timeout): {how}{}", stderr_part(.stderr))]
+    #[error("server {side} (`{}`) did not listen within {timeout:?} (--start-timeout): {how}{}", escape::terminal(.command), stderr_part(.stderr))]
     NeverListened {
         /// The side.
         side: Side,
@@ -100,7 +105,7 @@ pub enum AbError {
         target: String,
     },
     /// The server exited during a run.
-    #[error("server {side} (`{command}`) exited ({status}) during run {run}{}", stderr_part(.stderr))]
+    #[error("server {side} (`{}`) exited ({status}) during run {run}{}", escape::terminal(.command), stderr_part(.stderr))]
     DiedMidRun {
         /// The side.
         side: Side,
@@ -153,14 +158,25 @@ pub enum AbError {
     },
 }
 
+/// The end of a server's stderr, its last 10 lines each on a line of its own, indented
+/// and escaped for a terminal (escaping the joined text would show the newlines between
+/// them as `\n`).
 fn stderr_part(stderr: &str) -> String {
     if stderr.is_empty() {
-        "; it wrote nothing on stderr".into()
-    } else {
-        let lines: Vec<&str> = stderr.lines().collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        format!("; the end of its stderr:\n    {}", crate::escape::terminal(&tail))
+        return "; it wrote nothing on stderr".into();
     }
+    let lines: Vec<&str> = stderr.lines().collect();
+    let mut part = String::from("; the end of its stderr:");
+    for line in &lines[lines.len().saturating_sub(10)..] {
+        part.push_str("\n    ");
+        part.push_str(&escape::terminal(line));
+    }
+    part
+}
+
+/// A command as `{:?}` quotes it, escaped for a terminal.
+fn quoted(command: &str) -> String {
+    escape::terminal(&format!("{command:?}")).into_owned()
 }
 
 /// What the runs gave.
