@@ -1,6 +1,7 @@
 //! `ringload ab` end to end: two deliberately different echo servers (one adds 1 ms to
 //! every reply), a server that never starts, one that never listens, one that dies
-//! mid-run, and Ctrl-C; after every one, no server process is left running.
+//! mid-run, servers that leave processes outside their process group, an address already
+//! taken, and Ctrl-C; after every one, no server process is left running.
 //!
 //! The servers are this test binary itself, run through its ignored `ab_test_server`
 //! entry point with `RINGLOAD_AB_TEST_SERVER=DELAY_US[,DIE_AFTER_MS]`: it prints
@@ -279,4 +280,89 @@ fn ctrl_c_stops_the_server_and_exits_130() {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     assert_eq!(code, Some(130), "{stderr}");
     assert!(!running(server_pid), "server {server_pid} left running after Ctrl-C");
+}
+
+/// PIDs of the running processes whose command line holds one of `markers`.
+fn processes_with(markers: &[&str]) -> Vec<u32> {
+    let pids =
+        std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+    pids.filter(|pid: &u32| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        running(*pid) && markers.iter().any(|m| cmdline.contains(m))
+    })
+    .collect()
+}
+
+/// A server command may leave its process group (`setsid`, a daemon's double fork, one
+/// that ignores SIGTERM): every such process is still stopped when `ab` returns, and
+/// named. (Before, they survived `ab`, which said nothing and exited 0.)
+#[test]
+fn processes_that_leave_the_group_are_stopped_and_named() {
+    let id = std::process::id();
+    // Unique to this test: sleep takes a fraction, and `:` ignores its argument.
+    let marks = [format!("sleep 44.{id}"), format!("sleep 45.{id}"), format!(": 46.{id}")];
+    let a = format!("setsid {} & {}", marks[0], server("0", None));
+    let b = format!(
+        "({} &) ; (setsid sh -c 'trap \"\" TERM; while :; do sleep 0.05; done; {}' &) ; {}",
+        marks[1].replace("sleep", "setsid sleep"),
+        marks[2],
+        server("0", None)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("ab.json");
+    let mut args = vec!["--server-a".into(), a, "--server-b".into(), b];
+    args.extend(
+        ["-c", "2", "-d", "300ms", "-w", "100ms", "--runs", "1", "--stop-timeout", "500ms"].map(String::from),
+    );
+    args.extend(["--json".into(), json.display().to_string()]);
+    let out = ringload_ab(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let left = processes_with(&marks.iter().map(String::as_str).collect::<Vec<&str>>());
+    for pid in &left {
+        // Not left behind by this test either.
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    assert!(left.is_empty(), "still running after ab returned: {left:?}\n{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_valid(&doc, include_str!("../schema/ab.schema.json"));
+    let strays = |side: &str| doc[side]["runs"][0]["server"]["strays"].as_array().unwrap().clone();
+    let named = |side: &str, name: &str, killed: bool| {
+        strays(side).iter().any(|p| p["name"] == name && p["escaped"] == true && p["killed"] == killed)
+    };
+    assert!(named("a", "sleep", false), "A's setsid sleep: {:?}", strays("a"));
+    assert!(named("b", "sleep", false), "B's double-forked sleep: {:?}", strays("b"));
+    assert!(named("b", "sh", true), "B's shell that ignores SIGTERM needed SIGKILL: {:?}", strays("b"));
+    let pid_of = |side: &str, name: &str| {
+        strays(side).iter().find(|p| p["name"] == name).unwrap()["pid"].as_u64().unwrap()
+    };
+    assert!(
+        text.contains(&format!(
+            "warning: server A left 1 process outside its process group in run 1 (setsid, a daemon's double fork), stopped with it: {} (sleep)",
+            pid_of("a", "sleep")
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{} (sleep)", pid_of("b", "sleep"))), "{text}");
+    let killed = format!(
+        "warning: server B did not exit within --stop-timeout of SIGTERM after run 1: killed {} (sh)",
+        pid_of("b", "sh")
+    );
+    assert!(text.contains(&killed), "{text}");
+}
+
+/// Something that listens at the given target before the server starts is named.
+#[test]
+fn an_address_already_taken_names_who_holds_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("tcp://{}", listener.local_addr().unwrap());
+    let mut args = vec!["--server-a".into(), "true".into(), "--server-b".into(), "true".into(), target];
+    args.extend(short_load());
+    let out = ringload_ab(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let me = format!("process {} (", std::process::id());
+    assert!(stderr.contains("already accepts connections") && stderr.contains(&me), "{stderr}");
+    assert!(!stderr.contains("leftover"), "no server ran before: {stderr}");
 }

@@ -3,17 +3,19 @@
 //! falls on both sides alike), with medians, spreads and B/A ratios, server CPU per
 //! message and whether the client saturated (`summary`).
 //!
-//! Invariants: every server this starts is stopped and reaped before the next one starts
-//! and before [`run`] returns, on every path — errors and Ctrl-C included (`process`);
+//! Invariants: every server this starts is stopped and reaped — its process group and
+//! every process of its tree outside the group — before the next one starts and before
+//! [`run`] returns, on every path, errors and Ctrl-C included (`process`);
 //! a run whose figures cannot be trusted, or whose server died during it, ends the
 //! comparison with an error naming the side and the run (exit 2), never a ratio.
 
 mod process;
+mod procs;
 pub mod summary;
 mod sys;
 
-pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side};
-pub use process::{Address, group_members, parse_listening};
+pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side, StrayProcess};
+pub use process::{Address, parse_listening};
 pub use summary::{AbResult, summarize};
 
 use crate::engine::RunError;
@@ -96,13 +98,19 @@ pub enum AbError {
     },
     /// Something already accepted at the given target before the server started.
     #[error(
-        "server {side}: something already accepts connections at {target} before the server started; stop it, or give an address nothing else uses"
+        "server {side}: something already accepts connections at {target} before the server started{}; stop it, or give an address nothing else uses",
+        holders_part(.holders, *.after_a_server)
     )]
     AddressInUse {
         /// The side.
         side: Side,
         /// The target.
         target: String,
+        /// The processes (PID, name) that hold a socket listening there, as far as
+        /// `/proc` shows this user.
+        holders: Vec<(u32, String)>,
+        /// A server of this comparison ran before (and may have left it).
+        after_a_server: bool,
     },
     /// The server exited during a run.
     #[error("server {side} (`{}`) exited ({status}) during run {run}{}", escape::terminal(.command), stderr_part(.stderr))]
@@ -118,13 +126,13 @@ pub enum AbError {
         /// The end of its stderr.
         stderr: String,
     },
-    /// Processes of a server's group were still there after SIGKILL.
-    #[error("server {side}: processes {pids:?} of its group still run 5 s after SIGKILL")]
+    /// Processes of a server's tree were still there after SIGKILL.
+    #[error("server {side}: {} of its processes still run 5 s after SIGKILL: {}", .left.len(), list(.left))]
     StillRunning {
         /// The side.
         side: Side,
-        /// Their PIDs.
-        pids: Vec<u32>,
+        /// They.
+        left: Vec<StrayProcess>,
     },
     /// The load could not run.
     #[error("server {side}, run {run}: {source}")]
@@ -174,6 +182,28 @@ fn stderr_part(stderr: &str) -> String {
     part
 }
 
+/// Who holds a listening socket, in words, for [`AbError::AddressInUse`].
+fn holders_part(holders: &[(u32, String)], after_a_server: bool) -> String {
+    let leftover = if after_a_server { ", likely a leftover of the previous run's server" } else { "" };
+    match holders {
+        [] if after_a_server => {
+            " (which process listens there is hidden from this user; likely a leftover of the previous run's server)".into()
+        }
+        [] => String::new(),
+        [(pid, name)] => format!(": process {pid} ({}) listens there{leftover}", escape::terminal(name)),
+        many => {
+            let named: Vec<String> =
+                many.iter().map(|(pid, name)| format!("{pid} ({})", escape::terminal(name))).collect();
+            format!(": processes {} listen there{leftover}", named.join(", "))
+        }
+    }
+}
+
+/// `1234 (sleep), 1240 (sh)`.
+fn list(procs: &[StrayProcess]) -> String {
+    procs.iter().map(|p| p.to_string()).collect::<Vec<String>>().join(", ")
+}
+
 /// A command as `{:?}` quotes it, escaped for a terminal.
 fn quoted(command: &str) -> String {
     escape::terminal(&format!("{command:?}")).into_owned()
@@ -200,7 +230,7 @@ pub fn run(
     for round in 1..=plan.runs {
         let order = if round % 2 == 1 { [Side::A, Side::B] } else { [Side::B, Side::A] };
         for side in order {
-            match one_run(plan, side, round, interrupted)? {
+            match one_run(plan, side, round, !records.is_empty(), interrupted)? {
                 Some(record) => {
                     on_run(&record);
                     records.push(record);
@@ -218,6 +248,7 @@ fn one_run(
     plan: &AbPlan,
     side: Side,
     run: u32,
+    after_a_server: bool,
     interrupted: &Arc<AtomicBool>,
 ) -> Result<Option<RunRecord>, AbError> {
     let command = &plan.servers[match side {
@@ -226,7 +257,8 @@ fn one_run(
     }];
     if let Address::Given(t) = &plan.address {
         if process::accepts(t) {
-            return Err(AbError::AddressInUse { side, target: t.to_string() });
+            let holders = procs::listener_holders(t);
+            return Err(AbError::AddressInUse { side, target: t.to_string(), holders, after_a_server });
         }
     }
     let mut server = ServerProcess::start(command, plan.server_cpus.as_deref())
@@ -303,6 +335,8 @@ fn one_run(
             cpu_s: cpu.as_secs_f64(),
             cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / messages.max(1) as f64,
             killed: stopped.killed,
+            strays: stopped.strays,
+            strays_unlisted: stopped.strays_unlisted,
         },
         client_busy: report.client_busy(),
         result: report.document(),
@@ -315,6 +349,35 @@ fn stop(server: ServerProcess, plan: &AbPlan, side: Side) -> Result<process::Sto
     if stopped.left.is_empty() {
         Ok(stopped)
     } else {
-        Err(AbError::StillRunning { side, pids: stopped.left.clone() })
+        Err(AbError::StillRunning { side, left: stopped.left.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A taken address names who holds it when `/proc` shows it, and after a server of
+    /// this comparison ran, says it is likely that server's leftover.
+    #[test]
+    fn a_taken_address_names_its_holder() {
+        let taken = |holders: Vec<(u32, String)>, after_a_server| {
+            AbError::AddressInUse {
+                side: Side::B,
+                target: "tcp://127.0.0.1:7100".into(),
+                holders,
+                after_a_server,
+            }
+            .to_string()
+        };
+        let text = taken(vec![(1234, "ringecho".into())], true);
+        assert!(
+            text.contains("started: process 1234 (ringecho) listens there, likely a leftover of the previous run's server; stop it"),
+            "{text}"
+        );
+        let text = taken(vec![(1, "a".into()), (2, "b\u{1b}".into())], false);
+        assert!(text.contains("processes 1 (a), 2 (b\\x1b) listen there; stop it"), "{text}");
+        assert!(taken(Vec::new(), true).contains("is hidden from this user; likely a leftover"));
+        assert!(taken(Vec::new(), false).contains("before the server started; stop it"));
     }
 }

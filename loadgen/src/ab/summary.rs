@@ -210,6 +210,8 @@ mod tests {
                 cpu_s: 1.0,
                 cpu_us_per_msg: cpu_us,
                 killed: false,
+                strays: Vec::new(),
+                strays_unlisted: 0,
             },
             client_busy: busy,
             result,

@@ -12,8 +12,9 @@ use std::time::Duration;
 ///
 /// Each server command is run by `sh -c` (so quoting, `VAR=value` and pipes work as in a
 /// shell: the command is yours, and runs with your rights), in a process group of its
-/// own, stdin from /dev/null; it is stopped with SIGTERM to the whole group, then SIGKILL
-/// after --stop-timeout, and reaped before the next run. The target is TARGET when given
+/// own, stdin from /dev/null; it is stopped with SIGTERM to the whole group and to every
+/// process that left it (ringload is their sub-reaper), then SIGKILL after
+/// --stop-timeout, and reaped before the next run. The target is TARGET when given
 /// (a stream target is probed until it accepts), else the first line
 /// `listening TRANSPORT ADDRESS` the server prints on stdout (ringecho prints one per listener).
 #[derive(Debug, clap::Args)]
@@ -21,7 +22,10 @@ use std::time::Duration;
     Each server command is run by `sh -c` (quoting, VAR=value and exec work as in a shell;\n  \
     the command is yours and runs with your rights), stdin from /dev/null, in a process\n  \
     group of its own, pinned to --server-cpus; it is stopped with SIGTERM to the whole\n  \
-    group, then SIGKILL after --stop-timeout, and reaped before the next run starts.\n  \
+    group and to every process of its tree that left the group (setsid, a daemon's\n  \
+    double fork: ringload is their sub-reaper, so they stay its descendants), then\n  \
+    SIGKILL after --stop-timeout, and reaped before the next run starts; each process\n  \
+    that left the group or needed SIGKILL is named in a warning.\n  \
     TARGET, when given, is where the load goes (a stream target is probed until it\n  \
     accepts); without it, the first `listening <transport> <address>` line the server\n  \
     prints on stdout (ringecho prints one per listener). No built-in server is used.\n\n\

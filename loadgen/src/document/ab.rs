@@ -10,8 +10,10 @@ use crate::views::SATURATED;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Version of the `ab` document's shape.
-pub const AB_SCHEMA_VERSION: u64 = 1;
+/// Version of the `ab` document's shape. 2: a server's CPU (`cpu_s`, and the CPU per
+/// message from it) is its whole process tree's — its process group and every process
+/// that left it — where 1 counted the group only; `strays` added.
+pub const AB_SCHEMA_VERSION: u64 = 2;
 /// The `tool` of an `ab` document.
 pub const AB_TOOL: &str = "ringload-ab";
 
@@ -40,14 +42,43 @@ pub struct ServerFigures {
     pub pid: u32,
     /// The target the load went to.
     pub target: String,
-    /// CPU seconds (utime + stime, threads and children) of its process group over the
-    /// run, warm-up and drain included.
+    /// CPU seconds (utime + stime, threads and reaped children) of its process tree over
+    /// the run, warm-up and drain included: its process group and every process that left
+    /// it (`crate::ab`'s tree).
     pub cpu_s: f64,
     /// `cpu_s` per answered message (warm-up included), µs.
     pub cpu_us_per_msg: f64,
     /// It did not exit within --stop-timeout of SIGTERM and was killed.
     #[serde(default)]
     pub killed: bool,
+    /// Processes of its tree that stopping it had to seek out: every one outside its
+    /// process group (escaped: `setsid`, a daemon's double fork), and every one killed;
+    /// the first 100, by PID.
+    #[serde(default)]
+    pub strays: Vec<StrayProcess>,
+    /// How many more there were than `strays` lists.
+    #[serde(default)]
+    pub strays_unlisted: u64,
+}
+
+/// A process of a server's tree named when it was stopped (or found still running).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayProcess {
+    /// Its PID.
+    pub pid: u32,
+    /// Its command name, from `/proc/PID/comm` (set by the process: untrusted text).
+    pub name: String,
+    /// It ran outside the server's process group: a signal to the group missed it.
+    pub escaped: bool,
+    /// It was still running --stop-timeout after SIGTERM and got SIGKILL.
+    pub killed: bool,
+}
+
+impl fmt::Display for StrayProcess {
+    /// `1234 (sleep)`, the name escaped for a terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.pid, crate::escape::terminal(&self.name))
+    }
 }
 
 /// One run of one side.
@@ -95,7 +126,7 @@ pub struct SideSummary {
     pub p50_ns: Spread,
     /// Latency p99 from the intended send time, ns.
     pub p99_ns: Spread,
-    /// Server CPU (utime + stime of its process group) per answered message, µs.
+    /// Server CPU (utime + stime of its process tree) per answered message, µs.
     pub server_cpu_us_per_msg: Spread,
     /// Share of the client's CPUs busy over the run.
     pub client_busy: Spread,

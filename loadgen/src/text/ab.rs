@@ -2,7 +2,7 @@
 //! each side's median (min–max) and B/A with the run pairs' range, the verdict on each
 //! ratio, whether a client limited a side, and the checks that failed.
 
-use crate::document::ab::{AbDocument, Ratio, SideSummary};
+use crate::document::ab::{AbDocument, Ratio, SideSummary, StrayProcess};
 use crate::stats::Spread;
 use crate::units::{ns, rate_short, share};
 use crate::views::SATURATED;
@@ -85,12 +85,39 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
             share(d.b.summary.client_busy.median)
         );
     }
-    for r in d.a.runs.iter().chain(&d.b.runs).filter(|r| r.server.killed) {
-        let _ = writeln!(
-            o,
-            "warning: server {} did not exit within --stop-timeout of SIGTERM after run {}: killed",
-            r.side, r.run
-        );
+    for r in d.a.runs.iter().chain(&d.b.runs) {
+        // The processes a line names, at most SHOWN of them, and how many in all (those
+        // the record does not list are counted with the escaped ones).
+        let list = |keep: fn(&StrayProcess) -> bool, unlisted: u64| {
+            let named: Vec<String> =
+                r.server.strays.iter().filter(|p| keep(p)).map(|p| p.to_string()).collect();
+            let all = named.len() as u64 + unlisted;
+            let mut text = named[..named.len().min(SHOWN)].join(", ");
+            if all > SHOWN as u64 {
+                let _ = write!(text, " and {} more", all - SHOWN as u64);
+            }
+            (all, text)
+        };
+        let (n, escaped) = list(|p| p.escaped, r.server.strays_unlisted);
+        if n > 0 {
+            let _ = writeln!(
+                o,
+                "warning: server {} left {n} process{} outside its process group in run {} (setsid, a daemon's double fork), stopped with it: {escaped}",
+                r.side,
+                if n == 1 { "" } else { "es" },
+                r.run
+            );
+        }
+        if r.server.killed {
+            let (n, killed) = list(|p| p.killed, 0);
+            let _ = writeln!(
+                o,
+                "warning: server {} did not exit within --stop-timeout of SIGTERM after run {}: killed{}{killed}",
+                r.side,
+                r.run,
+                if n > 0 { " " } else { "" }
+            );
+        }
     }
     if d.interrupted {
         let _ = writeln!(o, "warning: interrupted: the figures cover the runs that finished before Ctrl-C");
@@ -100,6 +127,9 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
     }
     o
 }
+
+/// Processes named in a line at most.
+const SHOWN: usize = 8;
 
 /// A row of the text table: its name, the figure of a side, its unit, its ratio.
 type Row<'a> = (&'a str, fn(&SideSummary) -> Spread, fn(f64) -> String, Option<&'a Ratio>);
