@@ -184,7 +184,7 @@ impl AbResult {
 mod tests {
     use super::*;
     use crate::ab::Address;
-    use crate::document::ab::ServerFigures;
+    use crate::document::ab::{ClientLimit, ServerFigures};
     use std::time::Duration;
 
     fn record(
@@ -255,20 +255,40 @@ mod tests {
     }
 
     /// An open-loop run's client limited it when it fell behind its schedule, whatever
-    /// its CPU; a closed-loop run's when its CPU was busy.
+    /// its CPU; a closed-loop run's when its CPU was busy; the text says which rule fired.
     #[test]
     fn a_client_is_saturated_by_its_schedule_in_an_open_loop_by_its_cpu_in_a_closed_one() {
         let busy_on_time = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.97);
         assert!(busy_on_time.result.latency.send_lag.as_ref().unwrap().p99 < 100_000);
         assert!(!busy_on_time.client_saturated());
-        let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.3);
-        late.result.latency.send_lag.as_mut().unwrap().p99 = 100_001;
-        assert!(late.client_saturated());
-        let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.95);
+        let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.5);
+        late.result.latency.send_lag.as_mut().unwrap().p99 = 312_000;
+        assert_eq!(
+            late.client_limit(),
+            Some(ClientLimit::Behind(crate::slo::Schedule { lag_p99_ns: 312_000, limit_ns: 100_000 }))
+        );
+        let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.9);
         closed.result.latency.send_lag = None;
-        assert!(closed.client_saturated());
-        closed.client_busy = 0.5;
-        assert!(!closed.client_saturated());
+        assert_eq!(closed.client_limit(), Some(ClientLimit::Busy(0.9)));
+        let mut idle = closed.clone();
+        idle.client_busy = 0.5;
+        idle.side = Side::B;
+        assert!(!idle.client_saturated());
+        // The open loop at 50% busy: its schedule, not its CPU, is named.
+        let text =
+            summarize(&plan(), vec![late.clone(), record(Side::B, 1, 1000.0, 20, 100, 5.0, 0.5)], false)
+                .text();
+        assert!(
+            text.contains("warning: A's client fell behind its schedule in 1 of 1 run (send lag p99 312.0µs > limit 100.0µs)"),
+            "{text}"
+        );
+        assert!(!text.contains("CPU busy,") && !text.contains("or in an open loop"), "{text}");
+        let text = summarize(&plan(), vec![closed, idle], false).text();
+        assert!(
+            text.contains("warning: A's client was saturated in 1 of 1 run (90% of its CPU busy, ≥85%)"),
+            "{text}"
+        );
+        assert!(!text.contains("schedule"), "{text}");
     }
 
     #[test]

@@ -96,15 +96,31 @@ pub struct RunRecord {
     pub result: ResultDoc,
 }
 
+/// Why the client limited a run, by the one rule that applies to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClientLimit {
+    /// An open loop fell behind its schedule (the p99 of its send lag above the limit).
+    Behind(Schedule),
+    /// A closed loop's CPUs were at least [`SATURATED`] busy (this share).
+    Busy(f64),
+}
+
 impl RunRecord {
-    /// The client limited this run: in an open loop, it fell behind its schedule (the
-    /// p99 of its send lag above [`LAG_LIMIT`]); in a closed loop, its CPUs were at
-    /// least [`SATURATED`] busy.
-    pub fn client_saturated(&self) -> bool {
+    /// Whether, and by which rule, the client limited this run: in an open loop, it fell
+    /// behind its schedule (the p99 of its send lag above [`LAG_LIMIT`]), whatever its
+    /// CPU; in a closed loop, its CPUs were at least [`SATURATED`] busy.
+    pub fn client_limit(&self) -> Option<ClientLimit> {
         match &self.result.latency.send_lag {
-            Some(lag) => Schedule::new(lag.p99, LAG_LIMIT).behind(),
-            None => self.client_busy >= SATURATED,
+            Some(lag) => {
+                Some(Schedule::new(lag.p99, LAG_LIMIT)).filter(Schedule::behind).map(ClientLimit::Behind)
+            }
+            None => (self.client_busy >= SATURATED).then_some(ClientLimit::Busy(self.client_busy)),
         }
+    }
+
+    /// The client limited this run ([`client_limit`](Self::client_limit)).
+    pub fn client_saturated(&self) -> bool {
+        self.client_limit().is_some()
     }
 
     /// Answered messages per second.
@@ -130,9 +146,9 @@ pub struct SideSummary {
     pub server_cpu_us_per_msg: Spread,
     /// Share of the client's CPUs busy over the run.
     pub client_busy: Spread,
-    /// Runs whose client limited them ([`RunRecord::client_saturated`]: at least
-    /// [`SATURATED`] busy, or in an open loop behind its schedule): their figures are
-    /// bounded by the client.
+    /// Runs whose client limited them ([`RunRecord::client_saturated`]: in a closed loop
+    /// at least [`SATURATED`] busy, in an open loop behind its schedule): their figures
+    /// are bounded by the client.
     pub client_saturated_runs: usize,
 }
 

@@ -2,7 +2,8 @@
 //! each side's median (min–max) and B/A with the run pairs' range, the verdict on each
 //! ratio, whether a client limited a side, and the checks that failed.
 
-use crate::document::ab::{AbDocument, Ratio, SideSummary, StrayProcess};
+use crate::document::ab::{AbDocument, ClientLimit, Ratio, RunRecord, SideSummary, StrayProcess};
+use crate::slo::Schedule;
 use crate::stats::Spread;
 use crate::units::{ns, rate_short, share};
 use crate::views::SATURATED;
@@ -66,16 +67,8 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
             let _ = writeln!(o, "{}", r.verdict);
         }
     }
-    for (side, s) in [("A", &d.a.summary), ("B", &d.b.summary)] {
-        if s.client_saturated_runs > 0 {
-            let _ = writeln!(
-                o,
-                "warning: {side}'s client was saturated (≥{} of its CPU busy, or in an open loop behind its schedule) in {} of {} runs: those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
-                share(SATURATED),
-                s.client_saturated_runs,
-                s.runs
-            );
-        }
+    for (side, doc) in [("A", &d.a), ("B", &d.b)] {
+        client_lines(&mut o, side, &doc.runs);
     }
     if d.a.summary.client_saturated_runs == 0 && d.b.summary.client_saturated_runs == 0 {
         let _ = writeln!(
@@ -126,6 +119,38 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
         let _ = writeln!(o, "FAILED: {f}");
     }
     o
+}
+
+/// The client's limit on a side's runs, by the rule that fired: in an open loop behind
+/// its schedule, in a closed loop its CPU busy (never one sentence for both).
+fn client_lines(o: &mut String, side: &str, runs: &[RunRecord]) {
+    let limits: Vec<ClientLimit> = runs.iter().filter_map(RunRecord::client_limit).collect();
+    let of = |n: usize| format!("{n} of {} run{}", runs.len(), if runs.len() == 1 { "" } else { "s" });
+    let lags: Vec<Schedule> =
+        limits.iter().filter_map(|l| if let ClientLimit::Behind(s) = l { Some(*s) } else { None }).collect();
+    if let Some(first) = lags.first() {
+        let lag: Vec<String> = lags.iter().map(|s| ns(s.lag_p99_ns as f64)).collect();
+        let _ = writeln!(
+            o,
+            "warning: {side}'s client fell behind its schedule in {} (send lag p99 {} > limit {}): those figures are bounded by the client, not the server; give it more CPUs (--cpus) or a lower rate",
+            of(lags.len()),
+            lag.join(", "),
+            ns(first.limit_ns as f64)
+        );
+    }
+    let busy: Vec<String> = limits
+        .iter()
+        .filter_map(|l| if let ClientLimit::Busy(b) = l { Some(share(*b)) } else { None })
+        .collect();
+    if !busy.is_empty() {
+        let _ = writeln!(
+            o,
+            "warning: {side}'s client was saturated in {} ({} of its CPU busy, ≥{}): those figures are bounded by the client, not the server; give it more CPUs (--cpus) or fewer connections",
+            of(busy.len()),
+            busy.join(", "),
+            share(SATURATED)
+        );
+    }
 }
 
 /// Processes named in a line at most.
