@@ -185,6 +185,7 @@ mod tests {
     use super::*;
     use crate::ab::Address;
     use crate::document::ab::{ClientLimit, ServerFigures};
+    use crate::warning::Warning;
     use std::time::Duration;
 
     fn record(
@@ -201,6 +202,7 @@ mod tests {
         result.latency.corrected.p50 = p50_us * 1000;
         result.latency.corrected.p99 = p99_us * 1000;
         result.failed_checks.clear();
+        result.warnings.clear();
         RunRecord {
             side,
             run,
@@ -247,6 +249,15 @@ mod tests {
         records[3].result.failed_checks.push("p99 120.0µs > --max-p99 110.0µs".into());
         // The busy B run also fell behind its open-loop schedule: its client limited it.
         records[1].result.latency.send_lag.as_mut().expect("an open loop's lag").p99 = 300_000;
+        // The runs' own warnings: a kernel counter on A in both runs, a pinning on B.
+        let counter = |grew| Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew };
+        records[0].result.warnings.push((&counter(12)).into());
+        records[3].result.warnings.push((&counter(3)).into());
+        records[3].result.warnings.push((&Warning::Interrupted).into());
+        records[2]
+            .result
+            .warnings
+            .push((&Warning::PinFailed { cpu: 1, cause: "Invalid argument".into() }).into());
         let result = summarize(&plan(), records, false);
         assert_eq!(result.exit_code(), 1);
         let text = result.text();

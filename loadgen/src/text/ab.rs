@@ -1,12 +1,15 @@
 //! The text of `ringload ab`: the sides' commands and the load, a row per figure with
 //! each side's median (min–max) and B/A with the run pairs' range, the verdict on each
-//! ratio, whether a client limited a side, and the checks that failed.
+//! ratio, whether a client limited a side (by which rule), each side's run warnings by
+//! kind, the processes a server left outside its group, and the checks that failed.
 
 use crate::document::ab::{AbDocument, ClientLimit, Ratio, RunRecord, SideSummary, StrayProcess};
+use crate::escape;
 use crate::slo::Schedule;
 use crate::stats::Spread;
 use crate::units::{ns, rate_short, share};
 use crate::views::SATURATED;
+use crate::warning::{Warning, kernel_hint};
 use std::fmt::Write as _;
 
 /// The report of `d`; `plan_line` says the load every run ran.
@@ -69,6 +72,7 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
     }
     for (side, doc) in [("A", &d.a), ("B", &d.b)] {
         client_lines(&mut o, side, &doc.runs);
+        warning_lines(&mut o, side, &doc.runs);
     }
     if d.a.summary.client_saturated_runs == 0 && d.b.summary.client_saturated_runs == 0 {
         let _ = writeln!(
@@ -150,6 +154,66 @@ fn client_lines(o: &mut String, side: &str, runs: &[RunRecord]) {
             busy.join(", "),
             share(SATURATED)
         );
+    }
+}
+
+/// The runs' own warnings, a line per kind (a kernel counter per counter) for the side:
+/// in how many of its runs, which, and what (a counter's growth in each; else the first
+/// run's sentence). Left out: the client's (its line above says it by ab's rule), an
+/// interruption (said once, below), failures (they end the comparison before this).
+fn warning_lines(o: &mut String, side: &str, runs: &[RunRecord]) {
+    // Kinds in the order first seen, each with the runs that had it.
+    let mut kinds: Vec<(String, Vec<(u32, &Warning)>)> = Vec::new();
+    for r in runs {
+        for w in r.result.warnings.iter().map(|e| &e.warning) {
+            if w.is_failure()
+                || matches!(
+                    w,
+                    Warning::ClientSaturated { .. } | Warning::ClientBehind { .. } | Warning::Interrupted
+                )
+            {
+                continue;
+            }
+            let kind = match w {
+                Warning::KernelCounter { counter, .. } => format!("kernel {counter}"),
+                other => other.short().to_owned(),
+            };
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, hits)) => hits.push((r.run, w)),
+                None => kinds.push((kind, vec![(r.run, w)])),
+            }
+        }
+    }
+    for (kind, hits) in kinds {
+        let mut numbers: Vec<u32> = hits.iter().map(|(run, _)| *run).collect();
+        numbers.dedup();
+        let in_runs =
+            format!("in {} of {} run{}", numbers.len(), runs.len(), if runs.len() == 1 { "" } else { "s" });
+        let line = match hits[0].1 {
+            Warning::KernelCounter { counter, .. } => {
+                let grew: Vec<String> = hits
+                    .iter()
+                    .filter_map(|(_, w)| match w {
+                        Warning::KernelCounter { grew, .. } => Some(format!("+{grew}")),
+                        _ => None,
+                    })
+                    .collect();
+                let hint = kernel_hint(counter);
+                let hint = if hint.is_empty() { String::new() } else { format!(": {hint}") };
+                format!("{side}: the kernel's {counter} grew {in_runs} ({}){hint}", grew.join(", "))
+            }
+            first => {
+                let which: Vec<String> = numbers.iter().map(u32::to_string).collect();
+                let s = if which.len() == 1 { "" } else { "s" };
+                format!(
+                    "{side}: {kind} {in_runs} (run{s} {}); in run {}: {}",
+                    which.join(", "),
+                    hits[0].0,
+                    first.message()
+                )
+            }
+        };
+        let _ = writeln!(o, "warning: {}", escape::terminal(&line));
     }
 }
 
