@@ -9,18 +9,20 @@
 //! a run whose figures cannot be trusted, or whose server died during it, ends the
 //! comparison with an error naming the side and the run (exit 2), never a ratio.
 
+mod error;
 mod process;
 mod procs;
 pub mod summary;
 mod sys;
 
 pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side, StrayProcess};
+pub use error::{AbError, Stage};
 pub use process::{Address, parse_listening};
 pub use summary::{AbResult, summarize};
 
 use crate::engine::RunError;
-use crate::escape;
 use crate::plan::Plan;
+use crate::report::Report;
 use crate::run::Progress;
 use process::{NotReady, ServerProcess};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub struct AbPlan {
     pub load: Plan,
     /// Runs per side.
     pub runs: u32,
+    /// Unmeasured runs against each fresh server before its measured run.
+    pub warmup_runs: u32,
     /// How long a server may take to listen.
     pub start_timeout: Duration,
     /// How long a server may take to exit after SIGTERM before SIGKILL.
@@ -51,162 +55,6 @@ pub struct AbPlan {
     /// `--max-slowdown`: B's median msg/s at most this far below A's, its p99 at most this
     /// far above.
     pub max_slowdown: Option<f64>,
-}
-
-/// Why the comparison could not be made (exit 2).
-///
-/// Its text may span lines (the end of a server's stderr, a line of it per line); each
-/// line is safe for a terminal already (`crate::escape::terminal`), so a caller prints
-/// it line by line rather than escaping the newlines between them.
-#[derive(Debug, thiserror::Error)]
-pub enum AbError {
-    /// `sh` could not be started.
-    #[error("server {side}: cannot run `sh -c {}`: {error}", quoted(.command))]
-    Spawn {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The server exited before it listened.
-    #[error("server {side} (`{}`) exited ({status}) before it listened{}", escape::terminal(.command), stderr_part(.stderr))]
-    Exited {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// How it exited.
-        status: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// The server did not listen in time.
-    #[error("server {side} (`{}`) did not listen within {timeout:?} (--start-timeout): {how}{}", escape::terminal(.command), stderr_part(.stderr))]
-    NeverListened {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// The bound.
-        timeout: Duration,
-        /// What was waited for.
-        how: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// Something already accepted at the given target before the server started.
-    #[error(
-        "server {side}: something already accepts connections at {target} before the server started{}; stop it, or give an address nothing else uses",
-        holders_part(.holders, *.after_a_server)
-    )]
-    AddressInUse {
-        /// The side.
-        side: Side,
-        /// The target.
-        target: String,
-        /// The processes (PID, name) that hold a socket listening there, as far as
-        /// `/proc` shows this user.
-        holders: Vec<(u32, String)>,
-        /// A server of this comparison ran before (and may have left it).
-        after_a_server: bool,
-    },
-    /// The server exited during a run.
-    #[error("server {side} (`{}`) exited ({status}) during run {run}{}", escape::terminal(.command), stderr_part(.stderr))]
-    DiedMidRun {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// Its command.
-        command: String,
-        /// How it exited.
-        status: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// Processes of a server's tree were still there after SIGKILL.
-    #[error("server {side}: {} of its processes still run 5 s after SIGKILL: {}", .left.len(), list(.left))]
-    StillRunning {
-        /// The side.
-        side: Side,
-        /// They.
-        left: Vec<StrayProcess>,
-    },
-    /// The load could not run.
-    #[error("server {side}, run {run}: {source}")]
-    Run {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// Why.
-        #[source]
-        source: RunError,
-    },
-    /// The run's figures cannot be trusted (what a single run exits 2 for).
-    #[error("server {side}, run {run}: {why}")]
-    Untrusted {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// The failures, as a run reports them.
-        why: String,
-    },
-    /// The plan does not fit the server's address.
-    #[error("server {side}: {source}")]
-    Plan {
-        /// The side.
-        side: Side,
-        /// Why.
-        #[source]
-        source: crate::plan::PlanError,
-    },
-}
-
-/// The end of a server's stderr, its last 10 lines each on a line of its own, indented
-/// and escaped for a terminal (escaping the joined text would show the newlines between
-/// them as `\n`).
-fn stderr_part(stderr: &str) -> String {
-    if stderr.is_empty() {
-        return "; it wrote nothing on stderr".into();
-    }
-    let lines: Vec<&str> = stderr.lines().collect();
-    let mut part = String::from("; the end of its stderr:");
-    for line in &lines[lines.len().saturating_sub(10)..] {
-        part.push_str("\n    ");
-        part.push_str(&escape::terminal(line));
-    }
-    part
-}
-
-/// Who holds a listening socket, in words, for [`AbError::AddressInUse`].
-fn holders_part(holders: &[(u32, String)], after_a_server: bool) -> String {
-    let leftover = if after_a_server { ", likely a leftover of the previous run's server" } else { "" };
-    match holders {
-        [] if after_a_server => {
-            " (which process listens there is hidden from this user; likely a leftover of the previous run's server)".into()
-        }
-        [] => String::new(),
-        [(pid, name)] => format!(": process {pid} ({}) listens there{leftover}", escape::terminal(name)),
-        many => {
-            let named: Vec<String> =
-                many.iter().map(|(pid, name)| format!("{pid} ({})", escape::terminal(name))).collect();
-            format!(": processes {} listen there{leftover}", named.join(", "))
-        }
-    }
-}
-
-/// `1234 (sleep), 1240 (sh)`.
-fn list(procs: &[StrayProcess]) -> String {
-    procs.iter().map(|p| p.to_string()).collect::<Vec<String>>().join(", ")
-}
-
-/// A command as `{:?}` quotes it, escaped for a terminal.
-fn quoted(command: &str) -> String {
-    escape::terminal(&format!("{command:?}")).into_owned()
 }
 
 /// What the runs gave.
@@ -242,8 +90,9 @@ pub fn run(
     Ok(AbOutcome { records, interrupted: false })
 }
 
-/// One run: start the server, wait for it to listen, run the load, stop it. None when
-/// Ctrl-C cut it short.
+/// One run: start the server, wait for it to listen, run the load `plan.warmup_runs`
+/// times unmeasured (their msg/s kept) and once measured, stop it. None when Ctrl-C cut
+/// it short.
 fn one_run(
     plan: &AbPlan,
     side: Side,
@@ -291,40 +140,38 @@ fn one_run(
         stop(server, plan, side)?;
         return Err(AbError::Plan { side, source });
     }
+    let command = command.clone();
+    let cut = |cut: Cut, stage: Stage, stderr: String| -> Result<Option<RunRecord>, AbError> {
+        Err(match cut {
+            Cut::Interrupted => return Ok(None),
+            Cut::Died(status) => {
+                AbError::DiedMidRun { side, stage, command, status: status.to_string(), stderr }
+            }
+            Cut::Failed(source) => AbError::Run { side, stage, source },
+            Cut::Untrusted(why) => AbError::Untrusted { side, stage, why },
+        })
+    };
+    let mut warmup_msgs_per_s = Vec::new();
+    for warmup in 1..=plan.warmup_runs {
+        match load_run(&load, &mut server, interrupted) {
+            Ok(report) => warmup_msgs_per_s.push(report.throughput()),
+            Err(c) => {
+                let stopped = stop(server, plan, side)?;
+                return cut(c, Stage::WarmUp { run, warmup }, stopped.stderr_tail);
+            }
+        }
+    }
     let cpu_before = server.cpu();
-    let result = crate::run::run(load, interrupted.clone(), Progress::Hide);
+    let outcome = load_run(&load, &mut server, interrupted);
     let cpu = server.cpu().saturating_sub(cpu_before);
-    let died = server.exited();
     let pid = server.pid();
     let stopped = stop(server, plan, side)?;
-    // Ctrl-C while the load was starting (connecting) ends the run with an error from
-    // the engine: the interruption, not the error, is what happened (exit 130).
-    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(None);
-    }
-    if let Some(status) = died {
-        return Err(AbError::DiedMidRun {
-            side,
-            run,
-            command: command.clone(),
-            status: status.to_string(),
-            stderr: stopped.stderr_tail,
-        });
-    }
-    let mut report = result.map_err(|source| AbError::Run { side, run, source })?;
-    if report.interrupted {
-        return Ok(None);
-    }
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(c) => return cut(c, Stage::Run(run), stopped.stderr_tail),
+    };
     report.label = Some(format!("{side} run {run}"));
     report.check(plan.max_p99, plan.max_error_rate);
-    if report.exit_code() == 2 {
-        let mut why: Vec<String> =
-            report.warnings.iter().filter(|w| w.is_failure()).map(|w| w.message()).collect();
-        if why.is_empty() {
-            why.push("no message was answered".into());
-        }
-        return Err(AbError::Untrusted { side, run, why: why.join("; ") });
-    }
     let messages = report.counters.completed + report.counters.warmup_completed;
     Ok(Some(RunRecord {
         side,
@@ -339,8 +186,49 @@ fn one_run(
             strays_unlisted: stopped.strays_unlisted,
         },
         client_busy: report.client_busy(),
+        warmup_msgs_per_s,
         result: report.document(),
     }))
+}
+
+/// Why a load run against a server gave no figures.
+enum Cut {
+    /// Ctrl-C.
+    Interrupted,
+    /// The server exited during it.
+    Died(std::process::ExitStatus),
+    /// The load could not run.
+    Failed(RunError),
+    /// Its figures cannot be trusted: the failures, as a run reports them.
+    Untrusted(String),
+}
+
+/// One load run against a running server, measured or a warm-up: its report when the
+/// server lived through it and its figures can be trusted.
+fn load_run(load: &Plan, server: &mut ServerProcess, interrupted: &Arc<AtomicBool>) -> Result<Report, Cut> {
+    let result = crate::run::run(load.clone(), interrupted.clone(), Progress::Hide);
+    let died = server.exited();
+    // Ctrl-C while the load was starting (connecting) ends the run with an error from
+    // the engine: the interruption, not the error, is what happened (exit 130).
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Cut::Interrupted);
+    }
+    if let Some(status) = died {
+        return Err(Cut::Died(status));
+    }
+    let report = result.map_err(Cut::Failed)?;
+    if report.interrupted {
+        return Err(Cut::Interrupted);
+    }
+    if report.exit_code() == crate::exit::ERROR {
+        let mut why: Vec<String> =
+            report.warnings.iter().filter(|w| w.is_failure()).map(|w| w.message()).collect();
+        if why.is_empty() {
+            why.push("no message was answered".into());
+        }
+        return Err(Cut::Untrusted(why.join("; ")));
+    }
+    Ok(report)
 }
 
 /// Stops a server; an error only when processes of its group survive SIGKILL.
@@ -350,34 +238,5 @@ fn stop(server: ServerProcess, plan: &AbPlan, side: Side) -> Result<process::Sto
         Ok(stopped)
     } else {
         Err(AbError::StillRunning { side, left: stopped.left.clone() })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A taken address names who holds it when `/proc` shows it, and after a server of
-    /// this comparison ran, says it is likely that server's leftover.
-    #[test]
-    fn a_taken_address_names_its_holder() {
-        let taken = |holders: Vec<(u32, String)>, after_a_server| {
-            AbError::AddressInUse {
-                side: Side::B,
-                target: "tcp://127.0.0.1:7100".into(),
-                holders,
-                after_a_server,
-            }
-            .to_string()
-        };
-        let text = taken(vec![(1234, "ringecho".into())], true);
-        assert!(
-            text.contains("started: process 1234 (ringecho) listens there, likely a leftover of the previous run's server; stop it"),
-            "{text}"
-        );
-        let text = taken(vec![(1, "a".into()), (2, "b\u{1b}".into())], false);
-        assert!(text.contains("processes 1 (a), 2 (b\\x1b) listen there; stop it"), "{text}");
-        assert!(taken(Vec::new(), true).contains("is hidden from this user; likely a leftover"));
-        assert!(taken(Vec::new(), false).contains("before the server started; stop it"));
     }
 }

@@ -11,10 +11,11 @@
 
 use super::AbPlan;
 use crate::document::ab::{
-    AB_SCHEMA_VERSION, AB_TOOL, AbComparison, AbDocument, Ratio, RunRecord, Side, SideDoc, SideSummary,
+    AB_SCHEMA_VERSION, AB_TOOL, AbComparison, AbDocument, FirstRun, Ratio, RunRecord, Side, SideDoc,
+    SideSummary,
 };
 use crate::plan::Stop;
-use crate::stats::{Difference, Spread, differs};
+use crate::stats::{Difference, Spread, differs, stands_apart};
 use crate::units::cpu_list;
 
 /// The summary of the runs.
@@ -67,6 +68,7 @@ pub fn summarize(plan: &AbPlan, records: Vec<RunRecord>, interrupted: bool) -> A
         tool: AB_TOOL.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         runs_planned: plan.runs,
+        warmup_runs: plan.warmup_runs,
         server_cpus: plan.server_cpus.clone(),
         a,
         b,
@@ -89,7 +91,23 @@ fn side_summary(command: &str, runs: &[RunRecord]) -> SideSummary {
         server_cpu_us_per_msg: of(&|r| r.server.cpu_us_per_msg),
         client_busy: of(&|r| r.client_busy),
         client_saturated_runs: runs.iter().filter(|r| r.client_saturated()).count(),
+        first_run: first_run(runs),
     }
+}
+
+/// The first run's msg/s against the others', from 3 runs on (two others at least give
+/// a spread): the one test of a run apart, [`stands_apart`].
+fn first_run(runs: &[RunRecord]) -> Option<FirstRun> {
+    let (first, others) = runs.split_first()?;
+    if others.len() < 2 {
+        return None;
+    }
+    let others: Vec<f64> = others.iter().map(RunRecord::msgs_per_s).collect();
+    let median = Spread::of(&others).median;
+    Some(FirstRun {
+        ratio: if median > 0.0 { first.msgs_per_s() / median } else { f64::NAN },
+        apart: stands_apart(first.msgs_per_s(), &others).is_real(),
+    })
 }
 
 fn ratio(
@@ -216,6 +234,7 @@ mod tests {
                 strays_unlisted: 0,
             },
             client_busy: busy,
+            warmup_msgs_per_s: Vec::new(),
             result,
         }
     }
@@ -229,6 +248,7 @@ mod tests {
             address: Address::Printed,
             load,
             runs: 2,
+            warmup_runs: 1,
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(10),
             max_p99: None,
@@ -258,6 +278,10 @@ mod tests {
             .result
             .warnings
             .push((&Warning::PinFailed { cpu: 1, cause: "Invalid argument".into() }).into());
+        // Each run's warm-up run against its fresh server.
+        for (r, warm) in records.iter_mut().zip([40_000.0, 30_000.0, 31_000.0, 60_000.0]) {
+            r.warmup_msgs_per_s = vec![warm];
+        }
         let result = summarize(&plan(), records, false);
         assert_eq!(result.exit_code(), 1);
         let text = result.text();
@@ -300,6 +324,40 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("schedule"), "{text}");
+    }
+
+    /// A side's first run well below its others is named, with the hint; one within their
+    /// spread, or with fewer than 3 runs, is not.
+    #[test]
+    fn a_first_run_apart_from_the_others_is_named() {
+        let side = |msgs: &[f64]| -> Vec<RunRecord> {
+            msgs.iter().zip(1..).map(|(m, run)| record(Side::A, run, *m, 20, 100, 5.0, 0.5)).collect()
+        };
+        let b = side(&[3000.0, 3010.0, 2990.0]).into_iter().map(|mut r| {
+            r.side = Side::B;
+            r
+        });
+        let cold = summarize(
+            &plan(),
+            side(&[1000.0, 3000.0, 3050.0, 2980.0]).into_iter().chain(b.clone()).collect(),
+            false,
+        );
+        let first = cold.doc.a.summary.first_run.expect("4 runs");
+        assert!(first.apart && (first.ratio - 1000.0 / 3000.0).abs() < 1e-9, "{first:?}");
+        assert!(
+            cold.text().contains("warning: A's first run was 3.0× slower than its others (1.00K msg/s against a median of 3.00K msg/s): the server may need more warm-up (--warmup-runs, 1 now), or the machine was busy then"),
+            "{}",
+            cold.text()
+        );
+        assert!(!cold.doc.b.summary.first_run.unwrap().apart);
+        let warm = summarize(&plan(), side(&[2950.0, 3000.0, 3050.0]).into_iter().chain(b).collect(), false);
+        assert!(!warm.doc.a.summary.first_run.unwrap().apart);
+        assert!(!warm.text().contains("first run"), "{}", warm.text());
+        assert_eq!(
+            summarize(&plan(), side(&[1.0, 3000.0]), false).doc.a.summary.first_run,
+            None,
+            "2 runs: no spread"
+        );
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct AbArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub runs: u32,
 
+    /// Unmeasured runs against each fresh server before its measured run (hyperfine's
+    /// --warmup): a server slow on its first run (a JIT, cold caches) is measured warm.
+    /// Their msg/s is in --json, not in the figures; 0 measures the first run.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub warmup_runs: u32,
+
     /// Pin each server (its whole process tree) to these CPUs, e.g. `0`; the load's
     /// --cpus default to the other allowed CPUs.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]

@@ -92,6 +92,10 @@ pub struct RunRecord {
     pub server: ServerFigures,
     /// Share of the client's CPUs busy over the run (load CPU ÷ wall × workers).
     pub client_busy: f64,
+    /// Answered messages per second of each unmeasured warm-up run against this run's
+    /// server, before this run (`--warmup-runs`), in order; not in any figure.
+    #[serde(default)]
+    pub warmup_msgs_per_s: Vec<f64>,
     /// The run's own result document, as `ringload --json` writes it.
     pub result: ResultDoc,
 }
@@ -150,6 +154,19 @@ pub struct SideSummary {
     /// at least [`SATURATED`] busy, in an open loop behind its schedule): their figures
     /// are bounded by the client.
     pub client_saturated_runs: usize,
+    /// The first run against the others, from 3 runs on.
+    #[serde(default)]
+    pub first_run: Option<FirstRun>,
+}
+
+/// A side's first measured run against its others (msg/s): a server slow on its first
+/// run (a JIT, cold caches) shows here, and wants more `--warmup-runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FirstRun {
+    /// Its msg/s ÷ the median msg/s of the others.
+    pub ratio: f64,
+    /// It stands apart from the others beyond their spread ([`crate::stats::stands_apart`]).
+    pub apart: bool,
 }
 
 /// B against A for one figure.
@@ -204,6 +221,9 @@ pub struct AbDocument {
     pub version: String,
     /// Runs planned per side.
     pub runs_planned: u32,
+    /// `--warmup-runs`: unmeasured runs against each fresh server before its measured run.
+    #[serde(default)]
+    pub warmup_runs: u32,
     /// CPUs each server was pinned to (none: not pinned).
     pub server_cpus: Option<Vec<usize>>,
     /// Side A.

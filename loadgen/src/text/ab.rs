@@ -1,13 +1,14 @@
-//! The text of `ringload ab`: the sides' commands and the load, a row per figure with
-//! each side's median (min–max) and B/A with the run pairs' range, the verdict on each
-//! ratio, whether a client limited a side (by which rule), each side's run warnings by
-//! kind, the processes a server left outside its group, and the checks that failed.
+//! The text of `ringload ab`: the sides' commands, the load and its warm-up runs, a row
+//! per figure with each side's median (min–max) and B/A with the run pairs' range, the
+//! verdict on each ratio, a first run apart from the others, whether a client limited a
+//! side (by which rule), each side's run warnings by kind, the processes a server left
+//! outside its group, and the checks that failed.
 
-use crate::document::ab::{AbDocument, ClientLimit, Ratio, RunRecord, SideSummary, StrayProcess};
+use crate::document::ab::{AbDocument, ClientLimit, Ratio, RunRecord, SideDoc, SideSummary, StrayProcess};
 use crate::escape;
 use crate::slo::Schedule;
-use crate::stats::Spread;
-use crate::units::{ns, rate_short, share};
+use crate::stats::{Spread, median};
+use crate::units::{ns, rate, rate_short, share};
 use crate::views::SATURATED;
 use crate::warning::{Warning, kernel_hint};
 use std::fmt::Write as _;
@@ -24,6 +25,20 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
     let _ = writeln!(o, "A           {}", d.a.summary.command);
     let _ = writeln!(o, "B           {}", d.b.summary.command);
     let _ = writeln!(o, "load        {plan_line}");
+    if d.warmup_runs > 0 {
+        let warm = |side: &SideDoc| {
+            let v: Vec<f64> = side.runs.iter().flat_map(|r| r.warmup_msgs_per_s.iter().copied()).collect();
+            if v.is_empty() { "—".to_owned() } else { rate(median(&v)) }
+        };
+        let _ = writeln!(
+            o,
+            "warm-up     {} unmeasured run{} against each fresh server first, not in the figures: A {}, B {} (medians)",
+            d.warmup_runs,
+            if d.warmup_runs == 1 { "" } else { "s" },
+            warm(&d.a),
+            warm(&d.b)
+        );
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -71,6 +86,7 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
         }
     }
     for (side, doc) in [("A", &d.a), ("B", &d.b)] {
+        first_run_line(&mut o, side, doc, d.warmup_runs);
         client_lines(&mut o, side, &doc.runs);
         warning_lines(&mut o, side, &doc.runs);
     }
@@ -123,6 +139,31 @@ pub fn report(d: &AbDocument, plan_line: &str) -> String {
         let _ = writeln!(o, "FAILED: {f}");
     }
     o
+}
+
+/// A side's first run when it stands apart from the others (`SideSummary::first_run`):
+/// slower, it likely met a cold server; faster, the later runs met something the earlier
+/// ones left.
+fn first_run_line(o: &mut String, side: &str, doc: &SideDoc, warmup_runs: u32) {
+    let (Some(first), Some(run)) = (&doc.summary.first_run, doc.runs.first()) else { return };
+    if !(first.apart && first.ratio.is_finite() && first.ratio > 0.0) {
+        return;
+    }
+    let figures =
+        format!("{} against a median of {}", rate(run.msgs_per_s()), rate(run.msgs_per_s() / first.ratio));
+    let _ = if first.ratio < 1.0 {
+        writeln!(
+            o,
+            "warning: {side}'s first run was {:.1}× slower than its others ({figures}): the server may need more warm-up (--warmup-runs, {warmup_runs} now), or the machine was busy then",
+            1.0 / first.ratio
+        )
+    } else {
+        writeln!(
+            o,
+            "warning: {side}'s first run was {:.1}× faster than its others ({figures}): the later runs may meet something the earlier ones left behind",
+            first.ratio
+        )
+    };
 }
 
 /// The client's limit on a side's runs, by the rule that fired: in an open loop behind
