@@ -301,7 +301,17 @@ fn ab_command(args: &AbArgs) -> anyhow::Result<i32> {
                 rate(r.msgs_per_s())
             ));
         }
-    })?;
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Its lines (the end of a server's stderr) stay lines: each one is escaped.
+            for line in format!("error: {e}").lines() {
+                warn(&escape::terminal(line));
+            }
+            return Ok(exit::code(false, true, false));
+        }
+    };
     let result = ringload::ab::summarize(&plan, outcome.records, outcome.interrupted);
     out.write(&result.text(), &result.doc)?;
     Ok(result.exit_code())

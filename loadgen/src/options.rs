@@ -288,6 +288,9 @@ impl AbArgs {
         if self.runs == 0 || self.runs > 1000 {
             return Err(refuse("--runs", "between 1 and 1000"));
         }
+        if self.warmup_runs > 100 {
+            return Err(refuse("--warmup-runs", "at most 100"));
+        }
         for (flag, cmd) in [("--server-a", &self.server_a), ("--server-b", &self.server_b)] {
             if cmd.trim().is_empty() {
                 return Err(refuse(flag, "an empty command"));
@@ -322,6 +325,7 @@ impl AbArgs {
             },
             load,
             runs: self.runs,
+            warmup_runs: self.warmup_runs,
             start_timeout: self.start_timeout,
             stop_timeout: self.stop_timeout,
             max_p99: l.max_p99,
@@ -447,13 +451,15 @@ mod tests {
     #[test]
     fn plans_and_refusals() {
         let p = ab(&["-c", "4", "--runs", "3"]).unwrap();
-        assert_eq!((p.runs, p.load.connections), (3, 4));
+        assert_eq!((p.runs, p.load.connections, p.warmup_runs), (3, 4, 1), "one warm-up run by default");
+        assert_eq!(ab(&["--warmup-runs", "0"]).unwrap().warmup_runs, 0);
         assert!(matches!(p.address, Address::Printed));
         assert!(p.load.target.is_none(), "set per run, from the server");
         let given = ab(&["tcp://127.0.0.1:7100"]).unwrap();
         assert!(matches!(given.address, Address::Given(_)));
         for (args, flag) in [
             (&["--runs", "0"][..], "--runs"),
+            (&["--warmup-runs", "101"][..], "--warmup-runs"),
             (&["--hdr-log", "x.hlog"][..], "--hdr-log"),
             (&["--label", "x"][..], "--label"),
             (&["--find-max-rate"][..], "--find-max-rate"),

@@ -8,7 +8,8 @@
 //! with fewer than 6 runs no interval reaches 95%, so min–max is taken and its coverage
 //! (1 − 2⁻⁽ⁿ⁻¹⁾) is stated instead. Two sets of runs differ beyond the noise when their
 //! intervals do not overlap: with up to 5 runs a side, when every run of one beats every
-//! run of the other.
+//! run of the other. One run stands apart from the others of its set only when it lies
+//! beyond their range by more than their spread ([`stands_apart`]).
 //!
 //! Invariant: values that are not finite are left out of every figure (they have no
 //! order); an empty set has the default (all zero) spread.
@@ -126,6 +127,33 @@ pub fn differs(a: &Spread, a_runs: usize, b: &Spread, b_runs: usize) -> Differen
     }
 }
 
+/// The least factor by which one run must differ from the median of the others to stand
+/// apart from them ([`stands_apart`]).
+pub const APART_FACTOR: f64 = 1.25;
+
+/// Whether one run (`value`) stands apart from `others` (the rest of its set): beyond
+/// their range by more than the range's own width, and off their median by more than
+/// [`APART_FACTOR`]; unknown with fewer than two others. "Outside the others' range" is
+/// no test for one run: one of n like runs is the highest or lowest by chance 2 in n
+/// times, and the range of two or three runs is often narrow (a third run falls beyond
+/// two runs' range by its width one time in three). The factor keeps the noise of a
+/// busy machine (a run 10–20% off) from being called apart, and keeps what this is for:
+/// a first run 1.5–4× slower than the rest.
+pub fn stands_apart(value: f64, others: &[f64]) -> Difference {
+    let o = Spread::of(others);
+    if !value.is_finite() || others.iter().filter(|x| x.is_finite()).count() < 2 || o.median <= 0.0 {
+        return Difference::Unknown;
+    }
+    let width = o.max - o.min;
+    if value > o.max + width && value > o.median * APART_FACTOR {
+        Difference::Above
+    } else if value < o.min - width && value < o.median / APART_FACTOR {
+        Difference::Below
+    } else {
+        Difference::Within
+    }
+}
+
 /// The coverage of the intervals [`differs`] compares, for `runs` runs (0 below two).
 pub fn coverage(runs: usize) -> f64 {
     median_ci_rank(runs).1
@@ -173,5 +201,21 @@ mod tests {
         b[0] = 50.0;
         assert_eq!(test(&a, &b), Difference::Above);
         assert!(Difference::Below.is_real() && !Difference::Within.is_real());
+    }
+
+    #[test]
+    fn one_run_stands_apart_only_beyond_the_others_spread() {
+        // A first run 3× slower than four like runs, or 1.5× faster than two.
+        assert_eq!(stands_apart(1000.0, &[3000.0, 3050.0, 2980.0, 3020.0]), Difference::Below);
+        assert_eq!(stands_apart(4500.0, &[3000.0, 3050.0]), Difference::Above);
+        // Beyond the others' range but within its width: chance.
+        assert_eq!(stands_apart(2000.0, &[3000.0, 4500.0, 3500.0]), Difference::Within);
+        // Beyond it by more than its width, but less than 1.25× off: the noise of a busy
+        // machine, not a cold server.
+        assert_eq!(stands_apart(2500.0, &[3000.0, 3010.0]), Difference::Within);
+        assert_eq!(stands_apart(2390.0, &[3000.0, 3010.0]), Difference::Below);
+        assert_eq!(stands_apart(1.0, &[3000.0]), Difference::Unknown, "one other run is no spread");
+        assert_eq!(stands_apart(f64::NAN, &[1.0, 2.0]), Difference::Unknown);
+        assert_eq!(stands_apart(1.0, &[0.0, 0.0]), Difference::Unknown, "no median to be off");
     }
 }

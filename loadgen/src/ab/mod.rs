@@ -3,165 +3,32 @@
 //! falls on both sides alike), with medians, spreads and B/A ratios, server CPU per
 //! message and whether the client saturated (`summary`).
 //!
-//! Invariants: every server this starts is stopped and reaped before the next one starts
-//! and before [`run`] returns, on every path — errors and Ctrl-C included (`process`);
+//! Invariants: every server this starts is stopped and reaped — its process group and
+//! every process of its tree outside the group — before the next one starts and before
+//! [`run`] returns, on every path, errors and Ctrl-C included (`process`);
 //! a run whose figures cannot be trusted, or whose server died during it, ends the
 //! comparison with an error naming the side and the run (exit 2), never a ratio.
 
+mod error;
+mod plan;
 mod process;
+mod procs;
 pub mod summary;
 mod sys;
 
-pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side};
-pub use process::{Address, group_members, parse_listening};
+pub use crate::document::ab::{AbDocument, RunRecord, ServerFigures, Side, StrayProcess};
+pub use error::{AbError, Stage};
+pub use plan::AbPlan;
+pub use process::{Address, parse_listening};
 pub use summary::{AbResult, summarize};
 
 use crate::engine::RunError;
 use crate::plan::Plan;
+use crate::report::Report;
 use crate::run::Progress;
 use process::{NotReady, ServerProcess};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
-
-/// A validated `ab` comparison.
-#[derive(Debug, Clone)]
-pub struct AbPlan {
-    /// The server commands, A then B, each run by `sh -c`.
-    pub servers: [String; 2],
-    /// CPUs each server is pinned to (None: not pinned).
-    pub server_cpus: Option<Vec<usize>>,
-    /// How a server's address is known.
-    pub address: Address,
-    /// The load of every run (its target is set per run).
-    pub load: Plan,
-    /// Runs per side.
-    pub runs: u32,
-    /// How long a server may take to listen.
-    pub start_timeout: Duration,
-    /// How long a server may take to exit after SIGTERM before SIGKILL.
-    pub stop_timeout: Duration,
-    /// `--max-p99`, checked on every run.
-    pub max_p99: Option<Duration>,
-    /// `--max-error-rate`, checked on every run.
-    pub max_error_rate: Option<f64>,
-    /// `--max-slowdown`: B's median msg/s at most this far below A's, its p99 at most this
-    /// far above.
-    pub max_slowdown: Option<f64>,
-}
-
-/// Why the comparison could not be made (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum AbError {
-    /// `sh` could not be started.
-    #[error("server {side}: cannot run `sh -c {command:?}`: {error}")]
-    Spawn {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// Why.
-        error: std::io::Error,
-    },
-    /// The server exited before it listened.
-    #[error("server {side} (`{command}`) exited ({status}) before it listened{}", stderr_part(.stderr))]
-    Exited {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// How it exited.
-        status: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// The server did not listen in time.
-    #[error("server {side} (`{command}`) did not listen within {timeout:?} (--start-timeout): {how}{}", stderr_part(.stderr))]
-    NeverListened {
-        /// The side.
-        side: Side,
-        /// Its command.
-        command: String,
-        /// The bound.
-        timeout: Duration,
-        /// What was waited for.
-        how: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// Something already accepted at the given target before the server started.
-    #[error(
-        "server {side}: something already accepts connections at {target} before the server started; stop it, or give an address nothing else uses"
-    )]
-    AddressInUse {
-        /// The side.
-        side: Side,
-        /// The target.
-        target: String,
-    },
-    /// The server exited during a run.
-    #[error("server {side} (`{command}`) exited ({status}) during run {run}{}", stderr_part(.stderr))]
-    DiedMidRun {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// Its command.
-        command: String,
-        /// How it exited.
-        status: String,
-        /// The end of its stderr.
-        stderr: String,
-    },
-    /// Processes of a server's group were still there after SIGKILL.
-    #[error("server {side}: processes {pids:?} of its group still run 5 s after SIGKILL")]
-    StillRunning {
-        /// The side.
-        side: Side,
-        /// Their PIDs.
-        pids: Vec<u32>,
-    },
-    /// The load could not run.
-    #[error("server {side}, run {run}: {source}")]
-    Run {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// Why.
-        #[source]
-        source: RunError,
-    },
-    /// The run's figures cannot be trusted (what a single run exits 2 for).
-    #[error("server {side}, run {run}: {why}")]
-    Untrusted {
-        /// The side.
-        side: Side,
-        /// The run, from 1.
-        run: u32,
-        /// The failures, as a run reports them.
-        why: String,
-    },
-    /// The plan does not fit the server's address.
-    #[error("server {side}: {source}")]
-    Plan {
-        /// The side.
-        side: Side,
-        /// Why.
-        #[source]
-        source: crate::plan::PlanError,
-    },
-}
-
-fn stderr_part(stderr: &str) -> String {
-    if stderr.is_empty() {
-        "; it wrote nothing on stderr".into()
-    } else {
-        let lines: Vec<&str> = stderr.lines().collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        format!("; the end of its stderr:\n    {}", crate::escape::terminal(&tail))
-    }
-}
 
 /// What the runs gave.
 pub struct AbOutcome {
@@ -184,7 +51,7 @@ pub fn run(
     for round in 1..=plan.runs {
         let order = if round % 2 == 1 { [Side::A, Side::B] } else { [Side::B, Side::A] };
         for side in order {
-            match one_run(plan, side, round, interrupted)? {
+            match one_run(plan, side, round, !records.is_empty(), interrupted)? {
                 Some(record) => {
                     on_run(&record);
                     records.push(record);
@@ -196,12 +63,14 @@ pub fn run(
     Ok(AbOutcome { records, interrupted: false })
 }
 
-/// One run: start the server, wait for it to listen, run the load, stop it. None when
-/// Ctrl-C cut it short.
+/// One run: start the server, wait for it to listen, run the load `plan.warmup_runs`
+/// times unmeasured (their msg/s kept) and once measured, stop it. None when Ctrl-C cut
+/// it short.
 fn one_run(
     plan: &AbPlan,
     side: Side,
     run: u32,
+    after_a_server: bool,
     interrupted: &Arc<AtomicBool>,
 ) -> Result<Option<RunRecord>, AbError> {
     let command = &plan.servers[match side {
@@ -210,7 +79,8 @@ fn one_run(
     }];
     if let Address::Given(t) = &plan.address {
         if process::accepts(t) {
-            return Err(AbError::AddressInUse { side, target: t.to_string() });
+            let holders = procs::listener_holders(t);
+            return Err(AbError::AddressInUse { side, target: t.to_string(), holders, after_a_server });
         }
     }
     let mut server = ServerProcess::start(command, plan.server_cpus.as_deref())
@@ -243,40 +113,38 @@ fn one_run(
         stop(server, plan, side)?;
         return Err(AbError::Plan { side, source });
     }
+    let command = command.clone();
+    let cut = |cut: Cut, stage: Stage, stderr: String| -> Result<Option<RunRecord>, AbError> {
+        Err(match cut {
+            Cut::Interrupted => return Ok(None),
+            Cut::Died(status) => {
+                AbError::DiedMidRun { side, stage, command, status: status.to_string(), stderr }
+            }
+            Cut::Failed(source) => AbError::Run { side, stage, source },
+            Cut::Untrusted(why) => AbError::Untrusted { side, stage, why },
+        })
+    };
+    let mut warmup_msgs_per_s = Vec::new();
+    for warmup in 1..=plan.warmup_runs {
+        match load_run(&load, &mut server, interrupted) {
+            Ok(report) => warmup_msgs_per_s.push(report.throughput()),
+            Err(c) => {
+                let stopped = stop(server, plan, side)?;
+                return cut(c, Stage::WarmUp { run, warmup }, stopped.stderr_tail);
+            }
+        }
+    }
     let cpu_before = server.cpu();
-    let result = crate::run::run(load, interrupted.clone(), Progress::Hide);
+    let outcome = load_run(&load, &mut server, interrupted);
     let cpu = server.cpu().saturating_sub(cpu_before);
-    let died = server.exited();
     let pid = server.pid();
     let stopped = stop(server, plan, side)?;
-    // Ctrl-C while the load was starting (connecting) ends the run with an error from
-    // the engine: the interruption, not the error, is what happened (exit 130).
-    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(None);
-    }
-    if let Some(status) = died {
-        return Err(AbError::DiedMidRun {
-            side,
-            run,
-            command: command.clone(),
-            status: status.to_string(),
-            stderr: stopped.stderr_tail,
-        });
-    }
-    let mut report = result.map_err(|source| AbError::Run { side, run, source })?;
-    if report.interrupted {
-        return Ok(None);
-    }
+    let mut report = match outcome {
+        Ok(report) => report,
+        Err(c) => return cut(c, Stage::Run(run), stopped.stderr_tail),
+    };
     report.label = Some(format!("{side} run {run}"));
     report.check(plan.max_p99, plan.max_error_rate);
-    if report.exit_code() == 2 {
-        let mut why: Vec<String> =
-            report.warnings.iter().filter(|w| w.is_failure()).map(|w| w.message()).collect();
-        if why.is_empty() {
-            why.push("no message was answered".into());
-        }
-        return Err(AbError::Untrusted { side, run, why: why.join("; ") });
-    }
     let messages = report.counters.completed + report.counters.warmup_completed;
     Ok(Some(RunRecord {
         side,
@@ -287,10 +155,53 @@ fn one_run(
             cpu_s: cpu.as_secs_f64(),
             cpu_us_per_msg: cpu.as_secs_f64() * 1e6 / messages.max(1) as f64,
             killed: stopped.killed,
+            strays: stopped.strays,
+            strays_unlisted: stopped.strays_unlisted,
         },
         client_busy: report.client_busy(),
+        warmup_msgs_per_s,
         result: report.document(),
     }))
+}
+
+/// Why a load run against a server gave no figures.
+enum Cut {
+    /// Ctrl-C.
+    Interrupted,
+    /// The server exited during it.
+    Died(std::process::ExitStatus),
+    /// The load could not run.
+    Failed(RunError),
+    /// Its figures cannot be trusted: the failures, as a run reports them.
+    Untrusted(String),
+}
+
+/// One load run against a running server, measured or a warm-up: its report when the
+/// server lived through it and its figures can be trusted.
+fn load_run(load: &Plan, server: &mut ServerProcess, interrupted: &Arc<AtomicBool>) -> Result<Report, Cut> {
+    let result = crate::run::run(load.clone(), interrupted.clone(), Progress::Hide);
+    let died = server.exited();
+    // Ctrl-C while the load was starting (connecting) ends the run with an error from
+    // the engine: the interruption, not the error, is what happened (exit 130).
+    if interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Cut::Interrupted);
+    }
+    if let Some(status) = died {
+        return Err(Cut::Died(status));
+    }
+    let report = result.map_err(Cut::Failed)?;
+    if report.interrupted {
+        return Err(Cut::Interrupted);
+    }
+    if report.exit_code() == crate::exit::ERROR {
+        let mut why: Vec<String> =
+            report.warnings.iter().filter(|w| w.is_failure()).map(|w| w.message()).collect();
+        if why.is_empty() {
+            why.push("no message was answered".into());
+        }
+        return Err(Cut::Untrusted(why.join("; ")));
+    }
+    Ok(report)
 }
 
 /// Stops a server; an error only when processes of its group survive SIGKILL.
@@ -299,6 +210,6 @@ fn stop(server: ServerProcess, plan: &AbPlan, side: Side) -> Result<process::Sto
     if stopped.left.is_empty() {
         Ok(stopped)
     } else {
-        Err(AbError::StillRunning { side, pids: stopped.left.clone() })
+        Err(AbError::StillRunning { side, left: stopped.left.clone() })
     }
 }

@@ -1,18 +1,22 @@
 //! One server command, started fresh for one run of `ringload ab`: run by `sh -c` in a
-//! process group of its own (so the whole tree it starts can be stopped), optionally
-//! pinned; its address read from its output or probed; its CPU time read from `/proc`
-//! over the whole group; stopped with SIGTERM to the group, then SIGKILL after a bound,
-//! and reaped.
+//! process group of its own, optionally pinned; its address read from its output or
+//! probed; its CPU time read from `/proc` over its whole tree; stopped with SIGTERM, then
+//! SIGKILL after a bound, and reaped — its process group, and every process of its tree
+//! outside the group (this process is a child sub-reaper, so even a daemon that
+//! double-forked into a session of its own is re-parented here and found).
 //!
 //! Invariants: every [`ServerProcess`] is stopped exactly once — by [`ServerProcess::stop`]
 //! or, on any other path (an early return, a panic), by its `Drop` — and stopping returns
-//! only once no process of the group is left running or the bound after SIGKILL passed
-//! (which it reports). Its output is read all the time it runs, so it never blocks on a
-//! full pipe; what is kept of it is bounded.
+//! only once no process of its tree is left running or the bound after SIGKILL passed
+//! (which it reports, naming them); every process of the tree that became this process's
+//! child is reaped. Its output is read all the time it runs, so it never blocks on a full
+//! pipe; what is kept of it is bounded.
 
+use super::procs::{self, Proc};
 use super::sys;
+use crate::document::ab::StrayProcess;
 use crate::target::Target;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +31,9 @@ const MAX_LINE: usize = 1024;
 const MAX_LINES: usize = 10_000;
 /// How long SIGKILL is given to work.
 const KILL_BOUND: Duration = Duration::from_secs(5);
-/// How often the group and the address are looked at while waiting.
+/// Processes of a tree named in a run's record at most (a fork loop makes many more).
+const MAX_NAMED: usize = 100;
+/// How often the tree and the address are looked at while waiting.
 const POLL: Duration = Duration::from_millis(10);
 
 /// How the server's address is known.
@@ -57,8 +63,13 @@ pub enum NotReady {
 pub struct Stopped {
     /// SIGTERM was not enough.
     pub killed: bool,
-    /// PIDs of the group still running after SIGKILL and its bound (should be none).
-    pub left: Vec<u32>,
+    /// Processes of its tree outside its process group, and those killed, by PID: the
+    /// first [`MAX_NAMED`].
+    pub strays: Vec<StrayProcess>,
+    /// Those beyond the first [`MAX_NAMED`].
+    pub strays_unlisted: u64,
+    /// Processes of its tree still running after SIGKILL and its bound (should be none).
+    pub left: Vec<StrayProcess>,
     /// The end of its stderr.
     pub stderr_tail: String,
 }
@@ -66,6 +77,10 @@ pub struct Stopped {
 /// A started server command.
 pub struct ServerProcess {
     child: Child,
+    /// When the process `sh -c` ran started (clock ticks since boot): with its PID, it.
+    start: u64,
+    /// This process's PID: the parent the tree's orphans are handed to.
+    me: u32,
     status: Option<ExitStatus>,
     stdout_lines: Option<mpsc::Receiver<String>>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
@@ -76,7 +91,10 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Runs `sh -c COMMAND`: a new process group, stdin from /dev/null, stdout and stderr
     /// read by threads of this process; on `cpus` only, when given.
+    /// This process becomes a child sub-reaper first (and stays one), so the orphans of
+    /// the command's tree are handed to it.
     pub fn start(command: &str, cpus: Option<&[usize]>) -> io::Result<ServerProcess> {
+        sys::become_subreaper()?;
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(command).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         sys::isolate(&mut cmd, cpus)?;
@@ -95,8 +113,13 @@ impl ServerProcess {
                 let _ = done_tx.send(());
             });
         }
+        // Not reaped before `stop`, so its stat is there; 0 (should it not be) takes every
+        // later child of this process for an orphan of the server, which ab's are.
+        let start = procs::read(child.id()).map_or(0, |p| p.start);
         Ok(ServerProcess {
             child,
+            start,
+            me: std::process::id(),
             status: None,
             stdout_lines: Some(line_rx),
             stderr,
@@ -175,10 +198,15 @@ impl ServerProcess {
         }
     }
 
+    /// Every process of its tree now, zombies included ([`procs::server_tree`]).
+    fn tree(&self) -> Vec<Proc> {
+        procs::server_tree(&procs::all(), self.me, self.pid(), self.start)
+    }
+
     /// CPU time (user + system, threads and reaped children included) of every process
-    /// now in its group, from `/proc/PID/stat`.
+    /// now in its tree, its process group and any that left it, from `/proc/PID/stat`.
     pub fn cpu(&self) -> Duration {
-        let ticks: u64 = group_members(self.pid()).iter().map(|m| m.cpu_ticks).sum();
+        let ticks: u64 = self.tree().iter().map(|p| p.cpu_ticks).fold(0, u64::saturating_add);
         Duration::from_secs_f64(ticks as f64 / ringecho::sys::clock_ticks_per_second() as f64)
     }
 
@@ -189,38 +217,70 @@ impl ServerProcess {
         text.trim().to_owned()
     }
 
-    /// SIGTERM to the group; after `bound`, SIGKILL; returns once the group is gone (or
-    /// SIGKILL's bound passed) and the process is reaped.
+    /// SIGTERM to the group and to every process of the tree outside it; after `bound`,
+    /// SIGKILL to all that are left; returns once the tree is gone (or SIGKILL's bound
+    /// passed) and every process of it that became this process's child is reaped.
     pub fn stop(mut self, bound: Duration) -> Stopped {
         self.stop_now(bound)
     }
 
     fn stop_now(&mut self, bound: Duration) -> Stopped {
         self.stopped = true;
-        let pgid = self.pid();
+        let mut seen = BTreeMap::new();
         // The leader is not reaped before the group is signalled (unless it already
         // exited, when the members left keep the group's ID in use).
-        let _ = sys::signal_group(pgid, libc::SIGTERM);
+        let _ = sys::signal_group(self.pid(), libc::SIGTERM);
         let mut killed = false;
-        if !self.wait_gone(bound) {
+        if !self.signal_until_gone(&mut seen, libc::SIGTERM, bound) {
             killed = true;
-            let _ = sys::signal_group(pgid, libc::SIGKILL);
-            self.wait_gone(KILL_BOUND);
+            self.signal_until_gone(&mut seen, libc::SIGKILL, KILL_BOUND);
         }
-        let left: Vec<u32> = group_members(pgid).iter().filter(|m| m.running).map(|m| m.pid).collect();
-        // Every writer of the stderr pipe in the group is gone: its end is near.
+        let running: Vec<(u32, u64)> =
+            self.tree().iter().filter(|p| p.running).map(|p| (p.pid, p.start)).collect();
+        let named = |keep: &dyn Fn(&(u32, u64), &Seen) -> bool| -> Vec<StrayProcess> {
+            seen.iter().filter(|(id, s)| keep(id, s)).map(|(id, s)| s.named(id.0)).collect()
+        };
+        let mut strays = named(&|_, s| s.escaped || s.killed);
+        let strays_unlisted = strays.len().saturating_sub(MAX_NAMED) as u64;
+        strays.truncate(MAX_NAMED);
+        let left = named(&|id, _| running.contains(id));
+        // Every writer of the stderr pipe in the tree is gone: its end is near.
         let _ = self.stderr_done.recv_timeout(Duration::from_secs(1));
         self.exited();
-        Stopped { killed, left, stderr_tail: self.stderr_tail() }
+        Stopped { killed, strays, strays_unlisted, left, stderr_tail: self.stderr_tail() }
     }
 
-    /// Waits up to `bound` for the leader to exit (it is reaped) and no process of the
-    /// group to be left running.
-    fn wait_gone(&mut self, bound: Duration) -> bool {
+    /// Sends `signal` to every process of the tree as it appears — through the group for
+    /// its members (SIGKILL again at every look, for those forked since), one by one for
+    /// those outside it (each once) — and reaps the tree's exited children of this process,
+    /// until the leader has exited (it is reaped) and no process of the tree runs, at most
+    /// `bound`. Records every process seen in `seen`, by PID and start time.
+    fn signal_until_gone(
+        &mut self,
+        seen: &mut BTreeMap<(u32, u64), Seen>,
+        signal: libc::c_int,
+        bound: Duration,
+    ) -> bool {
         let deadline = Instant::now() + bound;
+        let pgid = self.pid();
         loop {
             let leader_done = self.exited().is_some();
-            if leader_done && !group_members(self.pid()).iter().any(|m| m.running) {
+            let tree = self.tree();
+            if signal == libc::SIGKILL && (!leader_done || tree.iter().any(|p| p.pgrp == pgid && p.running)) {
+                let _ = sys::signal_group(pgid, libc::SIGKILL);
+            }
+            for p in tree.iter().filter(|p| p.running) {
+                let s = seen.entry((p.pid, p.start)).or_insert_with(|| Seen::new(p, pgid));
+                s.killed |= signal == libc::SIGKILL;
+                if s.escaped && s.sent != Some(signal) {
+                    s.sent = Some(signal);
+                    signal_one(p, signal);
+                }
+            }
+            for p in tree.iter().filter(|p| !p.running && p.ppid == self.me && p.pid != pgid) {
+                let _ = sys::reap(p.pid);
+            }
+            if leader_done && !tree.iter().any(|p| p.running) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -231,48 +291,43 @@ impl ServerProcess {
     }
 }
 
+/// A process of the tree seen while stopping it.
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    escaped: bool,
+    killed: bool,
+    /// The last signal sent to it alone (members of the group get the group's).
+    sent: Option<libc::c_int>,
+}
+
+impl Seen {
+    fn new(p: &Proc, pgid: u32) -> Seen {
+        Seen { name: procs::name(p.pid), escaped: p.pgrp != pgid, killed: false, sent: None }
+    }
+
+    fn named(&self, pid: u32) -> StrayProcess {
+        StrayProcess { pid, name: self.name.clone(), escaped: self.escaped, killed: self.killed }
+    }
+}
+
+/// Sends `signal` to `p` if the process its PID names is still the one the scan saw.
+fn signal_one(p: &Proc, signal: libc::c_int) {
+    // The pidfd is opened first, then the process checked: a pidfd names one process, so
+    // if the check passes the signal can reach no later process with this PID.
+    if let Ok(Some(fd)) = sys::Pidfd::open(p.pid) {
+        if procs::read(p.pid).is_some_and(|now| now.start == p.start) {
+            let _ = fd.signal(signal);
+        }
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         if !self.stopped {
             self.stop_now(Duration::from_secs(2));
         }
     }
-}
-
-/// A process of a group, from `/proc/PID/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
-    /// Its PID.
-    pub pid: u32,
-    /// Not a zombie.
-    pub running: bool,
-    /// utime + stime + cutime + cstime, in clock ticks.
-    pub cpu_ticks: u64,
-}
-
-/// Every process whose process group is `pgid`.
-pub fn group_members(pgid: u32) -> Vec<Member> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (group, member) = parse_stat(pid, &stat)?;
-            (group == pgid).then_some(member)
-        })
-        .collect()
-}
-
-/// `(pgrp, member)` from the text of `/proc/PID/stat`, its fields as
-/// [`ringecho::procfs::stat_fields`] finds them (after the last `)`: the command name
-/// before it may hold spaces and parentheses).
-pub fn parse_stat(pid: u32, stat: &str) -> Option<(u32, Member)> {
-    let fields = ringecho::procfs::stat_fields(stat)?;
-    let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    let state = fields.first()?;
-    let pgrp = u32::try_from(num(2)?).ok()?;
-    let cpu_ticks = [11, 12, 13, 14].iter().map(|&i| num(i).unwrap_or(0)).fold(0u64, u64::saturating_add);
-    Some((pgrp, Member { pid, running: !matches!(*state, "Z" | "X"), cpu_ticks }))
 }
 
 /// Whether something accepts a connection at a stream target now: a connect made within
@@ -374,15 +429,5 @@ mod tests {
         assert_eq!(u, Target::Udp("[::1]:7".parse().unwrap()));
         let p = parse_listening("listening unix /tmp/e.sock", None).unwrap();
         assert_eq!(p, Target::Unix("/tmp/e.sock".into()));
-    }
-
-    #[test]
-    fn stat_fields_after_the_name() {
-        let stat = "42 (a) b (c)) S 1 40 40 0 -1 4194304 100 0 0 0 7 3 2 1 20 0 1 0";
-        let (pgrp, m) = parse_stat(42, stat).unwrap();
-        assert_eq!(pgrp, 40);
-        assert_eq!(m, Member { pid: 42, running: true, cpu_ticks: 13 });
-        assert!(!parse_stat(1, "1 (x) Z 0 1 1 0 -1 0 0 0 0 0 0 0 0 0").unwrap().1.running);
-        assert!(parse_stat(1, "garbage").is_none());
     }
 }

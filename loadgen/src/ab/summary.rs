@@ -9,12 +9,13 @@
 //! 5 runs a side, their ranges: B's worst run beats A's best, or the reverse); with one
 //! run per side nothing is called a difference.
 
-use super::AbPlan;
+use super::plan::AbPlan;
 use crate::document::ab::{
-    AB_SCHEMA_VERSION, AB_TOOL, AbComparison, AbDocument, Ratio, RunRecord, Side, SideDoc, SideSummary,
+    AB_SCHEMA_VERSION, AB_TOOL, AbComparison, AbDocument, FirstRun, Ratio, RunRecord, Side, SideDoc,
+    SideSummary,
 };
 use crate::plan::Stop;
-use crate::stats::{Difference, Spread, differs};
+use crate::stats::{Difference, Spread, differs, stands_apart};
 use crate::units::cpu_list;
 
 /// The summary of the runs.
@@ -67,6 +68,7 @@ pub fn summarize(plan: &AbPlan, records: Vec<RunRecord>, interrupted: bool) -> A
         tool: AB_TOOL.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         runs_planned: plan.runs,
+        warmup_runs: plan.warmup_runs,
         server_cpus: plan.server_cpus.clone(),
         a,
         b,
@@ -89,7 +91,23 @@ fn side_summary(command: &str, runs: &[RunRecord]) -> SideSummary {
         server_cpu_us_per_msg: of(&|r| r.server.cpu_us_per_msg),
         client_busy: of(&|r| r.client_busy),
         client_saturated_runs: runs.iter().filter(|r| r.client_saturated()).count(),
+        first_run: first_run(runs),
     }
+}
+
+/// The first run's msg/s against the others', from 3 runs on (two others at least give
+/// a spread): the one test of a run apart, [`stands_apart`].
+fn first_run(runs: &[RunRecord]) -> Option<FirstRun> {
+    let (first, others) = runs.split_first()?;
+    if others.len() < 2 {
+        return None;
+    }
+    let others: Vec<f64> = others.iter().map(RunRecord::msgs_per_s).collect();
+    let median = Spread::of(&others).median;
+    Some(FirstRun {
+        ratio: if median > 0.0 { first.msgs_per_s() / median } else { f64::NAN },
+        apart: stands_apart(first.msgs_per_s(), &others).is_real(),
+    })
 }
 
 fn ratio(
@@ -184,7 +202,8 @@ impl AbResult {
 mod tests {
     use super::*;
     use crate::ab::Address;
-    use crate::document::ab::ServerFigures;
+    use crate::document::ab::{ClientLimit, ServerFigures};
+    use crate::warning::Warning;
     use std::time::Duration;
 
     fn record(
@@ -201,6 +220,7 @@ mod tests {
         result.latency.corrected.p50 = p50_us * 1000;
         result.latency.corrected.p99 = p99_us * 1000;
         result.failed_checks.clear();
+        result.warnings.clear();
         RunRecord {
             side,
             run,
@@ -210,8 +230,11 @@ mod tests {
                 cpu_s: 1.0,
                 cpu_us_per_msg: cpu_us,
                 killed: false,
+                strays: Vec::new(),
+                strays_unlisted: 0,
             },
             client_busy: busy,
+            warmup_msgs_per_s: Vec::new(),
             result,
         }
     }
@@ -225,6 +248,7 @@ mod tests {
             address: Address::Printed,
             load,
             runs: 2,
+            warmup_runs: 1,
             start_timeout: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(10),
             max_p99: None,
@@ -245,6 +269,19 @@ mod tests {
         records[3].result.failed_checks.push("p99 120.0µs > --max-p99 110.0µs".into());
         // The busy B run also fell behind its open-loop schedule: its client limited it.
         records[1].result.latency.send_lag.as_mut().expect("an open loop's lag").p99 = 300_000;
+        // The runs' own warnings: a kernel counter on A in both runs, a pinning on B.
+        let counter = |grew| Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew };
+        records[0].result.warnings.push((&counter(12)).into());
+        records[3].result.warnings.push((&counter(3)).into());
+        records[3].result.warnings.push((&Warning::Interrupted).into());
+        records[2]
+            .result
+            .warnings
+            .push((&Warning::PinFailed { cpu: 1, cause: "Invalid argument".into() }).into());
+        // Each run's warm-up run against its fresh server.
+        for (r, warm) in records.iter_mut().zip([40_000.0, 30_000.0, 31_000.0, 60_000.0]) {
+            r.warmup_msgs_per_s = vec![warm];
+        }
         let result = summarize(&plan(), records, false);
         assert_eq!(result.exit_code(), 1);
         let text = result.text();
@@ -253,20 +290,74 @@ mod tests {
     }
 
     /// An open-loop run's client limited it when it fell behind its schedule, whatever
-    /// its CPU; a closed-loop run's when its CPU was busy.
+    /// its CPU; a closed-loop run's when its CPU was busy; the text says which rule fired.
     #[test]
     fn a_client_is_saturated_by_its_schedule_in_an_open_loop_by_its_cpu_in_a_closed_one() {
         let busy_on_time = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.97);
         assert!(busy_on_time.result.latency.send_lag.as_ref().unwrap().p99 < 100_000);
         assert!(!busy_on_time.client_saturated());
-        let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.3);
-        late.result.latency.send_lag.as_mut().unwrap().p99 = 100_001;
-        assert!(late.client_saturated());
-        let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.95);
+        let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.5);
+        late.result.latency.send_lag.as_mut().unwrap().p99 = 312_000;
+        assert_eq!(
+            late.client_limit(),
+            Some(ClientLimit::Behind(crate::slo::Schedule { lag_p99_ns: 312_000, limit_ns: 100_000 }))
+        );
+        let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.9);
         closed.result.latency.send_lag = None;
-        assert!(closed.client_saturated());
-        closed.client_busy = 0.5;
-        assert!(!closed.client_saturated());
+        assert_eq!(closed.client_limit(), Some(ClientLimit::Busy(0.9)));
+        let mut idle = closed.clone();
+        idle.client_busy = 0.5;
+        idle.side = Side::B;
+        assert!(!idle.client_saturated());
+        // The open loop at 50% busy: its schedule, not its CPU, is named.
+        let text =
+            summarize(&plan(), vec![late.clone(), record(Side::B, 1, 1000.0, 20, 100, 5.0, 0.5)], false)
+                .text();
+        assert!(
+            text.contains("warning: A's client fell behind its schedule in 1 of 1 run (send lag p99 312.0µs > limit 100.0µs)"),
+            "{text}"
+        );
+        assert!(!text.contains("CPU busy,") && !text.contains("or in an open loop"), "{text}");
+        let text = summarize(&plan(), vec![closed, idle], false).text();
+        assert!(
+            text.contains("warning: A's client was saturated in 1 of 1 run (90% of its CPU busy, ≥85%)"),
+            "{text}"
+        );
+        assert!(!text.contains("schedule"), "{text}");
+    }
+
+    /// A side's first run well below its others is named, with the hint; one within their
+    /// spread, or with fewer than 3 runs, is not.
+    #[test]
+    fn a_first_run_apart_from_the_others_is_named() {
+        let side = |msgs: &[f64]| -> Vec<RunRecord> {
+            msgs.iter().zip(1..).map(|(m, run)| record(Side::A, run, *m, 20, 100, 5.0, 0.5)).collect()
+        };
+        let b = side(&[3000.0, 3010.0, 2990.0]).into_iter().map(|mut r| {
+            r.side = Side::B;
+            r
+        });
+        let cold = summarize(
+            &plan(),
+            side(&[1000.0, 3000.0, 3050.0, 2980.0]).into_iter().chain(b.clone()).collect(),
+            false,
+        );
+        let first = cold.doc.a.summary.first_run.expect("4 runs");
+        assert!(first.apart && (first.ratio - 1000.0 / 3000.0).abs() < 1e-9, "{first:?}");
+        assert!(
+            cold.text().contains("warning: A's first run was 3.0× slower than its others (1.00K msg/s against a median of 3.00K msg/s): the server may need more warm-up (--warmup-runs, 1 now), or the machine was busy then"),
+            "{}",
+            cold.text()
+        );
+        assert!(!cold.doc.b.summary.first_run.unwrap().apart);
+        let warm = summarize(&plan(), side(&[2950.0, 3000.0, 3050.0]).into_iter().chain(b).collect(), false);
+        assert!(!warm.doc.a.summary.first_run.unwrap().apart);
+        assert!(!warm.text().contains("first run"), "{}", warm.text());
+        assert_eq!(
+            summarize(&plan(), side(&[1.0, 3000.0]), false).doc.a.summary.first_run,
+            None,
+            "2 runs: no spread"
+        );
     }
 
     #[test]

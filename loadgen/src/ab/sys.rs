@@ -1,14 +1,35 @@
 //! The raw system calls `ab` makes on the servers it starts: a new process group, CPU
-//! affinity and a parent-death signal set in the child before it runs the command, and a
-//! signal to a whole process group. Nothing else in `ab` calls libc.
+//! affinity and a parent-death signal set in the child before it runs the command; a
+//! signal to a whole process group, or to one process through a pidfd; this process made
+//! a child sub-reaper; an exited child reaped. Nothing else in `ab` calls libc.
 //!
-//! Invariant: a process group is signalled only while its leader is ours and not yet
+//! Invariants: a process group is signalled only while its leader is ours and not yet
 //! reaped, or while other members keep the group's ID in use (the kernel does not hand
 //! out an ID that is still some group's), so a signal never reaches a stranger's group.
+//! A single process is signalled through a pidfd, which names that process and no later
+//! one that takes its PID. Only a PID that is our child is ever waited for, and never
+//! with a blocking wait.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+
+/// A system call's result: -1 is the error in `errno` (mio's `syscall!` rule).
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc == -1 { Err(io::Error::last_os_error()) } else { Ok(rc) }
+}
+
+fn pid_t(pid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pid) {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    }
+}
+
+fn gone(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ESRCH)
+}
 
 /// Sets up `cmd` so that the child leads a new process group (its PID is the group ID),
 /// runs on `cpus` only (when given), and gets SIGTERM should this process die without
@@ -78,4 +99,58 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<bool> {
         e if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
         e => Err(e),
     }
+}
+
+/// Makes this process a child sub-reaper: an orphan among its descendants (its parent
+/// ended, or it double-forked into a session of its own) becomes this process's child
+/// rather than init's, so it can still be found, stopped and reaped. It stays one.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) }.into())?;
+    Ok(())
+}
+
+/// One process, held by a pidfd: a signal sent through it reaches that process or none
+/// (never a later one with the same PID).
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    /// Opens process `pid`; `None` when there is no such process.
+    pub fn open(pid: u32) -> io::Result<Option<Pidfd>> {
+        let pid = pid_t(pid)?;
+        // SAFETY: pidfd_open takes a PID and flags (none), no pointers.
+        match check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) }) {
+            Ok(fd) => {
+                let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+                // SAFETY: the descriptor was just opened by this call and nothing else owns it.
+                Ok(Some(Pidfd(unsafe { OwnedFd::from_raw_fd(fd) })))
+            }
+            Err(e) if gone(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends it `signal`. `Ok(false)`: it has ended.
+    pub fn signal(&self, signal: libc::c_int) -> io::Result<bool> {
+        let info: *const libc::siginfo_t = std::ptr::null();
+        // SAFETY: the pidfd is open (owned by self); a null siginfo is allowed (the kernel
+        // fills it as kill would); no flags.
+        match check(unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), signal, info, 0)
+        }) {
+            Ok(_) => Ok(true),
+            Err(e) if gone(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reaps `pid`, a child of this process, if it has exited; never waits. `Ok(true)`: it
+/// was reaped.
+pub fn reap(pid: u32) -> io::Result<bool> {
+    let pid = pid_t(pid)?;
+    // SAFETY: waitpid with a null status pointer (allowed: the status is not wanted) and
+    // WNOHANG, for one PID only (never -1 or a group).
+    let rc = check(unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) }.into())?;
+    Ok(rc == libc::c_long::from(pid))
 }

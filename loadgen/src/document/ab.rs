@@ -10,8 +10,10 @@ use crate::views::SATURATED;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Version of the `ab` document's shape.
-pub const AB_SCHEMA_VERSION: u64 = 1;
+/// Version of the `ab` document's shape. 2: a server's CPU (`cpu_s`, and the CPU per
+/// message from it) is its whole process tree's — its process group and every process
+/// that left it — where 1 counted the group only; `strays` added.
+pub const AB_SCHEMA_VERSION: u64 = 2;
 /// The `tool` of an `ab` document.
 pub const AB_TOOL: &str = "ringload-ab";
 
@@ -40,14 +42,43 @@ pub struct ServerFigures {
     pub pid: u32,
     /// The target the load went to.
     pub target: String,
-    /// CPU seconds (utime + stime, threads and children) of its process group over the
-    /// run, warm-up and drain included.
+    /// CPU seconds (utime + stime, threads and reaped children) of its process tree over
+    /// the run, warm-up and drain included: its process group and every process that left
+    /// it (`crate::ab`'s tree).
     pub cpu_s: f64,
     /// `cpu_s` per answered message (warm-up included), µs.
     pub cpu_us_per_msg: f64,
     /// It did not exit within --stop-timeout of SIGTERM and was killed.
     #[serde(default)]
     pub killed: bool,
+    /// Processes of its tree that stopping it had to seek out: every one outside its
+    /// process group (escaped: `setsid`, a daemon's double fork), and every one killed;
+    /// the first 100, by PID.
+    #[serde(default)]
+    pub strays: Vec<StrayProcess>,
+    /// How many more there were than `strays` lists.
+    #[serde(default)]
+    pub strays_unlisted: u64,
+}
+
+/// A process of a server's tree named when it was stopped (or found still running).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayProcess {
+    /// Its PID.
+    pub pid: u32,
+    /// Its command name, from `/proc/PID/comm` (set by the process: untrusted text).
+    pub name: String,
+    /// It ran outside the server's process group: a signal to the group missed it.
+    pub escaped: bool,
+    /// It was still running --stop-timeout after SIGTERM and got SIGKILL.
+    pub killed: bool,
+}
+
+impl fmt::Display for StrayProcess {
+    /// `1234 (sleep)`, the name escaped for a terminal.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.pid, crate::escape::terminal(&self.name))
+    }
 }
 
 /// One run of one side.
@@ -61,19 +92,39 @@ pub struct RunRecord {
     pub server: ServerFigures,
     /// Share of the client's CPUs busy over the run (load CPU ÷ wall × workers).
     pub client_busy: f64,
+    /// Answered messages per second of each unmeasured warm-up run against this run's
+    /// server, before this run (`--warmup-runs`), in order; not in any figure.
+    #[serde(default)]
+    pub warmup_msgs_per_s: Vec<f64>,
     /// The run's own result document, as `ringload --json` writes it.
     pub result: ResultDoc,
 }
 
+/// Why the client limited a run, by the one rule that applies to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClientLimit {
+    /// An open loop fell behind its schedule (the p99 of its send lag above the limit).
+    Behind(Schedule),
+    /// A closed loop's CPUs were at least [`SATURATED`] busy (this share).
+    Busy(f64),
+}
+
 impl RunRecord {
-    /// The client limited this run: in an open loop, it fell behind its schedule (the
-    /// p99 of its send lag above [`LAG_LIMIT`]); in a closed loop, its CPUs were at
-    /// least [`SATURATED`] busy.
-    pub fn client_saturated(&self) -> bool {
+    /// Whether, and by which rule, the client limited this run: in an open loop, it fell
+    /// behind its schedule (the p99 of its send lag above [`LAG_LIMIT`]), whatever its
+    /// CPU; in a closed loop, its CPUs were at least [`SATURATED`] busy.
+    pub fn client_limit(&self) -> Option<ClientLimit> {
         match &self.result.latency.send_lag {
-            Some(lag) => Schedule::new(lag.p99, LAG_LIMIT).behind(),
-            None => self.client_busy >= SATURATED,
+            Some(lag) => {
+                Some(Schedule::new(lag.p99, LAG_LIMIT)).filter(Schedule::behind).map(ClientLimit::Behind)
+            }
+            None => (self.client_busy >= SATURATED).then_some(ClientLimit::Busy(self.client_busy)),
         }
+    }
+
+    /// The client limited this run ([`client_limit`](Self::client_limit)).
+    pub fn client_saturated(&self) -> bool {
+        self.client_limit().is_some()
     }
 
     /// Answered messages per second.
@@ -95,14 +146,27 @@ pub struct SideSummary {
     pub p50_ns: Spread,
     /// Latency p99 from the intended send time, ns.
     pub p99_ns: Spread,
-    /// Server CPU (utime + stime of its process group) per answered message, µs.
+    /// Server CPU (utime + stime of its process tree) per answered message, µs.
     pub server_cpu_us_per_msg: Spread,
     /// Share of the client's CPUs busy over the run.
     pub client_busy: Spread,
-    /// Runs whose client limited them ([`RunRecord::client_saturated`]: at least
-    /// [`SATURATED`] busy, or in an open loop behind its schedule): their figures are
-    /// bounded by the client.
+    /// Runs whose client limited them ([`RunRecord::client_saturated`]: in a closed loop
+    /// at least [`SATURATED`] busy, in an open loop behind its schedule): their figures
+    /// are bounded by the client.
     pub client_saturated_runs: usize,
+    /// The first run against the others, from 3 runs on.
+    #[serde(default)]
+    pub first_run: Option<FirstRun>,
+}
+
+/// A side's first measured run against its others (msg/s): a server slow on its first
+/// run (a JIT, cold caches) shows here, and wants more `--warmup-runs`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FirstRun {
+    /// Its msg/s ÷ the median msg/s of the others.
+    pub ratio: f64,
+    /// It stands apart from the others beyond their spread ([`crate::stats::stands_apart`]).
+    pub apart: bool,
 }
 
 /// B against A for one figure.
@@ -157,6 +221,9 @@ pub struct AbDocument {
     pub version: String,
     /// Runs planned per side.
     pub runs_planned: u32,
+    /// `--warmup-runs`: unmeasured runs against each fresh server before its measured run.
+    #[serde(default)]
+    pub warmup_runs: u32,
     /// CPUs each server was pinned to (none: not pinned).
     pub server_cpus: Option<Vec<usize>>,
     /// Side A.
