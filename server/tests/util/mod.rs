@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests: starting servers (in-process or the binary),
-//! clients with timeouts, seeded payloads, and bounded waits on observable conditions.
+//! clients with timeouts (the datagram ones in `dgram.rs`), seeded payloads, and bounded
+//! waits on observable conditions.
 #![allow(dead_code)]
+
+pub mod dgram;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use ringecho::{Backend, Config, Listen, Server, ServerHandle};

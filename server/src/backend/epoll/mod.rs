@@ -10,8 +10,10 @@
 //!
 //! Files: this one the engine and the worker's loop; `ctx.rs` what the loop lends its
 //! parts and the token layout; the parts, each a type owning its sockets and state:
-//! `stream.rs` (stream listeners and connections), `dgram.rs` (datagram listeners).
+//! `stream.rs` (stream listeners and connections), `dgram.rs` (datagram listeners);
+//! `conn.rs` one connection and its reads and writes.
 
+mod conn;
 mod ctx;
 mod dgram;
 mod stream;

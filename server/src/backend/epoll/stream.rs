@@ -1,237 +1,28 @@
 //! Stream listeners and connections of the `epoll` backend: accept, drive (write what is
 //! queued, read into a pool buffer while the queue bound allows), close. [`Streams`] owns
 //! all of it — the listeners, the connections, the buffer pool — and the worker lends it
-//! a [`Ctx`] per call.
+//! a [`Ctx`] per call; one connection's I/O is `conn.rs`'s.
+//!
+//! Invariant: a connection's slot, its pool buffers and its share of `--max-conns` are
+//! given back together, once, when it closes (`Streams::close`).
 
+use super::conn::{Conn, Got, Stream, Wrote, interrupted, would_block};
 use super::ctx::{Ctx, Event};
 use crate::backend::contract::{self, Family, Shared, Transport};
 use crate::config::{Config, Mode};
-use crate::policy::{self, Admission, CloseReason, SOURCE_CHUNK};
+use crate::policy::{Admission, CloseReason};
 use crate::stats::Counters;
 use mio::Interest;
 use mio::unix::SourceFd;
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::{Duration, Instant};
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
 
 /// Reads or writes one connection may do per turn before others get theirs.
 const TURN_BUDGET: usize = 32;
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn fd(&self) -> RawFd {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
-    }
-
-    fn set_nonblocking(&self) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.set_nonblocking(true),
-            Stream::Unix(s) => s.set_nonblocking(true),
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-}
-
-struct Conn {
-    stream: Stream,
-    mode: Mode,
-    /// (pool index, start, end) of bytes read and not yet written, in order.
-    queue: VecDeque<(u32, u32, u32)>,
-    queued: u32,
-    read_eof: bool,
-    paused: bool,
-    source_offset: u64,
-    last_active: Instant,
-    /// Registered for writability too (only while a write would block: otherwise every
-    /// ACK that frees send space would wake the worker for nothing).
-    want_write: bool,
-}
-
-/// How far a write went.
-enum Wrote {
-    /// Everything there was to write (or the budget).
-    All,
-    /// The socket is full: wait for writability.
-    Blocked,
-    /// A socket error (counted).
-    Failed,
-}
-
-/// What one read did.
-enum Got {
-    /// Data or EOF: go on.
-    Some,
-    /// Nothing to read now.
-    Nothing,
-    /// The queue is at its bound: stop reading.
-    Paused,
-    /// No free buffer: wait for one.
-    Starved,
-    /// A socket error (counted).
-    Failed,
-}
-
-fn interrupted(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted
-}
-
-/// What a failed write means: `None` to try again (interrupted), `Blocked` when the socket
-/// is full, `Failed` (counted) for a socket error.
-fn write_ended(e: &io::Error, c: &mut Counters) -> Option<Wrote> {
-    if would_block(e) {
-        Some(Wrote::Blocked)
-    } else if interrupted(e) {
-        None
-    } else {
-        policy::count_error(c, e);
-        Some(Wrote::Failed)
-    }
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
-impl Conn {
-    /// Source: writes the pattern until the socket is full or the budget is spent.
-    fn write_source(&mut self, budget: &mut usize, c: &mut Counters, now: Instant) -> Wrote {
-        while *budget > 0 {
-            *budget -= 1;
-            match self.stream.write(policy::source_chunk(self.source_offset, SOURCE_CHUNK)) {
-                Ok(n) => {
-                    self.source_offset += n as u64;
-                    policy::count_sent(c, n);
-                    self.last_active = now;
-                }
-                Err(e) => {
-                    if let Some(end) = write_ended(&e, c) {
-                        return end;
-                    }
-                }
-            }
-        }
-        Wrote::All
-    }
-
-    /// Echo: writes queued bytes, in order, until the queue is empty or the socket full.
-    fn write_queue(
-        &mut self,
-        pool: &[Box<[u8]>],
-        free: &mut Vec<u32>,
-        c: &mut Counters,
-        now: Instant,
-    ) -> Wrote {
-        while let Some(&(buf, start, end)) = self.queue.front() {
-            match self.stream.write(&pool[buf as usize][start as usize..end as usize]) {
-                Ok(n) => {
-                    let n = n as u32;
-                    policy::count_sent(c, n as usize);
-                    c.queued_bytes -= u64::from(n);
-                    self.queued -= n;
-                    self.last_active = now;
-                    if start + n == end {
-                        self.queue.pop_front();
-                        free.push(buf);
-                    } else {
-                        c.short_sends += 1;
-                        self.queue[0].1 += n;
-                    }
-                }
-                Err(e) => {
-                    if let Some(end) = write_ended(&e, c) {
-                        return end;
-                    }
-                }
-            }
-        }
-        Wrote::All
-    }
-
-    /// Reads once into a free pool buffer, if the queue bound allows: past the bound the
-    /// connection pauses until its queue is half empty.
-    fn read_once(
-        &mut self,
-        pool: &mut [Box<[u8]>],
-        free: &mut Vec<u32>,
-        c: &mut Counters,
-        max: u32,
-        now: Instant,
-    ) -> Got {
-        let room = max.saturating_sub(self.queued);
-        if room == 0 || (self.paused && self.queued > max / 2) {
-            if !self.paused {
-                self.paused = true;
-                c.pauses += 1;
-                c.paused += 1;
-            }
-            return Got::Paused;
-        }
-        if self.paused {
-            self.paused = false;
-            c.paused -= 1;
-        }
-        let Some(buf) = free.pop() else {
-            c.enobufs += 1;
-            return Got::Starved;
-        };
-        c.buf_ring_low_water = c.buf_ring_low_water.min(free.len() as u64);
-        let want = (room as usize).min(pool[buf as usize].len());
-        match self.stream.read(&mut pool[buf as usize][..want]) {
-            Ok(0) => {
-                free.push(buf);
-                self.read_eof = true;
-                Got::Some
-            }
-            Ok(n) => {
-                policy::count_received(c, n);
-                self.last_active = now;
-                if policy::keeps_received(self.mode) {
-                    self.queue.push_back((buf, 0, n as u32));
-                    self.queued += n as u32;
-                    c.queued_bytes += n as u64;
-                    c.conn_queue_high_water = c.conn_queue_high_water.max(u64::from(self.queued));
-                } else {
-                    free.push(buf);
-                }
-                Got::Some
-            }
-            Err(e) => {
-                free.push(buf);
-                if would_block(&e) {
-                    Got::Nothing
-                } else if interrupted(&e) {
-                    Got::Some
-                } else {
-                    policy::count_error(c, &e);
-                    Got::Failed
-                }
-            }
-        }
-    }
-}
 
 /// A stream listener: a non-blocking copy of a bound socket.
 enum Listener {

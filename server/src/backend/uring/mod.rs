@@ -5,7 +5,7 @@
 //! open-connection count, touched on accept and close.
 //!
 //! Files: `worker.rs` the loop and its set-up; `ctx.rs` what the loop lends its parts;
-//! the parts, each a type owning its state and building its own entries: `stream.rs`
+//! the parts, each a type owning its state and building its own entries: `stream/`
 //! (stream listeners and connections), `dgram.rs` (datagram listeners); `conn.rs` one
 //! connection's state, `buffers.rs` the buffer's life, `token.rs` what each completion
 //! answers. Imports run one way: worker → parts → ctx, buffers, conn, token.

@@ -3,7 +3,7 @@
 //! Each turn: publish returned buffers and counters, submit every queued SQE and wait for
 //! at least one completion (one `io_uring_enter`), then dispatch each completion by its
 //! token to the part it belongs to: [`Streams`] (stream listeners and connections,
-//! `stream.rs`) or [`DgramListeners`] (`dgram.rs`). Each part owns its state and builds
+//! `stream/`) or [`DgramListeners`] (`dgram.rs`). Each part owns its state and builds
 //! its own entries; the worker lends it a [`Ctx`] (the driver, the counters, the time of
 //! the turn, the drain deadline) and keeps only the loop, the wake-up read and the tick.
 //!
