@@ -64,7 +64,8 @@ pub struct Counters {
     /// still needed them; churn's own closes are not losses.
     pub conns_lost: u64,
     /// Send operations handed to the kernel (a stream send may carry several messages
-    /// when they are coalesced; a UDP send carries a train of datagrams when batching).
+    /// when they are coalesced; a UDP send carries a train of datagrams when batching; a
+    /// Unix datagram send refused by the server's full queue is not counted: it goes again).
     pub sends: u64,
     /// Receive completions whose buffer the worker's buffer ring refused (an id it did not
     /// hand out, or one already taken): their bytes could not be read. Written only when

@@ -186,6 +186,10 @@ fn paths(code: &str) -> Vec<String> {
             {
                 continue;
             }
+            // `pub(in crate::a::b)` names where an item is visible, not an import.
+            if code[..at].trim_end().ends_with("(in") {
+                continue;
+            }
             let end = code[at..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
                 .map_or(code.len(), |e| at + e);
@@ -272,7 +276,9 @@ fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             .filter_map(|p| resolve(p, module, &modules))
             .filter(|d| d != module)
             .collect();
-        if file.file_name().is_some_and(|n| n == "mod.rs") {
+        // A parent: `mod.rs`, or `name.rs` beside its children's folder `name/`.
+        // A parent: `mod.rs`, or `name.rs` beside its children's folder `name/`.
+        if file.file_name().is_some_and(|n| n == "mod.rs") || file.with_extension("").is_dir() {
             deps.extend(children_named(&text, module, &modules));
         }
         g.insert(module.clone(), deps);

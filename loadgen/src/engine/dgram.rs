@@ -13,13 +13,18 @@
 //! buffer, split here at the segment size the kernel reports. A server that does not
 //! batch sees them one by one: the kernel splits the train.
 //!
+//! Unix datagrams go in the worker's [`Chain`] of sends instead, which waits out a
+//! server's full queue without losing them.
+//!
 //! Memory the kernel sees: each send points into one of the flow's send slots (and, for a
 //! train, that slot's boxed `msghdr`), which is not written again until that send
 //! completes; receives land in the worker's buffer ring, described by the flow's boxed
 //! `msghdr`.
 
+mod chain;
 mod flow;
 
+use chain::Chain;
 use flow::{BoundPath, Flow, Opened, dial, opened};
 
 use super::clock::Clock;
@@ -31,6 +36,7 @@ use super::types::{RunError, Shared};
 use crate::connect::Dial;
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
+use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::gso::{self, SegmentControl};
 use ringecho::ring::{self, Buf};
@@ -41,7 +47,9 @@ use std::time::Duration;
 /// Send slots per flow: the closed loop's depth, within these bounds.
 const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 1024;
-const _: () = assert!(MAX_SLOTS <= token::MAX_SLOTS, "a token names every send slot");
+const _: () = assert!(MAX_SLOTS < token::MAX_SLOTS, "a token names every send slot, and the wait for room");
+/// The token slot of a chain's wait for room (a send slot no send uses).
+const ROOM: usize = MAX_SLOTS;
 
 /// Where in the pattern datagram `seq` of flow `flow` takes its payload.
 fn payload_offset(flow: u32, seq: u64) -> u64 {
@@ -57,6 +65,8 @@ pub(super) struct Dgram {
     timeout: u64,
     /// The most datagrams one send carries.
     train_max: usize,
+    /// The Unix datagram flows' chain of sends.
+    chain: Chain,
 }
 
 /// The most datagrams one send carries: a closed loop's depth (what is due together) or,
@@ -98,15 +108,26 @@ impl Transport for Dgram {
         // kernel's limit.
         let due = if clock.interval.is_some() { gso::MAX_SEGMENTS as u32 } else { clock.depth };
         let train = train_max(plan.gso, due, plan.size.max);
+        let chained = matches!(shared.target, Target::UnixGram(_));
         Ok(Dgram {
             pattern: Pattern::new(plan.seed),
             flows: opened
                 .into_iter()
-                .map(|o| Flow::new(o, slots, max_size, train, Ledger::new(shared.plan.connections as usize)))
+                .map(|o| {
+                    Flow::new(
+                        o,
+                        slots,
+                        max_size,
+                        train,
+                        Ledger::new(shared.plan.connections as usize),
+                        chained,
+                    )
+                })
                 .collect(),
             verify: plan.verify,
             timeout: plan.udp_timeout.as_nanos() as u64,
             train_max: train,
+            chain: Chain::new(),
         })
     }
 
@@ -170,8 +191,11 @@ impl Transport for Dgram {
 
     /// Sends pending datagrams while send slots are free: one per send, or as many as
     /// go together in one UDP_SEGMENT train (every one the size of the first, the last
-    /// perhaps shorter).
+    /// perhaps shorter); a Unix datagram flow's go in the worker's chain.
     fn pump(&mut self, cx: &mut Ctx<'_>, i: usize) {
+        if self.flows[i].chained {
+            return self.chain.send(&mut self.flows, &self.pattern, cx);
+        }
         loop {
             let f = &mut self.flows[i];
             if f.dead || f.pending.is_empty() || f.free.is_empty() {
@@ -193,10 +217,7 @@ impl Transport for Dgram {
                 }
                 *sent = Some(cx.now);
                 f.pending.pop_front();
-                let buf = &mut f.slots[slot][bytes..bytes + size];
-                Header { flow: id, seq, sent_ns: cx.now }.encode(&mut buf[..header::LEN]);
-                buf[header::LEN..]
-                    .copy_from_slice(self.pattern.slice(payload_offset(id, seq), size - header::LEN));
+                write_datagram(&self.pattern, id, seq, cx.now, &mut f.slots[slot][bytes..bytes + size]);
                 bytes += size;
                 count += 1;
                 if count == 1 {
@@ -238,6 +259,10 @@ impl Transport for Dgram {
     fn complete(&mut self, cx: &mut Ctx<'_>, token: Token, res: i32, flags: u32) {
         let i = token.conn();
         match token.op {
+            Op::Send if token.slot as usize == ROOM => self.chain.on_room(cx, res),
+            Op::Send if self.flows[i].chained => {
+                self.chain.on_sent(&mut self.flows[i], cx, token.slot as usize, res)
+            }
             Op::Send => self.on_sent(cx, i, token.slot as usize, res),
             Op::Recv => self.on_recv(cx, i, res, flags),
             Op::Connect | Op::Cancel => {}
@@ -249,7 +274,8 @@ impl Transport for Dgram {
             self.expire(cx, i);
         }
         for i in 0..self.flows.len() {
-            if self.flows[i].batches && !self.flows[i].pending.is_empty() {
+            let f = &self.flows[i];
+            if (f.batches || f.chained) && !f.pending.is_empty() {
                 self.pump(cx, i);
             }
             if self.flows[i].starved {
@@ -295,12 +321,16 @@ impl Dgram {
                         self.schedule(cx, i, now);
                     }
                     // A batching flow sends at the end of the turn (`housekeeping`), so
-                    // that replies reaped together are refilled with one train.
-                    if !self.flows[i].batches {
+                    // that replies reaped together are refilled with one train (or, for
+                    // Unix datagrams, one chain).
+                    if !self.flows[i].batches && !self.flows[i].chained {
                         self.pump(cx, i);
                     }
                 }
             }
+            // An empty datagram takes no buffer (and ends the multishot receive): not one
+            // of ours, which carry a header.
+            (0, None) => cx.rec.counters.garbage += 1,
             (n, _) if n < 0 => match -n {
                 libc::ENOBUFS => self.flows[i].starved = true,
                 libc::ECANCELED => {}
@@ -385,6 +415,14 @@ impl Dgram {
             self.pump(cx, i);
         }
     }
+}
+
+/// Writes datagram `seq` of flow `flow` (header, then its part of the pattern) into `buf`,
+/// its exact size.
+fn write_datagram(pattern: &Pattern, flow: u32, seq: u64, now: u64, buf: &mut [u8]) {
+    let len = buf.len();
+    Header { flow, seq, sent_ns: now }.encode(&mut buf[..header::LEN]);
+    buf[header::LEN..].copy_from_slice(pattern.slice(payload_offset(flow, seq), len - header::LEN));
 }
 
 /// Matches one reply to its datagram by the header's sequence and records it; true when

@@ -47,6 +47,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Queues `entries`, a link chain, in one submission ([`Driver::push_chain`]); a
+    /// refusal as [`Ctx::push`].
+    ///
+    /// # Safety
+    /// As [`Ctx::push`], for every entry.
+    #[inline]
+    pub unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) {
+        // SAFETY: the caller's contract is `Driver::push_chain`'s.
+        if let Err(e) = unsafe { self.driver.push_chain(entries) } {
+            self.push_error.get_or_insert(e);
+        }
+    }
+
     /// Admits one more message due at `intended` and picks its size; `None` once the run
     /// hands out no more (the stop or a request budget).
     #[inline]

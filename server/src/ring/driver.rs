@@ -80,6 +80,35 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// Queues a link chain (`IO_LINK` on every entry but the last) so that it reaches the
+    /// kernel in one submission: a chain that a flush cut in two would run as two chains,
+    /// the second not waiting for the first. Only a kernel that takes no entries even
+    /// after a flush (or a chain longer than the queue) sends it to the backlog, where a
+    /// later flush may cut it.
+    ///
+    /// # Safety
+    /// As [`Driver::push`], for every entry.
+    pub unsafe fn push_chain(&mut self, entries: &[squeue::Entry]) -> Result<(), PushError> {
+        if self.backlog.is_empty() {
+            // SAFETY: the caller guarantees every entry's memory outlives its operation.
+            if unsafe { self.sq.push_multiple(entries) }.is_ok() {
+                self.inflight += entries.len() as u64;
+                return Ok(());
+            }
+            self.flush()?;
+            // SAFETY: as above.
+            if unsafe { self.sq.push_multiple(entries) }.is_ok() {
+                self.inflight += entries.len() as u64;
+                return Ok(());
+            }
+        }
+        for entry in entries {
+            // SAFETY: as above.
+            unsafe { self.push(entry) }?;
+        }
+        Ok(())
+    }
+
     /// Hands the submission queue to the kernel. A kernel that pushes back (EBUSY, EAGAIN:
     /// completions must be reaped first) or a signal is not an error: the entries stay.
     fn flush(&mut self) -> Result<(), PushError> {
@@ -238,6 +267,35 @@ mod tests {
         // while `five_ms` lives.
         unsafe { driver.push(&opcode::Timeout::new(&five_ms).build().user_data(2)) }.unwrap();
         assert_eq!(wait_and_take(&mut driver), [2], "the wait returned before the timeout's completion");
+        assert_eq!(driver.inflight(), 0);
+    }
+
+    /// A chain that does not fit the room left in the submission queue goes whole after a
+    /// flush: its first entry's failure still cancels the second. Cut in two submissions,
+    /// the second would run on its own.
+    #[test]
+    fn a_chain_reaches_the_kernel_whole() {
+        let Some(mut ring) = ring() else { return };
+        let mut driver = ring.split().driver;
+        for i in 0..7 {
+            // SAFETY: a no-op points at no memory.
+            unsafe { driver.push(&opcode::Nop::new().build().user_data(10 + i)) }.unwrap();
+        }
+        let chain = [
+            opcode::Close::new(types::Fd(-1)).build().flags(io_uring::squeue::Flags::IO_LINK).user_data(1),
+            opcode::Nop::new().build().user_data(2),
+        ];
+        // SAFETY: a close of no descriptor and a no-op point at no memory.
+        unsafe { driver.push_chain(&chain) }.unwrap();
+        let mut results = Vec::new();
+        let start = Instant::now();
+        while results.len() < 9 && start.elapsed() < BOUND {
+            driver.wait(1, Some(BOUND)).unwrap();
+            results.extend(std::iter::from_fn(|| driver.completion().map(|c| (c.user_data(), c.result()))));
+        }
+        results.sort();
+        assert_eq!(results[..2], [(1, -libc::EBADF), (2, -libc::ECANCELED)], "{results:?}");
+        assert_eq!(results.len(), 9, "{results:?}");
         assert_eq!(driver.inflight(), 0);
     }
 }

@@ -4,7 +4,8 @@
 //! train's `msghdr`, and the receive `msghdr` (UDP_GRO's control message).
 //!
 //! Invariant: a send slot is on the `free` list exactly when no send of the kernel's
-//! points into it; the slots and headers are boxed, so they stay where the kernel was
+//! points into it (and, for a flow in the worker's chain, `carried` names the datagram in
+//! it until then); the slots and headers are boxed, so they stay where the kernel was
 //! told they are while the flow lives.
 
 use crate::connect::Dial;
@@ -55,6 +56,10 @@ pub(super) struct Flow {
     pub free: Vec<usize>,
     /// Sends trains and receives with UDP_GRO (then `recv_msghdr` describes receives).
     pub batches: bool,
+    /// Sends in the worker's chain (Unix datagrams: see `chain`).
+    pub chained: bool,
+    /// For a chained flow, the datagram each send slot carries: its sequence and size.
+    pub carried: Vec<(u64, u32)>,
     pub recv_msghdr: Box<libc::msghdr>,
     /// Sequences scheduled but waiting for a free slot.
     pub pending: VecDeque<u64>,
@@ -100,7 +105,14 @@ pub(super) fn opened(socket: Socket, id: u32, bound: Option<BoundPath>, gso: boo
 }
 
 impl Flow {
-    pub fn new(opened: Opened, slots: usize, max_size: usize, train_max: usize, ledger: Ledger) -> Flow {
+    pub fn new(
+        opened: Opened,
+        slots: usize,
+        max_size: usize,
+        train_max: usize,
+        ledger: Ledger,
+        chained: bool,
+    ) -> Flow {
         let batches = opened.batches && train_max > 1;
         let slot_size = if batches { (max_size * train_max).min(gso::MAX_TRAIN_BYTES) } else { max_size };
         // SAFETY: msghdr is plain data; all-zero is an empty header.
@@ -121,6 +133,8 @@ impl Flow {
                 .collect(),
             free: (0..slots).rev().collect(),
             batches,
+            chained,
+            carried: vec![(0, 0); if chained { slots } else { 0 }],
             recv_msghdr,
             pending: VecDeque::new(),
             recv_armed: false,
