@@ -11,9 +11,11 @@
 //! its figures, never the run.
 
 mod procs;
+mod reading;
 mod scrape;
 
 pub use procs::process_cpu;
+pub use reading::ServerReading;
 pub use scrape::{ScrapeError, parse_metrics, parse_url, scrape};
 
 use crate::engine::Shared;
@@ -37,40 +39,6 @@ pub enum ServerSource {
     Remote(String),
     /// A server process on this machine (`--server-pid`): its threads.
     Pid(u32),
-}
-
-/// One server reading: each worker's CPU, the process's, and the counters ringload needs.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerReading {
-    /// Per worker, in worker order.
-    pub workers: Vec<Option<CpuTime>>,
-    /// The process's CPU seconds.
-    pub process_cpu_s: Option<f64>,
-    /// Receive completions, all workers.
-    pub recv_ops: u64,
-    /// Datagrams received, all workers.
-    pub dgrams_in: u64,
-    /// Datagrams echoed, dropped, and multishot receives ended by ENOBUFS, when known.
-    pub dgrams: Option<[u64; 3]>,
-    /// The thread ids of `workers`, when they are a process's threads (`--server-pid`):
-    /// threads come and go, so two readings are matched by id, not by place.
-    pub tids: Vec<i32>,
-}
-
-impl ServerReading {
-    /// `later`'s workers in the order of this reading's threads (by id), when both are a
-    /// process's threads; `later` as it is otherwise.
-    fn matched(&self, later: &ServerReading) -> ServerReading {
-        if self.tids.is_empty() || later.tids.is_empty() {
-            return later.clone();
-        }
-        let workers = self
-            .tids
-            .iter()
-            .map(|tid| later.tids.iter().position(|t| t == tid).and_then(|i| later.workers[i]))
-            .collect();
-        ServerReading { workers, tids: self.tids.clone(), ..later.clone() }
-    }
 }
 
 /// One reading of everything.

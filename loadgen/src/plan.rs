@@ -4,62 +4,15 @@
 //! back from it in the same form.
 
 mod fields;
+mod model;
 pub mod throughput;
 
 pub use fields::MAX_CPUS;
+pub use model::{Model, PlanError, SizeSpec, Stop};
 pub use throughput::{Mode, ThroughputPlan};
 
 use crate::target::Target;
 use std::time::Duration;
-
-/// How message sizes are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SizeSpec {
-    /// Smallest message, bytes.
-    pub min: u32,
-    /// Largest message, bytes (equal to `min` for a fixed size).
-    pub max: u32,
-}
-
-impl SizeSpec {
-    /// Parses `64`, `4KiB` or `MIN..MAX` (`--size`).
-    pub fn parse(text: &str) -> Result<SizeSpec, String> {
-        let one = crate::units::parse_u32_size;
-        match text.split_once("..") {
-            Some((lo, hi)) => Ok(SizeSpec { min: one(lo)?, max: one(hi)? }),
-            None => {
-                let n = one(text)?;
-                Ok(SizeSpec { min: n, max: n })
-            }
-        }
-    }
-}
-
-/// How load is offered.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "model", rename_all = "snake_case")]
-pub enum Model {
-    /// Each connection keeps `depth` messages in flight.
-    Closed {
-        /// Messages in flight per connection.
-        depth: u32,
-    },
-    /// Messages are due at a fixed total rate; latency counts from when each was due.
-    Open {
-        /// Messages per second, all connections together.
-        rate: f64,
-    },
-}
-
-/// When the run stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stop {
-    /// After this long (after the warm-up).
-    Duration(#[serde(with = "crate::plan::fields::secs")] Duration),
-    /// After this many measured messages (all workers together).
-    Requests(u64),
-}
 
 /// A validated plan.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -179,20 +132,6 @@ impl CpuSplit {
     }
 }
 
-/// A plan that cannot run, naming the flag.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{flag}: {problem}")]
-pub struct PlanError {
-    /// The flag at fault.
-    pub flag: &'static str,
-    /// What is wrong.
-    pub problem: String,
-}
-
-fn err(flag: &'static str, problem: impl Into<String>) -> PlanError {
-    PlanError { flag, problem: problem.into() }
-}
-
 /// The lowest open-loop rate: one message in about 17 minutes.
 pub const MIN_RATE: f64 = 0.001;
 
@@ -210,17 +149,17 @@ impl Plan {
     /// Checks the plan.
     pub fn validate(&self) -> Result<(), PlanError> {
         if self.connections == 0 {
-            return Err(err("--connections", "must be at least 1"));
+            return Err(PlanError::new("--connections", "must be at least 1"));
         }
         if self.connections > 1_000_000 {
-            return Err(err("--connections", "at most 1,000,000"));
+            return Err(PlanError::new("--connections", "at most 1,000,000"));
         }
         if self.size.min == 0 || self.size.min > self.size.max {
-            return Err(err("--size", "sizes must be at least 1 and MIN ≤ MAX"));
+            return Err(PlanError::new("--size", "sizes must be at least 1 and MIN ≤ MAX"));
         }
         let datagram = self.target.as_ref().is_some_and(Target::is_datagram);
         if datagram && self.size.min < crate::header::LEN as u32 {
-            return Err(err(
+            return Err(PlanError::new(
                 "--size",
                 format!("datagrams carry a {}-byte header: --size must be at least that", crate::header::LEN),
             ));
@@ -236,61 +175,63 @@ impl Plan {
         };
         if let Some((most, why)) = most {
             if self.size.max > most {
-                return Err(err("--size", why));
+                return Err(PlanError::new("--size", why));
             }
         }
         if self.size.max > 64 << 20 {
-            return Err(err("--size", "at most 64 MiB per message"));
+            return Err(PlanError::new("--size", "at most 64 MiB per message"));
         }
         match self.model {
             Model::Closed { depth } if depth == 0 || depth > 65_536 => {
-                return Err(err("--depth", "must be between 1 and 65536"));
+                return Err(PlanError::new("--depth", "must be between 1 and 65536"));
             }
             Model::Open { rate } if !(rate.is_finite() && (MIN_RATE..=1e9).contains(&rate)) => {
-                return Err(err("--rate", "between 0.001 and 1e9 messages per second"));
+                return Err(PlanError::new("--rate", "between 0.001 and 1e9 messages per second"));
             }
             _ => {}
         }
         match self.stop {
             Stop::Duration(d) if d < MIN_WINDOW => {
-                return Err(err(
+                return Err(PlanError::new(
                     "--duration",
                     "at least 10ms: a shorter window holds too few answers to form a rate",
                 ));
             }
-            Stop::Duration(d) if d > MAX_DURATION => return Err(err("--duration", "at most 30 days")),
-            Stop::Duration(d) if d > self.max_duration => {
-                return Err(err("--duration", "longer than --max-duration"));
+            Stop::Duration(d) if d > MAX_DURATION => {
+                return Err(PlanError::new("--duration", "at most 30 days"));
             }
-            Stop::Requests(0) => return Err(err("--requests", "must be at least 1")),
+            Stop::Duration(d) if d > self.max_duration => {
+                return Err(PlanError::new("--duration", "longer than --max-duration"));
+            }
+            Stop::Requests(0) => return Err(PlanError::new("--requests", "must be at least 1")),
             _ => {}
         }
         if self.cpus.is_empty() {
-            return Err(err("--threads/--cpus", "no CPU to run on"));
+            return Err(PlanError::new("--threads/--cpus", "no CPU to run on"));
         }
         if self.cpus.len() > MAX_CPUS {
-            return Err(err("--threads/--cpus", format!("at most {MAX_CPUS} workers")));
+            return Err(PlanError::new("--threads/--cpus", format!("at most {MAX_CPUS} workers")));
         }
         if self.cpus.len() > self.connections as usize {
-            return Err(err("--threads", "more workers than connections"));
+            return Err(PlanError::new("--threads", "more workers than connections"));
         }
         if let Some(m) = self.churn {
             if m == 0 {
-                return Err(err("--churn", "at least 1 message per connection"));
+                return Err(PlanError::new("--churn", "at least 1 message per connection"));
             }
             if datagram || matches!(self.model, Model::Open { .. }) {
-                return Err(err("--churn", "needs a stream target and the closed loop"));
+                return Err(PlanError::new("--churn", "needs a stream target and the closed loop"));
             }
         }
-        throughput::validate(self)?;
+        self.throughput.validate(self.target.as_ref(), &self.stop, &self.model, self.churn)?;
         if self.udp_timeout.is_zero() {
-            return Err(err("--udp-timeout", "must be more than 0"));
+            return Err(PlanError::new("--udp-timeout", "must be more than 0"));
         }
         if self.max_duration.is_zero() || self.max_duration > MAX_DURATION {
-            return Err(err("--max-duration", "between 1 ns and 30 days"));
+            return Err(PlanError::new("--max-duration", "between 1 ns and 30 days"));
         }
         if self.coalesce && (datagram || !matches!(self.model, Model::Open { .. })) {
-            return Err(err("--coalesce", "applies to the open loop over a stream target"));
+            return Err(PlanError::new("--coalesce", "applies to the open loop over a stream target"));
         }
         for (flag, d) in [
             ("--warmup", self.warmup),
@@ -299,7 +240,7 @@ impl Plan {
             ("--drain", self.drain),
         ] {
             if d > MAX_WAIT {
-                return Err(err(flag, "at most 1h"));
+                return Err(PlanError::new(flag, "at most 1h"));
             }
         }
         Ok(())

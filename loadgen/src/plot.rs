@@ -5,72 +5,15 @@
 //!
 //! Every series has a style of its own (a colour, and past eight series a dash
 //! pattern), and every name drawn comes from a file, so it goes through
-//! [`escape::svg`].
+//! [`crate::escape::svg`].
 
-use crate::escape;
 use crate::hist::Hist;
-use crate::intervals::{self, Interval, LogError};
+use crate::intervals::{self, Interval};
 use crate::saved::Saved;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-
-/// Why a plot could not be drawn.
-#[derive(Debug, thiserror::Error)]
-pub enum PlotError {
-    /// No result has latency samples.
-    #[error("no result has latency samples")]
-    NoSamples,
-    /// More series than have styles of their own.
-    #[error("{count} {what} in one plot; at most {max} can be told apart")]
-    TooMany {
-        /// Series asked for.
-        count: usize,
-        /// Results or logs.
-        what: &'static str,
-        /// The most told apart.
-        max: usize,
-    },
-    /// Drawing failed (plotters' description).
-    #[error("cannot draw the plot: {0}")]
-    Draw(String),
-    /// Writing the SVG failed.
-    #[error("{file}: {cause}")]
-    Write {
-        /// The SVG file.
-        file: String,
-        /// Why.
-        cause: std::io::Error,
-    },
-    /// An interval log could not be read.
-    #[error(transparent)]
-    Log(#[from] LogError),
-}
-
-fn draw_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> PlotError {
-    PlotError::Draw(e.to_string())
-}
-
-/// Draws an SVG in memory with `draw`.
-fn svg_text(
-    size: (u32, u32),
-    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PlotError>,
-) -> Result<String, PlotError> {
-    let mut text = String::new();
-    {
-        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err)?;
-        draw(&root)?;
-        root.present().map_err(draw_err)?;
-    }
-    Ok(text)
-}
-
-/// Writes a drawn SVG to `out`: a path that cannot be written is an I/O error naming
-/// it, and no half-drawn file is left.
-fn write_svg(out: &Path, text: Result<String, PlotError>) -> Result<(), PlotError> {
-    std::fs::write(out, text?).map_err(|cause| PlotError::Write { file: out.display().to_string(), cause })
-}
+use svg::{DASHES, SERIES_COLORS, draw_err, draw_line, svg_text, trim, write_svg};
 
 /// Points of a percentile curve: (1 / (1 − q), latency µs), from the median to the
 /// highest percentile the sample count supports.
@@ -89,92 +32,9 @@ pub fn percentile_curve(h: &Hist) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Series colours: dark enough on white, told apart by eye (Tableau's first eight).
-const SERIES_COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-    RGBColor(140, 86, 75),
-    RGBColor(127, 127, 127),
-];
-
-/// Dash patterns (dash, gap in pixels); `None` is a solid line.
-const DASHES: [Option<(u32, u32)>; 3] = [None, Some((10, 5)), Some((3, 4))];
-
-/// The most series with a style of their own: every colour in every dash pattern.
-pub const MAX_SERIES: usize = SERIES_COLORS.len() * DASHES.len();
-
-/// The style of series `i`: colours first, then the same colours dashed, then dotted.
-pub fn series_style(i: usize) -> (RGBColor, Option<(u32, u32)>) {
-    (SERIES_COLORS[i % SERIES_COLORS.len()], DASHES[(i / SERIES_COLORS.len()) % DASHES.len()])
-}
-
 fn nines_label(x: &f64) -> String {
     let q = 100.0 * (1.0 - 1.0 / x);
     if q < 99.0 { format!("{q:.0}%") } else { format!("{}%", trim(q, 5)) }
-}
-
-/// `v` with at most `decimals` decimals, without trailing zeros.
-fn trim(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_owned() } else { s }
-}
-
-/// A latency in µs as an axis label: the unit from the value, three significant digits,
-/// so that ticks 1.5 ms apart never print alike ("2ms, 2ms, 2ms").
-pub fn us_label(y: &f64) -> String {
-    let (v, unit) = match *y {
-        y if y >= 1e6 => (y / 1e6, "s"),
-        y if y >= 1e3 => (y / 1e3, "ms"),
-        y if y >= 1.0 => (y, "µs"),
-        y => (y * 1e3, "ns"),
-    };
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    format!("{}{unit}", trim(v, decimals))
-}
-
-/// Draws a line in `style`, and its legend key.
-fn draw_line<'a, DB: DrawingBackend + 'a, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    points: Vec<(X::ValueType, Y::ValueType)>,
-    (color, dash): (RGBColor, Option<(u32, u32)>),
-    width: u32,
-    name: String,
-) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>>
-where
-    X: plotters::coord::ranged1d::Ranged<ValueType: Clone + 'static>,
-    Y: plotters::coord::ranged1d::Ranged<ValueType: Clone + 'static>,
-{
-    let style = color.stroke_width(width);
-    let series = match dash {
-        None => chart.draw_series(LineSeries::new(points, style))?,
-        Some((dash, gap)) => chart.draw_series(DashedLineSeries::new(points, dash, gap, style))?,
-    };
-    // A dashed key: two dashes; a solid one: two halves of one line (so that both are
-    // one type).
-    let (first, second) = match dash {
-        None => ((0, 12), (12, 24)),
-        Some((d, _)) => {
-            let d = d.min(8) as i32;
-            ((0, d), (d + 4, 2 * d + 4))
-        }
-    };
-    let key = move |(x, y): (i32, i32)| {
-        EmptyElement::at((x, y))
-            + PathElement::new(vec![(first.0, 0), (first.1, 0)], style)
-            + PathElement::new(vec![(second.0, 0), (second.1, 0)], style)
-    };
-    series.label(escape::svg(&name)).legend(key);
-    Ok(())
 }
 
 /// Draws the percentile distribution of `results`, one line each, to `out`.
@@ -335,7 +195,10 @@ fn draw_latency<DB: DrawingBackend>(
 }
 
 mod capacity;
+mod svg;
+
 pub use capacity::{capacity, capacity_svg};
+pub use svg::{MAX_SERIES, PlotError, series_style, us_label};
 
 #[cfg(test)]
 mod tests;

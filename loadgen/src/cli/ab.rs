@@ -2,7 +2,7 @@
 //! them, and every option of a normal run for the load (the same [`RunArgs`], turned
 //! into the same plan by `crate::options`).
 
-use super::{CpuList, RunArgs, parse_cpus};
+use super::run::{CpuList, RunArgs, parse_cpus};
 use crate::units::{self, parse_fraction};
 use std::time::Duration;
 

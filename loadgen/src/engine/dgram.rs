@@ -25,17 +25,19 @@ mod chain;
 mod flow;
 
 use chain::Chain;
-use flow::{BoundPath, Flow, Opened, dial, opened};
+use flow::{
+    BoundPath, Flow, MAX_SLOTS, MIN_SLOTS, Opened, ROOM, dial, opened, payload_offset, write_datagram,
+};
 
 use super::clock::Clock;
 use super::ledger::{Entry, Ledger, Reply};
 use super::recorder::Recorder;
-use super::token::{self, Op, Token};
+use super::token::{Op, Token};
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared};
 use crate::connect::Dial;
 use crate::header::{self, Header};
-use crate::payload::{PERIOD, Pattern};
+use crate::payload::Pattern;
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::gso::{self, SegmentControl};
@@ -43,18 +45,6 @@ use ringecho::ring::{self, Buf};
 use socket2::Socket;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
-
-/// Send slots per flow: the closed loop's depth, within these bounds.
-const MIN_SLOTS: usize = 16;
-const MAX_SLOTS: usize = 1024;
-const _: () = assert!(MAX_SLOTS < token::MAX_SLOTS, "a token names every send slot, and the wait for room");
-/// The token slot of a chain's wait for room (a send slot no send uses).
-const ROOM: usize = MAX_SLOTS;
-
-/// Where in the pattern datagram `seq` of flow `flow` takes its payload.
-fn payload_offset(flow: u32, seq: u64) -> u64 {
-    (Pattern::phase(u64::from(flow)) + seq.wrapping_mul(31)) % PERIOD as u64
-}
 
 /// A worker's datagram flows.
 pub(super) struct Dgram {
@@ -415,14 +405,6 @@ impl Dgram {
             self.pump(cx, i);
         }
     }
-}
-
-/// Writes datagram `seq` of flow `flow` (header, then its part of the pattern) into `buf`,
-/// its exact size.
-fn write_datagram(pattern: &Pattern, flow: u32, seq: u64, now: u64, buf: &mut [u8]) {
-    let len = buf.len();
-    Header { flow, seq, sent_ns: now }.encode(&mut buf[..header::LEN]);
-    buf[header::LEN..].copy_from_slice(pattern.slice(payload_offset(flow, seq), len - header::LEN));
 }
 
 /// Matches one reply to its datagram by the header's sequence and records it; true when

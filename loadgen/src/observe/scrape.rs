@@ -5,7 +5,7 @@
 //! 0 or infinity), and two readings are used only when they make sense together
 //! ([`consistent`]).
 
-use super::ServerReading;
+use super::reading::ServerReading;
 use ringecho::procfs::CpuTime;
 use std::collections::HashMap;
 use std::io::{Read, Write};

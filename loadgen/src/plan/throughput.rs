@@ -7,7 +7,7 @@
 //! the pattern can give in one slice; `--zerocopy` only where something is sent in bulk.
 //! The figures of such a run are in [`crate::figures`].
 
-use crate::plan::{Model, Plan, PlanError, Stop};
+use super::model::{Model, PlanError, Stop};
 use crate::target::Target;
 
 /// What a connection does.
@@ -115,60 +115,74 @@ impl ThroughputPlan {
     }
 }
 
-fn err(flag: &'static str, problem: impl Into<String>) -> PlanError {
-    PlanError { flag, problem: problem.into() }
-}
-
-/// Checks the throughput options of `plan`.
-pub fn validate(plan: &Plan) -> Result<(), PlanError> {
-    let t = &plan.throughput;
-    if !t.has_bulk() {
-        if t.zerocopy {
-            return Err(err("--zerocopy", "applies to bulk sends: --mode send or bulk, or --background"));
+impl ThroughputPlan {
+    /// Checks the throughput options against the rest of the plan: its target, stop,
+    /// model and churn.
+    pub fn validate(
+        &self,
+        target: Option<&Target>,
+        stop: &Stop,
+        model: &Model,
+        churn: Option<u32>,
+    ) -> Result<(), PlanError> {
+        let t = self;
+        if !t.has_bulk() {
+            if t.zerocopy {
+                return Err(PlanError::new(
+                    "--zerocopy",
+                    "applies to bulk sends: --mode send or bulk, or --background",
+                ));
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let stream = |target: Option<&Target>| target.is_none_or(|t| !t.is_datagram());
-    if !stream(plan.target.as_ref()) || !stream(t.background_target.as_ref()) {
-        return Err(err(
-            "--mode",
-            "the bulk modes and --background need a stream target (tcp:// or unix://)",
-        ));
-    }
-    if !(1..=crate::payload::MAX_SEND as u32).contains(&t.write_size) {
-        return Err(err("--write-size", "between 1 byte and 1 MiB"));
-    }
-    for (flag, v) in [("--sndbuf", t.sndbuf), ("--rcvbuf", t.rcvbuf)] {
-        if v.is_some_and(|v| v == 0 || v > 1 << 30) {
-            return Err(err(flag, "between 1 byte and 1 GiB"));
+        let stream = |target: Option<&Target>| target.is_none_or(|t| !t.is_datagram());
+        if !stream(target) || !stream(t.background_target.as_ref()) {
+            return Err(PlanError::new(
+                "--mode",
+                "the bulk modes and --background need a stream target (tcp:// or unix://)",
+            ));
         }
+        if !(1..=crate::payload::MAX_SEND as u32).contains(&t.write_size) {
+            return Err(PlanError::new("--write-size", "between 1 byte and 1 MiB"));
+        }
+        for (flag, v) in [("--sndbuf", t.sndbuf), ("--rcvbuf", t.rcvbuf)] {
+            if v.is_some_and(|v| v == 0 || v > 1 << 30) {
+                return Err(PlanError::new(flag, "between 1 byte and 1 GiB"));
+            }
+        }
+        if !matches!(stop, Stop::Duration(_)) {
+            return Err(PlanError::new("--requests", "the bulk modes and --background run for a --duration"));
+        }
+        if t.mode.is_bulk() && !matches!(model, Model::Closed { depth: 1 }) {
+            return Err(PlanError::new(
+                "--rate/--depth",
+                "the bulk modes write continuously: no rate or depth",
+            ));
+        }
+        if churn.is_some() {
+            return Err(PlanError::new("--churn", "not with the bulk modes or --background"));
+        }
+        if t.mode.is_bulk() && t.background > 0 {
+            return Err(PlanError::new(
+                "--background",
+                "measures request/response latency beside bulk flows: use it with --mode rr",
+            ));
+        }
+        if t.background > MAX_BACKGROUND {
+            return Err(PlanError::new("--background", format!("at most {MAX_BACKGROUND}")));
+        }
+        if t.background > 0 && !t.background_mode.is_bulk() {
+            return Err(PlanError::new("--background-mode", "send, receive or bulk"));
+        }
+        let sends = t.mode.sends() || (t.background > 0 && t.background_mode.sends());
+        if t.zerocopy && !sends {
+            return Err(PlanError::new(
+                "--zerocopy",
+                "applies to bulk sends: --mode send or bulk, or --background",
+            ));
+        }
+        Ok(())
     }
-    if !matches!(plan.stop, Stop::Duration(_)) {
-        return Err(err("--requests", "the bulk modes and --background run for a --duration"));
-    }
-    if t.mode.is_bulk() && !matches!(plan.model, Model::Closed { depth: 1 }) {
-        return Err(err("--rate/--depth", "the bulk modes write continuously: no rate or depth"));
-    }
-    if plan.churn.is_some() {
-        return Err(err("--churn", "not with the bulk modes or --background"));
-    }
-    if t.mode.is_bulk() && t.background > 0 {
-        return Err(err(
-            "--background",
-            "measures request/response latency beside bulk flows: use it with --mode rr",
-        ));
-    }
-    if t.background > MAX_BACKGROUND {
-        return Err(err("--background", format!("at most {MAX_BACKGROUND}")));
-    }
-    if t.background > 0 && !t.background_mode.is_bulk() {
-        return Err(err("--background-mode", "send, receive or bulk"));
-    }
-    let sends = t.mode.sends() || (t.background > 0 && t.background_mode.sends());
-    if t.zerocopy && !sends {
-        return Err(err("--zerocopy", "applies to bulk sends: --mode send or bulk, or --background"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

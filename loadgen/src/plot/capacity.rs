@@ -3,7 +3,7 @@
 //! step (in rate order), with each latency clause of the SLO as a horizontal line and
 //! the answer as a vertical one. Passing steps are filled dots, failing ones hollow.
 
-use super::{PlotError, draw_err, draw_line, series_style, svg_text, us_label, write_svg};
+use super::svg::{PlotError, draw_err, draw_line, series_style, svg_text, us_label, write_svg};
 use crate::document::SearchDoc;
 use crate::saved::Saved;
 use plotters::prelude::*;

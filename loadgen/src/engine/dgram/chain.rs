@@ -15,8 +15,7 @@
 //! only when nothing of its flow sent after it went; so each flow's datagrams go in
 //! sequence order, as the ledger's judgements (reordered, lost) assume.
 
-use super::flow::Flow;
-use super::{ROOM, write_datagram};
+use super::flow::{Flow, ROOM, write_datagram};
 use crate::engine::ledger::Entry;
 use crate::engine::token::{Op, Token};
 use crate::engine::transport::Ctx;

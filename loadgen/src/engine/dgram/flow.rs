@@ -1,7 +1,8 @@
 //! One datagram flow: its connected socket (UDP, or Unix datagram with a path of its own
 //! bound), its ledger, and the memory the kernel reads while its sends and receives are
 //! in flight: a buffer per send slot (room for a train when the flow batches), each
-//! train's `msghdr`, and the receive `msghdr` (UDP_GRO's control message).
+//! train's `msghdr`, and the receive `msghdr` (UDP_GRO's control message); how many send
+//! slots a flow has, and what each datagram of a flow carries ([`write_datagram`]).
 //!
 //! Invariant: a send slot is on the `free` list exactly when no send of the kernel's
 //! points into it (and, for a flow in the worker's chain, `carried` names the datagram in
@@ -10,12 +11,35 @@
 
 use crate::connect::Dial;
 use crate::engine::ledger::Ledger;
+use crate::engine::token;
+use crate::header::{self, Header};
+use crate::payload::{PERIOD, Pattern};
 use crate::target::Target;
 use ringecho::gso::{self, SegmentControl};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+
+/// Send slots per flow: the closed loop's depth, within these bounds.
+pub(super) const MIN_SLOTS: usize = 16;
+pub(super) const MAX_SLOTS: usize = 1024;
+const _: () = assert!(MAX_SLOTS < token::MAX_SLOTS, "a token names every send slot, and the wait for room");
+/// The token slot of a chain's wait for room (a send slot no send uses).
+pub(super) const ROOM: usize = MAX_SLOTS;
+
+/// Where in the pattern datagram `seq` of flow `flow` takes its payload.
+pub(super) fn payload_offset(flow: u32, seq: u64) -> u64 {
+    (Pattern::phase(u64::from(flow)) + seq.wrapping_mul(31)) % PERIOD as u64
+}
+
+/// Writes datagram `seq` of flow `flow` (header, then its part of the pattern) into `buf`,
+/// its exact size.
+pub(super) fn write_datagram(pattern: &Pattern, flow: u32, seq: u64, now: u64, buf: &mut [u8]) {
+    let len = buf.len();
+    Header { flow, seq, sent_ns: now }.encode(&mut buf[..header::LEN]);
+    buf[header::LEN..].copy_from_slice(pattern.slice(payload_offset(flow, seq), len - header::LEN));
+}
 
 /// A socket path this process bound (Unix datagram flows), removed when dropped.
 pub(in crate::engine) struct BoundPath(PathBuf);
