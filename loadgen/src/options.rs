@@ -11,7 +11,7 @@ use crate::cli::{AbArgs, RunArgs, ThroughputArgs};
 use crate::document::MAX_REPEATS;
 use crate::plan::{
     CpuSplit, DEFAULT_MAX_DURATION, DEFAULT_SEARCH_DURATION, MAX_CPUS, MAX_DURATION, Mode, Model, Plan,
-    PlanError, SPARE, Stop, ThroughputPlan,
+    PlanError, SPARE, Stop, ThroughputPlan, Timestamps,
 };
 use crate::slo::Slo;
 use crate::units::ns;
@@ -84,6 +84,7 @@ impl RunArgs {
             spin: self.spin,
             server_metrics: self.server_metrics.clone(),
             server_pid: self.server_pid,
+            timestamps: if self.user_timestamps { Timestamps::User } else { Timestamps::Kernel },
             max_duration: self.max_duration.unwrap_or(DEFAULT_MAX_DURATION),
         };
         if let (None, Some(length)) = (self.max_duration, plan.planned_length()) {

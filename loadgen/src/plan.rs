@@ -8,7 +8,7 @@ mod model;
 pub mod throughput;
 
 pub use fields::MAX_CPUS;
-pub use model::{Model, PlanError, SizeSpec, Stop};
+pub use model::{Model, PlanError, SizeSpec, Stop, Timestamps};
 pub use throughput::{Mode, ThroughputPlan};
 
 use crate::target::Target;
@@ -85,6 +85,14 @@ pub struct Plan {
     /// end of the window (`--server-pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_pid: Option<u32>,
+    /// How replies are timed (documents written before kernel stamps timed them in user
+    /// space, and say nothing).
+    #[serde(default = "user_timestamps")]
+    pub timestamps: Timestamps,
+}
+
+fn user_timestamps() -> Timestamps {
+    Timestamps::User
 }
 
 /// The default `--max-duration`: five minutes.
@@ -288,6 +296,7 @@ mod tests {
             spin: false,
             server_metrics: None,
             server_pid: None,
+            timestamps: crate::plan::Timestamps::Kernel,
         }
     }
 

@@ -9,6 +9,7 @@
 
 use crate::counters::Counters;
 use crate::document::{Builtin, Latency, ResultDoc, SCHEMA_VERSION, TOOL, WarningEntry};
+use crate::engine::Breakdown;
 use crate::figures::{Bulk, Figures, Throughput, busy_share};
 use crate::hist::Hist;
 use crate::plan::{Model, Plan};
@@ -61,6 +62,9 @@ pub struct Report {
     pub background: Option<Bulk>,
     /// Client and server CPU over the window, the kernel's counters, what limited the run.
     pub views: Option<Views>,
+    /// Where the time to a reply went, by the kernel's stamps (empty with
+    /// `--user-timestamps` or where the sockets give none).
+    pub breakdown: Breakdown,
     /// CPUs this machine allows that neither the load nor the built-in server used (the
     /// advice for a client that limited the run depends on it; not part of a result).
     pub spare_cpus: usize,

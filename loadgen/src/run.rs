@@ -8,7 +8,7 @@
 //! callback, problems into the report's warnings.
 
 use crate::document::Builtin;
-use crate::engine::{self, Live, RunError, Shared, WorkerResult};
+use crate::engine::{self, Breakdown, Live, RunError, Shared, WorkerResult};
 use crate::figures::Bulk;
 use crate::hist;
 use crate::observe;
@@ -203,6 +203,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
     let mut counters = crate::counters::Counters::default();
     let (mut latency, mut service, mut connect) = (hist::new(), hist::new(), hist::new());
     let mut lag = hist::new();
+    let mut breakdown = Breakdown::default();
     let mut per_second: std::collections::BTreeMap<u64, (u64, Vec<&str>)> = Default::default();
     let mut load_cpu = Duration::ZERO;
     for r in results {
@@ -216,6 +217,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         let _ = service.add(&r.service);
         let _ = lag.add(&r.lag);
         let _ = connect.add(&r.connect);
+        breakdown.merge(&r.breakdown);
         for (start_ns, length, h) in &r.intervals {
             let (len, parts) = per_second.entry(*start_ns).or_default();
             *len = (*len).max(*length);
@@ -250,6 +252,7 @@ fn assemble(shared: &Shared, results: &[WorkerResult], builtin: Option<Builtin>)
         started_unix: shared.started_unix.get().copied().unwrap_or(0.0),
         views: None,
         spare_cpus,
+        breakdown,
     }
 }
 

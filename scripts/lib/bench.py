@@ -300,9 +300,13 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
         addr = server.addr("tcp")
         try:
             s0, c0 = rb.cpu_seconds(server.pid), rb.child_cpu()
-            if client == "ringload":
+            if client.startswith("ringload"):
+                # ringload: replies timed by the kernel's receive stamps and taken in
+                # batches at the due times; ringload-user: the old loop (--user-timestamps),
+                # which wakes for each reply and each send's completion.
+                user = ["--user-timestamps"] if client == "ringload-user" else []
                 d = rb.ringload(b, f"tcp://{addr}", ["-r", rb.rate_arg(rate), "-c", conns, "-s", size, "-d", f"{secs}s",
-                                                     "-w", warmup, "--connect-timeout", "5s"],
+                                                     "-w", warmup, "--connect-timeout", "5s", *user],
                                 cpu=client_cpu, timeout=secs + 60)
                 k, lat, views = d["counters"], d["latency"], d.get("views") or {}
                 row = dict(
@@ -331,7 +335,7 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
         row["on_schedule"] = on_schedule(row)
         return row
 
-    clients = ("ringload", "plain")
+    clients = ("ringload", "ringload-user", "plain")
     print(f"\nopen-loop client cost (issue 25): ringload -r RATE against epoll-open-loop, tcp {conns} x {size} B, "
           f"ringecho uring on CPU {server_cpu}, clients on CPU {client_cpu}, {runs} interleaved pair(s) per rate, "
           f"{secs:g} s + {warmup} warm-up each", flush=True)
@@ -344,10 +348,10 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
                     row = run_one(client, rate)
                 except (rb.LoadError, rb.ScriptError) as e:
                     row = dict(client=client, offered=rate, error=str(e))
-                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<8} ERROR {e}", flush=True)
+                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<13} ERROR {e}", flush=True)
                 else:
                     tries[client].append(row)
-                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<8} achieved {row['rate']:>9.0f}  "
+                    print(f"  {rb.rate_arg(rate):>7} msg/s {client:<13} achieved {row['rate']:>9.0f}  "
                           f"client {fmt_num(row['cpu_us_per_msg'], '.2f')} µs/msg (process "
                           f"{row['process_us_per_msg']:.2f})  p99 {row['p99']:.1f} µs  send lag p99 "
                           f"{fmt_num(row['lag_p99'], '.1f')} µs" + (f"  late {row['late_sends']}"
@@ -355,14 +359,18 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
                           + (f"  warnings {','.join(row['warnings'])}" if row["warnings"] else ""), flush=True)
                 all_runs.append(row)
         cell = {c: openloop_medians(tries[c]) for c in clients}
-        ratio = {}
-        for key in ("cpu_us_per_msg", "process_us_per_msg"):
-            a, p = (cell[c][key] if cell[c] else None for c in clients)
-            ratio[key] = a / p if a is not None and p else None
-        by_rate[rb.rate_arg(rate)] = dict(offered=rate, **cell, ratio=ratio)
-        print(f"  {rb.rate_arg(rate):>7} msg/s median client µs/msg ringload/plain: "
-              f"{fmt_num(ratio['cpu_us_per_msg'], '.2f')} (window), {fmt_num(ratio['process_us_per_msg'], '.2f')} "
-              f"(whole process)", flush=True)
+        # Each ringload loop's medians over the plain client's, side by side in one run.
+        ratios = {}
+        for c in clients[:-1]:
+            ratio = {}
+            for key in ("cpu_us_per_msg", "process_us_per_msg"):
+                a, p = (cell[x][key] if cell[x] else None for x in (c, "plain"))
+                ratio[key] = a / p if a is not None and p else None
+            ratios[c] = ratio
+            print(f"  {rb.rate_arg(rate):>7} msg/s median client µs/msg {c}/plain: "
+                  f"{fmt_num(ratio['cpu_us_per_msg'], '.2f')} (window), {fmt_num(ratio['process_us_per_msg'], '.2f')} "
+                  f"(whole process)", flush=True)
+        by_rate[rb.rate_arg(rate)] = dict(offered=rate, **cell, ratio=ratios)
     highest = {c: max((v["offered"] for v in by_rate.values() if v[c] and v[c]["on_schedule"]), default=None)
                for c in clients}
     pids = rb.check_ended(mark)
@@ -372,8 +380,9 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
                rates=by_rate, highest_on_schedule=highest, runs=all_runs, pids_reaped=pids)
     with open(f"{out}/openloop-cost.json", "w") as f:
         json.dump(doc, f, indent=1)
-    print(f"  highest rate kept on schedule (of those run): ringload {fmt_num(highest['ringload'], '.0f')}, "
-          f"plain {fmt_num(highest['plain'], '.0f')}; all {len(pids)} processes started here reaped", flush=True)
+    print("  highest rate kept on schedule (of those run): "
+          + ", ".join(f"{c} {fmt_num(highest[c], '.0f')}" for c in clients)
+          + f"; all {len(pids)} processes started here reaped", flush=True)
     return doc
 
 
@@ -505,7 +514,9 @@ def openloop_summary(doc):
     """summary.md's section for openloop-cost: per rate, each client's medians and the
     ratio ringload/plain of CPU per message."""
     md = [f"\n## Open-loop client cost: ringload against the plain open loop, tcp {doc['connections']} × {doc['size']} B\n"]
-    md.append(f"Issue 25. At each offered rate, ringload `-r RATE` and benches' `epoll-open-loop` (the plain way: one "
+    md.append(f"Issue 25. At each offered rate, ringload `-r RATE` (replies timed by the kernel's receive stamps and "
+              f"taken in batches at the due times), ringload `--user-timestamps` (**ringload-user**: the loop that "
+              f"wakes for each reply and send completion) and benches' `epoll-open-loop` (the plain way: one "
               f"epoll set, one absolute timerfd re-armed to the next due time, every due message its own write, "
               f"replies read on wake), {doc['runs_per_client']} run(s) each interleaved A B, B A, …, each against a "
               f"fresh ringecho (uring, `--workers 1`) on CPU {doc['server_cpu']}, the client on CPU "
@@ -519,13 +530,14 @@ def openloop_summary(doc):
     md.append("| offered msg/s | client | achieved msg/s | client µs/msg | × plain | process µs/msg | × plain | "
               "server µs/msg | p50 µs | p99 µs | send lag p99 µs | late sends | failed | on schedule |")
     md.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    clients = ("ringload", "ringload-user", "plain")
     for key, cell in doc["rates"].items():
-        for client in ("ringload", "plain"):
-            m = cell[client]
+        for client in clients:
+            m = cell.get(client)
             if m is None:
                 md.append(f"| {key} | {client} | failed | | | | | | | | | | | |")
                 continue
-            ratio = cell["ratio"] if client == "ringload" else {}
+            ratio = cell["ratio"].get(client, {})
             md.append(f"| {key} | {client} | {m['rate']:.0f} | {fmt_num(m['cpu_us_per_msg'], '.2f')} | "
                       f"{fmt_num(ratio.get('cpu_us_per_msg'), '.2f')} | {m['process_us_per_msg']:.2f} | "
                       f"{fmt_num(ratio.get('process_us_per_msg'), '.2f')} | {m['server_us_per_msg']:.2f} | "
@@ -533,9 +545,9 @@ def openloop_summary(doc):
                       f"{fmt_num(m['late_sends'], '.0f')} | {m['failed']} | {'yes' if m['on_schedule'] else 'no'}"
                       + (f" ({', '.join(m['warnings'])})" if m["warnings"] else "") + " |")
     hi = doc["highest_on_schedule"]
-    md.append(f"\nHighest offered rate kept on schedule, of those run: ringload {fmt_num(hi['ringload'], '.0f')}, "
-              f"plain {fmt_num(hi['plain'], '.0f')} msg/s. Every process this section started was reaped "
-              f"({len(doc['pids_reaped'])}).")
+    md.append("\nHighest offered rate kept on schedule, of those run: "
+              + ", ".join(f"{c} {fmt_num(hi.get(c), '.0f')}" for c in clients)
+              + f" msg/s. Every process this section started was reaped ({len(doc['pids_reaped'])}).")
     return md
 
 

@@ -5,16 +5,17 @@
 //! "train" end to end, so an echo of a train with the same segment size gives each
 //! datagram back exactly as it came.
 //!
-//! This module owns the control-message layout (the `CMSG_*` arithmetic) and the plain
+//! This module owns the UDP control messages (built on [`crate::cmsg`]) and the plain
 //! `recvmsg`/`sendmsg` calls the readiness-based code uses; the io_uring code builds its
 //! own `msghdr` from [`SegmentControl`] and reads [`gro_segment`].
 
+use crate::cmsg;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// Room for the UDP_GRO control message (an `int`) in a receive's control buffer.
 pub const GRO_CONTROL_LEN: usize = 32;
-const _: () = assert!(cmsg_space(std::mem::size_of::<libc::c_int>()) <= GRO_CONTROL_LEN);
+const _: () = assert!(cmsg::space(std::mem::size_of::<libc::c_int>()) <= GRO_CONTROL_LEN);
 
 /// The most payload bytes one UDP_SEGMENT send may carry (the IPv4 datagram limit; IPv6
 /// allows 20 more).
@@ -23,19 +24,6 @@ pub const MAX_TRAIN_BYTES: usize = 65_507;
 /// The most datagrams one UDP_SEGMENT send may carry (`UDP_MAX_SEGMENTS` in every kernel
 /// that has UDP GSO; newer kernels allow more).
 pub const MAX_SEGMENTS: usize = 64;
-
-/// `CMSG_SPACE` as a constant: the header and the data, each padded to the alignment of
-/// `size_t`.
-const fn cmsg_space(data: usize) -> usize {
-    let align = std::mem::size_of::<usize>();
-    std::mem::size_of::<libc::cmsghdr>().div_ceil(align) * align + data.div_ceil(align) * align
-}
-
-/// `CMSG_LEN`: the header (padded) and the data, unpadded.
-const fn cmsg_len(data: usize) -> usize {
-    let align = std::mem::size_of::<usize>();
-    std::mem::size_of::<libc::cmsghdr>().div_ceil(align) * align + data
-}
 
 /// Turns UDP_GRO on for a UDP socket.
 pub fn enable_gro(fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -63,27 +51,11 @@ fn set_udp_option(fd: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// The segment size a UDP_GRO receive reported in its control messages, if any. Reads
-/// untrusted-length data with every bound checked (no pointer arithmetic).
+/// The segment size a UDP_GRO receive reported in its control messages, if any (the
+/// data is untrusted: see [`cmsg::parse`]).
 pub fn gro_segment(control: &[u8]) -> Option<usize> {
-    let header = std::mem::size_of::<libc::cmsghdr>();
-    let data_at = cmsg_len(0);
-    let mut at = 0usize;
-    while control.len().saturating_sub(at) >= header {
-        let field = |offset: usize, width: usize| control.get(at + offset..at + offset + width);
-        let len = usize::from_ne_bytes(field(0, std::mem::size_of::<usize>())?.try_into().ok()?);
-        let level = i32::from_ne_bytes(field(std::mem::size_of::<usize>(), 4)?.try_into().ok()?);
-        let kind = i32::from_ne_bytes(field(std::mem::size_of::<usize>() + 4, 4)?.try_into().ok()?);
-        if len < data_at || len > control.len() - at {
-            return None;
-        }
-        if level == libc::SOL_UDP && kind == libc::UDP_GRO && len >= data_at + 4 {
-            let size = i32::from_ne_bytes(field(data_at, 4)?.try_into().ok()?);
-            return usize::try_from(size).ok().filter(|s| *s > 0);
-        }
-        at += len.div_ceil(std::mem::size_of::<usize>()) * std::mem::size_of::<usize>();
-    }
-    None
+    let c = cmsg::parse(control).find(|c| c.level == libc::SOL_UDP && c.kind == libc::UDP_GRO)?;
+    usize::try_from(cmsg::int(c.data)?).ok().filter(|s| *s > 0)
 }
 
 /// A control buffer holding one UDP_SEGMENT message, for a send that the kernel cuts
@@ -95,17 +67,12 @@ pub struct SegmentControl {
 
 impl SegmentControl {
     /// Its length, for `msg_controllen`.
-    pub const LEN: usize = cmsg_space(std::mem::size_of::<u16>());
+    pub const LEN: usize = cmsg::space(std::mem::size_of::<u16>());
 
     /// The message for segments of `size` bytes.
     pub fn new(size: u16) -> SegmentControl {
         let mut bytes = [0u8; Self::LEN];
-        let word = std::mem::size_of::<usize>();
-        bytes[..word].copy_from_slice(&cmsg_len(std::mem::size_of::<u16>()).to_ne_bytes());
-        bytes[word..word + 4].copy_from_slice(&libc::SOL_UDP.to_ne_bytes());
-        bytes[word + 4..word + 8].copy_from_slice(&libc::UDP_SEGMENT.to_ne_bytes());
-        let at = cmsg_len(0);
-        bytes[at..at + 2].copy_from_slice(&size.to_ne_bytes());
+        cmsg::write(&mut bytes, 0, libc::SOL_UDP, libc::UDP_SEGMENT, &size.to_ne_bytes());
         SegmentControl { bytes }
     }
 
@@ -234,16 +201,16 @@ mod tests {
             (*cmsg).cmsg_len = libc::CMSG_LEN(4) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), 1200);
             assert_eq!(libc::CMSG_SPACE(2) as usize, SegmentControl::LEN);
-            assert_eq!(libc::CMSG_LEN(2) as usize, cmsg_len(2));
+            assert_eq!(libc::CMSG_LEN(2) as usize, cmsg::len(2));
         }
         // SAFETY: reading the array as bytes.
         let bytes = unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), bytes_len) };
         assert_eq!(gro_segment(bytes), Some(1200));
-        assert_eq!(gro_segment(&bytes[..cmsg_len(4) - 1]), None, "cut short");
+        assert_eq!(gro_segment(&bytes[..cmsg::len(4) - 1]), None, "cut short");
         assert_eq!(gro_segment(&[]), None);
         let seg = SegmentControl::new(1200);
         assert_eq!(
-            u16::from_ne_bytes(seg.as_bytes()[cmsg_len(0)..cmsg_len(0) + 2].try_into().unwrap()),
+            u16::from_ne_bytes(seg.as_bytes()[cmsg::len(0)..cmsg::len(0) + 2].try_into().unwrap()),
             1200
         );
     }

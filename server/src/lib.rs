@@ -16,6 +16,7 @@
 
 mod backend;
 pub mod cli;
+pub mod cmsg;
 pub mod config;
 pub mod cpu;
 mod error;
@@ -29,6 +30,7 @@ pub mod ring;
 mod server;
 pub mod stats;
 pub mod sys;
+pub mod tstamp;
 pub mod units;
 
 pub use config::{Backend, Config, ConfigError, Cpus, Endpoint, Listen, Mode};

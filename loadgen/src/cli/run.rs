@@ -103,6 +103,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub spin: bool,
 
+    /// Time each reply when the worker sees it, and wake for each one, instead of by the
+    /// kernel's receive stamp (the default where the socket gives one: TCP, UDP, Unix
+    /// datagram). For comparison with the old loop, and for kernels without stamps.
+    #[arg(long)]
+    pub user_timestamps: bool,
+
     /// A remote ringecho's metrics URL (`http://HOST:PORT/metrics`, its `--metrics`): its
     /// CPU and counters are read at the start and the end of the measured window, so the
     /// report can say whether the server or the client limited the run. A URL that cannot

@@ -67,6 +67,7 @@ pub fn full_report() -> Report {
             spin: false,
             server_metrics: None,
             server_pid: None,
+            timestamps: crate::plan::Timestamps::Kernel,
         },
         target: "tcp://127.0.0.1:40001".into(),
         builtin: Some(Builtin {
@@ -107,6 +108,7 @@ pub fn full_report() -> Report {
         bulk: None,
         background: None,
         spare_cpus: 0,
+        breakdown: Default::default(),
         views: Some(crate::views::Views {
             window_s: 2.5,
             client: crate::views::SideCpu { cpu_s: 1.0, busy: vec![0.41, 0.39], waiting: vec![0.0, 0.01] },

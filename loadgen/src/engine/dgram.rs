@@ -26,12 +26,14 @@ mod flow;
 
 use chain::Chain;
 use flow::{
-    BoundPath, Flow, MAX_SLOTS, MIN_SLOTS, Opened, ROOM, dial, opened, payload_offset, write_datagram,
+    BoundPath, DgramProbe, Flow, MAX_SLOTS, MIN_SLOTS, Opened, ROOM, dial, opened, payload_offset,
+    write_datagram,
 };
 
 use super::clock::Clock;
 use super::ledger::{Entry, Ledger, Reply};
 use super::recorder::Recorder;
+use super::stamps::{Probe, Stamps};
 use super::token::{Op, Token};
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared};
@@ -42,8 +44,9 @@ use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::gso::{self, SegmentControl};
 use ringecho::ring::{self, Buf};
+use ringecho::tstamp::{SocketKind, TxControl};
 use socket2::Socket;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 /// A worker's datagram flows.
@@ -87,7 +90,9 @@ impl Transport for Dgram {
         bound: Option<BoundPath>,
     ) -> std::io::Result<Opened> {
         let udp = matches!(shared.target, crate::target::Target::Udp(_));
-        Ok(opened(socket, id, bound, udp && shared.plan.gso))
+        let kernel = shared.plan.timestamps == crate::plan::Timestamps::Kernel;
+        let stamps = kernel.then_some(if udp { SocketKind::Udp } else { SocketKind::UnixDgram });
+        Ok(opened(socket, id, bound, udp && shared.plan.gso, stamps))
     }
 
     fn new(shared: &Shared, clock: &Clock, opened: Vec<Opened>) -> Result<Dgram, RunError> {
@@ -130,6 +135,10 @@ impl Transport for Dgram {
         self.flows.len()
     }
 
+    fn stamps_arrivals(&self) -> bool {
+        self.flows.iter().all(|f| f.stamps.rx)
+    }
+
     fn is_dead(&self, i: usize) -> bool {
         self.flows[i].dead
     }
@@ -157,7 +166,7 @@ impl Transport for Dgram {
         }
         f.recv_armed = true;
         let fd = types::Fd(f.fd.as_raw_fd());
-        let entry = if f.batches {
+        let entry = if f.recvmsg() {
             opcode::RecvMsgMulti::new(fd, &*f.recv_msghdr, cx.buf_ring.group()).build()
         } else {
             ring::recv_multishot(fd, cx.buf_ring.group(), None)
@@ -195,12 +204,17 @@ impl Transport for Dgram {
             let (id, fd, room) = (f.id, f.fd.as_raw_fd(), f.slots[slot].len());
             let most = if f.batches { self.train_max } else { 1 };
             let (mut count, mut bytes, mut segment) = (0usize, 0usize, 0usize);
+            // The send's first datagram: its sequence and when it was due.
+            let mut first = (0, 0);
             while count < most {
                 let Some(&seq) = f.pending.front() else { break };
-                let Some(Entry::Waiting { sent, size, .. }) = f.ledger.entry(seq) else {
+                let Some(Entry::Waiting { sent, size, intended }) = f.ledger.entry(seq) else {
                     f.pending.pop_front();
                     continue;
                 };
+                if count == 0 {
+                    first = (seq, *intended);
+                }
                 let size = *size as usize;
                 if count > 0 && (size > segment || bytes + size > room) {
                     break;
@@ -222,24 +236,42 @@ impl Transport for Dgram {
                 continue;
             }
             let data = f.slots[slot].as_ptr();
-            let entry = if count == 1 {
+            // A probe: the send's first datagram asks for the send's stamp, keyed by its
+            // sequence.
+            let probe = f.stamps.tx && f.probe.is_none() && cx.stamps.probe(cx.now);
+            if probe {
+                let (seq, intended) = first;
+                let times = Probe { user_send: cx.now, ..Probe::default() };
+                f.probe = Some(DgramProbe { seq, slot, intended, times, sent: false });
+            }
+            let entry = if count == 1 && !probe {
                 opcode::Send::new(types::Fd(fd), data, bytes as u32).flags(libc::MSG_NOSIGNAL).build()
             } else {
                 let t = &mut f.trains[slot];
                 t.iov = libc::iovec { iov_base: data as *mut libc::c_void, iov_len: bytes };
-                t.control = SegmentControl::new(segment as u16);
                 t.msghdr.msg_iov = &mut t.iov;
                 t.msghdr.msg_iovlen = 1;
-                t.msghdr.msg_control = t.control.as_bytes().as_ptr() as *mut libc::c_void;
-                t.msghdr.msg_controllen = SegmentControl::LEN as _;
+                let segment = (count > 1).then_some(segment as u16);
+                let control = match f.probe.filter(|_| probe) {
+                    Some(p) => {
+                        t.stamped = TxControl::new(Some(p.seq as u32), segment);
+                        t.stamped.as_bytes()
+                    }
+                    None => {
+                        t.control = SegmentControl::new(segment.unwrap_or(0));
+                        t.control.as_bytes()
+                    }
+                };
+                t.msghdr.msg_control = control.as_ptr() as *mut libc::c_void;
+                t.msghdr.msg_controllen = control.len() as _;
                 opcode::SendMsg::new(types::Fd(fd), &t.msghdr).flags(libc::MSG_NOSIGNAL as u32).build()
             };
             cx.rec.counters.sends += 1;
             if count > 1 {
                 cx.rec.counters.gso_trains += 1;
             }
-            // SAFETY: the send reads slot `slot` (and, for a train, its boxed message
-            // header, iovec and control message), heap memory of this transport that is
+            // SAFETY: the send reads slot `slot` (and, for a train or a probe, its boxed
+            // message header, iovec and control messages), heap memory of this transport that is
             // off the free list (so not written) until this send's completion gives it
             // back; the worker frees the transport only after the last completion.
             unsafe { cx.push(&entry.user_data(Token::new(Op::Send, i, slot).encode())) };
@@ -262,6 +294,7 @@ impl Transport for Dgram {
     fn housekeeping(&mut self, cx: &mut Ctx<'_>) {
         for i in 0..self.flows.len() {
             self.expire(cx, i);
+            self.settle_probe(cx, i);
         }
         for i in 0..self.flows.len() {
             let f = &self.flows[i];
@@ -286,7 +319,11 @@ impl Transport for Dgram {
 
 impl Dgram {
     fn on_sent(&mut self, cx: &mut Ctx<'_>, i: usize, slot: usize, res: i32) {
-        self.flows[i].free.push(slot);
+        let f = &mut self.flows[i];
+        f.free.push(slot);
+        if let Some(p) = f.probe.as_mut().filter(|p| p.slot == slot) {
+            p.sent = true;
+        }
         if res >= 0 {
             cx.rec.counters.bytes_sent += res as u64;
         } else if -res != libc::ECANCELED {
@@ -352,13 +389,15 @@ impl Dgram {
     fn on_replies(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) -> usize {
         let bytes = cx.buf_ring.bytes(buf, n);
         let f = &mut self.flows[i];
-        let (payload, segment) = if f.batches {
+        let (payload, segment, arrival) = if f.recvmsg() {
             match io_uring::types::RecvMsgOut::parse(bytes, &f.recv_msghdr) {
                 // A datagram longer than a buffer (64 KiB) cannot be one of ours: its
                 // part is matched, and found wrong, like any other reply.
                 // The payload is the end of what the kernel wrote.
                 Ok(out) => {
-                    (&bytes[bytes.len() - out.payload_data().len()..], gso::gro_segment(out.control_data()))
+                    let control = out.control_data();
+                    let arrival = if f.stamps.rx { cx.stamps.arrival(control, cx.now) } else { None };
+                    (&bytes[bytes.len() - out.payload_data().len()..], gso::gro_segment(control), arrival)
                 }
                 Err(()) => {
                     cx.rec.counters.garbage += 1;
@@ -366,7 +405,7 @@ impl Dgram {
                 }
             }
         } else {
-            (bytes, None)
+            (bytes, None, None)
         };
         cx.rec.counters.bytes_received += payload.len() as u64;
         let step = segment.filter(|s| *s > 0).unwrap_or(payload.len()).max(1);
@@ -377,12 +416,31 @@ impl Dgram {
         let whole: &[&[u8]] = &[payload];
         let replies = payload.chunks(step).chain(whole.iter().copied().filter(|p| p.is_empty()));
         let mut answered = 0;
+        let at = Arrival { now: cx.now, stamp: arrival };
+        let mut rx = Rx { rec: &mut cx.rec, clock: &cx.clock, stamps: &mut cx.stamps };
         for data in replies {
-            if on_reply(f, &self.pattern, self.verify, &mut cx.rec, &cx.clock, cx.now, data) {
+            if on_reply(f, &self.pattern, self.verify, &mut rx, at, data) {
                 answered += 1;
             }
         }
         answered
+    }
+
+    /// Flow `i`'s probe: its send stamp read once its send has gone, its parts recorded
+    /// once its reply has been seen; a probe unanswered for `--udp-timeout` is given up.
+    fn settle_probe(&mut self, cx: &mut Ctx<'_>, i: usize) {
+        let f = &mut self.flows[i];
+        let Some(p) = &mut f.probe else { return };
+        if p.sent && p.times.tx.is_none() {
+            p.times.tx = cx.stamps.read_send_stamp(f.fd.as_fd(), p.seq as u32, cx.now);
+        }
+        if p.times.seen.is_some() {
+            let p = f.probe.take().expect("a probe");
+            cx.rec.split(&cx.clock, p.intended, &p.times);
+        } else if cx.now.saturating_sub(p.times.user_send) > self.timeout {
+            f.probe = None;
+            cx.rec.breakdown.tally.probes_missing += 1;
+        }
     }
 
     /// Marks datagrams unanswered for `--udp-timeout` as lost (oldest first: sequences
@@ -407,17 +465,31 @@ impl Dgram {
     }
 }
 
+/// When a receive's replies arrived: seen `now`, stamped by the kernel at `stamp`.
+#[derive(Clone, Copy)]
+struct Arrival {
+    now: u64,
+    stamp: Option<u64>,
+}
+
 /// Matches one reply to its datagram by the header's sequence and records it; true when
 /// it was the first answer to a datagram still waiting.
+/// What a reply is recorded with: the worker's recorder, clock and stamps.
+struct Rx<'a> {
+    rec: &'a mut Recorder,
+    clock: &'a Clock,
+    stamps: &'a mut Stamps,
+}
+
 fn on_reply(
     f: &mut Flow,
     pattern: &Pattern,
     verify: bool,
-    rec: &mut Recorder,
-    clock: &Clock,
-    now: u64,
+    cx: &mut Rx<'_>,
+    at: Arrival,
     data: &[u8],
 ) -> bool {
+    let (rec, clock) = (&mut *cx.rec, cx.clock);
     let n = data.len() as u32;
     let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
         rec.counters.garbage += 1;
@@ -433,9 +505,17 @@ fn on_reply(
             }
             let intact = n == size
                 && (!verify || pattern.mismatches(payload_offset(f.id, h.seq), &data[header::LEN..]) == 0);
+            let (when, stamped) = match f.stamps.rx {
+                true => cx.stamps.reply_at(at.stamp, sent, at.now),
+                false => (at.now, false),
+            };
+            if let Some(p) = f.probe.as_mut().filter(|p| p.seq == h.seq) {
+                p.times.rx = stamped.then_some(when);
+                p.times.seen = Some(at.now);
+            }
             if intact {
                 rec.answered_size(size);
-                rec.complete(clock, now, intended, sent, u64::from(size));
+                rec.complete(clock, at.now, stamped.then_some(when), intended, sent, u64::from(size));
             } else if intended >= clock.warm_end {
                 rec.counters.mismatched_messages += 1;
                 rec.counters.mismatched_bytes += u64::from(n.abs_diff(size)).max(1);

@@ -18,13 +18,15 @@ mod clock;
 mod dgram;
 mod ledger;
 mod recorder;
+mod stamps;
 mod stream;
 mod token;
 mod transport;
 mod types;
 mod worker;
 
-pub use types::{Live, RunError, Shared, SizeFates, Tally, WorkerResult, connect_hint};
+pub use stamps::StampTally;
+pub use types::{Breakdown, Live, RunError, Shared, SizeFates, Tally, WorkerResult, connect_hint};
 
 use crate::plan::Plan;
 use std::sync::atomic::Ordering;
@@ -180,6 +182,7 @@ mod tests {
             spin: false,
             server_metrics: None,
             server_pid: None,
+            timestamps: crate::plan::Timestamps::Kernel,
         };
         Shared {
             plan,

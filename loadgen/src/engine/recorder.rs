@@ -10,7 +10,8 @@
 //! whole run's).
 
 use super::clock::Clock;
-use super::types::{Live, SizeFates, Tally, WorkerResult};
+use super::stamps::Probe;
+use super::types::{Breakdown, Live, SizeFates, Tally, WorkerResult};
 use crate::counters::Counters;
 use crate::hist::{self, Hist};
 use std::sync::atomic::Ordering;
@@ -38,6 +39,8 @@ pub(crate) struct Recorder {
     sizes: SizeFates,
     /// Bulk connections' bytes per second and window CPU.
     pub bulk: Tally,
+    /// Where the time to a reply went, by the kernel's stamps.
+    pub breakdown: Breakdown,
 }
 
 impl Recorder {
@@ -56,19 +59,38 @@ impl Recorder {
             last_completion: 0,
             sizes: SizeFates::default(),
             bulk: Default::default(),
+            breakdown: Breakdown::default(),
         }
     }
 
     /// Records a message of `size` bytes due at `intended`, sent at `sent` and answered in
-    /// full at `now`.
+    /// full at `now`: its reply arrived at `now`, or, by the kernel's stamp, at `stamped`
+    /// (the time from there to `now` is the client's receive).
     #[inline]
-    pub fn complete(&mut self, clock: &Clock, now: u64, intended: u64, sent: u64, size: u64) {
+    pub fn complete(
+        &mut self,
+        clock: &Clock,
+        now: u64,
+        stamped: Option<u64>,
+        intended: u64,
+        sent: u64,
+        size: u64,
+    ) {
         if intended < clock.warm_end {
             self.counters.warmup_completed += 1;
             return;
         }
         self.counters.completed += 1;
         self.counters.bytes_echoed += size;
+        let arrived = match stamped {
+            Some(at) => {
+                hist::record(&mut self.breakdown.client_receive, now.saturating_sub(at));
+                hist::record(&mut self.breakdown.user_to_user, now.saturating_sub(intended));
+                at
+            }
+            None => now,
+        };
+        let now = arrived;
         self.last_completion = self.last_completion.max(now);
         let corrected = now.saturating_sub(intended);
         hist::record(&mut self.latency, corrected);
@@ -77,6 +99,23 @@ impl Recorder {
         // the measured window, not to a sliver of an interval after it.
         self.roll(clock, now.min(clock.stop_at.saturating_sub(1)));
         hist::record(&mut self.current, corrected);
+    }
+
+    /// A probe's parts, for a measured message (due at `intended`): the client's send path
+    /// and the network and server, when both stamps came.
+    pub fn split(&mut self, clock: &Clock, intended: u64, probe: &Probe) {
+        let (Some(tx), Some(rx)) = (probe.tx, probe.rx) else {
+            self.breakdown.tally.probes_missing += 1;
+            return;
+        };
+        self.breakdown.tally.split += 1;
+        if intended >= clock.warm_end {
+            let b = &mut self.breakdown;
+            hist::record(&mut b.client_send, tx.saturating_sub(probe.user_send));
+            hist::record(&mut b.network_server, rx.saturating_sub(tx));
+            hist::record(&mut b.probe_lag, probe.user_send.saturating_sub(intended));
+            hist::record(&mut b.probe_latency, rx.saturating_sub(intended));
+        }
     }
 
     /// Open loop: a message due at `intended` was handed out at `now` (to a connection
@@ -181,6 +220,7 @@ impl Recorder {
             stop_at: clock.stop_at,
             sizes: self.sizes,
             bulk: self.bulk,
+            breakdown: self.breakdown,
             background: false,
             pin_error: None,
         }

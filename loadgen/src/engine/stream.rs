@@ -12,6 +12,7 @@
 //! all of them until the kernel has answered (see [`super::transport`]).
 
 use super::clock::Clock;
+use super::stamps::Probe;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Received, Transport};
 use super::types::{RunError, Shared};
@@ -20,8 +21,9 @@ use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
 use ringecho::ring::{self, Buf};
+use ringecho::tstamp::{self, SocketKind, Support, TxControl};
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Connects in a row that may fail before churn gives a connection up: a target that went
 /// away must not keep the run alive.
@@ -62,11 +64,46 @@ pub(super) struct Conn {
     connect_started: Option<u64>,
     /// Churn: connects that failed in a row.
     connect_failures: u32,
+    /// The stamps this socket gives (none with `--user-timestamps`).
+    stamps: Support,
+    /// The receive's `msghdr` when receives carry their stamp (room for it only).
+    recv_msghdr: Box<libc::msghdr>,
+    /// The header, iovec and control messages of a send that asks for its send stamp.
+    stamped_send: Box<StampedSend>,
+    /// The message whose send asked for its send stamp, if one is out.
+    probe: Option<StreamProbe>,
+}
+
+/// A send that asks for its send stamp, at a stable address while it is in flight.
+struct StampedSend {
+    msghdr: libc::msghdr,
+    iov: libc::iovec,
+    control: TxControl,
+}
+
+/// A probe on a stream: the message ending at stream offset `end` (its send's last
+/// byte, the send stamp's key), and its times.
+#[derive(Debug, Clone, Copy)]
+struct StreamProbe {
+    end: u64,
+    intended: u64,
+    times: Probe,
+    /// The send's completion has been taken: its stamp is in the error queue, if any.
+    sent: bool,
 }
 
 impl Conn {
-    /// Connection number `id` of the run, over `fd`.
-    fn new(fd: OwnedFd, id: u32) -> Conn {
+    /// Connection number `id` of the run, over `fd`, which gives `stamps`.
+    fn new(fd: OwnedFd, id: u32, stamps: Support) -> Conn {
+        // SAFETY: msghdr is plain data; all-zero is an empty header.
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr.msg_controllen = tstamp::RX_CONTROL_LEN as _;
+        let stamped_send = Box::new(StampedSend {
+            // SAFETY: as above.
+            msghdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+            control: TxControl::new(None, None),
+        });
         Conn {
             fd,
             phase: Pattern::phase(u64::from(id)),
@@ -85,6 +122,10 @@ impl Conn {
             reconnect: false,
             connect_started: None,
             connect_failures: 0,
+            stamps,
+            recv_msghdr,
+            stamped_send,
+            probe: None,
         }
     }
 
@@ -110,6 +151,20 @@ fn dial(target: &Target) -> std::io::Result<Dial<()>> {
     Ok(Dial { socket, to, keep: () })
 }
 
+/// Turns the kernel's stamps on for a stream socket (before data moves: a TCP send
+/// stamp's key counts bytes from here), unless the plan times replies in user space.
+fn enable_stamps(shared: &Shared, socket: &socket2::Socket) -> Support {
+    stamp_kind(shared).map_or(Support::default(), |kind| tstamp::enable(socket.as_fd(), kind))
+}
+
+/// The kind of socket whose stamps the plan asks for; `None` with `--user-timestamps`.
+fn stamp_kind(shared: &Shared) -> Option<SocketKind> {
+    (shared.plan.timestamps == crate::plan::Timestamps::Kernel).then_some(match shared.target {
+        Target::Tcp(_) => SocketKind::Tcp,
+        _ => SocketKind::UnixStream,
+    })
+}
+
 /// A worker's stream connections.
 pub(super) struct Stream {
     pattern: Pattern,
@@ -120,6 +175,8 @@ pub(super) struct Stream {
     one_per_send: bool,
     /// The target's address, for churn's connects (boxed: the kernel reads it where it is).
     addr: Box<socket2::SockAddr>,
+    /// Churn's new sockets: the stamps to turn on (none with `--user-timestamps`).
+    stamp_kind: Option<SocketKind>,
 }
 
 impl Transport for Stream {
@@ -137,7 +194,8 @@ impl Transport for Stream {
         if matches!(shared.target, Target::Tcp(_)) {
             socket.set_tcp_nodelay(true)?;
         }
-        Ok(Conn::new(socket.into(), id))
+        let stamps = enable_stamps(shared, &socket);
+        Ok(Conn::new(socket.into(), id, stamps))
     }
 
     fn new(shared: &Shared, _: &Clock, conns: Vec<Conn>) -> Result<Stream, RunError> {
@@ -158,6 +216,7 @@ impl Transport for Stream {
             churn: plan.churn.map(u64::from),
             one_per_send: matches!(plan.model, crate::plan::Model::Open { .. }) && !plan.coalesce,
             addr: Box::new(addr),
+            stamp_kind: stamp_kind(shared),
         })
     }
 
@@ -169,12 +228,21 @@ impl Transport for Stream {
         self.conns[i].dead
     }
 
+    fn stamps_arrivals(&self) -> bool {
+        self.conns.iter().all(|c| c.stamps.rx)
+    }
+
     fn all_gone(&self) -> bool {
         self.conns.iter().all(Conn::gone)
     }
 
     fn drained(&self) -> bool {
         self.conns.iter().all(|c| c.dead || c.fifo.is_empty())
+    }
+
+    fn send_blocked(&self, i: usize) -> bool {
+        let c = &self.conns[i];
+        c.send_in_flight && c.submitted < c.scheduled && !c.dead
     }
 
     fn queued(&self, i: usize) -> usize {
@@ -191,9 +259,16 @@ impl Transport for Stream {
             return;
         }
         c.recv_armed = true;
-        let entry = ring::recv_multishot(types::Fd(c.fd.as_raw_fd()), cx.buf_ring.group(), None)
-            .user_data(Token::new(Op::Recv, i, 0).encode());
-        // SAFETY: a receive lands in the worker's buffer ring, which outlives the ring.
+        let fd = types::Fd(c.fd.as_raw_fd());
+        let entry = if c.stamps.rx {
+            opcode::RecvMsgMulti::new(fd, &*c.recv_msghdr, cx.buf_ring.group()).build()
+        } else {
+            ring::recv_multishot(fd, cx.buf_ring.group(), None)
+        };
+        let entry = entry.user_data(Token::new(Op::Recv, i, 0).encode());
+        // SAFETY: a receive lands in the worker's buffer ring, which outlives the ring;
+        // the kernel reads the connection's boxed msghdr, which the transport owns until
+        // the last completion.
         unsafe { cx.push(&entry) };
     }
 
@@ -236,24 +311,48 @@ impl Transport for Stream {
         let len = len as usize;
         let data = self.pattern.slice(c.phase + c.submitted, len);
         let end = c.submitted + len as u64;
+        // The message this send ends, if it ends one: a probe candidate.
+        let mut ends = None;
         while let Some(m) = c.fifo.get_mut(c.first_unsent) {
             if m.start >= end {
                 break;
             }
             m.sent = cx.now;
+            if m.end == end {
+                ends = Some(m.intended);
+            }
             c.first_unsent += 1;
         }
         c.send_in_flight = true;
         c.in_flight_len = len as u32;
         c.submitted = end;
         cx.rec.counters.sends += 1;
-        let entry = opcode::Send::new(types::Fd(c.fd.as_raw_fd()), data.as_ptr(), len as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(Token::new(Op::Send, i, 0).encode());
+        let fd = types::Fd(c.fd.as_raw_fd());
+        let probe = match ends {
+            Some(intended) if c.stamps.tx && c.probe.is_none() && cx.stamps.probe(cx.now) => {
+                let times = Probe { user_send: cx.now, ..Probe::default() };
+                c.probe = Some(StreamProbe { end, intended, times, sent: false });
+                true
+            }
+            _ => false,
+        };
+        let entry = if probe {
+            // The send stamp's key is the stream offset of the send's last byte.
+            let s = &mut *c.stamped_send;
+            s.iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: len };
+            s.msghdr.msg_iov = &mut s.iov;
+            s.msghdr.msg_iovlen = 1;
+            s.msghdr.msg_control = s.control.as_bytes().as_ptr() as *mut libc::c_void;
+            s.msghdr.msg_controllen = s.control.as_bytes().len() as _;
+            opcode::SendMsg::new(fd, &s.msghdr).flags(libc::MSG_NOSIGNAL as u32).build()
+        } else {
+            opcode::Send::new(fd, data.as_ptr(), len as u32).flags(libc::MSG_NOSIGNAL).build()
+        };
         // SAFETY: the send reads from `self.pattern`, heap memory this transport owns and
-        // never writes; the worker frees the transport only after the last completion.
-        unsafe { cx.push(&entry) };
+        // never writes (a probe also reads the connection's boxed header, iovec and control
+        // messages, untouched until its completion: one send is in flight at a time); the
+        // worker frees the transport only after the last completion.
+        unsafe { cx.push(&entry.user_data(Token::new(Op::Send, i, 0).encode())) };
     }
 
     fn complete(&mut self, cx: &mut Ctx<'_>, token: Token, res: i32, flags: u32) {
@@ -268,6 +367,7 @@ impl Transport for Stream {
 
     fn housekeeping(&mut self, cx: &mut Ctx<'_>) {
         for i in 0..self.conns.len() {
+            self.settle_probe(cx, i);
             if self.conns[i].starved {
                 self.conns[i].starved = false;
                 self.arm_recv(cx, i);
@@ -284,6 +384,11 @@ impl Stream {
     fn on_sent(&mut self, cx: &mut Ctx<'_>, i: usize, res: i32) {
         let c = &mut self.conns[i];
         c.send_in_flight = false;
+        if let Some(p) = &mut c.probe {
+            // The probe's send (the only one in flight when it went): its stamp, if the
+            // kernel took one, is in the error queue now.
+            p.sent = true;
+        }
         if res < 0 {
             self.fail(cx, i, -res);
             return;
@@ -316,6 +421,7 @@ impl Stream {
                     cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
                     c.fifo.clear();
                     c.dead = true;
+                    Self::drop_probe(cx, c);
                 }
             }
             Received::Starved => self.conns[i].starved = true,
@@ -330,9 +436,27 @@ impl Stream {
 
     /// Matches `n` received bytes to the connection's messages, oldest first.
     fn on_data(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) {
-        cx.rec.counters.bytes_received += u64::from(n);
-        let data = cx.buf_ring.bytes(buf, n);
+        let bytes = cx.buf_ring.bytes(buf, n);
         let c = &mut self.conns[i];
+        // With stamps, the read is a recvmsg: header, control messages, then the bytes.
+        let (data, arrival) = if c.stamps.rx {
+            match io_uring::types::RecvMsgOut::parse(bytes, &c.recv_msghdr) {
+                Ok(out) => {
+                    let payload = out.payload_data();
+                    (&bytes[bytes.len() - payload.len()..], cx.stamps.arrival(out.control_data(), cx.now))
+                }
+                // Cannot happen for a buffer the kernel filled for this msghdr; a read
+                // that could not be taken apart is not data we can place.
+                Err(()) => {
+                    cx.rec.counters.buf_errors += 1;
+                    return;
+                }
+            }
+        } else {
+            (bytes, None)
+        };
+        let n = data.len() as u32;
+        cx.rec.counters.bytes_received += u64::from(n);
         // Only bytes we have handed to the kernel can be echoes; the rest is the server
         // talking out of turn.
         let expected = c.submitted.saturating_sub(c.received);
@@ -358,12 +482,29 @@ impl Stream {
             if c.received == front.end {
                 let m = c.fifo.pop_front().expect("front exists");
                 c.first_unsent = c.first_unsent.saturating_sub(1);
+                // Every message this read completes arrived by its last segment: they
+                // share the read's stamp (for the earlier ones, an upper bound).
+                let (at, stamped) = match c.stamps.rx {
+                    true => cx.stamps.reply_at(arrival, m.sent, cx.now),
+                    false => (cx.now, false),
+                };
+                if let Some(p) = c.probe.as_mut().filter(|p| p.end == m.end) {
+                    p.times.rx = stamped.then_some(at);
+                    p.times.seen = Some(cx.now);
+                }
                 if m.corrupt {
                     if m.intended >= warm_end {
                         cx.rec.counters.mismatched_messages += 1;
                     }
                 } else {
-                    cx.rec.complete(&cx.clock, cx.now, m.intended, m.sent, m.end - m.start);
+                    cx.rec.complete(
+                        &cx.clock,
+                        cx.now,
+                        stamped.then_some(at),
+                        m.intended,
+                        m.sent,
+                        m.end - m.start,
+                    );
                 }
                 completed += 1;
             }
@@ -385,6 +526,29 @@ impl Stream {
         }
     }
 
+    /// Connection `i`'s probe: its send stamp read once its send has gone, and its parts
+    /// recorded once its reply has been seen (a send stamp still missing then is
+    /// counted as missing).
+    fn settle_probe(&mut self, cx: &mut Ctx<'_>, i: usize) {
+        let c = &mut self.conns[i];
+        let Some(p) = &mut c.probe else { return };
+        if p.sent && p.times.tx.is_none() {
+            let key = (p.end.wrapping_sub(1)) as u32;
+            p.times.tx = cx.stamps.read_send_stamp(c.fd.as_fd(), key, cx.now);
+        }
+        if p.times.seen.is_some() {
+            let p = c.probe.take().expect("a probe");
+            cx.rec.split(&cx.clock, p.intended, &p.times);
+        }
+    }
+
+    /// Gives connection `i`'s probe up (its message will not be answered here).
+    fn drop_probe(cx: &mut Ctx<'_>, c: &mut Conn) {
+        if c.probe.take().is_some() {
+            cx.rec.breakdown.tally.probes_missing += 1;
+        }
+    }
+
     /// Churn: replaces connection `i`'s socket with a new one and connects it.
     fn reconnect(&mut self, cx: &mut Ctx<'_>, i: usize) {
         let domain = self.addr.domain();
@@ -400,6 +564,8 @@ impl Stream {
             let _ = sock.set_tcp_nodelay(true);
         }
         let c = &mut self.conns[i];
+        Self::drop_probe(cx, c);
+        c.stamps = self.stamp_kind.map_or(Support::default(), |kind| tstamp::enable(sock.as_fd(), kind));
         c.fd = sock.into();
         c.reconnect = false;
         c.scheduled = 0;
@@ -456,5 +622,6 @@ impl Stream {
         cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
         c.fifo.clear();
         c.dead = true;
+        Self::drop_probe(cx, c);
     }
 }

@@ -9,6 +9,7 @@
 
 use super::clock::Clock;
 use super::recorder::Recorder;
+use super::stamps::Stamps;
 use super::token::Token;
 use super::types::{RunError, Shared};
 use crate::connect::Dial;
@@ -21,6 +22,8 @@ use std::time::Duration;
 pub(crate) struct Ctx<'r> {
     pub clock: Clock,
     pub rec: Recorder,
+    /// The kernel's stamps: the clock conversion and the probes.
+    pub stamps: Stamps,
     pub buf_ring: &'r mut BufRing,
     pub(super) driver: Driver<'r>,
     /// The first push the ring refused: the run ends with it at the next turn.
@@ -170,11 +173,24 @@ pub(crate) trait Transport: Sized {
     /// Whether connection `i` takes no messages now.
     fn is_dead(&self, i: usize) -> bool;
 
+    /// Whether every connection's receives carry the kernel's arrival stamp, so that an
+    /// open loop may take replies in batches at its due times without changing what it
+    /// measures.
+    fn stamps_arrivals(&self) -> bool {
+        false
+    }
+
     /// Whether every connection has gone for good (the run stops).
     fn all_gone(&self) -> bool;
 
     /// Whether no live connection still awaits an answer (the drain ends).
     fn drained(&self) -> bool;
+
+    /// Whether connection `i` has bytes to send but waits for its send in flight to
+    /// complete (one send per stream connection is in flight at a time).
+    fn send_blocked(&self, _i: usize) -> bool {
+        false
+    }
 
     /// Messages queued on connection `i` (bounded in open loop).
     fn queued(&self, i: usize) -> usize;

@@ -3,6 +3,7 @@
 //! state they share ([`Shared`]), and why a run could not happen ([`RunError`], with the
 //! hint for a failed connect).
 
+use super::stamps::StampTally;
 use crate::counters::Counters;
 use crate::hist::Hist;
 use crate::plan::Plan;
@@ -48,6 +49,8 @@ pub struct WorkerResult {
     pub sizes: SizeFates,
     /// Bulk connections: bytes per second of the window, window CPU.
     pub bulk: Tally,
+    /// Where a reply's time went, by the kernel's stamps.
+    pub breakdown: Breakdown,
     /// The worker ran background flows (`--background`), not the measured connections.
     pub background: bool,
     /// The CPU the worker was to be pinned to, and why the kernel refused, if it did.
@@ -93,6 +96,58 @@ impl Tally {
             Some(start) => self.cpu_end.unwrap_or(at_exit).saturating_sub(start),
             None => Duration::ZERO,
         }
+    }
+}
+
+/// Where the time to a reply went, by the kernel's stamps (empty with
+/// `--user-timestamps`, or where the sockets give none): for every stamped reply, from its
+/// arrival to the worker seeing it; for the probes (sends that asked for their send
+/// stamp), from the hand-over to the kernel's send stamp, and from there to the reply's
+/// arrival. Measured messages only.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    /// Hand-over to the kernel → the kernel's send stamp (probes).
+    pub client_send: Hist,
+    /// The kernel's send stamp → the reply's arrival stamp (probes).
+    pub network_server: Hist,
+    /// The reply's arrival stamp → the worker sees it (every stamped reply).
+    pub client_receive: Hist,
+    /// The intended send time → the worker sees the reply (every stamped reply): the
+    /// latency and the client's receive together, what a loop timing in user space sees.
+    pub user_to_user: Hist,
+    /// The probes' send lag (intended send time → hand-over).
+    pub probe_lag: Hist,
+    /// The probes' latency (intended send time → arrival stamp), which their parts add
+    /// up to.
+    pub probe_latency: Hist,
+    /// What the stamps gave.
+    pub tally: StampTally,
+}
+
+impl Default for Breakdown {
+    fn default() -> Breakdown {
+        Breakdown {
+            client_send: crate::hist::new(),
+            network_server: crate::hist::new(),
+            client_receive: crate::hist::new(),
+            user_to_user: crate::hist::new(),
+            probe_lag: crate::hist::new(),
+            probe_latency: crate::hist::new(),
+            tally: StampTally::default(),
+        }
+    }
+}
+
+impl Breakdown {
+    /// Adds another worker's (every histogram has the same bounds: adding cannot fail).
+    pub fn merge(&mut self, o: &Breakdown) {
+        let _ = self.client_send.add(&o.client_send);
+        let _ = self.network_server.add(&o.network_server);
+        let _ = self.client_receive.add(&o.client_receive);
+        let _ = self.user_to_user.add(&o.user_to_user);
+        let _ = self.probe_lag.add(&o.probe_lag);
+        let _ = self.probe_latency.add(&o.probe_latency);
+        self.tally.merge(&o.tally);
     }
 }
 

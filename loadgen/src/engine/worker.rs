@@ -12,12 +12,14 @@
 
 use super::clock::Clock;
 use super::recorder::Recorder;
+use super::stamps::Stamps;
 use super::token::Token;
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared, WorkerResult};
 use crate::connect::{self, Outcome};
+use crate::plan::Timestamps;
 use io_uring::{opcode, types};
-use ringecho::ring::{Ring, RingOptions};
+use ringecho::ring::{PushError, Ring, RingOptions};
 use std::sync::Barrier;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,6 +35,9 @@ const MAX_BACKLOG: usize = 1 << 20;
 const RING_ENTRIES: u32 = 1024;
 /// Bytes per provided receive buffer.
 const BUFFER_SIZE: u32 = 64 * 1024;
+/// Completions a batching turn waits for before its time is up: more than a turn takes
+/// (it ends at the next due time), fewer than the completion queue holds.
+const BATCH: usize = RING_ENTRIES as usize;
 /// How long the exit waits for the kernel to answer the cancels.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
@@ -59,8 +64,11 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     let connected = transport.conns();
 
     let ringecho::ring::Parts { driver, buffers: buf_ring, .. } = ring.split();
-    let cx = Ctx { clock, rec, buf_ring, driver, push_error: None, now: 0, scheduling: true };
-    let mut worker = Worker { cx, transport, next_conn: 0, spin: shared.plan.spin };
+    let stamps = Stamps::new(shared.plan.timestamps == Timestamps::Kernel, clock.start);
+    // Replies wait for the next due time only where the kernel stamps their arrival.
+    let batch = stamps.on && clock.interval.is_some() && !shared.plan.spin && transport.stamps_arrivals();
+    let cx = Ctx { clock, rec, stamps, buf_ring, driver, push_error: None, now: 0, scheduling: true };
+    let mut worker = Worker { cx, transport, next_conn: 0, spin: shared.plan.spin, batch };
     let outcome = worker.turns(shared, T::drain(shared).as_nanos() as u64);
     let Exit { clock, rec, cpu, leaked } = worker.exit(outcome.is_ok());
     if leaked {
@@ -142,6 +150,9 @@ struct Worker<'r, T> {
     next_conn: usize,
     /// Busy-poll the ring (`--spin`) instead of waiting in the kernel.
     spin: bool,
+    /// Open loop with stamped arrivals: a turn waits for the next due time, not for the
+    /// first completion (replies and send completions are taken in batches).
+    batch: bool,
 }
 
 /// Why a worker's turns ended, beyond the planned stop.
@@ -198,9 +209,12 @@ impl<T: Transport> Worker<'_, T> {
                 }
             }
             let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some());
-            let turn = if self.spin { self.cx.driver.spin() } else { self.cx.driver.wait(1, Some(wait)) };
+            // Once stopping, every reply is waited for: the drain ends when none is left.
+            let want = if self.batch && stopping_since.is_none() { BATCH } else { 1 };
+            let turn = if self.spin { self.cx.driver.spin() } else { self.cx.driver.wait(want, Some(wait)) };
             turn.map_err(|error| RunError::Io { step: "io_uring_enter".into(), error })?;
             self.cx.now = self.cx.clock.now();
+            self.cx.stamps.tick(self.cx.now);
             self.reap();
             self.transport.housekeeping(&mut self.cx);
             self.hand_out_due();
@@ -242,6 +256,24 @@ impl<T: Transport> Worker<'_, T> {
             cx.rec.handed_out(&cx.clock, due, cx.now);
             t.schedule(cx, i, due);
             t.pump(cx, i);
+            if self.batch && t.send_blocked(i) {
+                // Its previous send's completion has not been taken: a batching turn does
+                // not wake for it. Hand the send to the kernel now and take what has
+                // completed (a send on a socket with room completes as it is submitted),
+                // so that a message never waits a turn behind another.
+                if let Err(e) = cx.driver.spin() {
+                    cx.push_error.get_or_insert(PushError::Submit(e));
+                }
+                // What completes now is seen now (a reply stamped after the turn began
+                // is not from the future).
+                cx.now = cx.clock.now();
+                while let Some(cqe) = cx.driver.completion() {
+                    if let Some(token) = Token::decode(cqe.user_data()) {
+                        t.complete(cx, token, cqe.result(), cqe.flags());
+                    }
+                }
+                t.pump(cx, i);
+            }
         }
     }
 
@@ -264,7 +296,9 @@ impl<T: Transport> Worker<'_, T> {
         } else {
             drop(transport);
         }
-        Exit { clock: cx.clock, rec: cx.rec, cpu, leaked }
+        let mut rec = cx.rec;
+        rec.breakdown.tally.merge(&cx.stamps.tally);
+        Exit { clock: cx.clock, rec, cpu, leaked }
     }
 }
 

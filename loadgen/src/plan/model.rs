@@ -1,5 +1,5 @@
 //! The words a plan is made of: how sizes are chosen ([`SizeSpec`]), how load is offered
-//! ([`Model`]), when a run stops ([`Stop`]), and the refusal of a plan that breaks a
+//! ([`Model`]), when a run stops ([`Stop`]), how replies are timed ([`Timestamps`]), and the refusal of a plan that breaks a
 //! rule ([`PlanError`], naming the flag).
 
 use std::time::Duration;
@@ -51,6 +51,20 @@ pub enum Stop {
     Duration(#[serde(with = "super::fields::secs")] Duration),
     /// After this many measured messages (all workers together).
     Requests(u64),
+}
+
+/// How a reply's arrival is timed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timestamps {
+    /// The kernel's receive stamp where the socket gives one (TCP, UDP, Unix datagram),
+    /// else the moment the worker sees the reply. An open loop then takes replies in
+    /// batches at its due times instead of waking for each one.
+    #[default]
+    Kernel,
+    /// The moment the worker sees the reply (`--user-timestamps`): the worker wakes for
+    /// each one, as ringload did before kernel stamps.
+    User,
 }
 
 /// A plan that cannot run, naming the flag.

@@ -3,7 +3,7 @@
 //! plan, and the background flows of a latency-under-load run (`--background`).
 //!
 //! Invariant: a plan whose `mode` is a bulk mode, or that has background flows, keeps the
-//! rules of [`validate`]: a stream target, a time-bound stop, the closed loop, a write size
+//! rules of [`ThroughputPlan::validate`]: a stream target, a time-bound stop, the closed loop, a write size
 //! the pattern can give in one slice; `--zerocopy` only where something is sent in bulk.
 //! The figures of such a run are in [`crate::figures`].
 

@@ -9,6 +9,7 @@
 //! `crate::escape`.
 
 pub mod ab;
+pub mod breakdown;
 pub mod bulk;
 pub mod compare;
 pub mod repeat;

@@ -63,6 +63,7 @@ fn latency(o: &mut String, r: &Report, figures: &Figures) {
         let _ = writeln!(o, "{}", hist_row("send lag", &r.lag));
         let _ = writeln!(o, "            * from the intended send time (coordinated omission corrected)");
     }
+    super::breakdown::lines(o, &r.plan, &r.latency, &r.breakdown);
     let _ = writeln!(o);
 }
 

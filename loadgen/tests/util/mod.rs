@@ -40,6 +40,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         spin: false,
         server_metrics: None,
         server_pid: None,
+        timestamps: ringload::plan::Timestamps::Kernel,
     };
     tweak(&mut p);
     p.validate().unwrap();

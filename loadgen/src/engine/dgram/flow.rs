@@ -11,11 +11,13 @@
 
 use crate::connect::Dial;
 use crate::engine::ledger::Ledger;
+use crate::engine::stamps::Probe;
 use crate::engine::token;
 use crate::header::{self, Header};
 use crate::payload::{PERIOD, Pattern};
 use crate::target::Target;
 use ringecho::gso::{self, SegmentControl};
+use ringecho::tstamp::{self, SocketKind, Support, TxControl};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -58,14 +60,30 @@ pub(in crate::engine) struct Opened {
     pub bound: Option<BoundPath>,
     /// The socket takes UDP_SEGMENT sends and has UDP_GRO on.
     pub batches: bool,
+    /// The stamps the socket gives (none with `--user-timestamps`).
+    pub stamps: Support,
 }
 
-/// A train's `sendmsg` header, iovec and UDP_SEGMENT message, at a stable address while
-/// its send is in flight.
+/// A train's (or a probe's) `sendmsg` header, iovec and control messages (UDP_SEGMENT,
+/// or a probe's request for its send stamp), at a stable address while its send is in
+/// flight.
 pub(super) struct TrainMsg {
     pub msghdr: libc::msghdr,
     pub iov: libc::iovec,
     pub control: SegmentControl,
+    pub stamped: TxControl,
+}
+
+/// A probe on a flow: the datagram `seq` (the first of its send, whose send stamp is
+/// keyed by its low 32 bits), sent from slot `slot`, and its times.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DgramProbe {
+    pub seq: u64,
+    pub slot: usize,
+    pub intended: u64,
+    pub times: Probe,
+    /// The send's completion has been taken.
+    pub sent: bool,
 }
 
 pub(super) struct Flow {
@@ -78,12 +96,18 @@ pub(super) struct Flow {
     pub slots: Vec<Box<[u8]>>,
     pub trains: Box<[TrainMsg]>,
     pub free: Vec<usize>,
-    /// Sends trains and receives with UDP_GRO (then `recv_msghdr` describes receives).
+    /// Sends trains and receives with UDP_GRO.
     pub batches: bool,
+    /// The stamps the socket gives.
+    pub stamps: Support,
+    /// The datagram whose send asked for its send stamp, if one is out.
+    pub probe: Option<DgramProbe>,
     /// Sends in the worker's chain (Unix datagrams: see `chain`).
     pub chained: bool,
     /// For a chained flow, the datagram each send slot carries: its sequence and size.
     pub carried: Vec<(u64, u32)>,
+    /// Describes receives when they carry control messages (UDP_GRO, stamps):
+    /// [`Flow::recvmsg`].
     pub recv_msghdr: Box<libc::msghdr>,
     /// Sequences scheduled but waiting for a free slot.
     pub pending: VecDeque<u64>,
@@ -123,9 +147,17 @@ pub(super) fn dial(target: &Target, id: u32) -> std::io::Result<Dial<Option<Boun
 /// Flow `id` over its connected socket; with `gso` (a UDP flow that may batch),
 /// UDP_SEGMENT and UDP_GRO both on where the kernel has them (a kernel without either
 /// sends and receives one by one).
-pub(super) fn opened(socket: Socket, id: u32, bound: Option<BoundPath>, gso: bool) -> Opened {
+/// With `stamps`, the kernel's stamps are turned on for a socket of that kind.
+pub(super) fn opened(
+    socket: Socket,
+    id: u32,
+    bound: Option<BoundPath>,
+    gso: bool,
+    stamps: Option<SocketKind>,
+) -> Opened {
     let batches = gso && gso::can_segment(socket.as_fd()) && gso::enable_gro(socket.as_fd()).is_ok();
-    Opened { fd: socket.into(), id, bound, batches }
+    let stamps = stamps.map_or(Support::default(), |kind| tstamp::enable(socket.as_fd(), kind));
+    Opened { fd: socket.into(), id, bound, batches, stamps }
 }
 
 impl Flow {
@@ -138,25 +170,30 @@ impl Flow {
         chained: bool,
     ) -> Flow {
         let batches = opened.batches && train_max > 1;
+        let stamps = opened.stamps;
         let slot_size = if batches { (max_size * train_max).min(gso::MAX_TRAIN_BYTES) } else { max_size };
         // SAFETY: msghdr is plain data; all-zero is an empty header.
         let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        recv_msghdr.msg_controllen = gso::GRO_CONTROL_LEN as _;
+        let control = if stamps.rx { tstamp::RX_CONTROL_LEN } else { gso::GRO_CONTROL_LEN };
+        recv_msghdr.msg_controllen = control as _;
         Flow {
             fd: opened.fd,
             id: opened.id,
             ledger,
             slots: (0..slots).map(|_| vec![0u8; slot_size].into_boxed_slice()).collect(),
-            trains: (0..if batches { slots } else { 0 })
+            trains: (0..if batches || stamps.tx { slots } else { 0 })
                 .map(|_| TrainMsg {
                     // SAFETY: as above.
                     msghdr: unsafe { std::mem::zeroed() },
                     iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
                     control: SegmentControl::new(0),
+                    stamped: TxControl::new(None, None),
                 })
                 .collect(),
             free: (0..slots).rev().collect(),
             batches,
+            stamps,
+            probe: None,
             chained,
             carried: vec![(0, 0); if chained { slots } else { 0 }],
             recv_msghdr,
@@ -166,5 +203,11 @@ impl Flow {
             dead: false,
             bound: opened.bound,
         }
+    }
+
+    /// Whether receives are `recvmsg`s described by `recv_msghdr` (control messages
+    /// come with them).
+    pub fn recvmsg(&self) -> bool {
+        self.batches || self.stamps.rx
     }
 }

@@ -1,0 +1,73 @@
+//! Where a reply's time went, by the kernel's stamps: the client's send path, the network
+//! and server, the client's receive, as latency rows, and the sums that show the parts
+//! add up (means: a percentile of a sum is not the sum of percentiles).
+
+use super::hist_row;
+use crate::engine::Breakdown;
+use crate::hist::Hist;
+use crate::plan::{Model, Plan, Timestamps};
+use crate::units::{ns, plural};
+use std::fmt::Write as _;
+
+/// The breakdown's lines under the latency rows, or the one line that says how replies
+/// were timed when there is none.
+pub fn lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown) {
+    let t = &b.tally;
+    let replies = t.stamped + t.unstamped + t.implausible;
+    if plan.timestamps == Timestamps::User {
+        let _ = writeln!(o, "timing      replies timed when the worker saw them (--user-timestamps)");
+        return;
+    }
+    if t.stamped == 0 {
+        let why = if replies == 0 { "no reply" } else { "the sockets gave no receive stamp" };
+        let _ = writeln!(o, "timing      replies timed when the worker saw them: {why}");
+        return;
+    }
+    let unstamped = t.unstamped + t.implausible;
+    let mut head = format!(
+        "timing      kernel receive stamps: {} of {replies} replies timed at their arrival",
+        t.stamped
+    );
+    if unstamped > 0 {
+        let _ = write!(head, " ({unstamped} when the worker saw them: no stamp, or an implausible one)");
+    }
+    let _ = write!(head, "; clock ±{}", ns(t.bound_ns as f64));
+    let _ = writeln!(o, "{head}");
+    if t.split > 0 || t.probes > 0 {
+        let _ = writeln!(
+            o,
+            "            send path split on {} probe{} ({} without a send stamp)",
+            t.split,
+            plural(t.split),
+            t.probes_missing
+        );
+    }
+    if !b.client_send.is_empty() {
+        let _ = writeln!(o, "{}", hist_row("client send", &b.client_send));
+        let _ = writeln!(o, "{}", hist_row("net+server", &b.network_server));
+    }
+    let _ = writeln!(o, "{}", hist_row("client recv", &b.client_receive));
+    let open = matches!(plan.model, Model::Open { .. });
+    if !b.probe_latency.is_empty() {
+        let lag = if open { format!("send lag {} + ", ns(b.probe_lag.mean())) } else { String::new() };
+        let sum = b.probe_lag.mean() + b.client_send.mean() + b.network_server.mean();
+        let _ = writeln!(
+            o,
+            "            probes: {lag}client send {} + net+server {} = {}; their latency {} (means)",
+            ns(b.client_send.mean()),
+            ns(b.network_server.mean()),
+            ns(sum),
+            ns(b.probe_latency.mean())
+        );
+    }
+    if !b.user_to_user.is_empty() {
+        let _ = writeln!(
+            o,
+            "            replies: latency {} + client recv {} = {}; user to user {} (means)",
+            ns(latency.mean()),
+            ns(b.client_receive.mean()),
+            ns(latency.mean() + b.client_receive.mean()),
+            ns(b.user_to_user.mean())
+        );
+    }
+}

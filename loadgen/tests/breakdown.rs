@@ -1,0 +1,142 @@
+//! The latency breakdown by kernel stamps puts time where it was spent: a server that
+//! sleeps before each reply shows in *network + server*, not in the client's parts; a
+//! client that takes its replies late shows in *client receive*, not in the latency or
+//! the network; and the parts add up to what they split. TCP and UDP, loopback only.
+
+mod util;
+
+use ringload::{Model, Report, Stop, Target};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use util::{plan, run, tcp_server, udp_server, uring_available};
+
+const MS: u64 = 1_000_000;
+
+/// Echo after sleeping 2 ms.
+fn echo_slowly(mut s: TcpStream, _: Instant) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        if s.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+fn p50(h: &ringload::hist::Hist) -> u64 {
+    h.value_at_quantile(0.5)
+}
+
+/// The sleeping server's time is in net+server and the latency; the client's send and
+/// receive stay short (a closed loop wakes for each reply).
+fn assert_server_time_is_the_servers(r: &Report) {
+    let b = &r.breakdown;
+    assert!(b.tally.stamped > 0 && b.tally.split > 10, "stamps and probes: {:?}", b.tally);
+    assert!(p50(&b.network_server) >= 2 * MS, "net+server p50 {}", p50(&b.network_server));
+    assert!(p50(&b.client_send) < MS, "client send p50 {}", p50(&b.client_send));
+    assert!(p50(&b.client_receive) < MS, "client receive p50 {}", p50(&b.client_receive));
+    assert!(p50(&r.latency) >= 2 * MS, "latency p50 {}", p50(&r.latency));
+}
+
+#[test]
+fn a_slow_tcp_server_shows_in_network_and_server() {
+    if !uring_available() {
+        return;
+    }
+    let addr = tcp_server(echo_slowly);
+    let r = run(plan(Some(Target::Tcp(addr)), |p| {
+        p.connections = 1;
+        p.stop = Stop::Duration(Duration::from_millis(800));
+    }));
+    assert_eq!(r.counters.failed(), 0, "{:?}", r.counters);
+    assert_server_time_is_the_servers(&r);
+}
+
+#[test]
+fn a_slow_udp_server_shows_in_network_and_server() {
+    if !uring_available() {
+        return;
+    }
+    let addr = udp_server(|_, d, out| {
+        std::thread::sleep(Duration::from_millis(2));
+        out.push(d.to_vec());
+    });
+    let r = run(plan(Some(Target::Udp(addr)), |p| {
+        p.connections = 1;
+        p.stop = Stop::Duration(Duration::from_millis(800));
+    }));
+    assert_eq!(r.counters.lost, 0, "{:?}", r.counters);
+    assert_server_time_is_the_servers(&r);
+}
+
+/// An open loop at 100 msg/s takes its replies at its next due time, up to 10 ms later:
+/// that wait is the client's receive, not the latency, nor the network and server.
+fn assert_late_taking_is_the_clients(r: &Report) {
+    let b = &r.breakdown;
+    assert!(b.tally.stamped > 0, "{:?}", b.tally);
+    assert!(p50(&b.client_receive) >= 3 * MS, "client receive p50 {}", p50(&b.client_receive));
+    assert!(p50(&r.latency) < 3 * MS, "latency p50 {} (the wait is not in it)", p50(&r.latency));
+    assert!(p50(&b.network_server) < 3 * MS, "net+server p50 {}", p50(&b.network_server));
+    // The parts add up: for every stamped reply, latency + client receive is what a
+    // loop timing in user space sees.
+    let sum = r.latency.mean() + b.client_receive.mean();
+    let whole = b.user_to_user.mean();
+    assert!((sum - whole).abs() <= whole * 0.01, "{sum} vs {whole}");
+    let probes = b.probe_lag.mean() + b.client_send.mean() + b.network_server.mean();
+    let latency = b.probe_latency.mean();
+    assert!((probes - latency).abs() <= latency * 0.01 + 1_000.0, "{probes} vs {latency}");
+}
+
+fn open_plan(target: Target) -> ringload::Plan {
+    plan(Some(target), |p| {
+        p.connections = 1;
+        p.model = Model::Open { rate: 100.0 };
+        p.stop = Stop::Duration(Duration::from_secs(1));
+    })
+}
+
+#[test]
+fn a_client_that_takes_replies_late_shows_in_client_receive_tcp() {
+    if !uring_available() {
+        return;
+    }
+    let addr = tcp_server(|mut s, _| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    });
+    let r = run(open_plan(Target::Tcp(addr)));
+    assert_late_taking_is_the_clients(&r);
+}
+
+#[test]
+fn a_client_that_takes_replies_late_shows_in_client_receive_udp() {
+    if !uring_available() {
+        return;
+    }
+    let addr = udp_server(|_, d, out| out.push(d.to_vec()));
+    let r = run(open_plan(Target::Udp(addr)));
+    assert_late_taking_is_the_clients(&r);
+}
+
+#[test]
+fn user_timestamps_wake_for_each_reply_and_split_nothing() {
+    if !uring_available() {
+        return;
+    }
+    let addr = udp_server(|_, d, out| out.push(d.to_vec()));
+    let mut p = open_plan(Target::Udp(addr));
+    p.timestamps = ringload::plan::Timestamps::User;
+    let r = run(p);
+    assert!(r.counters.completed > 50, "{:?}", r.counters);
+    let b = &r.breakdown;
+    assert_eq!((b.tally.stamped, b.tally.probes), (0, 0), "{:?}", b.tally);
+    assert!(b.client_receive.is_empty() && b.network_server.is_empty());
+}
