@@ -113,7 +113,7 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         None => {
             let c = &run.counters;
             (
-                Point::of(&run.latency.corrected.histogram, run.error_rate, c.lost, c.sent),
+                Point::of(&run.latency.corrected.histogram(), run.error_rate, c.lost, c.sent),
                 run.throughput.msgs_per_s,
             )
         }

@@ -14,7 +14,6 @@
 pub use crate::document::comparison::{Comparison, Delta, Noise, Side};
 
 use crate::document::ResultDoc;
-use crate::hist::QUANTILES;
 use crate::saved::Saved;
 use crate::stats::{Spread, differs};
 
@@ -85,9 +84,9 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
             for (name, b, n) in bulk {
                 push(name, b, n, name != "CPU ns/B", None);
             }
-            for (name, q) in QUANTILES {
-                let value = |s: &Saved| s.doc.latency.corrected.histogram.value_at_quantile(q) as f64;
-                push(name, value(base), value(new), false, None);
+            let (b, n) = (base.doc.latency.corrected.quantiles(), new.doc.latency.corrected.quantiles());
+            for ((name, b), (_, n)) in b.into_iter().zip(n) {
+                push(name, b as f64, n as f64, false, None);
             }
         }
     }

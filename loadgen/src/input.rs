@@ -5,7 +5,8 @@
 //! (`/dev/zero`, `/dev/urandom`) would be read for ever, and a FIFO with no writer blocks
 //! `open` for ever. The type is checked before opening (so no device is even opened),
 //! the file is opened without blocking, and the type is checked again on the open file,
-//! so a path swapped in between cannot slip through.
+//! so a path swapped in between cannot slip through. What a document holds is read with
+//! every list bounded as it is read ([`bounded_list`]).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -13,8 +14,9 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The largest result document read: 8 MiB. A real one is well under 2 MiB (its three
-/// histograms take at most 407 KB of text each); the bound keeps a hostile file's cost,
-/// parsed, far below 64 MB.
+/// histograms take at most 407 KB of text each); with what a document holds bounded as
+/// it is read (`crate::document::read`), the bound keeps a hostile file's cost, parsed,
+/// far below 64 MB.
 pub const MAX_DOCUMENT_BYTES: u64 = 8 << 20;
 
 /// The largest interval log read: 1 GiB (a week of one-second intervals). A log is read
@@ -117,6 +119,39 @@ pub fn read_document(path: &Path) -> Result<Vec<u8>, InputError> {
 pub fn open_log(path: &Path) -> Result<impl BufRead, InputError> {
     let f = open_regular(path, MAX_LOG_BYTES, "interval log")?;
     Ok(BufReader::new(f.take(MAX_LOG_BYTES)))
+}
+
+/// Reads a list of at most `max` entries from an untrusted document (a serde
+/// `deserialize_with` helper), refused at the first entry past it with the message
+/// `too_many` gives: a list is never stored whole before it is found too long, so a
+/// file of millions of small entries costs nothing.
+pub fn bounded_list<'de, D, T>(
+    d: D,
+    max: usize,
+    too_many: impl FnOnce() -> String,
+) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    struct Bounded<T, F>(usize, F, std::marker::PhantomData<T>);
+    impl<'de, T: serde::Deserialize<'de>, F: FnOnce() -> String> serde::de::Visitor<'de> for Bounded<T, F> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {} entries", self.0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if out.len() == self.0 {
+                    return Err(serde::de::Error::custom((self.1)()));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded(max, too_many, std::marker::PhantomData))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! overlap are refused (unless forced), and a partial overlap is said.
 
 use crate::counters::Counters;
-use crate::document::{self, ResultDoc, WarningEntry};
+use crate::document::{ResultDoc, Summary, WarningEntry};
 use crate::figures::Bulk;
 use crate::hist::{self, Hist, HistError};
 use crate::plan::Model;
@@ -211,11 +211,11 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     for r in results {
         counters.merge(&r.doc.counters);
         let latency = &r.doc.latency;
-        add(&mut corrected, &latency.corrected.histogram, r, "corrected")?;
-        add(&mut service, &latency.service.histogram, r, "service")?;
-        add(&mut connect, &latency.connect.histogram, r, "connect")?;
+        add(&mut corrected, &latency.corrected, r, "corrected")?;
+        add(&mut service, &latency.service, r, "service")?;
+        add(&mut connect, &latency.connect, r, "connect")?;
         if let (Some(sum), Some(lag)) = (&mut send_lag, &latency.send_lag) {
-            add(sum, &lag.histogram, r, "send_lag")?;
+            add(sum, lag, r, "send_lag")?;
         }
         elapsed_s = elapsed_s.max(r.doc.elapsed_s);
         load_cpu_s = (load_cpu_s + r.doc.load_cpu_s).min(f64::MAX);
@@ -225,20 +225,18 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     if results.iter().any(|r| r.doc.counters.sent == 0 && r.doc.counters.completed > 0) {
         counters.sent = 0;
     }
-    let mut doc = first.doc.clone();
+    // Repeats and search steps belong to the first result alone, not to the merge.
+    let mut doc = first.doc.without_runs();
     doc.counters = counters;
     doc.elapsed_s = elapsed_s;
     doc.started_unix = results.iter().map(|r| r.doc.started_unix).fold(f64::INFINITY, f64::min);
     doc.load_cpu_s = load_cpu_s;
-    doc.latency.corrected.histogram = corrected;
-    doc.latency.service.histogram = service;
-    doc.latency.connect.histogram = connect;
-    doc.latency.send_lag = send_lag.map(document::Summary::of);
+    doc.latency.corrected = Summary::of(&corrected);
+    doc.latency.service = Summary::of(&service);
+    doc.latency.connect = Summary::of(&connect);
+    doc.latency.send_lag = send_lag.as_ref().map(Summary::of);
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
-    // Repeats and search steps belong to the first result alone, not to the merge.
-    doc.repeats.clear();
-    doc.search = None;
     // Byte figures add up when every run has them in the same mode; else there are none
     // (never the first run's alone).
     doc.bulk = Bulk::merged(results.iter().map(|r| r.doc.bulk.as_ref()));
@@ -252,8 +250,12 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     Ok((doc, warnings))
 }
 
-fn add(sum: &mut Hist, h: &Hist, from: &Saved, which: &'static str) -> Result<(), MergeError> {
-    hist::add(sum, h).map_err(|cause| MergeError::Histogram { name: from.name.clone(), which, cause })
+fn add(sum: &mut Hist, s: &Summary, from: &Saved, which: &'static str) -> Result<(), MergeError> {
+    hist::add(sum, &s.histogram()).map_err(|cause| MergeError::Histogram {
+        name: from.name.clone(),
+        which,
+        cause,
+    })
 }
 
 /// The warnings of the merged run: the inputs' (a saturated client stays saturated in

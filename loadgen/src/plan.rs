@@ -85,9 +85,9 @@ pub struct Plan {
     /// end of the window (`--server-pid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_pid: Option<u32>,
-    /// How replies are timed (documents written before kernel stamps timed them in user
-    /// space, and say nothing).
-    #[serde(default = "user_timestamps")]
+    /// How replies are timed. Absent means in user space: `--user-timestamps`, and every
+    /// document written before kernel stamps.
+    #[serde(default = "user_timestamps", skip_serializing_if = "Timestamps::is_user")]
     pub timestamps: Timestamps,
 }
 

@@ -49,7 +49,7 @@ pub fn percentiles_svg(results: &[Saved]) -> Result<String, PlotError> {
     }
     let curves: Vec<(String, Vec<(f64, f64)>)> = results
         .iter()
-        .map(|r| (r.name.clone(), percentile_curve(&r.doc.latency.corrected.histogram)))
+        .map(|r| (r.name.clone(), percentile_curve(&r.doc.latency.corrected.histogram())))
         .filter(|(_, c)| !c.is_empty())
         .collect();
     if curves.is_empty() {

@@ -124,11 +124,11 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     for r in &runs {
         counters.merge(&r.counters);
         // Histograms of ringload's own runs have the same bounds: adding cannot fail.
-        let _ = hist::add(&mut corrected, &r.latency.corrected.histogram);
-        let _ = hist::add(&mut service, &r.latency.service.histogram);
-        let _ = hist::add(&mut connect, &r.latency.connect.histogram);
+        let _ = hist::add(&mut corrected, &r.latency.corrected.histogram());
+        let _ = hist::add(&mut service, &r.latency.service.histogram());
+        let _ = hist::add(&mut connect, &r.latency.connect.histogram());
         if let (Some(sum), Some(lag)) = (&mut send_lag, &r.latency.send_lag) {
-            let _ = hist::add(sum, &lag.histogram);
+            let _ = hist::add(sum, &lag.histogram());
         }
         elapsed_s += r.elapsed_s;
         load_cpu_s += r.load_cpu_s;
@@ -150,10 +150,10 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     doc.counters = counters;
     doc.elapsed_s = elapsed_s;
     doc.load_cpu_s = load_cpu_s;
-    doc.latency.corrected.histogram = corrected;
-    doc.latency.service.histogram = service;
-    doc.latency.connect.histogram = connect;
-    doc.latency.send_lag = send_lag.map(Summary::of);
+    doc.latency.corrected = Summary::of(&corrected);
+    doc.latency.service = Summary::of(&service);
+    doc.latency.connect = Summary::of(&connect);
+    doc.latency.send_lag = send_lag.as_ref().map(Summary::of);
     doc.warnings = warnings;
     doc.interrupted = runs.iter().any(|r| r.interrupted);
     doc.exit_code = runs.iter().map(|r| r.exit_code).max().unwrap_or(0);

@@ -3,14 +3,16 @@
 //!
 //! A saved file is untrusted: only a regular file of bounded size is read
 //! ([`crate::input`]); reading it checks every field through the typed [`ResultDoc`] (every
-//! text and list bounded, every histogram's size checked before it is decoded) and then
-//! the rules every result keeps ([`ResultDoc::check`]); it never panics, and a bad one is
-//! an error naming the file and the field or rule.
+//! text and list bounded, every histogram's size checked before it is decoded, the runs
+//! and histograms of the whole document counted as they are met: [`read::budgeted`]) and
+//! then the rules every result keeps ([`ResultDoc::check`]); it never panics, and a bad
+//! one is an error naming the file and the field or rule. Its memory is a small multiple
+//! of the file's size, whatever its shape: histograms are kept encoded.
 //! What is read is normalised: its derived figures are recomputed
 //! ([`ResultDoc::derive`]) from its counters and histograms, so every later step works
 //! on figures that agree with the data.
 
-use crate::document::{ResultDoc, SCHEMA_VERSION, TOOL, Violation};
+use crate::document::{ResultDoc, SCHEMA_VERSION, TOOL, Violation, read};
 use crate::input::{self, InputError};
 use std::path::Path;
 
@@ -163,7 +165,7 @@ impl Saved {
             _ => return Err(ResultError::NoSchemaVersion { file }),
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let mut doc: ResultDoc = match serde_path_to_error::deserialize(&mut de) {
+        let mut doc: ResultDoc = match read::budgeted(|| serde_path_to_error::deserialize(&mut de)) {
             Ok(doc) => doc,
             Err(e) => {
                 let field = match e.path().to_string() {

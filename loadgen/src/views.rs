@@ -35,6 +35,10 @@ pub const CONTENDED: f64 = 0.15;
 /// kernel's drops limited the run.
 pub const DROPS: f64 = 0.01;
 
+/// The most worker threads a side lists, and so a document read may: as many as Linux
+/// counts CPUs (8,192), a worker each.
+pub const MAX_THREADS: usize = 8192;
+
 /// One side's worker threads over the window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SideCpu {
@@ -43,11 +47,16 @@ pub struct SideCpu {
     pub cpu_s: f64,
     /// Each worker thread's share of the window it wanted a CPU (running or waiting for
     /// one), 0 to 1, in worker order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "threads")]
     pub busy: Vec<f64>,
     /// Each worker thread's share of the window spent waiting for a CPU.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "threads")]
     pub waiting: Vec<f64>,
+}
+
+/// A figure per worker thread, at most [`MAX_THREADS`], from an untrusted document.
+fn threads<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    crate::input::bounded_list(d, MAX_THREADS, || format!("more than {MAX_THREADS} threads"))
 }
 
 impl SideCpu {

@@ -17,6 +17,12 @@ fn cfg(slo: &str) -> SearchConfig {
     }
 }
 
+/// The search's document keeps the rules every document read keeps.
+fn keeps_the_rules(s: &SearchDoc) {
+    let doc = document(&crate::document::testing::full_report().plan, s.clone());
+    doc.check().unwrap_or_else(|v| panic!("{v}"));
+}
+
 /// A step against a target whose p99 is 100 µs up to `limit` msg/s and 5 ms beyond.
 fn mock(limit: f64, offered: f64, busy: f64, saturate_above: Option<f64>) -> StepDoc {
     mock_lag(limit, offered, busy, None, saturate_above)
@@ -38,12 +44,12 @@ fn mock_lag(
     doc.counters.sent = n;
     doc.counters.completed = n;
     doc.elapsed_s = 1.0;
-    doc.latency.corrected.histogram = h.clone();
-    doc.latency.service.histogram = h;
+    doc.latency.corrected = crate::document::Summary::of(&h);
+    doc.latency.service = crate::document::Summary::of(&h);
     doc.latency.send_lag = lag_ns.map(|lag| {
         let mut l = crate::hist::new();
         l.record_n(lag, n).unwrap();
-        crate::document::Summary::of(l)
+        crate::document::Summary::of(&l)
     });
     doc.derive();
     judge(offered, vec![Sample { doc, busy }], &Slo::parse("p99<1ms").unwrap(), saturate_above)
@@ -59,6 +65,7 @@ fn finds_the_limit_within_the_precision() {
         assert!(!s.lower_bound && s.stopped.is_none());
         assert_eq!(s.exit_code(), 0);
         assert_eq!(s.answer_step().unwrap().offered, a);
+        keeps_the_rules(&s);
     }
 }
 
@@ -69,6 +76,7 @@ fn an_slo_never_met_has_no_answer() {
     assert_eq!(s.steps.len(), 1);
     assert_eq!(s.exit_code(), 1);
     assert!(text("x", &s).contains("no rate met the SLO"), "{}", text("x", &s));
+    keeps_the_rules(&s);
 }
 
 #[test]
@@ -81,6 +89,7 @@ fn a_saturated_client_makes_a_lower_bound() {
     assert!((7_600.0..=8_000.0).contains(&a), "{a}");
     assert!(s.lower_bound);
     assert!(text("x", &s).contains("LOWER BOUND"));
+    keeps_the_rules(&s);
     // Saturation only above a rate the target already failed at: a true answer.
     // 1k passes, 16k fails saturated, 8.5k fails on the SLO alone: the target's limit.
     let mut c = cfg("p99<1ms");
@@ -127,8 +136,8 @@ fn a_short_achieved_rate_fails_whatever_the_latency() {
     doc.counters.sent = 960;
     let mut h = crate::hist::new();
     h.record_n(1_000, 960).unwrap();
-    doc.latency.corrected.histogram = h.clone();
-    doc.latency.service.histogram = h;
+    doc.latency.corrected = crate::document::Summary::of(&h);
+    doc.latency.service = crate::document::Summary::of(&h);
     doc.derive();
     step = judge(1000.0, vec![Sample { doc, busy: 0.1 }], &Slo::default(), None);
     assert!(!step.passed);
@@ -145,8 +154,8 @@ fn repeats_pass_on_their_median() {
         doc.counters.sent = 1000;
         doc.counters.completed = 1000;
         doc.elapsed_s = 1.0;
-        doc.latency.corrected.histogram = h.clone();
-        doc.latency.service.histogram = h;
+        doc.latency.corrected = crate::document::Summary::of(&h);
+        doc.latency.service = crate::document::Summary::of(&h);
         doc.derive();
         Sample { doc, busy: 0.2 }
     };
@@ -176,6 +185,7 @@ fn interrupted_and_bounded_searches_keep_their_steps() {
     assert_eq!(s.stopped, Some(Stopped::Interrupted));
     assert_eq!(s.steps.len(), 2);
     assert_eq!(s.exit_code(), 130);
+    keeps_the_rules(&s);
 }
 
 /// --max-duration: a step starts only if its planned length (and the longest step so far)

@@ -2,12 +2,16 @@
 //! document and its server's figures, the summary of each side (median, min–max and the
 //! CI of the median of each figure) and B against A. Plain data: `crate::ab` makes it,
 //! `crate::text::ab` shows it.
+//!
+//! Written, never read: no command reads an `ab` document (`report`, `merge`, `compare`
+//! and `plot` refuse its `tool`), so its types are `Serialize` only. A reader added later
+//! must bound what it reads as `super::read` does (each run is a whole result document).
 
 use super::ResultDoc;
 use crate::slo::{LAG_LIMIT, Schedule};
 use crate::stats::Spread;
 use crate::views::SATURATED;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 
 /// Version of the `ab` document's shape. 2: a server's CPU (`cpu_s`, and the CPU per
@@ -18,7 +22,7 @@ pub const AB_SCHEMA_VERSION: u64 = 2;
 pub const AB_TOOL: &str = "ringload-ab";
 
 /// A or B.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Side {
     /// The first server command (the baseline of the ratios).
     A,
@@ -36,7 +40,7 @@ impl fmt::Display for Side {
 }
 
 /// The server's part in one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerFigures {
     /// The PID `sh -c` ran as (also its process group's ID); gone when `ab` returns.
     pub pid: u32,
@@ -49,20 +53,17 @@ pub struct ServerFigures {
     /// `cpu_s` per answered message (warm-up included), µs.
     pub cpu_us_per_msg: f64,
     /// It did not exit within --stop-timeout of SIGTERM and was killed.
-    #[serde(default)]
     pub killed: bool,
     /// Processes of its tree that stopping it had to seek out: every one outside its
     /// process group (escaped: `setsid`, a daemon's double fork), and every one killed;
     /// the first 100, by PID.
-    #[serde(default)]
     pub strays: Vec<StrayProcess>,
     /// How many more there were than `strays` lists.
-    #[serde(default)]
     pub strays_unlisted: u64,
 }
 
 /// A process of a server's tree named when it was stopped (or found still running).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StrayProcess {
     /// Its PID.
     pub pid: u32,
@@ -82,7 +83,7 @@ impl fmt::Display for StrayProcess {
 }
 
 /// One run of one side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRecord {
     /// The side.
     pub side: Side,
@@ -94,7 +95,6 @@ pub struct RunRecord {
     pub client_busy: f64,
     /// Answered messages per second of each unmeasured warm-up run against this run's
     /// server, before this run (`--warmup-runs`), in order; not in any figure.
-    #[serde(default)]
     pub warmup_msgs_per_s: Vec<f64>,
     /// The run's own result document, as `ringload --json` writes it.
     pub result: ResultDoc,
@@ -134,7 +134,7 @@ impl RunRecord {
 }
 
 /// One side's figures over its runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SideSummary {
     /// The server command.
     pub command: String,
@@ -155,13 +155,12 @@ pub struct SideSummary {
     /// are bounded by the client.
     pub client_saturated_runs: usize,
     /// The first run against the others, from 3 runs on.
-    #[serde(default)]
     pub first_run: Option<FirstRun>,
 }
 
 /// A side's first measured run against its others (msg/s): a server slow on its first
 /// run (a JIT, cold caches) shows here, and wants more `--warmup-runs`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct FirstRun {
     /// Its msg/s ÷ the median msg/s of the others.
     pub ratio: f64,
@@ -170,7 +169,7 @@ pub struct FirstRun {
 }
 
 /// B against A for one figure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ratio {
     /// B's median ÷ A's median.
     pub ratio: f64,
@@ -189,7 +188,7 @@ pub struct Ratio {
 }
 
 /// B against A.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AbComparison {
     /// Messages per second (higher is better).
     pub msgs_per_s: Ratio,
@@ -202,7 +201,7 @@ pub struct AbComparison {
 }
 
 /// One side of the document: its command, summary and every run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SideDoc {
     /// The figures over its runs.
     pub summary: SideSummary,
@@ -211,7 +210,7 @@ pub struct SideDoc {
 }
 
 /// The `ab` result document (`ringload ab --json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AbDocument {
     /// [`AB_SCHEMA_VERSION`].
     pub schema_version: u64,
@@ -222,7 +221,6 @@ pub struct AbDocument {
     /// Runs planned per side.
     pub runs_planned: u32,
     /// `--warmup-runs`: unmeasured runs against each fresh server before its measured run.
-    #[serde(default)]
     pub warmup_runs: u32,
     /// CPUs each server was pinned to (none: not pinned).
     pub server_cpus: Option<Vec<usize>>,

@@ -2,10 +2,11 @@
 //! `merge`, `report`, `compare` and `plot` read back. `schema/result.schema.json`
 //! describes the same document, and a test holds the two together.
 //!
-//! Invariant: every derived figure (`failed`, `error_rate`, `throughput`, the latency
-//! summaries) is computed by [`ResultDoc::derive`] from the counters, the measured time
-//! and the histograms, and nowhere else: the report, `merge` and reading a saved file
-//! all end there, so a document's figures never disagree with its data.
+//! Invariant: every derived figure (`failed`, `error_rate`, `throughput`, the spread of
+//! repeats) is computed by [`ResultDoc::derive`] from the counters, the measured time
+//! and the repeats, and nowhere else, and a latency summary's figures by [`Summary::of`]
+//! from its histogram when it is made: the report, `merge` and reading a saved file all
+//! end there, so a document's figures never disagree with its data.
 
 pub mod ab;
 pub mod comparison;
@@ -15,13 +16,13 @@ pub mod search;
 mod spread;
 
 pub use crate::figures::Throughput;
-pub use invariants::Violation;
+pub use invariants::{Range, Violation};
 pub use search::{Blame, MAX_STEPS, SearchDoc, StepDoc, Stopped};
 pub use spread::{RepeatSpread, limits};
 
 use crate::counters::Counters;
 use crate::figures::{Bulk, Figures};
-use crate::hist::{self, Hist};
+use crate::hist::{self, Encoded, Hist};
 use crate::plan::Plan;
 use crate::views::Views;
 use crate::warning::Warning;
@@ -37,10 +38,18 @@ pub const TOOL: &str = "ringload";
 /// The most repeats a run (or a search step) makes, and a document holds.
 pub const MAX_REPEATS: u32 = 100;
 
+/// The most runs one document holds in all (itself, its repeats, its search steps and
+/// their repeats), and so at most four times as many histograms (a run's [`Latency`]):
+/// what 8 MiB ([`crate::input::MAX_DOCUMENT_BYTES`]) holds of ringload's own runs at
+/// their smallest (about 2 KB each: a plan, the figures, histograms of a few samples). A
+/// search of 200 steps of 100 repeats could be written, but no file that size is read.
+pub const MAX_RUNS: usize = 4096;
+
 /// The built-in ringecho server's part in a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Builtin {
-    /// CPUs the server ran on.
+    /// CPUs the server ran on (at most [`crate::views::MAX_THREADS`], a worker each).
+    #[serde(deserialize_with = "read::server_cpus")]
     pub server_cpus: Vec<usize>,
     /// Messages the server echoed during the whole run (warm-up included), as bytes in.
     pub server_bytes_in: u64,
@@ -125,7 +134,7 @@ pub struct ResultDoc {
     pub merged_from: Option<Vec<String>>,
     /// `--repeat N`: every repeat's own document, in the order run (this document pools
     /// them). Empty for a single run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "read::repeats")]
     pub repeats: Vec<ResultDoc>,
     /// The spread of `repeats` (median, min–max, CI of the median). Derived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,73 +187,84 @@ impl Latency {
     pub fn of(corrected: &Hist, service: &Hist, connect: &Hist, send_lag: Option<&Hist>) -> Latency {
         Latency {
             unit: LatencyUnit::Ns,
-            corrected: Summary::of(corrected.clone()),
-            service: Summary::of(service.clone()),
-            connect: Summary::of(connect.clone()),
-            send_lag: send_lag.map(|h| Summary::of(h.clone())),
+            corrected: Summary::of(corrected),
+            service: Summary::of(service),
+            connect: Summary::of(connect),
+            send_lag: send_lag.map(Summary::of),
         }
     }
 }
 
-/// A latency histogram and the figures read from it (ns). The histogram is the data;
-/// the figures are derived from it ([`Summary::summarize`]). Read from a file, the
-/// figures it states must agree with its histogram ([`read::StatedSummary`]).
+/// A latency histogram and the figures read from it (ns). The histogram is the data,
+/// kept encoded ([`Encoded`]: a document may hold thousands); the figures are computed
+/// from it when the summary is made ([`Summary::of`]), so every reader of a figure reads
+/// the histogram's own. Read from a file, the figures it states must agree with its
+/// histogram ([`read::StatedSummary`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "read::StatedSummary")]
 pub struct Summary {
     /// Samples.
-    #[serde(default)]
     pub count: u64,
     /// Smallest sample, 0 when there are none.
-    #[serde(default)]
     pub min: u64,
     /// Median.
-    #[serde(default)]
     pub p50: u64,
     /// 90th percentile.
-    #[serde(default)]
     pub p90: u64,
     /// 99th percentile.
-    #[serde(default)]
     pub p99: u64,
     /// 99.9th percentile.
-    #[serde(default)]
     pub p999: u64,
     /// 99.99th percentile.
-    #[serde(default)]
     pub p9999: u64,
     /// Largest sample.
-    #[serde(default)]
     pub max: u64,
     /// Mean.
-    #[serde(default)]
     pub mean: f64,
     /// Standard deviation.
-    #[serde(default)]
     pub stdev: f64,
     /// The histogram: HdrHistogram V2 + DEFLATE, base64.
-    #[serde(with = "histogram_text")]
-    pub histogram: Hist,
+    #[serde(serialize_with = "histogram_text::serialize")]
+    histogram: Encoded,
 }
 
 impl Summary {
     /// The summary of `histogram`.
-    pub fn of(histogram: Hist) -> Summary {
-        let mut s = Summary {
-            count: 0,
-            min: 0,
-            p50: 0,
-            p90: 0,
-            p99: 0,
-            p999: 0,
-            p9999: 0,
-            max: 0,
-            mean: 0.0,
-            stdev: 0.0,
-            histogram,
-        };
-        s.summarize();
-        s
+    pub fn of(histogram: &Hist) -> Summary {
+        Summary::of_decoded(Encoded::of(histogram), histogram)
+    }
+
+    /// The summary of `histogram`, which `encoded` holds.
+    fn of_decoded(encoded: Encoded, histogram: &Hist) -> Summary {
+        let h = histogram;
+        let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
+        // hdrhistogram walks all 33,792 buckets to find a quantile of an empty histogram
+        // (0): a document may hold thousands.
+        let at = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+        let [p50, p90, p99, p999, p9999] = hist::QUANTILES.map(|(_, q)| at(q));
+        Summary {
+            count: h.len(),
+            min: if h.is_empty() { 0 } else { h.min() },
+            p50,
+            p90,
+            p99,
+            p999,
+            p9999,
+            max: h.max(),
+            mean: finite(h.mean()),
+            stdev: finite(h.stdev()),
+            histogram: encoded,
+        }
+    }
+
+    /// The histogram, decoded.
+    pub fn histogram(&self) -> Hist {
+        self.histogram.decode()
+    }
+
+    /// The histogram as it is kept.
+    pub fn encoded(&self) -> &Encoded {
+        &self.histogram
     }
 
     /// The stated figures by name, lowest first: min, the percentiles, max.
@@ -260,20 +280,10 @@ impl Summary {
         ]
     }
 
-    /// Recomputes the figures from the histogram.
-    pub fn summarize(&mut self) {
-        let h = &self.histogram;
-        let finite = |v: f64| if v.is_finite() { v } else { 0.0 };
-        self.count = h.len();
-        self.min = if h.is_empty() { 0 } else { h.min() };
-        self.p50 = h.value_at_quantile(0.5);
-        self.p90 = h.value_at_quantile(0.9);
-        self.p99 = h.value_at_quantile(0.99);
-        self.p999 = h.value_at_quantile(0.999);
-        self.p9999 = h.value_at_quantile(0.9999);
-        self.max = h.max();
-        self.mean = finite(h.mean());
-        self.stdev = finite(h.stdev());
+    /// The value at each of [`hist::QUANTILES`], in their order, by their names.
+    pub fn quantiles(&self) -> [(&'static str, u64); 5] {
+        let [(a, _), (b, _), (c, _), (d, _), (e, _)] = hist::QUANTILES;
+        [(a, self.p50), (b, self.p90), (c, self.p99), (d, self.p999), (e, self.p9999)]
     }
 }
 
@@ -294,18 +304,14 @@ impl From<&Warning> for WarningEntry {
 }
 
 impl ResultDoc {
-    /// Recomputes every derived figure from the counters, `elapsed_s` and the histograms.
+    /// Recomputes every derived figure from the counters and `elapsed_s`, here and in
+    /// every repeat and search step (the latency summaries are their histograms' own
+    /// already: [`Summary::of`]).
     pub fn derive(&mut self) {
         let Figures { failed, error_rate, throughput } = Figures::of(&self.counters, self.elapsed_s);
         self.failed = failed;
         self.error_rate = error_rate;
         self.throughput = throughput;
-        for s in [&mut self.latency.corrected, &mut self.latency.service, &mut self.latency.connect] {
-            s.summarize();
-        }
-        if let Some(s) = &mut self.latency.send_lag {
-            s.summarize();
-        }
         for r in &mut self.repeats {
             r.derive();
         }
@@ -314,6 +320,70 @@ impl ResultDoc {
             for step in &mut search.steps {
                 step.run.derive();
             }
+        }
+    }
+
+    /// A copy of the run's own fields, without its repeats, their spread and its search:
+    /// a document made from this run's figures (a merge) does not hold the runs it pooled
+    /// or searched, and is not made to copy them first.
+    pub fn without_runs(&self) -> ResultDoc {
+        let ResultDoc {
+            schema_version,
+            tool,
+            version,
+            label,
+            target,
+            transport,
+            builtin,
+            plan,
+            elapsed_s,
+            started_unix,
+            interrupted,
+            counters,
+            failed,
+            error_rate,
+            throughput,
+            latency,
+            load_cpu_s,
+            warnings,
+            failed_checks,
+            exit_code,
+            merged_from,
+            repeats: _,
+            spread: _,
+            search: _,
+            bulk,
+            background,
+            views,
+        } = self;
+        ResultDoc {
+            schema_version: *schema_version,
+            tool: tool.clone(),
+            version: version.clone(),
+            label: label.clone(),
+            target: target.clone(),
+            transport: transport.clone(),
+            builtin: builtin.clone(),
+            plan: plan.clone(),
+            elapsed_s: *elapsed_s,
+            started_unix: *started_unix,
+            interrupted: *interrupted,
+            counters: *counters,
+            failed: *failed,
+            error_rate: *error_rate,
+            throughput: *throughput,
+            latency: latency.clone(),
+            load_cpu_s: *load_cpu_s,
+            warnings: warnings.clone(),
+            failed_checks: failed_checks.clone(),
+            exit_code: *exit_code,
+            merged_from: merged_from.clone(),
+            repeats: Vec::new(),
+            spread: None,
+            search: None,
+            bulk: bulk.clone(),
+            background: background.clone(),
+            views: views.clone(),
         }
     }
 
@@ -365,18 +435,12 @@ pub(crate) fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> 
     }
 }
 
-/// A histogram as base64 text ([`hist::encode`], [`hist::decode`]).
+/// A histogram as base64 text ([`Encoded`]).
 pub(crate) mod histogram_text {
-    use crate::hist::{self, Hist};
-    use serde::Deserialize;
+    use crate::hist::Encoded;
 
-    pub fn serialize<S: serde::Serializer>(h: &Hist, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hist::encode(h))
-    }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hist, D::Error> {
-        let text = String::deserialize(d)?;
-        hist::decode(&text).map_err(serde::de::Error::custom)
+    pub fn serialize<S: serde::Serializer>(h: &Encoded, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(h.text())
     }
 }
 

@@ -1,21 +1,32 @@
 //! Reading a document's fields from an untrusted file: every text and every list has a
 //! bound, checked as it is read, so a hostile file's size is not multiplied in memory
-//! (a list of a million empty strings, a 70,000-character label); and the figures a
-//! summary states must agree with its own histogram.
+//! (a list of a million empty strings, a 70,000-character label, a thousand search
+//! steps); and the figures a summary states must agree with its own histogram.
 //!
 //! Bounds (each generous for anything ringload writes): a label, 256 characters (what
 //! `--label` allows); a target, 4,096 bytes; the version, 64; `merged_from`, 4,096
 //! names of at most 4,096 bytes; `warnings` and `failed_checks`, 64 entries; `counters`,
-//! 256 entries. Labels are refused past the bound, not truncated: two labels cut to the
-//! same prefix would read as one run.
+//! 256 entries; `repeats`, [`MAX_REPEATS`]; `search.steps`, [`MAX_STEPS`]; a step's
+//! `reasons`, 64; a list of CPUs or of per-thread figures, [`crate::views::MAX_THREADS`]
+//! (`crate::views` bounds its own, `crate::plan` the plan's). Labels are
+//! refused past the bound, not truncated: two labels cut to the same prefix would read
+//! as one run.
+//!
+//! Invariant: while a file is read ([`budgeted`]), the whole document, however its runs
+//! nest, holds at most [`MAX_RUNS`] runs, each counted as it is met, before it is read
+//! (the one past the bound is refused), and so at most four times as many histograms
+//! (a run's [`super::Latency`]). A histogram is decoded once to be checked and summed
+//! up, then kept encoded.
 
-use super::{Hist, Summary, histogram_text};
+use super::search::{MAX_STEPS, StepDoc};
+use super::{Encoded, Hist, MAX_REPEATS, MAX_RUNS, ResultDoc, Summary, Violation};
 use crate::counters::Counters;
+use crate::input::bounded_list;
 use serde::Deserialize;
 use serde::de::MapAccess;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
+use std::cell::Cell;
 use std::fmt;
-use std::marker::PhantomData;
 
 /// The longest label a document may carry, in characters.
 pub const MAX_LABEL_CHARS: usize = 256;
@@ -41,29 +52,82 @@ impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
     }
 }
 
-/// A list of at most `max` entries, refused at the first one past it.
-pub fn bounded_list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-    max: usize,
-) -> Result<Vec<T>, D::Error> {
-    struct Bounded<T>(usize, PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
-        type Value = Vec<T>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a list of at most {} entries", self.0)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                if out.len() == self.0 {
-                    return Err(de::Error::custom(format_args!("more than {} entries", self.0)));
-                }
-                out.push(item);
-            }
-            Ok(out)
+/// The message of a list past its bound.
+fn entries(max: usize) -> impl FnOnce() -> String {
+    move || format!("more than {max} entries")
+}
+
+/// The built-in server's `server_cpus`: at most [`crate::views::MAX_THREADS`].
+pub fn server_cpus<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    let max = crate::views::MAX_THREADS;
+    bounded_list(d, max, move || format!("more than {max} CPUs"))
+}
+
+/// `reasons` of a search step: at most [`MAX_NOTES`] of at most 1 KiB each.
+pub fn reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    failed_checks(d)
+}
+
+thread_local! {
+    /// How many more runs the document this thread is reading may hold; none outside
+    /// [`budgeted`].
+    static RUNS_LEFT: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Runs `read` (the parsing of one document) with a fresh budget: the document itself
+/// is the first of its [`MAX_RUNS`] runs, and every nested run met until `read` returns
+/// is counted before it is read. Outside it (a document made in this process) nothing
+/// is counted.
+pub fn budgeted<T>(read: impl FnOnce() -> T) -> T {
+    /// Puts the budget of an enclosing read back, even if `read` unwinds.
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNS_LEFT.set(self.0);
         }
     }
-    d.deserialize_seq(Bounded(max, PhantomData))
+    let _restore = Restore(RUNS_LEFT.replace(Some(MAX_RUNS - 1)));
+    read()
+}
+
+/// A nested run (a repeat, or a search step's run): counted against the budget, if a
+/// file is being read, before it is read.
+struct Run(ResultDoc);
+
+impl<'de> Deserialize<'de> for Run {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Run, D::Error> {
+        if let Some(left) = RUNS_LEFT.get() {
+            let left = left.checked_sub(1).ok_or_else(|| de::Error::custom(Violation::TooManyRuns))?;
+            RUNS_LEFT.set(Some(left));
+        }
+        ResultDoc::deserialize(d).map(Run)
+    }
+}
+
+/// `repeats`: at most [`MAX_REPEATS`], each counted against the budget.
+pub fn repeats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultDoc>, D::Error> {
+    let max = MAX_REPEATS as usize;
+    let runs: Vec<Run> = bounded_list(d, max, || Violation::TooMany { what: "repeats", max }.to_string())?;
+    let mut runs: Vec<ResultDoc> = runs.into_iter().map(|r| r.0).collect();
+    // A run is 2 KB: the list's spare room (up to 27 of 127) is not kept.
+    runs.shrink_to_fit();
+    Ok(runs)
+}
+
+/// A search step's `run`, counted against the budget.
+pub fn run<'de, D: Deserializer<'de>>(d: D) -> Result<ResultDoc, D::Error> {
+    Ok(Run::deserialize(d)?.0)
+}
+
+/// `search.steps`: at most [`MAX_STEPS`].
+pub fn steps<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StepDoc>, D::Error> {
+    bounded_list(d, MAX_STEPS, || Violation::TooMany { what: "search steps", max: MAX_STEPS }.to_string())
+}
+
+/// A histogram's text, decoded (and checked) once.
+fn histogram<'de, D: Deserializer<'de>>(d: D) -> Result<(Encoded, Hist), D::Error> {
+    let text = String::deserialize(d)?;
+    Encoded::read(&text).map_err(de::Error::custom)
 }
 
 /// `--label`: printable text of at most [`MAX_LABEL_CHARS`] characters (what a saved
@@ -113,7 +177,7 @@ pub fn merged_from<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     struct Names(Vec<String>);
     impl<'de> Deserialize<'de> for Names {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let names: Vec<Text<MAX_TARGET_BYTES>> = bounded_list(d, MAX_MERGED)?;
+            let names: Vec<Text<MAX_TARGET_BYTES>> = bounded_list(d, MAX_MERGED, entries(MAX_MERGED))?;
             Ok(Names(names.into_iter().map(|t| t.0).collect()))
         }
     }
@@ -122,12 +186,12 @@ pub fn merged_from<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
 
 /// `warnings`: at most [`MAX_NOTES`].
 pub fn warnings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::WarningEntry>, D::Error> {
-    bounded_list(d, MAX_NOTES)
+    bounded_list(d, MAX_NOTES, entries(MAX_NOTES))
 }
 
 /// `failed_checks`: at most [`MAX_NOTES`] of at most 1 KiB each.
 pub fn failed_checks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let checks: Vec<Text<1024>> = bounded_list(d, MAX_NOTES)?;
+    let checks: Vec<Text<1024>> = bounded_list(d, MAX_NOTES, entries(MAX_NOTES))?;
     Ok(checks.into_iter().map(|t| t.0).collect())
 }
 
@@ -151,8 +215,8 @@ pub struct StatedSummary {
     p9999: Option<u64>,
     #[serde(default)]
     max: Option<u64>,
-    #[serde(with = "histogram_text")]
-    histogram: Hist,
+    #[serde(deserialize_with = "histogram")]
+    histogram: (Encoded, Hist),
 }
 
 impl TryFrom<StatedSummary> for Summary {
@@ -162,11 +226,12 @@ impl TryFrom<StatedSummary> for Summary {
     /// percentiles are in order (a file whose p99 lies above its max has been edited or
     /// broken, and its histogram cannot be trusted either).
     fn try_from(s: StatedSummary) -> Result<Summary, String> {
+        let (encoded, histogram) = s.histogram;
         if let Some(count) = s.count {
-            if count != s.histogram.len() {
+            if count != histogram.len() {
                 return Err(format!(
                     "states count {count} but its histogram holds {} samples",
-                    s.histogram.len()
+                    histogram.len()
                 ));
             }
         }
@@ -188,7 +253,7 @@ impl TryFrom<StatedSummary> for Summary {
                 ));
             }
         }
-        Ok(Summary::of(s.histogram))
+        Ok(Summary::of_decoded(encoded, &histogram))
     }
 }
 

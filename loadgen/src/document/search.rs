@@ -67,7 +67,7 @@ pub struct StepDoc {
     /// The figures judged (medians over repeats).
     pub point: Point,
     /// Why it failed, one sentence each; empty when it passed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::read::reasons")]
     pub reasons: Vec<String>,
     /// What its failure is blamed on (absent when it passed, and in documents from
     /// before blame was kept).
@@ -78,6 +78,7 @@ pub struct StepDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_cpu: Option<f64>,
     /// The step's run.
+    #[serde(deserialize_with = "super::read::run")]
     pub run: ResultDoc,
 }
 
@@ -106,6 +107,7 @@ pub struct SearchDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
     /// Every step, in the order run.
+    #[serde(deserialize_with = "super::read::steps")]
     pub steps: Vec<StepDoc>,
 }
 

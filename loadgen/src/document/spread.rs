@@ -58,19 +58,17 @@ impl RepeatSpread {
     /// The spread of the repeats.
     pub fn of(runs: &[ResultDoc]) -> RepeatSpread {
         let pick = |f: &dyn Fn(&ResultDoc) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
-        let q = |quantile: f64| {
-            pick(&|d: &ResultDoc| d.latency.corrected.histogram.value_at_quantile(quantile) as f64)
-        };
+        let latency = |f: fn(&super::Summary) -> u64| pick(&|d: &ResultDoc| f(&d.latency.corrected) as f64);
         RepeatSpread {
             runs: runs.len() as u32,
             ci_coverage: crate::stats::coverage(runs.len()),
             msgs_per_s: pick(&|d| d.throughput.msgs_per_s),
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p999: q(0.999),
-            p9999: q(0.9999),
-            max: pick(&|d| d.latency.corrected.histogram.max() as f64),
+            p50: latency(|s| s.p50),
+            p90: latency(|s| s.p90),
+            p99: latency(|s| s.p99),
+            p999: latency(|s| s.p999),
+            p9999: latency(|s| s.p9999),
+            max: latency(|s| s.max),
             error_rate: pick(&|d| d.error_rate),
         }
     }

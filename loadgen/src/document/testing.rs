@@ -129,3 +129,38 @@ pub fn full_report() -> Report {
         }),
     }
 }
+
+/// The smallest run a document may be: no plan, nothing answered, empty histograms.
+pub fn minimal_run() -> serde_json::Value {
+    let e = hist::encode(&hist::new());
+    serde_json::json!({
+        "schema_version": 1, "tool": "ringload", "transport": "tcp", "elapsed_s": 0, "counters": {},
+        "latency": {"corrected": {"histogram": e}, "service": {"histogram": e}, "connect": {"histogram": e}},
+    })
+}
+
+/// A search of `steps` minimal steps (offered 1000, 1001, ... msg/s), each failing with
+/// `repeats` repeats, in a minimal run.
+pub fn minimal_search(steps: usize, repeats: usize) -> serde_json::Value {
+    let run = minimal_run();
+    let mut step_run = run.clone();
+    if repeats > 0 {
+        step_run["repeats"] = vec![run.clone(); repeats].into();
+    }
+    let steps: Vec<serde_json::Value> = (0..steps)
+        .map(|i| {
+            serde_json::json!({
+                "offered": 1000.0 + i as f64, "achieved": 0.0, "passed": false, "client_busy": 0.0,
+                "client_saturated": false, "reasons": ["nothing answered"],
+                "point": {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "errors": 0.0, "loss": 0.0},
+                "run": step_run,
+            })
+        })
+        .collect();
+    let mut doc = run;
+    doc["search"] = serde_json::json!({
+        "slo": {"clauses": []}, "slo_text": "", "precision": 0.05, "min_achieved": 0.97,
+        "repeat": repeats.max(1), "answer": null, "lower_bound": false, "steps": steps,
+    });
+    doc
+}

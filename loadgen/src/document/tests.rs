@@ -115,7 +115,8 @@ fn schema_names_exactly_the_fields_written() {
     assert_eq!(names(&schema["required"]), keys(&always));
     // Nested objects, each written in full.
     // Written only when set: documented, not required.
-    let optional_plan: BTreeSet<String> = ["spin", "server_metrics", "server_pid"].map(String::from).into();
+    let optional_plan: BTreeSet<String> =
+        ["spin", "server_metrics", "server_pid", "timestamps"].map(String::from).into();
     let plan_node = &props["plan"];
     assert_eq!(keys(&plan_node["properties"]), keys(&fullest["plan"]));
     assert_eq!(names(&plan_node["required"]), &keys(&fullest["plan"]) - &optional_plan);
@@ -222,5 +223,25 @@ proptest::proptest! {
         doc.elapsed_s = 1.0;
         doc.derive();
         proptest::prop_assert_eq!(u128::from(doc.failed), exact.min(u128::from(u64::MAX)));
+    }
+}
+
+/// A summary's figures are its histogram's own (the empty one's too, which skips
+/// hdrhistogram's walk), its quantiles are [`hist::QUANTILES`] in their order, and it
+/// gives its histogram back.
+#[test]
+fn a_summary_is_its_histograms() {
+    let mut some = hist::new();
+    for v in [1, 700, 5_000, 90_000, hist::MAX_NS] {
+        hist::record(&mut some, v);
+    }
+    for h in [hist::new(), some] {
+        let s = Summary::of(&h);
+        let walked: Vec<u64> = hist::QUANTILES.iter().map(|&(_, q)| h.value_at_quantile(q)).collect();
+        assert_eq!(s.quantiles().map(|(_, v)| v).to_vec(), walked);
+        assert_eq!(s.quantiles().map(|(name, _)| name), hist::QUANTILES.map(|(name, _)| name));
+        assert_eq!((s.count, s.min, s.max), (h.len(), if h.is_empty() { 0 } else { h.min() }, h.max()));
+        assert_eq!((s.mean, s.stdev), (h.mean(), h.stdev()));
+        assert_eq!(s.histogram(), h);
     }
 }

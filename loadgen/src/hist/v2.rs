@@ -173,9 +173,7 @@ fn read_header(bytes: &[u8]) -> Result<(Header, &[u8]), HistError> {
 /// Checks a V2 histogram through and through, then has hdrhistogram build it.
 fn decode_v2(bytes: &[u8]) -> Result<Hist, HistError> {
     let (header, rest) = read_header(bytes)?;
-    let empty = Histogram::<u64>::new_with_bounds(header.low, header.high, header.digits)
-        .map_err(|_| HistError::Range { low: header.low, high: header.high, digits: header.digits.into() })?;
-    let buckets = empty.distinct_values();
+    let buckets = buckets(&header)?;
     let max = buckets * MAX_VARINT_LEN;
     if header.payload_len > max {
         return Err(HistError::PayloadLength { claimed: header.payload_len as u64, buckets, max });
@@ -193,6 +191,17 @@ fn decode_v2(bytes: &[u8]) -> Result<Hist, HistError> {
         return Err(HistError::BeyondRange);
     }
     Ok(h)
+}
+
+/// How many buckets a histogram of the header's range and precision has: ringload's own
+/// known, any other's from hdrhistogram (which allocates that histogram to say).
+fn buckets(header: &Header) -> Result<usize, HistError> {
+    if (header.low, header.high, header.digits) == (1, MAX_NS, DIGITS) {
+        return Ok(MAX_BUCKETS);
+    }
+    let empty = Histogram::<u64>::new_with_bounds(header.low, header.high, header.digits)
+        .map_err(|_| HistError::Range { low: header.low, high: header.high, digits: header.digits.into() })?;
+    Ok(empty.distinct_values())
 }
 
 /// Walks the counts (zig-zag LEB128: a count, or minus a run of empty buckets): every

@@ -12,10 +12,10 @@ fn merge_sums_and_refuses_mixed_transports() {
     assert_eq!(m.counters.completed, 4000);
     assert_eq!(m.elapsed_s, 10.0);
     assert_eq!(m.throughput.msgs_per_s, 400.0);
-    let mut both = a.doc.latency.corrected.histogram.clone();
-    both.add(&b.doc.latency.corrected.histogram).unwrap();
+    let mut both = a.doc.latency.corrected.histogram();
+    both.add(b.doc.latency.corrected.histogram()).unwrap();
     assert_eq!(m.latency.corrected.p99, both.value_at_quantile(0.99));
-    assert_eq!(m.latency.corrected.histogram, both);
+    assert_eq!(m.latency.corrected.histogram(), both);
     assert_eq!(m.label.as_deref(), Some("merged (2)"));
     assert_eq!(m.merged_from, Some(vec!["a".to_string(), "b".to_string()]));
     let mut udp = b.clone();
@@ -31,7 +31,7 @@ fn send_lags_add_up_only_when_every_input_has_one() {
     let lag = |values: &[u64]| {
         let mut h = hist::new();
         values.iter().for_each(|&v| hist::record(&mut h, v));
-        Some(document::Summary::of(h))
+        Some(crate::document::Summary::of(&h))
     };
     let mut a = fake("a", 1000, 10.0, 50_000);
     a.doc.latency.send_lag = lag(&[10_000, 20_000]);
@@ -128,7 +128,7 @@ fn histograms_past_v2_are_refused() {
     let mut a = fake("a", 1000, 10.0, 50_000);
     let mut huge = crate::hist::new();
     huge.record_n(50_000, crate::hist::MAX_SAMPLES - 10).unwrap();
-    a.doc.latency.corrected.histogram = huge;
+    a.doc.latency.corrected = crate::document::Summary::of(&huge);
     let b = fake("b", 1000, 10.0, 50_000);
     let e = merge(&[a, b], false).unwrap_err().to_string();
     assert_eq!(

@@ -8,24 +8,7 @@ pub const MAX_CPUS: usize = 1024;
 /// Reads `cpus` from an untrusted document, refusing a list longer than [`MAX_CPUS`]
 /// before it is stored (a file of millions of entries must not cost memory).
 pub(super) fn bounded_cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
-    struct Bounded;
-    impl<'de> serde::de::Visitor<'de> for Bounded {
-        type Value = Vec<usize>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a list of at most {MAX_CPUS} CPU numbers")
-        }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<usize>, A::Error> {
-            let mut cpus = Vec::new();
-            while let Some(cpu) = seq.next_element::<usize>()? {
-                if cpus.len() == MAX_CPUS {
-                    return Err(serde::de::Error::custom(format!("more than {MAX_CPUS} CPUs")));
-                }
-                cpus.push(cpu);
-            }
-            Ok(cpus)
-        }
-    }
-    d.deserialize_seq(Bounded)
+    crate::input::bounded_list(d, MAX_CPUS, || format!("more than {MAX_CPUS} CPUs"))
 }
 
 pub(super) mod secs {

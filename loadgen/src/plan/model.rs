@@ -67,6 +67,13 @@ pub enum Timestamps {
     User,
 }
 
+impl Timestamps {
+    /// Replies are timed in user space.
+    pub fn is_user(&self) -> bool {
+        *self == Timestamps::User
+    }
+}
+
 /// A plan that cannot run, naming the flag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{flag}: {problem}")]

@@ -311,6 +311,64 @@ proptest::proptest! {
         proptest::prop_assert!(s.is_ok(), "{:?}", s.err().map(|e| e.to_string()));
         exercise(&s.unwrap());
     }
+
+    /// The same of searches: steps of any verdict, each a run with its repeats, the
+    /// answer the highest rate that passed.
+    #[test]
+    fn consistent_searches_are_accepted_and_render(doc in consistent_search()) {
+        let s = read(doc);
+        proptest::prop_assert!(s.is_ok(), "{:?}", s.err().map(|e| e.to_string()));
+        exercise(&s.unwrap());
+    }
+}
+
+/// A search as ringload could write it: 1 to 5 steps, each passed or failed (with a
+/// reason), its figures in range, its run with up to 3 repeats; an SLO of some metrics;
+/// the answer the highest offered rate that passed, a lower bound only of an answer.
+fn consistent_search() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let latencies = proptest::collection::vec(0.0..1e10f64, 5).prop_map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v
+    });
+    let step = (
+        (1.0..1e7f64, any::<bool>(), 0.0..2.0f64, 0.0..3.0f64, proptest::option::of(0.0..64.0f64)),
+        (latencies, 0.0..=1.0f64, 0.0..=1.0f64),
+        consistent_doc(),
+        proptest::collection::vec(consistent_doc(), 0..4),
+    )
+        .prop_map(|((offered, passed, achieved, busy, server_cpu), (l, errors, loss), mut run, repeats)| {
+            if !repeats.is_empty() {
+                run["repeats"] = repeats.into();
+            }
+            let mut step = serde_json::json!({
+                "offered": offered, "achieved": offered * achieved, "passed": passed, "client_busy": busy,
+                "client_saturated": !passed, "reasons": if passed { vec![] } else { vec!["slow"] },
+                "point": {"p50": l[0], "p90": l[1], "p99": l[2], "p999": l[3], "max": l[4], "errors": errors, "loss": loss},
+                "run": run,
+            });
+            if let Some(cpu) = server_cpu {
+                step["server_cpu"] = cpu.into();
+            }
+            step
+        });
+    let clauses = proptest::sample::subsequence(
+        vec![("p99", 1e6), ("max", 5e7), ("errors", 0.01), ("loss", 0.0)],
+        0..=4,
+    );
+    (consistent_doc(), proptest::collection::vec(step, 1..6), clauses, 0.001..=1.0f64, any::<bool>())
+        .prop_map(|(mut doc, steps, clauses, precision, bound)| {
+            let repeat = steps.iter().map(|s| s["run"]["repeats"].as_array().map_or(0, Vec::len)).max();
+            let answer = steps.iter().filter(|s| s["passed"] == true).filter_map(|s| s["offered"].as_f64()).reduce(f64::max);
+            let clauses: Vec<serde_json::Value> =
+                clauses.iter().map(|(metric, limit)| serde_json::json!({"metric": metric, "limit": limit})).collect();
+            doc["search"] = serde_json::json!({
+                "slo": {"clauses": clauses}, "slo_text": "p99<1ms", "precision": precision, "min_achieved": 0.97,
+                "repeat": repeat.unwrap_or(0).max(1), "answer": answer, "lower_bound": bound && answer.is_some(),
+                "steps": steps,
+            });
+            doc
+        })
 }
 
 /// Fields that each read but together break a rule: an error naming the file and the
@@ -350,4 +408,50 @@ fn invariants_are_errors_naming_the_rule() {
         assert!(matches!(e, ResultError::Invariant { .. }), "{e}");
         assert!(e.to_string().starts_with(&format!("x.json: {needle}")), "{e}");
     }
+}
+
+/// Lists are bounded as they are read, and so are the runs of the whole document,
+/// however they nest: the one past a bound is refused, naming where it was met.
+#[test]
+fn bounds_are_kept_while_reading() {
+    use crate::document::testing::{minimal_run, minimal_search};
+    let field = |doc: serde_json::Value| match read(doc) {
+        Err(ResultError::Field { field, cause, .. }) => format!("{field}: {cause}"),
+        other => panic!("{:?}", other.map(|s| s.name)),
+    };
+    let mut doc = minimal_run();
+    doc["repeats"] = vec![minimal_run(); 100].into();
+    assert!(read(doc.clone()).is_ok(), "100 repeats");
+    doc["repeats"] = vec![minimal_run(); 101].into();
+    let e = field(doc);
+    assert!(e.starts_with("repeats: more than 100 repeats: ringload writes at most 100"), "{e}");
+    let e = field(minimal_search(201, 0));
+    assert!(e.starts_with("search.steps: more than 200 search steps: ringload writes at most 200"), "{e}");
+    // 1 + 41 × 101 runs: the 4,097th is step 40's 55th repeat.
+    let e = field(minimal_search(41, 100));
+    assert!(e.starts_with("search.steps[40].run.repeats[54]: more than 4096 runs in one document"), "{e}");
+    // Exactly 4,096 runs read, and the next document has a budget of its own.
+    let mut full = minimal_search(41, 100);
+    full["search"]["steps"][40]["run"]["repeats"] = vec![minimal_run(); 54].into();
+    for _ in 0..2 {
+        let s = read(full.clone()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.doc.search.as_ref().map(|s| s.steps.len()), Some(41));
+    }
+    // Lists of small entries, each past its bound.
+    let good = serde_json::to_value(full_report().document()).unwrap();
+    for (pointer, len, needle) in [
+        ("/views/client/busy", 8193, "views.client.busy: more than 8192 threads"),
+        ("/builtin/server_cpus", 8193, "builtin.server_cpus: more than 8192 CPUs"),
+    ] {
+        let mut doc = good.clone();
+        *doc.pointer_mut(pointer).unwrap() = vec![0; len].into();
+        assert!(field(doc).starts_with(needle), "{pointer}");
+    }
+    let mut doc = minimal_search(1, 0);
+    doc["search"]["steps"][0]["reasons"] = vec![""; 65].into();
+    assert!(field(doc).starts_with("search.steps[0].reasons: more than 64 entries"));
+    // A nested list past its bound.
+    let mut doc = minimal_search(1, 0);
+    doc["search"]["steps"][0]["run"]["repeats"] = vec![minimal_run(); 101].into();
+    assert!(field(doc).starts_with("search.steps[0].run.repeats: more than 100 repeats"));
 }

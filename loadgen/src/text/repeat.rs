@@ -46,16 +46,16 @@ pub fn runs(doc: &ResultDoc) -> String {
         "run", "msg/s", "p50", "p99", "p99.9", "max", "errors"
     );
     for (i, r) in doc.repeats.iter().enumerate() {
-        let h = &r.latency.corrected.histogram;
+        let h = &r.latency.corrected;
         let _ = writeln!(
             o,
             "{:<8} {:>14} {:>10} {:>10} {:>10} {:>10} {:>8}  {}",
             format!("#{}", i + 1),
             rate_short(r.throughput.msgs_per_s),
-            ns(h.value_at_quantile(0.5) as f64),
-            ns(h.value_at_quantile(0.99) as f64),
-            ns(h.value_at_quantile(0.999) as f64),
-            ns(h.max() as f64),
+            ns(h.p50 as f64),
+            ns(h.p99 as f64),
+            ns(h.p999 as f64),
+            ns(h.max as f64),
             r.failed,
             r.views.as_ref().map_or("—", |v| v.limit.short())
         );

@@ -84,7 +84,7 @@ fn row(r: &Saved, format: Format) -> Vec<String> {
         None => (String::new(), String::new(), String::new()),
     };
     let show = |v: u64| if csv { v.to_string() } else { ns(v as f64) };
-    let latency = &r.doc.latency.corrected.histogram;
+    let latency = &r.doc.latency.corrected;
     // Repeated runs show the medians of their runs (as `--repeat` printed them), and say
     // so; a single run its own figures.
     let (name, rate, figures): (String, f64, Vec<u64>) = match &r.doc.spread {
@@ -96,7 +96,7 @@ fn row(r: &Saved, format: Format) -> Vec<String> {
         _ => (
             r.name.clone(),
             r.throughput(),
-            QUANTILES.iter().map(|(_, q)| latency.value_at_quantile(*q)).chain([latency.max()]).collect(),
+            latency.quantiles().iter().map(|&(_, v)| v).chain([latency.max]).collect(),
         ),
     };
     let mut cells = vec![name, r.doc.transport.clone(), offered, conns, size, msgs(rate)];
