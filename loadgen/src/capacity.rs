@@ -23,7 +23,7 @@
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
-pub use crate::document::search::{Blame, MAX_STEPS, SearchDoc, StepDoc, Stopped};
+pub use crate::document::{Blame, MAX_STEPS, SearchDoc, StepDoc, Stopped};
 
 use crate::document::ResultDoc;
 use crate::engine::RunError;
@@ -108,9 +108,9 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     } else {
         crate::repeat::pool(docs)
     };
-    let (point, achieved) = match &run.spread {
-        Some(spread) => (spread.point(&run.repeats), spread.msgs_per_s.median),
-        None => {
+    let (point, achieved) = match (run.repeat_point(), &run.spread) {
+        (Some(point), Some(spread)) => (point, spread.msgs_per_s.median),
+        _ => {
             let c = &run.counters;
             (
                 Point::of(&run.latency.corrected.histogram(), run.error_rate, c.lost, c.sent),

@@ -8,36 +8,20 @@
 //! its histograms [`Encoded`]: an hdrhistogram of ringload's range holds 33,792 counts
 //! (270 KB) even when it is empty, its text a few dozen bytes to a few KB.
 
+mod shape;
 mod v2;
 
 use base64::Engine;
-use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use std::sync::Arc;
 
+pub use shape::{DIGITS, Hist, MAX_NS, MAX_SAMPLES, new};
 pub use v2::{HistError, MAX_TEXT_LEN, MAX_V2_BYTES, decode_bytes};
-
-/// A latency histogram in nanoseconds.
-pub type Hist = Histogram<u64>;
-
-/// Highest trackable latency: one hour.
-pub const MAX_NS: u64 = 3_600_000_000_000;
-
-/// Significant digits of every ringload histogram.
-pub const DIGITS: u8 = 3;
-
-/// The most samples a histogram may hold: what the V2 encoding carries.
-pub const MAX_SAMPLES: u64 = i64::MAX as u64;
 
 /// The percentiles every report, table, document summary and plot shows, by their
 /// names, in order (the largest value, `max`, follows them).
 pub const QUANTILES: [(&str, f64); 5] =
     [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("p99.99", 0.9999)];
-
-/// An empty latency histogram.
-pub fn new() -> Hist {
-    Histogram::new_with_bounds(1, MAX_NS, DIGITS).expect("valid histogram bounds")
-}
 
 /// Records `ns`, saturating at the histogram's top rather than failing.
 pub fn record(h: &mut Hist, ns: u64) {

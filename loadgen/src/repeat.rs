@@ -100,7 +100,7 @@ pub fn run(
         let cut = Warning::RunsCut { runs: made, planned: r.runs, max_duration_s: max.as_secs_f64() };
         doc.warnings.push((&cut).into());
     }
-    let point = doc.spread.map(|s| s.point(&doc.repeats)).unwrap_or_default();
+    let point = doc.repeat_point().unwrap_or_default();
     doc.failed_checks = r.slo.breaches(&point);
     doc.failed_checks.extend(verify_failed);
     doc.exit_code = crate::exit::code(doc.interrupted, untrusted || cut, !doc.failed_checks.is_empty());

@@ -6,7 +6,7 @@
 //! Bounds (each generous for anything ringload writes): a label, 256 characters (what
 //! `--label` allows); a target, 4,096 bytes; the version, 64; `merged_from`, 4,096
 //! names of at most 4,096 bytes; `warnings` and `failed_checks`, 64 entries; `counters`,
-//! 256 entries; `repeats`, [`MAX_REPEATS`]; `search.steps`, [`MAX_STEPS`]; a step's
+//! 256 entries; `repeats`, `MAX_REPEATS`; `search.steps`, `MAX_STEPS` (`super::run` reads those lists); a step's
 //! `reasons`, 64; a list of CPUs or of per-thread figures, [`crate::views::MAX_THREADS`]
 //! (`crate::views` bounds its own, `crate::plan` the plan's). Labels are
 //! refused past the bound, not truncated: two labels cut to the same prefix would read
@@ -15,11 +15,10 @@
 //! Invariant: while a file is read ([`budgeted`]), the whole document, however its runs
 //! nest, holds at most [`MAX_RUNS`] runs, each counted as it is met, before it is read
 //! (the one past the bound is refused), and so at most four times as many histograms
-//! (a run's [`super::Latency`]). A histogram is decoded once to be checked and summed
+//! (a run's `Latency`). A histogram is decoded once to be checked and summed
 //! up, then kept encoded.
 
-use super::search::{MAX_STEPS, StepDoc};
-use super::{Encoded, Hist, MAX_REPEATS, MAX_RUNS, ResultDoc, Summary, Violation};
+use super::violation::{MAX_RUNS, Violation};
 use crate::counters::Counters;
 use crate::input::bounded_list;
 use serde::Deserialize;
@@ -90,44 +89,14 @@ pub fn budgeted<T>(read: impl FnOnce() -> T) -> T {
     read()
 }
 
-/// A nested run (a repeat, or a search step's run): counted against the budget, if a
-/// file is being read, before it is read.
-struct Run(ResultDoc);
-
-impl<'de> Deserialize<'de> for Run {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Run, D::Error> {
-        if let Some(left) = RUNS_LEFT.get() {
-            let left = left.checked_sub(1).ok_or_else(|| de::Error::custom(Violation::TooManyRuns))?;
-            RUNS_LEFT.set(Some(left));
-        }
-        ResultDoc::deserialize(d).map(Run)
+/// Counts one nested run (a repeat, or a search step's run) against the budget of the
+/// document being read, before it is read; refused past [`MAX_RUNS`]. Nothing is
+/// counted outside [`budgeted`].
+pub fn count_run() -> Result<(), Violation> {
+    if let Some(left) = RUNS_LEFT.get() {
+        RUNS_LEFT.set(Some(left.checked_sub(1).ok_or(Violation::TooManyRuns)?));
     }
-}
-
-/// `repeats`: at most [`MAX_REPEATS`], each counted against the budget.
-pub fn repeats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultDoc>, D::Error> {
-    let max = MAX_REPEATS as usize;
-    let runs: Vec<Run> = bounded_list(d, max, || Violation::TooMany { what: "repeats", max }.to_string())?;
-    let mut runs: Vec<ResultDoc> = runs.into_iter().map(|r| r.0).collect();
-    // A run is 2 KB: the list's spare room (up to 27 of 127) is not kept.
-    runs.shrink_to_fit();
-    Ok(runs)
-}
-
-/// A search step's `run`, counted against the budget.
-pub fn run<'de, D: Deserializer<'de>>(d: D) -> Result<ResultDoc, D::Error> {
-    Ok(Run::deserialize(d)?.0)
-}
-
-/// `search.steps`: at most [`MAX_STEPS`].
-pub fn steps<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<StepDoc>, D::Error> {
-    bounded_list(d, MAX_STEPS, || Violation::TooMany { what: "search steps", max: MAX_STEPS }.to_string())
-}
-
-/// A histogram's text, decoded (and checked) once.
-fn histogram<'de, D: Deserializer<'de>>(d: D) -> Result<(Encoded, Hist), D::Error> {
-    let text = String::deserialize(d)?;
-    Encoded::read(&text).map_err(de::Error::custom)
+    Ok(())
 }
 
 /// `--label`: printable text of at most [`MAX_LABEL_CHARS`] characters (what a saved
@@ -184,76 +153,19 @@ pub fn merged_from<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     Ok(Option::<Names>::deserialize(d)?.map(|n| n.0))
 }
 
-/// `warnings`: at most [`MAX_NOTES`].
-pub fn warnings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::WarningEntry>, D::Error> {
-    bounded_list(d, MAX_NOTES, entries(MAX_NOTES))
-}
-
 /// `failed_checks`: at most [`MAX_NOTES`] of at most 1 KiB each.
 pub fn failed_checks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     let checks: Vec<Text<1024>> = bounded_list(d, MAX_NOTES, entries(MAX_NOTES))?;
     Ok(checks.into_iter().map(|t| t.0).collect())
 }
 
-/// A summary as a file states it: the figures are optional (hand-made documents may
-/// give only the histogram), and those given must agree with the histogram.
-#[derive(Deserialize)]
-pub struct StatedSummary {
-    #[serde(default)]
-    count: Option<u64>,
-    #[serde(default)]
-    min: Option<u64>,
-    #[serde(default)]
-    p50: Option<u64>,
-    #[serde(default)]
-    p90: Option<u64>,
-    #[serde(default)]
-    p99: Option<u64>,
-    #[serde(default)]
-    p999: Option<u64>,
-    #[serde(default)]
-    p9999: Option<u64>,
-    #[serde(default)]
-    max: Option<u64>,
-    #[serde(deserialize_with = "histogram")]
-    histogram: (Encoded, Hist),
-}
-
-impl TryFrom<StatedSummary> for Summary {
-    type Error = String;
-
-    /// The summary of the histogram, once the stated count matches it and the stated
-    /// percentiles are in order (a file whose p99 lies above its max has been edited or
-    /// broken, and its histogram cannot be trusted either).
-    fn try_from(s: StatedSummary) -> Result<Summary, String> {
-        let (encoded, histogram) = s.histogram;
-        if let Some(count) = s.count {
-            if count != histogram.len() {
-                return Err(format!(
-                    "states count {count} but its histogram holds {} samples",
-                    histogram.len()
-                ));
-            }
-        }
-        let stated = [
-            ("min", s.min),
-            ("p50", s.p50),
-            ("p90", s.p90),
-            ("p99", s.p99),
-            ("p999", s.p999),
-            ("p9999", s.p9999),
-            ("max", s.max),
-        ];
-        let given: Vec<(&str, u64)> = stated.iter().filter_map(|(n, v)| v.map(|v| (*n, v))).collect();
-        for pair in given.windows(2) {
-            let ((lo_name, lo), (hi_name, hi)) = (pair[0], pair[1]);
-            if lo > hi {
-                return Err(format!(
-                    "states {lo_name} {lo} ns above {hi_name} {hi} ns: percentiles out of order"
-                ));
-            }
-        }
-        Ok(Summary::of_decoded(encoded, &histogram))
+/// Seconds: finite and not negative.
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(serde::de::Error::invalid_value(serde::de::Unexpected::Float(v), &"finite seconds, at least 0"))
     }
 }
 

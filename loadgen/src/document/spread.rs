@@ -3,7 +3,7 @@
 //! ([`crate::stats::Spread`]). Derived from the repeats a document holds, and from
 //! nothing else.
 
-use super::ResultDoc;
+use super::latency::Summary;
 use crate::stats::Spread;
 use serde::{Deserialize, Serialize};
 
@@ -35,34 +35,28 @@ pub struct RepeatSpread {
     pub error_rate: Spread,
 }
 
-/// What limited repeated runs, in one line: `limit: server CPU in 5 of 5 runs`, or each
-/// limit with its count when they differ; `None` when no run was judged.
-pub fn limits(runs: &[ResultDoc]) -> Option<String> {
-    let mut counts: Vec<(crate::views::Limit, usize)> = Vec::new();
-    for l in runs.iter().filter_map(|r| r.views.as_ref().map(|v| v.limit)) {
-        match counts.iter_mut().find(|(have, _)| *have == l) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((l, 1)),
-        }
-    }
-    if counts.is_empty() {
-        return None;
-    }
-    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
-    let parts: Vec<String> =
-        counts.iter().map(|(l, n)| format!("{} in {n} of {} runs", l.short(), runs.len())).collect();
-    Some(format!("limit: {}", parts.join(", ")))
+/// What the spread of repeats is made of, of each run.
+#[derive(Debug, Clone, Copy)]
+pub struct Repeat<'a> {
+    /// Answered messages per second.
+    pub msgs_per_s: f64,
+    /// Latency from the intended send time.
+    pub corrected: &'a Summary,
+    /// Error rate.
+    pub error_rate: f64,
+    /// Share of the sent messages lost.
+    pub loss: f64,
 }
 
 impl RepeatSpread {
     /// The spread of the repeats.
-    pub fn of(runs: &[ResultDoc]) -> RepeatSpread {
-        let pick = |f: &dyn Fn(&ResultDoc) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
-        let latency = |f: fn(&super::Summary) -> u64| pick(&|d: &ResultDoc| f(&d.latency.corrected) as f64);
+    pub fn of(runs: &[Repeat<'_>]) -> RepeatSpread {
+        let pick = |f: &dyn Fn(&Repeat<'_>) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+        let latency = |f: fn(&Summary) -> u64| pick(&|d: &Repeat<'_>| f(d.corrected) as f64);
         RepeatSpread {
             runs: runs.len() as u32,
             ci_coverage: crate::stats::coverage(runs.len()),
-            msgs_per_s: pick(&|d| d.throughput.msgs_per_s),
+            msgs_per_s: pick(&|d| d.msgs_per_s),
             p50: latency(|s| s.p50),
             p90: latency(|s| s.p90),
             p99: latency(|s| s.p99),
@@ -75,16 +69,8 @@ impl RepeatSpread {
 
     /// The SLO's figures at the medians of the repeats: loss is the median of each
     /// repeat's share lost.
-    pub fn point(&self, runs: &[ResultDoc]) -> crate::slo::Point {
-        let loss = crate::stats::median(
-            &runs
-                .iter()
-                .map(|d| {
-                    let c = &d.counters;
-                    if c.sent == 0 { 0.0 } else { c.lost as f64 / c.sent as f64 }
-                })
-                .collect::<Vec<_>>(),
-        );
+    pub fn point(&self, runs: &[Repeat<'_>]) -> crate::slo::Point {
+        let loss = crate::stats::median(&runs.iter().map(|r| r.loss).collect::<Vec<_>>());
         crate::slo::Point {
             p50: self.p50.median,
             p90: self.p90.median,

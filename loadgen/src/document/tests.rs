@@ -2,6 +2,9 @@
 
 use super::testing::full_report;
 use super::*;
+use crate::counters::Counters;
+use crate::figures::Figures;
+use crate::hist;
 use std::collections::BTreeSet;
 
 fn schema() -> serde_json::Value {

@@ -10,7 +10,7 @@
 //! is checked (its bucket in range, the total within what V2 carries) before
 //! hdrhistogram builds the histogram from bytes already known to be sound.
 
-use super::{DIGITS, Hist, MAX_NS, MAX_SAMPLES};
+use super::shape::{DIGITS, Hist, MAX_NS, MAX_SAMPLES};
 use hdrhistogram::Histogram;
 use std::io::Read;
 

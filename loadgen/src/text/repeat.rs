@@ -14,7 +14,7 @@ pub fn report(doc: &ResultDoc) -> String {
     if let Some(line) = server_line(&doc.repeats) {
         let _ = writeln!(o, "{line}");
     }
-    if let Some(limits) = crate::document::limits(&doc.repeats) {
+    if let Some(limits) = limits(&doc.repeats) {
         let _ = writeln!(o, "{limits}");
     }
     for w in &doc.warnings {
@@ -106,4 +106,23 @@ fn server_line(runs: &[ResultDoc]) -> Option<String> {
         ns(s.min),
         ns(s.max)
     ))
+}
+
+/// What limited repeated runs, in one line: `limit: server CPU in 5 of 5 runs`, or each
+/// limit with its count when they differ; `None` when no run was judged.
+pub fn limits(runs: &[ResultDoc]) -> Option<String> {
+    let mut counts: Vec<(crate::views::Limit, usize)> = Vec::new();
+    for l in runs.iter().filter_map(|r| r.views.as_ref().map(|v| v.limit)) {
+        match counts.iter_mut().find(|(have, _)| *have == l) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return None;
+    }
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    let parts: Vec<String> =
+        counts.iter().map(|(l, n)| format!("{} in {n} of {} runs", l.short(), runs.len())).collect();
+    Some(format!("limit: {}", parts.join(", ")))
 }

@@ -152,7 +152,7 @@ fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
     let lines: Vec<String> = results
         .iter()
         .flat_map(|r| {
-            let repeated = crate::document::limits(&r.doc.repeats);
+            let repeated = super::repeat::limits(&r.doc.repeats);
             let limit = r
                 .doc
                 .views

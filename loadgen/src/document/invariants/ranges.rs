@@ -1,56 +1,12 @@
 //! The range of every figure a document holds ([`Range`]), and the rules of a search
 //! step's own figures: what `super` checks of each part.
 
-use super::Violation;
-use crate::document::{ResultDoc, StepDoc};
+use crate::document::run::{ResultDoc, StepDoc};
+use crate::document::violation::{Range, Violation};
 use crate::figures::Bulk;
 use crate::slo::Point;
 use crate::views::SideCpu;
 use crate::warning::Warning;
-use std::fmt;
-
-/// What a figure may be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Range {
-    /// Finite and above 0: an offered rate.
-    AboveZero,
-    /// Finite and at least 0: an achieved rate, seconds, CPU, a client's busy share (its
-    /// workers' CPU over the measured window, which counts their connecting too, so it
-    /// may pass 1).
-    AtLeastZero,
-    /// From 0 to 1: a thread's share of the window, an error rate, a loss.
-    Share,
-    /// Above 0 and at most 1: a search's precision, its least achieved share.
-    Fraction,
-    /// Any finite number (an overlap, negative when runs were apart).
-    Any,
-}
-
-impl Range {
-    /// Whether `value` is in the range.
-    pub fn admits(self, value: f64) -> bool {
-        value.is_finite()
-            && match self {
-                Range::AboveZero => value > 0.0,
-                Range::AtLeastZero => value >= 0.0,
-                Range::Share => (0.0..=1.0).contains(&value),
-                Range::Fraction => value > 0.0 && value <= 1.0,
-                Range::Any => true,
-            }
-    }
-}
-
-impl fmt::Display for Range {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Range::AboveZero => "a finite number above 0",
-            Range::AtLeastZero => "a finite number of at least 0",
-            Range::Share => "a share from 0 to 1",
-            Range::Fraction => "a share above 0, at most 1",
-            Range::Any => "a finite number",
-        })
-    }
-}
 
 impl ResultDoc {
     /// The figures of the run's own parts (warnings, views, byte figures) in their
