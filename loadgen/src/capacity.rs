@@ -18,8 +18,12 @@
 //!   one puts its own delay into the latency being judged;
 //! - the SLO holds at the medians of the repeats.
 //!
-//! When the lowest failing step failed because the client fell behind (or, in tests,
-//! the `--test-saturate-above` knob said so), the answer is a lower bound: the target was not what stopped the search. The search ends at convergence, at
+//! A failing step is blamed on the client when it fell behind its schedule and the
+//! latency from each actual send (its delay left out) met the SLO: then the client's
+//! delay may be what broke it. When even that latency breaks the SLO, the target is
+//! blamed, however late the client was. When the lowest failing step is blamed on the
+//! client (or, in tests, the `--test-saturate-above` knob said so), the answer is a
+//! lower bound: the target was not what stopped the search. The search ends at convergence, at
 //! `--max-duration` (a step that would not fit is not started), at Ctrl-C (the steps so
 //! far are kept), or after [`MAX_STEPS`].
 
@@ -152,12 +156,18 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     let breaches = slo.breaches(&point);
     let sustained = achieved >= offered * MIN_ACHIEVED;
     reasons.extend(breaches.iter().cloned());
+    // A client behind its schedule delays its messages, and that delay is in the
+    // latency judged; but when the latency from each actual send (its delay left out)
+    // breaks the SLO too, the target broke it whatever the client's lag.
+    let c = &run.counters;
+    let from_send = Point::of(&run.latency.service.histogram(), run.error_rate, c.lost, c.sent);
+    let target_breaks_slo = !slo.breaches(&from_send).is_empty();
     // The first that applies, in this order of blame.
     let blame = if interrupted {
         Some(Blame::Interrupted)
     } else if !failures.is_empty() || nothing {
         Some(Blame::Target)
-    } else if saturated {
+    } else if staged || (behind && !target_breaks_slo) {
         Some(Blame::Client)
     } else if !sustained || !breaches.is_empty() {
         Some(Blame::Slo)

@@ -322,3 +322,33 @@ fn a_target_that_fails_ends_the_search() {
     assert!(t.contains("no answer: 4.00K msg/s passed before") && !t.contains("\nanswer: "), "{t}");
     assert_eq!(s.answer, None, "no answer from a target that failed");
 }
+
+/// Issue 24: a client behind its schedule is blamed only when its delay may be what broke
+/// the SLO. When the latency from each actual send (the client's delay left out) breaks
+/// it too, the target broke it.
+#[test]
+fn a_late_client_is_blamed_only_when_its_delay_could_have_broken_the_slo() {
+    let step = |service_ns: u64| {
+        let n = 1_000;
+        let hist = |ns: u64| {
+            let mut h = crate::hist::new();
+            h.record_n(ns, n).unwrap();
+            crate::document::Summary::of(&h)
+        };
+        let mut doc = ResultDoc::empty("tcp://127.0.0.1:7".into(), None);
+        doc.counters.sent = n;
+        doc.counters.completed = n;
+        doc.elapsed_s = 1.0;
+        doc.latency.corrected = hist(5_000_000);
+        doc.latency.service = hist(service_ns);
+        doc.latency.send_lag = Some(hist(4_000_000));
+        doc.derive();
+        judge(1_000.0, vec![Sample { doc, busy: 0.5 }], &Slo::parse("p99<1ms").unwrap(), None)
+    };
+    let late_client = step(200_000);
+    assert!(late_client.client_saturated);
+    assert_eq!(late_client.blame, Some(Blame::Client));
+    let slow_target = step(3_000_000);
+    assert!(slow_target.client_saturated, "the lag is still shown");
+    assert_eq!(slow_target.blame, Some(Blame::Slo));
+}

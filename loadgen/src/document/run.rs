@@ -308,8 +308,9 @@ pub enum Stopped {
 
 /// What a failed step is blamed on, the first that applies in this order: the target
 /// failed (its figures cannot be trusted), the load generator fell behind its schedule
-/// (its own delay is in the figures), or the target did not sustain the rate under the
-/// SLO.
+/// and the latency from each actual send met the SLO (its own delay is in the figures
+/// judged, and may be what broke them), or the target did not sustain the rate under
+/// the SLO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Blame {
