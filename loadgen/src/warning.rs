@@ -194,11 +194,11 @@ impl Warning {
     pub fn message(&self) -> String {
         match self {
             Warning::ClientSaturated { busy } => format!(
-                "load generator CPU saturated ({} busy) — results are bounded by the client; give it more CPUs (--cpus) or fewer connections",
+                "load generator CPU saturated ({} busy) — results are bounded by the client; fewer connections, or more CPUs (--cpus) if the machine has spare ones",
                 share(*busy)
             ),
             Warning::ClientBehind { lag_p99_ns, limit_ns, busy } => format!(
-                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {} busy) — its own delay is in the latency; give it more CPUs (--cpus) or a lower rate",
+                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {} busy) — its own delay is in the latency; fewer connections (fewer wake-ups per message), --coalesce, or a lower rate",
                 ns(*lag_p99_ns as f64),
                 ns(*limit_ns as f64),
                 share(*busy)

@@ -31,11 +31,29 @@ pub fn summarize(plan: &AbPlan, records: Vec<RunRecord>, interrupted: bool) -> A
         records.into_iter().partition(|r| r.side == Side::A);
     let a = SideDoc { summary: side_summary(&plan.servers[0], &a_runs), runs: a_runs };
     let b = SideDoc { summary: side_summary(&plan.servers[1], &b_runs), runs: b_runs };
+    // One rule with `compare`: a run whose figures measured something other than the
+    // target (its client saturated or behind, errors, a shortfall…) makes the ratios not
+    // meaningful, whichever side it is on.
+    let not_meaningful: Vec<String> = a
+        .runs
+        .iter()
+        .chain(&b.runs)
+        .flat_map(|r| r.spoilers().map(move |w| format!("{} run {}: {w}", r.side, r.run)))
+        .collect();
+    let spoiled = !not_meaningful.is_empty();
     let comparison = (!a.runs.is_empty() && !b.runs.is_empty()).then(|| AbComparison {
-        msgs_per_s: ratio(&a.runs, &b.runs, |r| r.msgs_per_s(), true, "msg/s"),
-        p50: ratio(&a.runs, &b.runs, |r| r.result.latency.corrected.p50 as f64, false, "p50"),
-        p99: ratio(&a.runs, &b.runs, |r| r.result.latency.corrected.p99 as f64, false, "p99"),
-        server_cpu_per_msg: ratio(&a.runs, &b.runs, |r| r.server.cpu_us_per_msg, false, "server CPU/msg"),
+        msgs_per_s: ratio(&a.runs, &b.runs, |r| r.msgs_per_s(), true, "msg/s", spoiled),
+        p50: ratio(&a.runs, &b.runs, |r| r.result.latency.corrected.p50 as f64, false, "p50", spoiled),
+        p99: ratio(&a.runs, &b.runs, |r| r.result.latency.corrected.p99 as f64, false, "p99", spoiled),
+        server_cpu_per_msg: ratio(
+            &a.runs,
+            &b.runs,
+            |r| r.server.cpu_us_per_msg,
+            false,
+            "server CPU/msg",
+            spoiled,
+        ),
+        not_meaningful: not_meaningful.clone(),
     });
     let mut failed_checks: Vec<String> = a
         .runs
@@ -61,6 +79,14 @@ pub fn summarize(plan: &AbPlan, records: Vec<RunRecord>, interrupted: bool) -> A
                 limit * 100.0
             ));
         }
+    }
+    if comparison.is_some() && spoiled {
+        // As `compare`: a difference that cannot be told from the client's own limits is
+        // not a pass.
+        failed_checks.push(format!(
+            "the ratios are not meaningful: a run's figures do not measure its server alone ({})",
+            not_meaningful.join(", ")
+        ));
     }
     let exit_code = crate::exit::code(interrupted, false, !failed_checks.is_empty());
     let doc = AbDocument {
@@ -116,10 +142,20 @@ fn ratio(
     f: impl Fn(&RunRecord) -> f64,
     higher_is_better: bool,
     what: &str,
+    spoiled: bool,
 ) -> Ratio {
     let av: Vec<f64> = a.iter().map(&f).collect();
     let bv: Vec<f64> = b.iter().map(&f).collect();
-    compare_values(&av, &bv, higher_is_better, what)
+    let mut r = compare_values(&av, &bv, higher_is_better, what);
+    if spoiled && r.ratio.is_finite() {
+        r.better = None;
+        r.beyond_spread = false;
+        r.verdict = format!(
+            "{what}: B/A {:.3}× — not meaningful: a run's figures do not measure its server alone (see the warnings)",
+            r.ratio
+        );
+    }
+    r
 }
 
 /// B against A from each side's values, run by run in the order they ran.
@@ -267,8 +303,11 @@ mod tests {
             record(Side::A, 2, 110_000.0, 22, 120, 5.2, 0.5),
         ];
         records[3].result.failed_checks.push("p99 120.0µs > --max-p99 110.0µs".into());
-        // The busy B run also fell behind its open-loop schedule: its client limited it.
+        // The busy B run also fell behind its open-loop schedule: its client limited it,
+        // which makes the ratios not meaningful (as `compare` would say).
         records[1].result.latency.send_lag.as_mut().expect("an open loop's lag").p99 = 300_000;
+        let behind = Warning::ClientBehind { lag_p99_ns: 300_000, limit_ns: 100_000, busy: 0.95 };
+        records[1].result.warnings.push((&behind).into());
         // The runs' own warnings: a kernel counter on A in both runs, a pinning on B.
         let counter = |grew| Warning::KernelCounter { counter: "udp_rcvbuf_errors".into(), grew };
         records[0].result.warnings.push((&counter(12)).into());
@@ -289,25 +328,26 @@ mod tests {
         assert_eq!(text, expected, "\n{text}");
     }
 
-    /// An open-loop run's client limited it when it fell behind its schedule, whatever
-    /// its CPU; a closed-loop run's when its CPU was busy; the text says which rule fired.
+    /// A run's client limited it when its own report said so: behind its schedule in
+    /// an open loop (whatever its CPU), saturated in a closed loop; the text says which
+    /// rule fired.
     #[test]
     fn a_client_is_saturated_by_its_schedule_in_an_open_loop_by_its_cpu_in_a_closed_one() {
         let busy_on_time = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.97);
-        assert!(busy_on_time.result.latency.send_lag.as_ref().unwrap().p99 < 100_000);
-        assert!(!busy_on_time.client_saturated());
+        assert!(!busy_on_time.client_saturated(), "a busy client on time limited nothing");
         let mut late = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.5);
-        late.result.latency.send_lag.as_mut().unwrap().p99 = 312_000;
+        let behind = Warning::ClientBehind { lag_p99_ns: 312_000, limit_ns: 100_000, busy: 0.5 };
+        late.result.warnings.push((&behind).into());
         assert_eq!(
             late.client_limit(),
             Some(ClientLimit::Behind(crate::slo::Schedule { lag_p99_ns: 312_000, limit_ns: 100_000 }))
         );
         let mut closed = record(Side::A, 1, 1000.0, 20, 100, 5.0, 0.9);
         closed.result.latency.send_lag = None;
+        closed.result.warnings.push((&Warning::ClientSaturated { busy: 0.9 }).into());
         assert_eq!(closed.client_limit(), Some(ClientLimit::Busy(0.9)));
-        let mut idle = closed.clone();
-        idle.client_busy = 0.5;
-        idle.side = Side::B;
+        let mut idle = record(Side::B, 1, 1000.0, 20, 100, 5.0, 0.5);
+        idle.result.latency.send_lag = None;
         assert!(!idle.client_saturated());
         // The open loop at 50% busy: its schedule, not its CPU, is named.
         let text =
@@ -377,5 +417,61 @@ mod tests {
         assert!(!one.beyond_spread, "one run per side shows no difference");
         assert!(one.verdict.contains("one run"));
         assert!(!compare_values(&[0.0, 0.0], &[1.0, 1.0], true, "x").ratio.is_finite());
+    }
+
+    /// Issue 24: `ab` and `compare` judge the same runs by one rule. A's client saturated
+    /// in every run: `ab` names no better side and exits 1, as `compare` of A's and B's
+    /// results does; with clean runs both pass.
+    #[test]
+    fn ab_and_compare_agree_on_a_saturated_pair() {
+        let saturated = Warning::ClientSaturated { busy: 0.97 };
+        let runs = |spoil: bool| {
+            let mut records = Vec::new();
+            for i in 1..=3u32 {
+                for (side, msgs, p99) in [(Side::A, 179_000, 100_000), (Side::B, 100_000, 200_000)] {
+                    let mut r = record(side, i, 0.0, 0, 0, 5.0, 0.5);
+                    r.result =
+                        crate::saved::testing::fake(&format!("{side}{i}"), msgs + u64::from(i), 1.0, p99).doc;
+                    if spoil && side == Side::A {
+                        r.result.warnings.push((&saturated).into());
+                    }
+                    records.push(r);
+                }
+            }
+            records
+        };
+        let compare_first = |records: &[RunRecord]| {
+            let saved = |r: &RunRecord| {
+                let bytes = serde_json::to_vec(&r.result).unwrap();
+                crate::saved::Saved::from_bytes(format!("{}.json", r.side), &bytes).unwrap()
+            };
+            crate::compare::compare(&saved(&records[0]), &saved(&records[1]), 0.05)
+        };
+        let spoiled = runs(true);
+        let c = compare_first(&spoiled);
+        assert!(!c.meaningful());
+        let ab = summarize(&plan_without_checks(), spoiled, false);
+        let cmp = ab.doc.comparison.as_ref().unwrap();
+        assert_eq!(
+            cmp.not_meaningful,
+            ["A run 1: client saturated", "A run 2: client saturated", "A run 3: client saturated"]
+        );
+        assert_eq!(cmp.msgs_per_s.better, None, "{}", cmp.msgs_per_s.verdict);
+        assert!(cmp.msgs_per_s.verdict.contains("not meaningful"), "{}", cmp.msgs_per_s.verdict);
+        assert_eq!(ab.exit_code(), c.exit_code());
+        assert_eq!(ab.exit_code(), crate::exit::CHECK_FAILED);
+        let clean = runs(false);
+        let c = compare_first(&clean);
+        assert!(c.meaningful());
+        let ab = summarize(&plan_without_checks(), clean, false);
+        assert!(ab.doc.comparison.as_ref().unwrap().not_meaningful.is_empty());
+        assert_eq!(ab.doc.comparison.as_ref().unwrap().msgs_per_s.better, Some(Side::A));
+        assert_eq!(ab.exit_code(), 0);
+    }
+
+    fn plan_without_checks() -> AbPlan {
+        let mut p = plan();
+        p.max_slowdown = None;
+        p
     }
 }

@@ -8,9 +8,9 @@
 //! must bound what it reads as `super::read` does (each run is a whole result document).
 
 use super::ResultDoc;
-use crate::slo::{LAG_LIMIT, Schedule};
+use crate::slo::Schedule;
 use crate::stats::Spread;
-use crate::views::SATURATED;
+use crate::warning::Warning;
 use serde::Serialize;
 use std::fmt;
 
@@ -105,21 +105,36 @@ pub struct RunRecord {
 pub enum ClientLimit {
     /// An open loop fell behind its schedule (the p99 of its send lag above the limit).
     Behind(Schedule),
-    /// A closed loop's CPUs were at least [`SATURATED`] busy (this share).
+    /// A closed loop's client was saturated (its CPUs this share busy).
     Busy(f64),
 }
 
 impl RunRecord {
-    /// Whether, and by which rule, the client limited this run: in an open loop, it fell
-    /// behind its schedule (the p99 of its send lag above [`LAG_LIMIT`]), whatever its
-    /// CPU; in a closed loop, its CPUs were at least [`SATURATED`] busy.
+    /// Whether, and by which rule, the client limited this run: the run's own verdict,
+    /// as its report gave it (a [`Warning::ClientBehind`] in an open loop, whatever its
+    /// CPU; a [`Warning::ClientSaturated`] in a closed loop), so that `ab`, `compare`
+    /// and the run's report judge a run by one rule.
     pub fn client_limit(&self) -> Option<ClientLimit> {
-        match &self.result.latency.send_lag {
-            Some(lag) => {
-                Some(Schedule::new(lag.p99, LAG_LIMIT)).filter(Schedule::behind).map(ClientLimit::Behind)
+        self.result.warnings.iter().find_map(|w| match w.warning {
+            Warning::ClientBehind { lag_p99_ns, limit_ns, .. } => {
+                Some(ClientLimit::Behind(Schedule { lag_p99_ns, limit_ns }))
             }
-            None => (self.client_busy >= SATURATED).then_some(ClientLimit::Busy(self.client_busy)),
-        }
+            Warning::ClientSaturated { busy } => Some(ClientLimit::Busy(busy)),
+            _ => None,
+        })
+    }
+
+    /// What makes this run's figures measure something other than the target alone:
+    /// its warnings that spoil a comparison ([`Warning::spoils_comparison`], the rule
+    /// `compare` applies), each in its short form. An interruption is left out: `ab`
+    /// says it once, and exits 130.
+    pub fn spoilers(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.result
+            .warnings
+            .iter()
+            .map(|w| &w.warning)
+            .filter(|w| w.spoils_comparison() && !matches!(w, Warning::Interrupted))
+            .map(Warning::short)
     }
 
     /// The client limited this run ([`client_limit`](Self::client_limit)).
@@ -198,6 +213,9 @@ pub struct AbComparison {
     pub p99: Ratio,
     /// Server CPU per message (lower is better).
     pub server_cpu_per_msg: Ratio,
+    /// Why the ratios are not meaningful, a run each (`A run 2: client saturated`):
+    /// the same rule as `compare`'s. Empty when they are.
+    pub not_meaningful: Vec<String>,
 }
 
 /// One side of the document: its command, summary and every run.

@@ -25,6 +25,14 @@ use ringecho::tstamp::{self, SocketKind, Support, TxControl};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
+/// What one read of a stream held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Bytes (or a read that could not be placed, counted).
+    Data,
+    /// The end of the stream: the peer closed its side.
+    End,
+}
 /// Connects in a row that may fail before churn gives a connection up: a target that went
 /// away must not keep the run alive.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -405,25 +413,12 @@ impl Stream {
             self.conns[i].recv_armed = false;
         }
         cx.received(res, flags, |cx, what| match what {
-            Received::Data(buf, n) => self.on_data(cx, i, buf, n),
-            Received::Eof => {
-                let c = &mut self.conns[i];
-                if c.churning {
-                    // The end churn asked for: open the next connection.
-                    c.churning = false;
-                    c.dead = true;
-                    c.reconnect = true;
-                } else if !c.dead {
-                    if !c.fifo.is_empty() {
-                        cx.rec.counters.unexpected_eof += 1;
-                    }
-                    cx.rec.counters.conns_lost += 1;
-                    cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
-                    c.fifo.clear();
-                    c.dead = true;
-                    Self::drop_probe(cx, c);
+            Received::Data(buf, n) => {
+                if self.on_data(cx, i, buf, n) == Read::End {
+                    self.on_eof(cx, i);
                 }
             }
+            Received::Eof => self.on_eof(cx, i),
             Received::Starved => self.conns[i].starved = true,
             Received::Cancelled => {}
             Received::Failed(errno) => self.fail(cx, i, errno),
@@ -434,8 +429,30 @@ impl Stream {
         }
     }
 
-    /// Matches `n` received bytes to the connection's messages, oldest first.
-    fn on_data(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) {
+    /// The peer closed its side.
+    fn on_eof(&mut self, cx: &mut Ctx<'_>, i: usize) {
+        let c = &mut self.conns[i];
+        if c.churning {
+            // The end churn asked for: open the next connection.
+            c.churning = false;
+            c.dead = true;
+            c.reconnect = true;
+        } else if !c.dead {
+            if !c.fifo.is_empty() {
+                cx.rec.counters.unexpected_eof += 1;
+            }
+            cx.rec.counters.conns_lost += 1;
+            cx.rec.counters.failed_messages += measured(&c.fifo, cx.clock.warm_end);
+            c.fifo.clear();
+            c.dead = true;
+            Self::drop_probe(cx, c);
+        }
+    }
+
+    /// Matches `n` received bytes to the connection's messages, oldest first. A
+    /// recvmsg's end of stream is a buffer holding its header and no bytes: that read is
+    /// the [`Read::End`].
+    fn on_data(&mut self, cx: &mut Ctx<'_>, i: usize, buf: &Buf, n: u32) -> Read {
         let bytes = cx.buf_ring.bytes(buf, n);
         let c = &mut self.conns[i];
         // With stamps, the read is a recvmsg: header, control messages, then the bytes.
@@ -443,13 +460,16 @@ impl Stream {
             match io_uring::types::RecvMsgOut::parse(bytes, &c.recv_msghdr) {
                 Ok(out) => {
                     let payload = out.payload_data();
+                    if payload.is_empty() {
+                        return Read::End;
+                    }
                     (&bytes[bytes.len() - payload.len()..], cx.stamps.arrival(out.control_data(), cx.now))
                 }
                 // Cannot happen for a buffer the kernel filled for this msghdr; a read
                 // that could not be taken apart is not data we can place.
                 Err(()) => {
                     cx.rec.counters.buf_errors += 1;
-                    return;
+                    return Read::Data;
                 }
             }
         } else {
@@ -524,6 +544,7 @@ impl Stream {
             // A socket that cannot shut down is failing anyway: its receive ends it.
             let _ = socket2::SockRef::from(&c.fd).shutdown(std::net::Shutdown::Write);
         }
+        Read::Data
     }
 
     /// Connection `i`'s probe: its send stamp read once its send has gone, and its parts
