@@ -165,9 +165,9 @@ pub struct SideSummary {
     pub server_cpu_us_per_msg: Spread,
     /// Share of the client's CPUs busy over the run.
     pub client_busy: Spread,
-    /// Runs whose client limited them ([`RunRecord::client_saturated`]: in a closed loop
-    /// at least [`SATURATED`] busy, in an open loop behind its schedule): their figures
-    /// are bounded by the client.
+    /// Runs whose client limited them ([`RunRecord::client_saturated`]: as each run's
+    /// report judged it, in a closed loop saturated, in an open loop behind its
+    /// schedule): their figures are bounded by the client.
     pub client_saturated_runs: usize,
     /// The first run against the others, from 3 runs on.
     pub first_run: Option<FirstRun>,

@@ -49,7 +49,7 @@ impl Latency {
 /// kept encoded ([`Encoded`]: a document may hold thousands); the figures are computed
 /// from it when the summary is made ([`Summary::of`]), so every reader of a figure reads
 /// the histogram's own. Read from a file, the figures it states must agree with its
-/// histogram ([`StatedSummary`]).
+/// histogram (`StatedSummary`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "StatedSummary")]
 pub struct Summary {

@@ -154,7 +154,7 @@ impl From<&Warning> for WarningEntry {
 impl ResultDoc {
     /// Recomputes every derived figure from the counters and `elapsed_s`, here and in
     /// every repeat and search step (the latency summaries are their histograms' own
-    /// already: [`Summary::of`]).
+    /// already: [`super::Summary::of`]).
     pub fn derive(&mut self) {
         let Figures { failed, error_rate, throughput } = Figures::of(&self.counters, self.elapsed_s);
         self.failed = failed;
