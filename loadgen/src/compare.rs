@@ -88,6 +88,19 @@ pub fn compare(base: &Saved, new: &Saved, tolerance: f64) -> Comparison {
             for ((name, b), (_, n)) in b.into_iter().zip(n) {
                 push(name, b as f64, n as f64, false, None);
             }
+            // Both timed by the kernel: the network + server's share of the round trip
+            // (the probes' median), which the client's own costs do not move.
+            if let (Some(b), Some(n)) = (&base.doc.latency.breakdown, &new.doc.latency.breakdown) {
+                if b.network_server.count > 0 && n.network_server.count > 0 {
+                    push(
+                        "net+server p50",
+                        b.network_server.p50 as f64,
+                        n.network_server.p50 as f64,
+                        false,
+                        None,
+                    );
+                }
+            }
         }
     }
     let warnings = [(Side::Base, base), (Side::New, new)]

@@ -6,7 +6,8 @@
 //! overlap are refused (unless forced), and a partial overlap is said.
 
 use crate::counters::Counters;
-use crate::document::{ResultDoc, Summary, WarningEntry};
+use crate::document::{LatencyBreakdown, ResultDoc, Summary, WarningEntry};
+use crate::engine::Breakdown;
 use crate::figures::Bulk;
 use crate::hist::{self, Hist, HistError};
 use crate::plan::Model;
@@ -37,7 +38,7 @@ pub enum MergeError {
     Histogram {
         /// The result.
         name: String,
-        /// Which histogram (`corrected`, `service`, `connect`).
+        /// Which histogram (`corrected`, `service`, `connect`, `send_lag`, `breakdown`).
         which: &'static str,
         /// Why.
         cause: HistError,
@@ -208,6 +209,8 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     let mut load_cpu_s: f64 = 0.0;
     // An open loop's send lag adds up only when every input has one.
     let mut send_lag = results.iter().all(|r| r.doc.latency.send_lag.is_some()).then(hist::new);
+    // So does the breakdown by kernel timestamps.
+    let mut breakdown = results.iter().all(|r| r.doc.latency.breakdown.is_some()).then(Breakdown::default);
     for r in results {
         counters.merge(&r.doc.counters);
         let latency = &r.doc.latency;
@@ -216,6 +219,13 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
         add(&mut connect, &latency.connect, r, "connect")?;
         if let (Some(sum), Some(lag)) = (&mut send_lag, &latency.send_lag) {
             add(sum, lag, r, "send_lag")?;
+        }
+        if let (Some(sum), Some(b)) = (&mut breakdown, &latency.breakdown) {
+            b.add_to(sum).map_err(|cause| MergeError::Histogram {
+                name: r.name.clone(),
+                which: "breakdown",
+                cause,
+            })?;
         }
         elapsed_s = elapsed_s.max(r.doc.elapsed_s);
         load_cpu_s = (load_cpu_s + r.doc.load_cpu_s).min(f64::MAX);
@@ -235,6 +245,7 @@ pub fn merge(results: &[Saved], force: bool) -> Result<(ResultDoc, Vec<MergeWarn
     doc.latency.service = Summary::of(&service);
     doc.latency.connect = Summary::of(&connect);
     doc.latency.send_lag = send_lag.as_ref().map(Summary::of);
+    doc.latency.breakdown = breakdown.as_ref().and_then(LatencyBreakdown::of);
     doc.label = Some(format!("merged ({})", results.len()));
     doc.merged_from = Some(results.iter().map(|r| r.name.clone()).collect());
     // Byte figures add up when every run has them in the same mode; else there are none

@@ -8,7 +8,7 @@
 //! computes them again.
 
 use crate::counters::Counters;
-use crate::document::{Builtin, Latency, ResultDoc, SCHEMA_VERSION, TOOL, WarningEntry};
+use crate::document::{Builtin, Latency, LatencyBreakdown, ResultDoc, SCHEMA_VERSION, TOOL, WarningEntry};
 use crate::engine::Breakdown;
 use crate::figures::{Bulk, Figures, Throughput, busy_share};
 use crate::hist::Hist;
@@ -250,7 +250,10 @@ impl Report {
             failed: 0,
             error_rate: 0.0,
             throughput: Throughput::default(),
-            latency: Latency::of(&self.latency, &self.service, &self.connect, open.then_some(&self.lag)),
+            latency: Latency {
+                breakdown: LatencyBreakdown::of(&self.breakdown),
+                ..Latency::of(&self.latency, &self.service, &self.connect, open.then_some(&self.lag))
+            },
             load_cpu_s: self.load_cpu.as_secs_f64(),
             warnings: self.warnings.iter().map(WarningEntry::from).collect(),
             failed_checks: self.failed_checks.clone(),

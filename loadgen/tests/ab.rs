@@ -349,8 +349,16 @@ fn processes_that_leave_the_group_are_stopped_and_named() {
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     }
     assert!(left.is_empty(), "still running after ab returned: {left:?}\n{text}");
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let doc: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // Strays are named and stopped, not a failure; the B server's busy loop may contend
+    // with the client (unpinned here), which makes the ratios not meaningful: exit 1.
+    let comparison_only = doc["failed_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c.as_str().unwrap().starts_with("the ratios are not meaningful"));
+    assert!(comparison_only, "{text}");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_valid(&doc, include_str!("../schema/ab.schema.json"));
     let strays = |side: &str| doc[side]["runs"][0]["server"]["strays"].as_array().unwrap().clone();
     let named = |side: &str, name: &str, killed: bool| {

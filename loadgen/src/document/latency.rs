@@ -1,6 +1,7 @@
 //! A run's latency: each distribution as its histogram and the figures read from it
 //! ([`Summary`]), and how a file's stated figures are held to its histogram.
 
+use crate::engine::{Breakdown, StampTally};
 use crate::hist::{self, Encoded, Hist};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,10 @@ pub struct Latency {
     /// intended send time, its lag behind its own schedule (absent in a closed loop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_lag: Option<Summary>,
+    /// Where the time went, from the kernel's timestamps: absent with
+    /// `--user-timestamps`, when no reply was stamped, and in older documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<LatencyBreakdown>,
 }
 
 impl Latency {
@@ -41,7 +46,62 @@ impl Latency {
             service: Summary::of(service),
             connect: Summary::of(connect),
             send_lag: send_lag.map(Summary::of),
+            breakdown: None,
         }
+    }
+}
+
+/// The latency broken down by the kernel's software timestamps. Two kinds of part: every
+/// stamped reply gives its client receive (arrival stamp → the worker saw it); the
+/// probes (at most one message per connection or flow in flight, its send stamped too)
+/// split the rest into the client's send path and the network + server. The parts add
+/// up: for a probe, send lag + client send + network + server = its latency; for a
+/// reply, latency + client receive = user to user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyBreakdown {
+    /// Probes: the hand-over to the kernel → the kernel's send stamp.
+    pub client_send: Summary,
+    /// Probes: the kernel's send stamp → the reply's arrival stamp.
+    pub network_server: Summary,
+    /// Stamped replies: the arrival stamp → the worker saw the reply.
+    pub client_receive: Summary,
+    /// Stamped replies: the intended send time → the worker saw the reply (what a loop
+    /// timing in user space reports).
+    pub user_to_user: Summary,
+    /// Probes: their send lag (the intended send time → the hand-over).
+    pub probe_lag: Summary,
+    /// Probes: their latency (the intended send time → the arrival stamp).
+    pub probe_latency: Summary,
+    /// What the stamps gave: replies stamped or not, probes split or not, the clock
+    /// conversion's largest error bound.
+    pub stamps: StampTally,
+}
+
+impl LatencyBreakdown {
+    /// A run's breakdown, when a reply was stamped.
+    pub fn of(b: &Breakdown) -> Option<LatencyBreakdown> {
+        (b.tally.stamped > 0).then(|| LatencyBreakdown {
+            client_send: Summary::of(&b.client_send),
+            network_server: Summary::of(&b.network_server),
+            client_receive: Summary::of(&b.client_receive),
+            user_to_user: Summary::of(&b.user_to_user),
+            probe_lag: Summary::of(&b.probe_lag),
+            probe_latency: Summary::of(&b.probe_latency),
+            stamps: b.tally,
+        })
+    }
+
+    /// Adds this breakdown into `sum` (runs merged): histograms added, counts summed,
+    /// the widest clock bound kept.
+    pub fn add_to(&self, sum: &mut Breakdown) -> Result<(), hist::HistError> {
+        hist::add(&mut sum.client_send, &self.client_send.histogram())?;
+        hist::add(&mut sum.network_server, &self.network_server.histogram())?;
+        hist::add(&mut sum.client_receive, &self.client_receive.histogram())?;
+        hist::add(&mut sum.user_to_user, &self.user_to_user.histogram())?;
+        hist::add(&mut sum.probe_lag, &self.probe_lag.histogram())?;
+        hist::add(&mut sum.probe_latency, &self.probe_latency.histogram())?;
+        sum.tally.merge(&self.stamps);
+        Ok(())
     }
 }
 

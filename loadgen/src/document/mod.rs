@@ -24,7 +24,7 @@ mod spread;
 mod violation;
 
 pub use crate::figures::Throughput;
-pub use latency::{Latency, LatencyUnit, Summary};
+pub use latency::{Latency, LatencyBreakdown, LatencyUnit, Summary};
 pub use run::{Blame, Builtin, ResultDoc, SCHEMA_VERSION, SearchDoc, StepDoc, Stopped, TOOL, WarningEntry};
 pub use spread::RepeatSpread;
 pub use violation::{MAX_REPEATS, MAX_RUNS, MAX_STEPS, Range, Violation};

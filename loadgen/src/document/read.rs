@@ -14,7 +14,7 @@
 //!
 //! Invariant: while a file is read ([`budgeted`]), the whole document, however its runs
 //! nest, holds at most [`MAX_RUNS`] runs, each counted as it is met, before it is read
-//! (the one past the bound is refused), and so at most four times as many histograms
+//! (the one past the bound is refused), and so at most ten times as many histograms (four, and six more with a latency breakdown)
 //! (a run's `Latency`). A histogram is decoded once to be checked and summed
 //! up, then kept encoded.
 

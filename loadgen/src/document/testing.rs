@@ -164,3 +164,29 @@ pub fn minimal_search(steps: usize, repeats: usize) -> serde_json::Value {
     });
     doc
 }
+
+/// A breakdown by kernel timestamps: 100 stamped replies, 10 of them probes split.
+pub fn stamped_breakdown() -> crate::engine::Breakdown {
+    let mut b = crate::engine::Breakdown::default();
+    for v in 1..=100u64 {
+        hist::record(&mut b.client_receive, 2_000 + v);
+        hist::record(&mut b.user_to_user, 60_000 + v);
+    }
+    for v in 1..=10u64 {
+        hist::record(&mut b.client_send, 5_000 + v);
+        hist::record(&mut b.network_server, 40_000 + v);
+        hist::record(&mut b.probe_lag, 10_000 + v);
+        hist::record(&mut b.probe_latency, 55_000 + 3 * v);
+    }
+    b.tally = crate::engine::StampTally {
+        stamped: 100,
+        unstamped: 2,
+        implausible: 1,
+        probes: 11,
+        split: 10,
+        probes_missing: 1,
+        stray: 0,
+        bound_ns: 50,
+    };
+    b
+}

@@ -22,7 +22,9 @@ fn check(doc: &ResultDoc) {
 
 /// Every field a document can hold, the optional ones too.
 fn fullest() -> ResultDoc {
-    let mut doc = full_report().document();
+    let mut report = full_report();
+    report.breakdown = crate::document::testing::stamped_breakdown();
+    let mut doc = report.document();
     doc.merged_from = Some(vec!["lg1".into(), "lg2.json".into()]);
     if let Some(p) = doc.plan.as_mut() {
         p.churn = Some(10);
@@ -140,8 +142,21 @@ fn schema_names_exactly_the_fields_written() {
     // The latency object: the send lag is written in an open loop only.
     let latency = &props["latency"];
     assert_eq!(keys(&latency["properties"]), keys(&fullest["latency"]));
-    assert_eq!(names(&latency["required"]), &keys(&fullest["latency"]) - &["send_lag".to_string()].into());
+    assert_eq!(
+        names(&latency["required"]),
+        &keys(&fullest["latency"]) - &["send_lag".to_string(), "breakdown".to_string()].into()
+    );
     assert_eq!(latency["additionalProperties"], false);
+    // The breakdown by kernel timestamps, and its counts.
+    let breakdown = &latency["properties"]["breakdown"];
+    for (node, value) in [
+        (breakdown, &fullest["latency"]["breakdown"]),
+        (&breakdown["properties"]["stamps"], &fullest["latency"]["breakdown"]["stamps"]),
+    ] {
+        assert_eq!(keys(&node["properties"]), keys(value));
+        assert_eq!(names(&node["required"]), keys(value));
+        assert_eq!(node["additionalProperties"], false);
+    }
     for (path, value) in [
         ("/counters", &fullest["counters"]),
         ("/throughput", &fullest["throughput"]),

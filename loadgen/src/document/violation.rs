@@ -8,7 +8,7 @@ use std::fmt;
 pub const MAX_REPEATS: u32 = 100;
 
 /// The most runs one document holds in all (itself, its repeats, its search steps and
-/// their repeats), and so at most four times as many histograms (a run's `super::Latency`):
+/// their repeats), and so at most ten times as many histograms (a run's `super::Latency`):
 /// what 8 MiB ([`crate::input::MAX_DOCUMENT_BYTES`]) holds of ringload's own runs at
 /// their smallest (about 2 KB each: a plan, the figures, histograms of a few samples). A
 /// search of 200 steps of 100 repeats could be written, but no file that size is read.

@@ -23,22 +23,19 @@
 
 mod chain;
 mod flow;
+mod reply;
 
 use chain::Chain;
-use flow::{
-    BoundPath, DgramProbe, Flow, MAX_SLOTS, MIN_SLOTS, Opened, ROOM, dial, opened, payload_offset,
-    write_datagram,
-};
+use flow::{BoundPath, DgramProbe, Flow, MAX_SLOTS, MIN_SLOTS, Opened, ROOM, dial, opened, write_datagram};
+use reply::{Arrival, Rx, on_reply};
 
 use super::clock::Clock;
-use super::ledger::{Entry, Ledger, Reply};
-use super::recorder::Recorder;
-use super::stamps::{Probe, Stamps};
+use super::ledger::{Entry, Ledger};
+use super::stamps::Probe;
 use super::token::{Op, Token};
 use super::transport::{Ctx, Transport};
 use super::types::{RunError, Shared};
 use crate::connect::Dial;
-use crate::header::{self, Header};
 use crate::payload::Pattern;
 use crate::target::Target;
 use io_uring::{cqueue, opcode, types};
@@ -463,65 +460,4 @@ impl Dgram {
             self.pump(cx, i);
         }
     }
-}
-
-/// When a receive's replies arrived: seen `now`, stamped by the kernel at `stamp`.
-#[derive(Clone, Copy)]
-struct Arrival {
-    now: u64,
-    stamp: Option<u64>,
-}
-
-/// Matches one reply to its datagram by the header's sequence and records it; true when
-/// it was the first answer to a datagram still waiting.
-/// What a reply is recorded with: the worker's recorder, clock and stamps.
-struct Rx<'a> {
-    rec: &'a mut Recorder,
-    clock: &'a Clock,
-    stamps: &'a mut Stamps,
-}
-
-fn on_reply(
-    f: &mut Flow,
-    pattern: &Pattern,
-    verify: bool,
-    cx: &mut Rx<'_>,
-    at: Arrival,
-    data: &[u8],
-) -> bool {
-    let (rec, clock) = (&mut *cx.rec, cx.clock);
-    let n = data.len() as u32;
-    let Some(h) = Header::decode(data).filter(|h| h.flow == f.id) else {
-        rec.counters.garbage += 1;
-        return false;
-    };
-    match f.ledger.reply(h.seq) {
-        Reply::Garbage => rec.counters.garbage += 1,
-        Reply::Late => rec.counters.late += 1,
-        Reply::Duplicate => rec.counters.duplicates += 1,
-        Reply::First { intended, sent, size, reordered } => {
-            if reordered {
-                rec.counters.reordered += 1;
-            }
-            let intact = n == size
-                && (!verify || pattern.mismatches(payload_offset(f.id, h.seq), &data[header::LEN..]) == 0);
-            let (when, stamped) = match f.stamps.rx {
-                true => cx.stamps.reply_at(at.stamp, sent, at.now),
-                false => (at.now, false),
-            };
-            if let Some(p) = f.probe.as_mut().filter(|p| p.seq == h.seq) {
-                p.times.rx = stamped.then_some(when);
-                p.times.seen = Some(at.now);
-            }
-            if intact {
-                rec.answered_size(size);
-                rec.complete(clock, at.now, stamped.then_some(when), intended, sent, u64::from(size));
-            } else if intended >= clock.warm_end {
-                rec.counters.mismatched_messages += 1;
-                rec.counters.mismatched_bytes += u64::from(n.abs_diff(size)).max(1);
-            }
-            return true;
-        }
-    }
-    false
 }

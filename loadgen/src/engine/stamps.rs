@@ -35,8 +35,8 @@ pub(crate) struct Stamps {
     pub tally: StampTally,
 }
 
-/// What the stamps gave over a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the stamps gave over a run (saved as a document's `latency.breakdown.stamps`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StampTally {
     /// Replies timed by the kernel's receive stamp.
     pub stamped: u64,

@@ -11,6 +11,8 @@
 //! into its boxed target address, receives into the worker's buffer ring; the worker keeps
 //! all of them until the kernel has answered (see [`super::transport`]).
 
+mod conn;
+
 use super::clock::Clock;
 use super::stamps::Probe;
 use super::token::{Op, Token};
@@ -19,159 +21,13 @@ use super::types::{RunError, Shared};
 use crate::connect::Dial;
 use crate::payload::{MAX_SEND, Pattern};
 use crate::target::Target;
+use conn::{
+    Answered, CONNECT_ATTEMPTS, Conn, Msg, Read, StreamProbe, dial, enable_stamps, measured, stamp_kind,
+};
 use io_uring::{cqueue, opcode, types};
 use ringecho::ring::{self, Buf};
-use ringecho::tstamp::{self, SocketKind, Support, TxControl};
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-
-/// What one read of a stream held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
-    /// Bytes (or a read that could not be placed, counted).
-    Data,
-    /// The end of the stream: the peer closed its side.
-    End,
-}
-/// Connects in a row that may fail before churn gives a connection up: a target that went
-/// away must not keep the run alive.
-const CONNECT_ATTEMPTS: u32 = 3;
-
-#[derive(Debug, Clone, Copy)]
-struct Msg {
-    start: u64,
-    end: u64,
-    intended: u64,
-    sent: u64,
-    corrupt: bool,
-}
-
-/// One stream connection.
-pub(super) struct Conn {
-    fd: OwnedFd,
-    phase: u64,
-    /// Bytes scheduled, handed to the kernel, confirmed sent, and received.
-    scheduled: u64,
-    submitted: u64,
-    received: u64,
-    fifo: VecDeque<Msg>,
-    /// Index in `fifo` of the first message with no byte submitted yet.
-    first_unsent: usize,
-    send_in_flight: bool,
-    in_flight_len: u32,
-    recv_armed: bool,
-    starved: bool,
-    dead: bool,
-    /// Churn: messages scheduled since this connection was opened.
-    since_connect: u64,
-    /// Churn: our write side is shut; the server's EOF ends the connection.
-    churning: bool,
-    /// Churn: open a new connection once nothing of the old one is in flight.
-    reconnect: bool,
-    /// Churn: when the connect in flight started (ns).
-    connect_started: Option<u64>,
-    /// Churn: connects that failed in a row.
-    connect_failures: u32,
-    /// The stamps this socket gives (none with `--user-timestamps`).
-    stamps: Support,
-    /// The receive's `msghdr` when receives carry their stamp (room for it only).
-    recv_msghdr: Box<libc::msghdr>,
-    /// The header, iovec and control messages of a send that asks for its send stamp.
-    stamped_send: Box<StampedSend>,
-    /// The message whose send asked for its send stamp, if one is out.
-    probe: Option<StreamProbe>,
-}
-
-/// A send that asks for its send stamp, at a stable address while it is in flight.
-struct StampedSend {
-    msghdr: libc::msghdr,
-    iov: libc::iovec,
-    control: TxControl,
-}
-
-/// A probe on a stream: the message ending at stream offset `end` (its send's last
-/// byte, the send stamp's key), and its times.
-#[derive(Debug, Clone, Copy)]
-struct StreamProbe {
-    end: u64,
-    intended: u64,
-    times: Probe,
-    /// The send's completion has been taken: its stamp is in the error queue, if any.
-    sent: bool,
-}
-
-impl Conn {
-    /// Connection number `id` of the run, over `fd`, which gives `stamps`.
-    fn new(fd: OwnedFd, id: u32, stamps: Support) -> Conn {
-        // SAFETY: msghdr is plain data; all-zero is an empty header.
-        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
-        recv_msghdr.msg_controllen = tstamp::RX_CONTROL_LEN as _;
-        let stamped_send = Box::new(StampedSend {
-            // SAFETY: as above.
-            msghdr: unsafe { std::mem::zeroed() },
-            iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-            control: TxControl::new(None, None),
-        });
-        Conn {
-            fd,
-            phase: Pattern::phase(u64::from(id)),
-            scheduled: 0,
-            submitted: 0,
-            received: 0,
-            fifo: VecDeque::new(),
-            first_unsent: 0,
-            send_in_flight: false,
-            in_flight_len: 0,
-            recv_armed: false,
-            starved: false,
-            dead: false,
-            since_connect: 0,
-            churning: false,
-            reconnect: false,
-            connect_started: None,
-            connect_failures: 0,
-            stamps,
-            recv_msghdr,
-            stamped_send,
-            probe: None,
-        }
-    }
-
-    /// Dead for good: failed, not between two churn connections.
-    fn gone(&self) -> bool {
-        self.dead && !self.reconnect && !self.churning && self.connect_started.is_none()
-    }
-}
-
-/// Messages in `fifo` due after the warm-up.
-fn measured(fifo: &VecDeque<Msg>, warm_end: u64) -> u64 {
-    fifo.iter().filter(|m| m.intended >= warm_end).count() as u64
-}
-
-/// A stream socket for `target` and its address.
-fn dial(target: &Target) -> std::io::Result<Dial<()>> {
-    let to = match target {
-        Target::Tcp(addr) => socket2::SockAddr::from(*addr),
-        Target::Unix(path) => socket2::SockAddr::unix(path)?,
-        _ => return Err(std::io::Error::other("not a stream target")),
-    };
-    let socket = socket2::Socket::new(to.domain(), socket2::Type::STREAM.cloexec(), None)?;
-    Ok(Dial { socket, to, keep: () })
-}
-
-/// Turns the kernel's stamps on for a stream socket (before data moves: a TCP send
-/// stamp's key counts bytes from here), unless the plan times replies in user space.
-fn enable_stamps(shared: &Shared, socket: &socket2::Socket) -> Support {
-    stamp_kind(shared).map_or(Support::default(), |kind| tstamp::enable(socket.as_fd(), kind))
-}
-
-/// The kind of socket whose stamps the plan asks for; `None` with `--user-timestamps`.
-fn stamp_kind(shared: &Shared) -> Option<SocketKind> {
-    (shared.plan.timestamps == crate::plan::Timestamps::Kernel).then_some(match shared.target {
-        Target::Tcp(_) => SocketKind::Tcp,
-        _ => SocketKind::UnixStream,
-    })
-}
+use ringecho::tstamp::{self, SocketKind, Support};
+use std::os::fd::{AsFd, AsRawFd};
 
 /// A worker's stream connections.
 pub(super) struct Stream {
@@ -502,30 +358,8 @@ impl Stream {
             if c.received == front.end {
                 let m = c.fifo.pop_front().expect("front exists");
                 c.first_unsent = c.first_unsent.saturating_sub(1);
-                // Every message this read completes arrived by its last segment: they
-                // share the read's stamp (for the earlier ones, an upper bound).
-                let (at, stamped) = match c.stamps.rx {
-                    true => cx.stamps.reply_at(arrival, m.sent, cx.now),
-                    false => (cx.now, false),
-                };
-                if let Some(p) = c.probe.as_mut().filter(|p| p.end == m.end) {
-                    p.times.rx = stamped.then_some(at);
-                    p.times.seen = Some(cx.now);
-                }
-                if m.corrupt {
-                    if m.intended >= warm_end {
-                        cx.rec.counters.mismatched_messages += 1;
-                    }
-                } else {
-                    cx.rec.complete(
-                        &cx.clock,
-                        cx.now,
-                        stamped.then_some(at),
-                        m.intended,
-                        m.sent,
-                        m.end - m.start,
-                    );
-                }
+                let to = Answered { rec: &mut cx.rec, clock: &cx.clock, stamps: &mut cx.stamps, now: cx.now };
+                c.answered(to, m, arrival);
                 completed += 1;
             }
         }

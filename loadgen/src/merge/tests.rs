@@ -211,3 +211,30 @@ fn a_failed_input_fails_the_merge() {
     assert!(m.warnings.iter().any(|w| w.warning == lost), "{:?}", m.warnings);
     assert_eq!(m.exit_code, 2);
 }
+
+/// Issue 25: the breakdown by kernel timestamps merges like every histogram (added, its
+/// counts summed, the widest clock bound kept), and only when every run has one.
+#[test]
+fn breakdowns_merge_when_every_run_has_one() {
+    let with = |name: &str| {
+        let mut report = crate::document::testing::full_report();
+        report.breakdown = crate::document::testing::stamped_breakdown();
+        report.label = Some(name.into());
+        let bytes = serde_json::to_vec(&report.document()).unwrap();
+        Saved::from_bytes(format!("{name}.json"), &bytes).unwrap()
+    };
+    let (a, b) = (with("a"), with("b"));
+    let one = a.doc.latency.breakdown.clone().expect("a stamped run saves its breakdown");
+    assert_eq!(one.stamps.stamped, 100);
+    let (m, _) = merge(&[a.clone(), b], false).unwrap();
+    let both = m.latency.breakdown.expect("both runs had one");
+    assert_eq!(both.stamps.stamped, 200);
+    assert_eq!(both.stamps.split, 20);
+    assert_eq!(both.stamps.bound_ns, 50);
+    assert_eq!(both.network_server.count, 20);
+    assert_eq!(both.client_receive.count, 200);
+    assert_eq!(both.client_receive.p50, one.client_receive.p50);
+    let plain = fake("plain", 1000, 10.0, 50_000);
+    let (m, _) = merge(&[a, plain], true).unwrap();
+    assert!(m.latency.breakdown.is_none(), "a run without one makes the sum unknown");
+}

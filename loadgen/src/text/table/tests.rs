@@ -2,6 +2,7 @@
 //! format.
 
 use super::*;
+use crate::document::ResultDoc;
 use crate::plan::SizeSpec;
 use crate::saved::testing::fake;
 use crate::warning::Warning;
@@ -114,4 +115,35 @@ fn renders_every_format() {
     assert!(render(&rs, Format::Markdown).starts_with("| result"));
     let csv = render(&rs, Format::Csv);
     assert!(csv.contains("\"a,1\"") && csv.lines().count() == 3);
+}
+
+/// Issue 24: a repeated document is shown as `--repeat` printed it: the medians of its
+/// runs, saying so, and the limit of its runs; never its pooled figures unsaid.
+#[test]
+fn a_repeated_document_shows_its_medians_and_its_runs_limit() {
+    let runs: Vec<ResultDoc> = [1.0, 1.0, 4.0]
+        .iter()
+        .map(|&elapsed_s| {
+            let mut d = crate::document::testing::full_report().document();
+            d.elapsed_s = elapsed_s;
+            d.derive();
+            d
+        })
+        .collect();
+    let limit = runs[0].views.as_ref().expect("the full report judges its limit").limit;
+    let pooled = crate::repeat::pool(runs);
+    let median = pooled.spread.expect("repeats have a spread").msgs_per_s.median;
+    assert!(
+        median > pooled.throughput.msgs_per_s * 1.2,
+        "pooled {} vs median {median}",
+        pooled.throughput.msgs_per_s
+    );
+    let bytes = serde_json::to_vec(&pooled).unwrap();
+    let saved = Saved::from_bytes("rep.json".into(), &bytes).unwrap();
+    let text = render(std::slice::from_ref(&saved), Format::Text);
+    assert!(text.contains("(median of 3)"), "{text}");
+    assert!(text.contains(&crate::units::rate_short(median)), "the median rate, not the pooled: {text}");
+    let line = format!("limit: {} in 3 of 3 runs", limit.short());
+    assert!(text.contains(&line), "{text}");
+    assert!(crate::text::repeat::report(&saved.doc).contains(&line));
 }
