@@ -274,7 +274,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::testing::full_report;
+    use crate::report::testing::full_report;
     use crate::views::Limit;
 
     /// The warning and the limit line judge the client by the one threshold: a client
@@ -298,3 +298,6 @@ mod tests {
         assert!(warned && limit == Limit::ClientCpu, "warned {warned}, limit {limit:?}");
     }
 }
+
+#[cfg(test)]
+pub(crate) mod testing;

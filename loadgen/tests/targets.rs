@@ -7,7 +7,6 @@ mod util;
 
 use ringload::warning::Warning;
 use ringload::{Model, SizeSpec, Stop, Target};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use util::*;
 
@@ -15,22 +14,9 @@ fn has(r: &ringload::Report, f: impl Fn(&Warning) -> bool) -> bool {
     r.warnings.iter().any(f)
 }
 
-/// A ringecho server on loopback with one listener in `mode`.
+/// The test's server: a stop closes every connection at once (the server "dies").
 fn ringecho(listen: ringecho::Listen, mode: ringecho::Mode) -> ringecho::ServerHandle {
-    let config = ringecho::Config {
-        listen: vec![ringecho::Endpoint { listen, mode }],
-        backend: ringecho::Backend::Epoll,
-        workers: Some(1),
-        cpus: ringecho::Cpus::Allowed,
-        // A stop closes every connection at once: the server "dies".
-        drain_timeout: Duration::ZERO,
-        ..ringecho::Config::default()
-    };
-    ringecho::Server::start(config).expect("ringecho starts")
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
+    util::ringecho(listen, mode, |c| c.drain_timeout = Duration::ZERO)
 }
 
 /// A `source@` listener (TCP and Unix): it sends without being asked. Not an echo: the

@@ -14,19 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use util::*;
 
-/// A ringecho server on loopback with one listener in `mode`.
+/// The test's server, on the default backend.
 fn ringecho(listen: ringecho::Listen, mode: ringecho::Mode) -> ringecho::ServerHandle {
-    let config = ringecho::Config {
-        listen: vec![ringecho::Endpoint { listen, mode }],
-        workers: Some(1),
-        cpus: ringecho::Cpus::Allowed,
-        ..ringecho::Config::default()
-    };
-    ringecho::Server::start(config).expect("ringecho starts")
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
+    util::ringecho(listen, mode, |c| c.backend = ringecho::Config::default().backend)
 }
 
 /// A short bulk run in `mode` against `target` (None: the built-in server).

@@ -9,7 +9,6 @@ mod util;
 use ringload::views::Limit;
 use ringload::warning::Warning;
 use ringload::{Model, Stop, Target};
-use std::net::SocketAddr;
 use std::time::Duration;
 use util::*;
 
@@ -18,18 +17,7 @@ fn has(r: &ringload::Report, f: impl Fn(&Warning) -> bool) -> bool {
 }
 
 fn ringecho(listen: ringecho::Listen, mode: ringecho::Mode) -> ringecho::ServerHandle {
-    let config = ringecho::Config {
-        listen: vec![ringecho::Endpoint { listen, mode }],
-        backend: ringecho::Backend::Epoll,
-        workers: Some(1),
-        cpus: ringecho::Cpus::Allowed,
-        ..ringecho::Config::default()
-    };
-    ringecho::Server::start(config).expect("ringecho starts")
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
+    util::ringecho(listen, mode, |_| {})
 }
 
 /// A discard target met in the default warm-up: the closed loop's messages are all sent

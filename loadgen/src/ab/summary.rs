@@ -251,7 +251,7 @@ mod tests {
         cpu_us: f64,
         busy: f64,
     ) -> RunRecord {
-        let mut result = crate::document::testing::full_report().document();
+        let mut result = crate::report::testing::full_report().document();
         result.throughput.msgs_per_s = msgs;
         result.latency.corrected.p50 = p50_us * 1000;
         result.latency.corrected.p99 = p99_us * 1000;
@@ -276,7 +276,7 @@ mod tests {
     }
 
     fn plan() -> AbPlan {
-        let mut load = crate::document::testing::full_report().plan;
+        let mut load = crate::report::testing::full_report().plan;
         load.cpus = vec![1];
         AbPlan {
             servers: ["ringecho --backend uring".into(), "ringecho --backend epoll".into()],

@@ -19,7 +19,7 @@ fn cfg(slo: &str) -> SearchConfig {
 
 /// The search's document keeps the rules every document read keeps.
 fn keeps_the_rules(s: &SearchDoc) {
-    let doc = document(&crate::document::testing::full_report().plan, s.clone());
+    let doc = document(&crate::report::testing::full_report().plan, s.clone());
     doc.check().unwrap_or_else(|v| panic!("{v}"));
 }
 
@@ -223,7 +223,7 @@ fn a_bounded_search_starts_only_steps_that_fit() {
 #[test]
 fn the_document_reads_back() {
     let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(5_000.0, r, 0.3, None))).unwrap();
-    let plan = crate::document::testing::full_report().plan;
+    let plan = crate::report::testing::full_report().plan;
     let doc = document(&plan, s);
     let bytes = serde_json::to_vec(&doc).unwrap();
     let saved = crate::saved::Saved::from_bytes("search.json".into(), &bytes).unwrap();
@@ -246,7 +246,7 @@ fn process_cpu_reads_our_own() {
 #[test]
 fn nested_documents_are_checked() {
     let s = search(&cfg("p99<1ms"), &AtomicBool::new(false), |r, _| Ok(mock(3_000.0, r, 0.3, None))).unwrap();
-    let plan = crate::document::testing::full_report().plan;
+    let plan = crate::report::testing::full_report().plan;
     let doc = document(&plan, s);
     let read =
         |d: &ResultDoc| crate::saved::Saved::from_bytes("x.json".into(), &serde_json::to_vec(d).unwrap());

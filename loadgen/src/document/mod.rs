@@ -30,7 +30,4 @@ pub use spread::RepeatSpread;
 pub use violation::{MAX_REPEATS, MAX_RUNS, MAX_STEPS, Range, Violation};
 
 #[cfg(test)]
-pub(crate) mod testing;
-
-#[cfg(test)]
 mod tests;

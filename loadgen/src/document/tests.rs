@@ -1,10 +1,10 @@
 //! The document against its schema, and the one definition of failed.
 
-use super::testing::full_report;
 use super::*;
 use crate::counters::Counters;
 use crate::figures::Figures;
 use crate::hist;
+use crate::report::testing::full_report;
 use std::collections::BTreeSet;
 
 fn schema() -> serde_json::Value {
@@ -23,7 +23,7 @@ fn check(doc: &ResultDoc) {
 /// Every field a document can hold, the optional ones too.
 fn fullest() -> ResultDoc {
     let mut report = full_report();
-    report.breakdown = crate::document::testing::stamped_breakdown();
+    report.breakdown = crate::report::testing::stamped_breakdown();
     let mut doc = report.document();
     doc.merged_from = Some(vec!["lg1".into(), "lg2.json".into()]);
     if let Some(p) = doc.plan.as_mut() {

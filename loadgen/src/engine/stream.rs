@@ -109,6 +109,10 @@ impl Transport for Stream {
         c.send_in_flight && c.submitted < c.scheduled && !c.dead
     }
 
+    fn joins_sends(&self) -> bool {
+        !self.one_per_send
+    }
+
     fn queued(&self, i: usize) -> usize {
         self.conns[i].fifo.len()
     }

@@ -192,6 +192,12 @@ pub(crate) trait Transport: Sized {
         false
     }
 
+    /// Messages due together share a send (`--coalesce`): a blocked send is flushed
+    /// once for all of them, not per message.
+    fn joins_sends(&self) -> bool {
+        false
+    }
+
     /// Messages queued on connection `i` (bounded in open loop).
     fn queued(&self, i: usize) -> usize;
 

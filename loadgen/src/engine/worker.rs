@@ -252,6 +252,7 @@ impl<T: Transport> Worker<'_, T> {
         // The time now, not the turn's start: the reap before may have taken a while,
         // and the send lag and each message's send time must include it.
         cx.now = cx.clock.now();
+        let mut joined = false;
         while cx.scheduling && cx.clock.next_due <= cx.now as f64 && cx.clock.budget != Some(0) {
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
             let due = cx.clock.next_due as u64;
@@ -265,20 +266,22 @@ impl<T: Transport> Worker<'_, T> {
             t.pump(cx, i);
             if self.batch && t.send_blocked(i) {
                 // Its previous send's completion has not been taken: a batching turn does
-                // not wake for it. Hand the send to the kernel now and take what has
-                // completed (a send on a socket with room completes as it is submitted),
-                // so that a message never waits a turn behind another.
-                if let Err(e) = cx.driver.spin() {
-                    cx.push_error.get_or_insert(PushError::Submit(e));
+                // not wake for it. With --coalesce the messages due wait for one flush
+                // after the loop and go out together; else hand the send to the kernel
+                // now and take what has completed (a send on a socket with room
+                // completes as it is submitted), so that a message never waits a turn
+                // behind another.
+                if t.joins_sends() {
+                    joined = true;
+                    continue;
                 }
-                // What completes now is seen now (a reply stamped after the turn began
-                // is not from the future).
-                cx.now = cx.clock.now();
-                while let Some(cqe) = cx.driver.completion() {
-                    if let Some(token) = Token::decode(cqe.user_data()) {
-                        t.complete(cx, token, cqe.result(), cqe.flags());
-                    }
-                }
+                flush(cx, t);
+                t.pump(cx, i);
+            }
+        }
+        if joined {
+            flush(cx, t);
+            for i in 0..t.conns() {
                 t.pump(cx, i);
             }
         }
@@ -342,6 +345,20 @@ fn next_live(len: usize, dead: impl Fn(usize) -> bool, rr: &mut usize) -> Option
         }
     }
     None
+}
+
+/// Hands what is queued to the kernel and takes what has completed, seen now (a reply
+/// stamped after the turn began is not from the future).
+fn flush<T: Transport>(cx: &mut Ctx<'_>, t: &mut T) {
+    if let Err(e) = cx.driver.spin() {
+        cx.push_error.get_or_insert(PushError::Submit(e));
+    }
+    cx.now = cx.clock.now();
+    while let Some(cqe) = cx.driver.completion() {
+        if let Some(token) = Token::decode(cqe.user_data()) {
+            t.complete(cx, token, cqe.result(), cqe.flags());
+        }
+    }
 }
 
 /// How long the worker waits in one turn: until the next message is due (open loop),

@@ -217,8 +217,8 @@ fn a_failed_input_fails_the_merge() {
 #[test]
 fn breakdowns_merge_when_every_run_has_one() {
     let with = |name: &str| {
-        let mut report = crate::document::testing::full_report();
-        report.breakdown = crate::document::testing::stamped_breakdown();
+        let mut report = crate::report::testing::full_report();
+        report.breakdown = crate::report::testing::stamped_breakdown();
         report.label = Some(name.into());
         let bytes = serde_json::to_vec(&report.document()).unwrap();
         Saved::from_bytes(format!("{name}.json"), &bytes).unwrap()

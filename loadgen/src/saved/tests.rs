@@ -2,8 +2,8 @@
 //! and the field, and untrusted input that never panics.
 
 use super::*;
-use crate::document::testing::full_report;
 use crate::hist;
+use crate::report::testing::full_report;
 use crate::warning::Warning;
 
 fn read(doc: serde_json::Value) -> Result<Saved, ResultError> {
@@ -414,7 +414,7 @@ fn invariants_are_errors_naming_the_rule() {
 /// however they nest: the one past a bound is refused, naming where it was met.
 #[test]
 fn bounds_are_kept_while_reading() {
-    use crate::document::testing::{minimal_run, minimal_search};
+    use crate::report::testing::{minimal_run, minimal_search};
     let field = |doc: serde_json::Value| match read(doc) {
         Err(ResultError::Field { field, cause, .. }) => format!("{field}: {cause}"),
         other => panic!("{:?}", other.map(|s| s.name)),

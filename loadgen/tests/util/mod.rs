@@ -9,6 +9,29 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+/// A one-worker ringecho on `listen` in `mode` (epoll unless `tune` says otherwise:
+/// it needs no io_uring), its config tuned by `tune`.
+pub fn ringecho(
+    listen: ringecho::Listen,
+    mode: ringecho::Mode,
+    tune: impl FnOnce(&mut ringecho::Config),
+) -> ringecho::ServerHandle {
+    let mut config = ringecho::Config {
+        listen: vec![ringecho::Endpoint { listen, mode }],
+        backend: ringecho::Backend::Epoll,
+        workers: Some(1),
+        cpus: ringecho::Cpus::Allowed,
+        ..ringecho::Config::default()
+    };
+    tune(&mut config);
+    ringecho::Server::start(config).expect("ringecho starts")
+}
+
+/// An address on the loopback that the kernel picks the port of.
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
 /// Whether io_uring works here; when it does not, the test fails unless the run allows
 /// skipping (`RINGECHO_ALLOW_SKIP=1`, see `testkit`).
 pub fn uring_available() -> bool {

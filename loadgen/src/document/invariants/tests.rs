@@ -1,7 +1,7 @@
 //! Documents that read field by field but could not have been written: each is refused,
 //! naming the file, the field and the rule; and what ringload writes is not.
 
-use crate::document::testing::{full_report, minimal_search};
+use crate::report::testing::{full_report, minimal_search};
 use crate::saved::{ResultError, Saved};
 use serde_json::{Value, json};
 

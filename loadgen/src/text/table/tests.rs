@@ -124,7 +124,7 @@ fn a_repeated_document_shows_its_medians_and_its_runs_limit() {
     let runs: Vec<ResultDoc> = [1.0, 1.0, 4.0]
         .iter()
         .map(|&elapsed_s| {
-            let mut d = crate::document::testing::full_report().document();
+            let mut d = crate::report::testing::full_report().document();
             d.elapsed_s = elapsed_s;
             d.derive();
             d
