@@ -145,7 +145,9 @@ fn problems(mode: Mode, c: &Counters, bulk: &Bulk) -> Vec<Warning> {
         }
         _ => {}
     }
-    if mode.sends() && c.bytes_sent == 0 && bulk.moved() == 0 {
+    // Nothing moved in the measured window, whatever the warm-up took: a target that
+    // stopped reading once the buffers on both sides were full measured nothing.
+    if mode.sends() && bulk.moved() == 0 {
         found.push(Warning::NothingSent);
     }
     found
@@ -157,12 +159,24 @@ mod tests {
 
     #[test]
     fn misuse_is_named() {
-        let b = Bulk::of(Mode::Send, 1, &Default::default(), &[], std::time::Duration::from_secs(1));
+        let mut b = Bulk::of(Mode::Send, 1, &Default::default(), &[], std::time::Duration::from_secs(1));
+        // Bytes moved in the window: the misuse is what the counters show.
+        b.bytes_sent = 10;
         let answered = Counters { bytes_sent: 10, bytes_received: 5, ..Counters::default() };
         assert_eq!(problems(Mode::Send, &answered, &b), [Warning::AnsweredSendOnly { bytes_received: 5 }]);
         let silent = Counters::default();
         assert_eq!(problems(Mode::Receive, &silent, &b), [Warning::NothingReceived]);
         let discarded = Counters { bytes_sent: 10, ..Counters::default() };
         assert_eq!(problems(Mode::Bulk, &discarded, &b), [Warning::NoAnswer { bytes_sent: 10 }]);
+    }
+
+    /// Issue 23 item 12: a target that took bytes in the warm-up and then stopped reading
+    /// (both sides' buffers full) moved nothing in the window: the run says so and fails.
+    #[test]
+    fn a_target_that_stopped_reading_is_named() {
+        let still = Bulk::of(Mode::Send, 1, &Default::default(), &[], std::time::Duration::from_secs(1));
+        let warm_up_only = Counters { bytes_sent: 3_910_656, ..Counters::default() };
+        assert_eq!(problems(Mode::Send, &warm_up_only, &still), [Warning::NothingSent]);
+        assert!(Warning::NothingSent.is_failure());
     }
 }

@@ -272,7 +272,7 @@ impl Warning {
                 "the target sent back {bytes_received} bytes to a send-only run: it is not a discard server (an echo or a source server sends); use --mode send against a discard@ listener, --mode bulk against an echo"
             ),
             Warning::NothingReceived => "nothing received: is this a source@ listener? (--mode receive reads what the target sends unasked; an echo or a discard server sends nothing)".into(),
-            Warning::NothingSent => "nothing could be sent: the target took no byte (a full or closed socket)".into(),
+            Warning::NothingSent => "nothing could be sent in the measured window: the target took no byte (a full or closed socket; a target that stopped reading takes what its buffers hold in the warm-up, then nothing)".into(),
             Warning::BackgroundFailed { problem } => format!(
                 "background flows failed: {problem}; the latency was not measured under the load asked for"
             ),
