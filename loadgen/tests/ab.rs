@@ -106,7 +106,13 @@ fn pinning() -> Vec<String> {
     }
 }
 
+/// One `ringload ab` at a time: ab judges its runs' CPU contention, and two tests' servers
+/// and clients on the same two CPUs would contend with each other (their ratios then not
+/// meaningful, exit 1).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn ringload_ab(args: &[String]) -> Output {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     Command::new(env!("CARGO_BIN_EXE_ringload"))
         .arg("ab")
         .args(args)
@@ -273,6 +279,7 @@ fn a_server_that_dies_mid_run_fails_the_comparison() {
 
 #[test]
 fn ctrl_c_stops_the_server_and_exits_130() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("pid");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringload"))

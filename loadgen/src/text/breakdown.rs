@@ -3,6 +3,7 @@
 //! add up (means: a percentile of a sum is not the sum of percentiles).
 
 use super::hist_row;
+use crate::document::LatencyBreakdown;
 use crate::engine::Breakdown;
 use crate::hist::Hist;
 use crate::plan::{Model, Plan, Timestamps};
@@ -70,4 +71,30 @@ pub fn lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown) {
             ns(b.user_to_user.mean())
         );
     }
+}
+
+/// A saved run's breakdown in one line (`report`): the medians of its parts and how
+/// many replies the kernel stamped.
+pub fn summary(b: &LatencyBreakdown) -> String {
+    let t = &b.stamps;
+    let replies = t.stamped + t.unstamped + t.implausible;
+    let mut line = String::from("timing (kernel stamps, p50):");
+    if b.network_server.count > 0 {
+        let _ = write!(
+            line,
+            " client send {}, net+server {},",
+            ns(b.client_send.p50 as f64),
+            ns(b.network_server.p50 as f64)
+        );
+    }
+    let _ = write!(
+        line,
+        " client recv {}; {} of {replies} replies stamped, {} probe{} split; clock ±{}",
+        ns(b.client_receive.p50 as f64),
+        t.stamped,
+        t.split,
+        plural(t.split),
+        ns(t.bound_ns as f64)
+    );
+    line
 }

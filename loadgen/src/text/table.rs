@@ -147,18 +147,21 @@ pub fn render(results: &[Saved], format: Format) -> String {
     out
 }
 
-/// Each result's warnings in full, one line each, after a blank line.
+/// Each result's warnings in full, one line each, after a blank line; then its limit and,
+/// when the kernel stamped its replies, where the time went.
 fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
     let lines: Vec<String> = results
         .iter()
         .flat_map(|r| {
             let repeated = super::repeat::limits(&r.doc.repeats);
+            let timing = r.doc.latency.breakdown.as_ref().map(super::breakdown::summary);
             let limit = r
                 .doc
                 .views
                 .iter()
                 .map(|v| v.limit_text.clone())
                 .chain(repeated)
+                .chain(timing)
                 .map(move |l| format!("{}: {l}", r.name));
             r.doc
                 .warnings

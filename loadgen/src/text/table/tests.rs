@@ -147,3 +147,20 @@ fn a_repeated_document_shows_its_medians_and_its_runs_limit() {
     assert!(text.contains(&line), "{text}");
     assert!(crate::text::repeat::report(&saved.doc).contains(&line));
 }
+
+/// Issue 25: `report` of a run timed by the kernel says where the time went, in one line
+/// per result (the medians of the parts); a run without stamps says nothing of it.
+#[test]
+fn a_stamped_run_shows_where_the_time_went() {
+    let mut report = crate::report::testing::full_report();
+    report.breakdown = crate::report::testing::stamped_breakdown();
+    report.label = Some("stamped".into());
+    let bytes = serde_json::to_vec(&report.document()).unwrap();
+    let stamped = Saved::from_bytes("stamped.json".into(), &bytes).unwrap();
+    let plain = fake("plain", 1000, 1.0, 50_000);
+    let text = render(&[stamped, plain], Format::Text);
+    let line = text.lines().find(|l| l.starts_with("stamped: timing")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("client send 5.0µs, net+server 40.0µs, client recv 2.1µs"), "{line}");
+    assert!(line.contains("100 of 103 replies stamped, 10 probes split; clock ±50ns"), "{line}");
+    assert!(!text.contains("plain: timing"), "{text}");
+}
