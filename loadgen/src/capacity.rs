@@ -88,6 +88,27 @@ impl Sample {
     }
 }
 
+/// The latency clauses' figures from each actual send (the `service` latency): the
+/// medians over the repeats, as the step's own point, or the run's own; no errors, no loss.
+fn from_send(run: &ResultDoc) -> Point {
+    let pick = |f: fn(&crate::document::Summary) -> u64| {
+        if run.repeats.is_empty() {
+            f(&run.latency.service) as f64
+        } else {
+            median(&run.repeats.iter().map(|r| f(&r.latency.service) as f64).collect::<Vec<_>>())
+        }
+    };
+    Point {
+        p50: pick(|s| s.p50),
+        p90: pick(|s| s.p90),
+        p99: pick(|s| s.p99),
+        p999: pick(|s| s.p999),
+        max: pick(|s| s.max),
+        errors: 0.0,
+        loss: 0.0,
+    }
+}
+
 /// Judges a step offered at `offered` from its runs (see the module's rule).
 pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Option<f64>) -> StepDoc {
     let busy = median(&samples.iter().map(|s| s.busy).collect::<Vec<_>>());
@@ -158,10 +179,10 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
     reasons.extend(breaches.iter().cloned());
     // A client behind its schedule delays its messages, and that delay is in the
     // latency judged; but when the latency from each actual send (its delay left out)
-    // breaks the SLO too, the target broke it whatever the client's lag.
-    let c = &run.counters;
-    let from_send = Point::of(&run.latency.service.histogram(), run.error_rate, c.lost, c.sent);
-    let target_breaks_slo = !slo.breaches(&from_send).is_empty();
+    // breaks the SLO's latency clauses too, the target broke it whatever the client's
+    // lag. Errors and loss are left out of this test: a client far behind refuses
+    // messages itself (backlog overflow).
+    let target_breaks_slo = !slo.breaches(&from_send(&run)).is_empty();
     // The first that applies, in this order of blame.
     let blame = if interrupted {
         Some(Blame::Interrupted)
@@ -171,6 +192,9 @@ pub fn judge(offered: f64, samples: Vec<Sample>, slo: &Slo, saturate_above: Opti
         Some(Blame::Client)
     } else if !sustained || !breaches.is_empty() {
         Some(Blame::Slo)
+    } else if behind {
+        // Failed on the client's lag alone.
+        Some(Blame::Client)
     } else {
         None
     };

@@ -121,6 +121,9 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     let mut warnings: Vec<WarningEntry> = Vec::new();
     let (mut elapsed_s, mut load_cpu_s) = (0.0, 0.0);
     let mut send_lag = runs.iter().all(|r| r.latency.send_lag.is_some()).then(hist::new);
+    // The breakdown by kernel timestamps adds up only when every run has one.
+    let mut breakdown =
+        runs.iter().all(|r| r.latency.breakdown.is_some()).then(crate::engine::Breakdown::default);
     for r in &runs {
         counters.merge(&r.counters);
         // Histograms of ringload's own runs have the same bounds: adding cannot fail.
@@ -129,6 +132,9 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
         let _ = hist::add(&mut connect, &r.latency.connect.histogram());
         if let (Some(sum), Some(lag)) = (&mut send_lag, &r.latency.send_lag) {
             let _ = hist::add(sum, &lag.histogram());
+        }
+        if let (Some(sum), Some(b)) = (&mut breakdown, &r.latency.breakdown) {
+            let _ = b.add_to(sum);
         }
         elapsed_s += r.elapsed_s;
         load_cpu_s += r.load_cpu_s;
@@ -154,6 +160,7 @@ pub fn pool(runs: Vec<ResultDoc>) -> ResultDoc {
     doc.latency.service = Summary::of(&service);
     doc.latency.connect = Summary::of(&connect);
     doc.latency.send_lag = send_lag.as_ref().map(Summary::of);
+    doc.latency.breakdown = breakdown.as_ref().and_then(crate::document::LatencyBreakdown::of);
     doc.warnings = warnings;
     doc.interrupted = runs.iter().any(|r| r.interrupted);
     doc.exit_code = runs.iter().map(|r| r.exit_code).max().unwrap_or(0);

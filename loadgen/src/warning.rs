@@ -198,7 +198,7 @@ impl Warning {
                 share(*busy)
             ),
             Warning::ClientBehind { lag_p99_ns, limit_ns, busy } => format!(
-                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {} busy) — its own delay is in the latency; fewer connections (fewer wake-ups per message), --coalesce, or a lower rate",
+                "load generator behind its schedule: 1% of messages went out more than {} after their intended send time (limit {}; its CPU {} busy) — its own delay is in the latency; fewer connections (fewer wake-ups per message), --coalesce on a stream target, or a lower rate",
                 ns(*lag_p99_ns as f64),
                 ns(*limit_ns as f64),
                 share(*busy)

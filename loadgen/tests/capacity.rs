@@ -29,6 +29,11 @@ fn limited_server(limit: f64, accepted: Option<mpsc::Sender<()>>) -> SocketAddr 
             }
             let window = window.clone();
             std::thread::spawn(move || {
+                // Off the load's CPU when there is another: a server thread beside the
+                // client would put its own delay into the client's schedule.
+                if let Some(other) = server_cpu() {
+                    let _ = ringecho::sys::pin_current_thread(other);
+                }
                 let mut conn = conn;
                 conn.set_nodelay(true).unwrap();
                 let mut buf = vec![0u8; 1 << 16];
@@ -67,9 +72,15 @@ fn ringload(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ringload")).args(args).output().expect("run ringload")
 }
 
-/// The load's CPU: the last allowed one (the test server's threads float).
+/// The load's CPU: the last allowed one.
 fn cpu() -> String {
     ringecho::sys::allowed_cpus().unwrap().last().unwrap().to_string()
+}
+
+/// The test server's CPU: the first allowed one, when it is not the load's.
+fn server_cpu() -> Option<usize> {
+    let cpus = ringecho::sys::allowed_cpus().ok()?;
+    (cpus.len() > 1).then(|| cpus[0])
 }
 
 fn json(path: &std::path::Path) -> serde_json::Value {

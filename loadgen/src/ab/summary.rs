@@ -147,13 +147,15 @@ fn ratio(
     let av: Vec<f64> = a.iter().map(&f).collect();
     let bv: Vec<f64> = b.iter().map(&f).collect();
     let mut r = compare_values(&av, &bv, higher_is_better, what);
-    if spoiled && r.ratio.is_finite() {
+    if spoiled {
         r.better = None;
         r.beyond_spread = false;
-        r.verdict = format!(
-            "{what}: B/A {:.3}× — not meaningful: a run's figures do not measure its server alone (see the warnings)",
-            r.ratio
-        );
+        if r.ratio.is_finite() {
+            r.verdict = format!(
+                "{what}: B/A {:.3}× — not meaningful: a run's figures do not measure its server alone (see the warnings)",
+                r.ratio
+            );
+        }
     }
     r
 }

@@ -20,6 +20,9 @@ use std::time::Instant;
 const RESAMPLE: u64 = 10_000_000;
 /// The least time between two probes of one worker.
 const PROBE_GAP: u64 = 500_000;
+/// The arrival of a receive whose stamp cannot be right (from the future, or before the
+/// run): the replies it holds are counted as implausible and timed when seen.
+pub const IMPLAUSIBLE: u64 = u64::MAX;
 /// Error-queue entries read per connection and turn, at most.
 const ERRQUEUE_BATCH: usize = 8;
 
@@ -57,15 +60,15 @@ pub struct StampTally {
 }
 
 impl StampTally {
-    /// Adds another worker's.
+    /// Adds another's (a worker's, or a saved run's: saturating, as files are untrusted).
     pub fn merge(&mut self, o: &StampTally) {
-        self.stamped += o.stamped;
-        self.unstamped += o.unstamped;
-        self.implausible += o.implausible;
-        self.probes += o.probes;
-        self.split += o.split;
-        self.probes_missing += o.probes_missing;
-        self.stray += o.stray;
+        self.stamped = self.stamped.saturating_add(o.stamped);
+        self.unstamped = self.unstamped.saturating_add(o.unstamped);
+        self.implausible = self.implausible.saturating_add(o.implausible);
+        self.probes = self.probes.saturating_add(o.probes);
+        self.split = self.split.saturating_add(o.split);
+        self.probes_missing = self.probes_missing.saturating_add(o.probes_missing);
+        self.stray = self.stray.saturating_add(o.stray);
         self.bound_ns = self.bound_ns.max(o.bound_ns);
     }
 }
@@ -90,21 +93,22 @@ impl Stamps {
 
     /// A realtime stamp on the run's clock, if it is no later than `now` (within the
     /// bound; a little later is `now`).
-    fn place(&mut self, real_ns: i128, now: u64) -> Option<u64> {
+    fn place(&self, real_ns: i128, now: u64) -> Option<u64> {
         let at = self.clock.since_origin(real_ns);
         let slack = i128::from(self.clock.bound_ns);
         if at < 0 || at > i128::from(now) + slack {
-            self.tally.implausible += 1;
             return None;
         }
         Some((at as u64).min(now))
     }
 
-    /// The arrival a receive's control messages state, on the run's clock.
+    /// The arrival a receive's control messages state, on the run's clock: `None`
+    /// without a stamp, [`IMPLAUSIBLE`] for one that cannot be right (counted per reply
+    /// by [`Stamps::reply_at`], as every other outcome).
     #[inline]
-    pub fn arrival(&mut self, control: &[u8], now: u64) -> Option<u64> {
+    pub fn arrival(&self, control: &[u8], now: u64) -> Option<u64> {
         let real = tstamp::rx_stamp(control)?;
-        self.place(real, now)
+        Some(self.place(real, now).unwrap_or(IMPLAUSIBLE))
     }
 
     /// When the reply to a message sent at `sent` arrived: the kernel's stamp when there
@@ -112,7 +116,7 @@ impl Stamps {
     #[inline]
     pub fn reply_at(&mut self, arrival: Option<u64>, sent: u64, now: u64) -> (u64, bool) {
         match arrival {
-            Some(at) if at + self.clock.bound_ns >= sent => {
+            Some(at) if at != IMPLAUSIBLE && at.saturating_add(self.clock.bound_ns) >= sent => {
                 self.tally.stamped += 1;
                 (at.max(sent), true)
             }
@@ -149,7 +153,11 @@ impl Stamps {
         });
         let _ = other; // not a send stamp at all: stray too
         self.tally.stray += (read - usize::from(found.is_some())) as u64;
-        found.and_then(|real| self.place(real, now))
+        let placed = found.and_then(|real| self.place(real, now));
+        if found.is_some() && placed.is_none() {
+            self.tally.implausible = self.tally.implausible.saturating_add(1);
+        }
+        placed
     }
 }
 
@@ -176,13 +184,13 @@ mod tests {
 
     #[test]
     fn a_stamp_is_placed_on_the_runs_clock_or_refused() {
-        let mut s = stamps();
+        let s = stamps();
         let real = |ns: i128| 1_000_000_000_000_000_000 + ns;
         assert_eq!(s.place(real(5_000), 10_000), Some(5_000));
         assert_eq!(s.place(real(10_050), 10_000), Some(10_000), "within the bound after now: now");
         assert_eq!(s.place(real(10_200), 10_000), None, "from the future");
         assert_eq!(s.place(real(-1), 10_000), None, "before the run");
-        assert_eq!(s.tally.implausible, 2);
+        assert_eq!(s.tally.implausible, 0, "a read is not a reply: replies are counted");
     }
 
     #[test]
@@ -192,8 +200,9 @@ mod tests {
         assert_eq!(s.reply_at(Some(4_950), 5_000, 9_000), (5_000, true), "within the bound: the send");
         assert_eq!(s.reply_at(Some(1_000), 5_000, 9_000), (9_000, false), "before its send");
         assert_eq!(s.reply_at(None, 5_000, 9_000), (9_000, false));
+        assert_eq!(s.reply_at(Some(IMPLAUSIBLE), 5_000, 9_000), (9_000, false), "a stamp from the future");
         let t = s.tally;
-        assert_eq!((t.stamped, t.implausible, t.unstamped), (2, 1, 1));
+        assert_eq!((t.stamped, t.implausible, t.unstamped), (2, 2, 1), "each reply counted once");
     }
 
     #[test]

@@ -216,11 +216,15 @@ impl<T: Transport> Worker<'_, T> {
             self.cx.now = self.cx.clock.now();
             self.cx.stamps.tick(self.cx.now);
             if self.batch {
-                // The turn woke at a due time: what is due goes first, so its send lag is
-                // not the time taken to process the batch of replies that waited for it
-                // (their arrival is stamped by the kernel, so taking them later changes
-                // no figure).
+                // The turn woke at a due time: what is due goes to the kernel first, so
+                // its send lag is not the time taken to process the batch of replies that
+                // waited for it (their arrival is stamped by the kernel, so taking them
+                // later changes no figure). The enter submits; the completions it posts
+                // are taken by the reap below.
                 self.hand_out_due();
+                if let Err(e) = self.cx.driver.spin() {
+                    self.cx.push_error.get_or_insert(PushError::Submit(e));
+                }
             }
             self.reap();
             self.transport.housekeeping(&mut self.cx);

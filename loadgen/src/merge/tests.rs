@@ -234,6 +234,8 @@ fn breakdowns_merge_when_every_run_has_one() {
     assert_eq!(both.network_server.count, 20);
     assert_eq!(both.client_receive.count, 200);
     assert_eq!(both.client_receive.p50, one.client_receive.p50);
+    let pooled = crate::repeat::pool(vec![a.doc.clone(), a.doc.clone()]);
+    assert_eq!(pooled.latency.breakdown.expect("repeats pool theirs").stamps.stamped, 200);
     let plain = fake("plain", 1000, 10.0, 50_000);
     let (m, _) = merge(&[a, plain], true).unwrap();
     assert!(m.latency.breakdown.is_none(), "a run without one makes the sum unknown");

@@ -177,7 +177,7 @@ fn client_lines(o: &mut String, side: &str, runs: &[RunRecord]) {
         let lag: Vec<String> = lags.iter().map(|s| ns(s.lag_p99_ns as f64)).collect();
         let _ = writeln!(
             o,
-            "warning: {side}'s client fell behind its schedule in {} (send lag p99 {} > limit {}): those figures are bounded by the client, not the server; fewer connections (fewer wake-ups per message), --coalesce, or a lower rate",
+            "warning: {side}'s client fell behind its schedule in {} (send lag p99 {} > limit {}): those figures are bounded by the client, not the server; fewer connections (fewer wake-ups per message), --coalesce on a stream target, or a lower rate",
             of(lags.len()),
             lag.join(", "),
             ns(first.limit_ns as f64)
