@@ -6,6 +6,8 @@
 //! must be the one expected: 0, or 2 with one sentence naming the rule. Before, the
 //! 8 MB file took `report` past 2 GB.
 
+mod util;
+
 use serde_json::{Value, json};
 use std::io::{BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -55,21 +57,7 @@ fn measured(args: &[&str], dir: &Path) -> Outcome {
 /// An empty histogram of ringload's range, as ringload encodes it (base64 of V2 +
 /// DEFLATE: header only).
 fn empty_histogram() -> String {
-    use base64::Engine;
-    let mut raw = Vec::new();
-    for w in [0x1c84_9313u32, 0, 0, 3] {
-        raw.extend_from_slice(&w.to_be_bytes());
-    }
-    for w in [1u64, 3_600_000_000_000, 1f64.to_bits()] {
-        raw.extend_from_slice(&w.to_be_bytes());
-    }
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&raw).unwrap();
-    let z = z.finish().unwrap();
-    let mut b = 0x1c84_9314u32.to_be_bytes().to_vec();
-    b.extend_from_slice(&(z.len() as u32).to_be_bytes());
-    b.extend_from_slice(&z);
-    base64::engine::general_purpose::STANDARD.encode(b)
+    util::crafted_histogram(0, &[])
 }
 
 /// A run that answered nothing, its three histograms empty, padded with a label (at most

@@ -4,7 +4,6 @@
 
 mod util;
 
-use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,27 +20,6 @@ fn ringload(args: &[&str]) -> (Option<i32>, String, String) {
 
 fn good() -> serde_json::Value {
     serde_json::from_str(include_str!("data/v1-closed.json")).unwrap()
-}
-
-/// base64 of a V2+DEFLATE histogram of ringload's range whose header claims
-/// `payload_len` bytes of counts, followed by `payload`.
-fn histogram(payload_len: u32, payload: &[u8]) -> String {
-    use base64::Engine;
-    let mut raw = Vec::new();
-    for w in [0x1c84_9313u32, payload_len, 0, 3] {
-        raw.extend_from_slice(&w.to_be_bytes());
-    }
-    for w in [1u64, 3_600_000_000_000, 1f64.to_bits()] {
-        raw.extend_from_slice(&w.to_be_bytes());
-    }
-    raw.extend_from_slice(payload);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&raw).unwrap();
-    let z = z.finish().unwrap();
-    let mut b = 0x1c84_9314u32.to_be_bytes().to_vec();
-    b.extend_from_slice(&(z.len() as u32).to_be_bytes());
-    b.extend_from_slice(&z);
-    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 fn write(dir: &Path, name: &str, doc: &serde_json::Value) -> PathBuf {
@@ -61,12 +39,14 @@ fn malformed(dir: &Path) -> Vec<(PathBuf, String)> {
     };
     with(
         "len-ffffffff.json",
-        &|d| d["latency"]["corrected"]["histogram"] = histogram(u32::MAX, &[]).into(),
+        &|d| d["latency"]["corrected"]["histogram"] = util::crafted_histogram(u32::MAX, &[]).into(),
         "latency.corrected.histogram: the histogram's header claims 4294967295 bytes",
     );
     with(
         "bomb.json",
-        &|d| d["latency"]["service"]["histogram"] = histogram(8 << 20, &vec![0; 8 << 20]).into(),
+        &|d| {
+            d["latency"]["service"]["histogram"] = util::crafted_histogram(8 << 20, &vec![0; 8 << 20]).into()
+        },
         "latency.service.histogram: the histogram inflates to more than",
     );
     with("label.json", &|d| d["label"] = "x".repeat(65_536).into(), "label: 65536 characters");
@@ -115,7 +95,8 @@ fn malformed_interval_logs_exit_2_with_a_sentence() {
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("p.svg");
     let log = dir.path().join("bad.hlog");
-    std::fs::write(&log, format!("# a log\n0.000,1.000,1.0,{}\n", histogram(u32::MAX, &[]))).unwrap();
+    std::fs::write(&log, format!("# a log\n0.000,1.000,1.0,{}\n", util::crafted_histogram(u32::MAX, &[])))
+        .unwrap();
     let (code, _, err) = ringload(&["plot", log.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(

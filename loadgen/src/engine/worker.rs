@@ -221,9 +221,10 @@ impl<T: Transport> Worker<'_, T> {
                 // waited for it (their arrival is stamped by the kernel, so taking them
                 // later changes no figure). The enter submits; the completions it posts
                 // are taken by the reap below.
-                self.hand_out_due();
-                if let Err(e) = self.cx.driver.spin() {
-                    self.cx.push_error.get_or_insert(PushError::Submit(e));
+                if self.hand_out_due() > 0 {
+                    if let Err(e) = self.cx.driver.spin() {
+                        self.cx.push_error.get_or_insert(PushError::Submit(e));
+                    }
                 }
             }
             self.reap();
@@ -240,23 +241,19 @@ impl<T: Transport> Worker<'_, T> {
     /// Takes every completion the kernel has posted.
     #[inline]
     fn reap(&mut self) {
-        while let Some(cqe) = self.cx.driver.completion() {
-            // A value that is not a token of ours names nothing to act on.
-            if let Some(token) = Token::decode(cqe.user_data()) {
-                self.transport.complete(&mut self.cx, token, cqe.result(), cqe.flags());
-            }
-        }
+        take_completions(&mut self.cx, &mut self.transport);
     }
 
     /// Open loop: hands out every message that has fallen due, round robin over the live
-    /// connections.
-    fn hand_out_due(&mut self) {
-        let Some(interval) = self.cx.clock.interval else { return };
+    /// connections; how many.
+    fn hand_out_due(&mut self) -> usize {
+        let Some(interval) = self.cx.clock.interval else { return 0 };
         let (cx, t) = (&mut self.cx, &mut self.transport);
         // The time now, not the turn's start: the reap before may have taken a while,
         // and the send lag and each message's send time must include it.
         cx.now = cx.clock.now();
         let mut joined = false;
+        let mut handed = 0;
         while cx.scheduling && cx.clock.next_due <= cx.now as f64 && cx.clock.budget != Some(0) {
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
             let due = cx.clock.next_due as u64;
@@ -266,6 +263,7 @@ impl<T: Transport> Worker<'_, T> {
                 continue;
             }
             cx.rec.handed_out(&cx.clock, due, cx.now);
+            handed += 1;
             t.schedule(cx, i, due);
             t.pump(cx, i);
             if self.batch && t.send_blocked(i) {
@@ -289,6 +287,7 @@ impl<T: Transport> Worker<'_, T> {
                 t.pump(cx, i);
             }
         }
+        handed
     }
 
     /// Counts what is still unanswered (after a clean run), cancels every operation and
@@ -358,16 +357,20 @@ fn flush<T: Transport>(cx: &mut Ctx<'_>, t: &mut T) {
         cx.push_error.get_or_insert(PushError::Submit(e));
     }
     cx.now = cx.clock.now();
+    take_completions(cx, t);
+}
+
+/// Takes every completion the kernel has posted.
+#[inline]
+fn take_completions<T: Transport>(cx: &mut Ctx<'_>, t: &mut T) {
     while let Some(cqe) = cx.driver.completion() {
+        // A value that is not a token of ours names nothing to act on.
         if let Some(token) = Token::decode(cqe.user_data()) {
             t.complete(cx, token, cqe.result(), cqe.flags());
         }
     }
 }
 
-/// How long the worker waits in one turn: until the next message is due (open loop),
-/// the stop, or a housekeeping tick, whichever is first. Once stopping, only the tick:
-/// nothing is due any more, and waiting for the past would spin.
 fn wait_budget(clock: &Clock, now: u64, stopping: bool) -> Duration {
     if stopping {
         return TICK;

@@ -161,3 +161,25 @@ pub fn echo_stalling(mut s: TcpStream, started: Instant) {
         }
     }
 }
+
+/// base64 of a V2+DEFLATE histogram of ringload's range whose header claims
+/// `payload_len` bytes of counts, followed by `payload`.
+pub fn crafted_histogram(payload_len: u32, payload: &[u8]) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut raw = Vec::new();
+    for w in [0x1c84_9313u32, payload_len, 0, 3] {
+        raw.extend_from_slice(&w.to_be_bytes());
+    }
+    for w in [1u64, 3_600_000_000_000, 1f64.to_bits()] {
+        raw.extend_from_slice(&w.to_be_bytes());
+    }
+    raw.extend_from_slice(payload);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&raw).unwrap();
+    let z = z.finish().unwrap();
+    let mut b = 0x1c84_9314u32.to_be_bytes().to_vec();
+    b.extend_from_slice(&(z.len() as u32).to_be_bytes());
+    b.extend_from_slice(&z);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
