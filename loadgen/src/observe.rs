@@ -15,11 +15,11 @@ mod reading;
 mod scrape;
 
 pub use procs::process_cpu;
-pub use reading::ServerReading;
+pub use reading::{ServerReading, TimingReading};
 pub use scrape::{ScrapeError, parse_metrics, parse_url, scrape};
 
 use crate::engine::Shared;
-use crate::views::{Limit, ServerDgrams, ServerView, SideCpu, Views};
+use crate::views::{Limit, PartFigures, ServerDgrams, ServerTiming, ServerView, SideCpu, Views};
 use ringecho::procfs::{self, CpuTime, NetCounters};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,7 +147,18 @@ fn server_view(source: String, a: &ServerReading, b: &ServerReading, window: f64
         recv_ops: b.recv_ops.saturating_sub(a.recv_ops),
         dgrams_in: b.dgrams_in.saturating_sub(a.dgrams_in),
         dgrams,
+        timing: timing(a.timing.as_ref(), b.timing.as_ref()),
     }
+}
+
+/// The server's parts between two readings; none unless both have them and the second
+/// only grew from the first ([`scrape::consistent`] refuses the readings otherwise).
+fn timing(a: Option<&TimingReading>, b: Option<&TimingReading>) -> Option<ServerTiming> {
+    let (a, b) = (a?, b?);
+    Some(ServerTiming {
+        wake: PartFigures::of(&b.wake.since(&a.wake).ok()?),
+        send: PartFigures::of(&b.send.since(&a.send).ok()?),
+    })
 }
 
 /// Each worker's CPU between two readings, over `window` seconds.
@@ -169,7 +180,16 @@ fn read_server(source: &ServerSource, warning: &mut Option<String>) -> Option<(I
         ServerSource::Remote(_) if warning.is_some() => None, // the first read failed
         ServerSource::Builtin(stats) => {
             let cpu = stats.cpu();
-            let total = stats.snapshot().total;
+            let snapshot = stats.snapshot();
+            let total = snapshot.total;
+            let timing = snapshot.timing.map(|_| {
+                let mut t = TimingReading::default();
+                for p in &snapshot.parts {
+                    t.wake.merge(&p.wake);
+                    t.send.merge(&p.send);
+                }
+                t
+            });
             let dropped = total.dgram_drop_truncated
                 + total.dgram_drop_rate_limited
                 + total.dgram_drop_unanswerable
@@ -181,6 +201,7 @@ fn read_server(source: &ServerSource, warning: &mut Option<String>) -> Option<(I
                 dgrams_in: total.dgrams_in,
                 dgrams: Some([total.dgrams_echoed, dropped, total.enobufs]),
                 tids: Vec::new(),
+                timing,
             };
             Some((Instant::now(), reading))
         }
@@ -305,6 +326,60 @@ fn sample(shared: &Shared, server: &ServerSource, done: &AtomicBool) -> (Reading
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ringecho --timestamps`' histograms, as its `--metrics` renders them, read back
+    /// bucket by bucket and summed over the workers; a histogram with other bounds is
+    /// refused, not misread.
+    #[test]
+    fn reads_the_servers_timed_parts_as_rendered() {
+        use ringecho::parthist::Histogram;
+        use ringecho::stats::{Counters, Parts, Snapshot};
+        let mut parts = vec![Parts::default(), Parts::default()];
+        for (i, v) in [300u64, 5_000, 40_000, 2_000_000, 1 << 40].into_iter().enumerate() {
+            parts[i % 2].wake.record(v);
+            parts[1].send.record(v / 2);
+        }
+        let snapshot = Snapshot {
+            total: Counters::default(),
+            per_worker: vec![Counters::default(); 2],
+            timing: None,
+            parts: parts.clone(),
+        };
+        let cpu =
+            ringecho::cpu::ServerCpu { workers: vec![Some(CpuTime::default()); 2], ..Default::default() };
+        let observed = ringecho::metrics::Observed { cpu, net: None };
+        let process = ringecho::metrics::ProcessStats::default();
+        let text = ringecho::metrics::render_observed(&snapshot, &process, "uring", &observed);
+        let t = parse_metrics(&text).unwrap().timing.expect("the parts are read");
+        let (mut wake, mut send) = (Histogram::default(), Histogram::default());
+        for p in &parts {
+            wake.merge(&p.wake);
+            send.merge(&p.send);
+        }
+        for (read, truth) in [(&t.wake, &wake), (&t.send, &send)] {
+            assert_eq!(read.counts(), truth.counts());
+            let sum_error = (read.sum_ns() as f64 - truth.sum_ns() as f64).abs();
+            assert!(
+                sum_error <= truth.sum_ns() as f64 * 1e-12 + 1.0,
+                "{} vs {}",
+                read.sum_ns(),
+                truth.sum_ns()
+            );
+        }
+        // Other bounds: refused, naming the series.
+        let first = "ringecho_server_wake_seconds_bucket{le=\"";
+        let at = text.find(first).unwrap() + first.len();
+        let end = at + text[at..].find('"').unwrap();
+        let moved = format!("{}0.5{}", &text[..at], &text[end..]);
+        match parse_metrics(&moved) {
+            Err(ScrapeError::BadValue { series, .. }) => assert!(series.contains("server_wake"), "{series}"),
+            other => panic!("a histogram with other bounds was read: {other:?}"),
+        }
+        // A server without --timestamps: no parts, and no error.
+        let plain = Snapshot { parts: Vec::new(), ..snapshot };
+        let text = ringecho::metrics::render_observed(&plain, &process, "uring", &observed);
+        assert_eq!(parse_metrics(&text).unwrap().timing, None);
+    }
 
     #[test]
     fn reads_ringecho_metrics() {

@@ -342,6 +342,9 @@ fn start_builtin(
             ringecho::Cpus::List(server_cpus.clone())
         },
         workers: Some(1),
+        // The server times its own parts when the client times its own: one run then
+        // says where each microsecond went on both sides.
+        timestamps: plan.timestamps == crate::plan::Timestamps::Kernel,
         ..ringecho::Config::default()
     };
     let server = ringecho::Server::start(config).map_err(RunError::Builtin)?;

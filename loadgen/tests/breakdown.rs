@@ -140,3 +140,48 @@ fn user_timestamps_wake_for_each_reply_and_split_nothing() {
     assert_eq!((b.tally.stamped, b.tally.probes), (0, 0), "{:?}", b.tally);
     assert!(b.client_receive.is_empty() && b.network_server.is_empty());
 }
+
+/// The built-in server times its own parts when the client does: its wake (kernel arrival
+/// stamp → its worker takes the request) and its send (worker → kernel send stamp) are
+/// inside the client's *network + server*, so their means add up to no more than it (the
+/// rest is the loopback both ways); the report prints them under the client's parts.
+#[test]
+fn the_builtin_servers_parts_sit_inside_network_and_server() {
+    if !uring_available() {
+        return;
+    }
+    let r = run(plan(None, |p| {
+        p.connections = 1;
+        p.stop = Stop::Duration(Duration::from_millis(1500));
+    }));
+    assert_eq!(r.counters.failed(), 0, "{:?}", r.counters);
+    let server = r.views.as_ref().and_then(|v| v.server.as_ref()).expect("the built-in server is read");
+    let t = server.timing.expect("the built-in server times its parts");
+    assert!(t.wake.count > 100 && t.send.count > 5, "{t:?}");
+    let net = r.breakdown.network_server.mean();
+    let parts = t.wake.mean_ns + t.send.mean_ns;
+    assert!(r.breakdown.tally.split > 10, "{:?}", r.breakdown.tally);
+    assert!(
+        parts > 0.0 && parts <= net * 1.25 + 10_000.0,
+        "server wake + send {parts} ns, net+server {net} ns"
+    );
+    let text = ringload::text::run::report(&r);
+    for row in ["server wake", "server send", "= server wake"] {
+        assert!(text.contains(row), "{row}: {text}");
+    }
+}
+
+/// `--user-timestamps` leaves the built-in server's stamps off too.
+#[test]
+fn user_timestamps_leave_the_builtin_server_untimed() {
+    if !uring_available() {
+        return;
+    }
+    let r = run(plan(None, |p| {
+        p.connections = 1;
+        p.timestamps = ringload::plan::Timestamps::User;
+        p.stop = Stop::Duration(Duration::from_millis(300));
+    }));
+    let server = r.views.as_ref().and_then(|v| v.server.as_ref()).expect("the built-in server is read");
+    assert_eq!(server.timing, None);
+}

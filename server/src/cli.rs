@@ -146,6 +146,15 @@ pub struct Args {
     #[arg(long)]
     pub spin: bool,
 
+    /// Time the server's own parts from the kernel's software timestamps (uring only):
+    /// `wake`, a receive's kernel arrival stamp → the worker takes it (TCP, UDP), and
+    /// `send`, the worker queues an echo → the kernel's send stamp (sampled: at most one
+    /// send per worker every 500 µs). Histograms in `--metrics`
+    /// (`ringecho_server_wake_seconds`, `ringecho_server_send_seconds`), which ringload's
+    /// `--server-metrics` reads beside its own parts, and a line at exit.
+    #[arg(long)]
+    pub timestamps: bool,
+
     /// Submission queue entries per worker ring.
     #[arg(long, value_name = "N", default_value_t = Config::default().ring_entries)]
     pub ring_entries: u32,
@@ -314,6 +323,7 @@ impl Args {
             udp_rate_limit: self.udp_rate_limit,
             metrics: self.metrics,
             spin: self.spin,
+            timestamps: self.timestamps,
         };
         config.validate()?;
         Ok(config)

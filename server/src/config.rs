@@ -227,6 +227,11 @@ pub struct Config {
     /// Poll for completions instead of sleeping (`uring`, `epoll`): the lowest latency,
     /// for a whole CPU per worker.
     pub spin: bool,
+    /// Time the server's own parts from the kernel's software stamps (`uring` only): the
+    /// wake (a receive's kernel stamp → the worker takes it) and the send path (the worker
+    /// queues an echo → the kernel's send stamp, sampled), as histograms in `--metrics`
+    /// and a line at exit.
+    pub timestamps: bool,
 }
 
 impl Default for Config {
@@ -251,6 +256,7 @@ impl Default for Config {
             udp_rate_limit: None,
             metrics: None,
             spin: false,
+            timestamps: false,
         }
     }
 }
@@ -309,6 +315,12 @@ impl Config {
                     "the {} backend cannot busy-poll; use --backend uring or --backend epoll",
                     self.backend.name()
                 ),
+            ));
+        }
+        if self.timestamps && self.backend != Backend::Uring {
+            return Err(invalid(
+                "--timestamps",
+                format!("the {} backend does not time its parts; use --backend uring", self.backend.name()),
             ));
         }
         if !self.buffers.is_power_of_two() || !(2..=32_768).contains(&self.buffers) {

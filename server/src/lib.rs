@@ -23,6 +23,7 @@ mod error;
 pub mod gso;
 mod listen;
 pub mod metrics;
+pub mod parthist;
 mod policy;
 pub mod procfs;
 pub mod ratelimit;

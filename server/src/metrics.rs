@@ -10,13 +10,16 @@
 
 pub mod http;
 
-use crate::stats::{Counters, FIELDS, Snapshot};
+use crate::parthist::{BOUNDS_NS, Histogram};
+use crate::stats::{Counters, FIELDS, Parts, Snapshot};
 pub use http::{MAX_SCRAPERS, serve};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -129,6 +132,57 @@ pub fn render_observed(
     encode(&registry)
 }
 
+/// One worker's timed part as an OpenMetrics histogram: the fixed buckets of
+/// [`crate::parthist`] as `le` bounds in seconds (the last `+Inf`), the exact sum.
+#[derive(Debug, Default)]
+struct PartMetric(std::sync::Mutex<Histogram>);
+
+impl EncodeMetric for PartMetric {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets: Vec<(f64, u64)> = h
+            .counts()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (BOUNDS_NS.get(i).map_or(f64::INFINITY, |b| *b as f64 / 1e9), *c))
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(h.sum_ns() as f64 / 1e9, h.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl TypedMetric for PartMetric {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+/// `--timestamps`: each worker's `wake` and `send` parts
+/// (`ringecho_server_wake_seconds`, `ringecho_server_send_seconds`, label `worker`).
+fn register_parts(registry: &mut Registry, parts: &[Parts]) {
+    if parts.is_empty() {
+        return;
+    }
+    let wake = Family::<Worker, PartMetric>::default();
+    let send = Family::<Worker, PartMetric>::default();
+    for (w, p) in parts.iter().enumerate() {
+        let worker = Worker { worker: w.to_string() };
+        *wake.get_or_create(&worker).0.lock().unwrap_or_else(|e| e.into_inner()) = p.wake.clone();
+        *send.get_or_create(&worker).0.lock().unwrap_or_else(|e| e.into_inner()) = p.send.clone();
+    }
+    registry.register(
+        "ringecho_server_wake_seconds",
+        "--timestamps: a receive's kernel arrival stamp to the worker taking it",
+        wake,
+    );
+    registry.register(
+        "ringecho_server_send_seconds",
+        "--timestamps: the worker queuing an echo to the kernel's send stamp (sampled)",
+        send,
+    );
+}
+
 fn encode(registry: &Registry) -> String {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
@@ -160,6 +214,7 @@ fn registry(snapshot: &Snapshot, process: &ProcessStats, backend: &str) -> Regis
         ("backend".to_string(), backend.to_string()),
     ]);
     registry.register("ringecho_build", "The ringecho version and the backend in use", build);
+    register_parts(&mut registry, &snapshot.parts);
     let cpu = Counter::<f64, AtomicU64>::default();
     cpu.inc_by(process.cpu_seconds);
     registry.register("process_cpu_seconds", "Total user and system CPU time spent in seconds", cpu);
@@ -191,7 +246,7 @@ mod tests {
     #[test]
     fn renders_per_worker_series_only() {
         let w = Counters { bytes_in: 7, open: 2, ..Counters::default() };
-        let s = Snapshot { total: w, per_worker: vec![w, w] };
+        let s = Snapshot { total: w, per_worker: vec![w, w], timing: None, parts: Vec::new() };
         let text = render(&s, &ProcessStats::read(), "uring");
         assert!(text.contains("# TYPE ringecho_bytes_in counter"), "{text}");
         assert!(text.contains("ringecho_bytes_in_total{worker=\"1\"} 7"), "{text}");
@@ -206,7 +261,7 @@ mod tests {
     #[test]
     fn renders_worker_cpu_and_kernel_counters() {
         let w = Counters::default();
-        let s = Snapshot { total: w, per_worker: vec![w, w] };
+        let s = Snapshot { total: w, per_worker: vec![w, w], timing: None, parts: Vec::new() };
         let cpu = crate::procfs::CpuTime { user_s: 1.5, system_s: 0.25, wait_s: 0.125, run_s: 1.75 };
         let observed = Observed {
             cpu: crate::cpu::ServerCpu { process: Some(cpu), workers: vec![Some(cpu), None] },

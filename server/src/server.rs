@@ -39,12 +39,13 @@ impl Server {
             Some(largest) => config.dgram_buffer_size.unwrap_or(largest),
             None => 0,
         };
+        let timed = config.timestamps;
         let shared = Arc::new(Shared {
             dgram_capacity,
             config,
             open_conns: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
-            stats: StatsRegistry::new(workers),
+            stats: StatsRegistry::new(workers, timed),
             threads: crate::cpu::WorkerThreads::new(workers),
         });
         let mut handle = ServerHandle {

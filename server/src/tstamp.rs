@@ -77,6 +77,13 @@ pub fn enable(fd: BorrowedFd<'_>, kind: SocketKind) -> Support {
     }
 }
 
+/// Turns on receive stamps only (software, reported): for a TCP listener, whose accepted
+/// connections inherit them (a listener refuses `OPT_ID`). Whether the kernel took it.
+pub fn enable_receive(fd: BorrowedFd<'_>) -> bool {
+    let flags = libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE;
+    set_option(fd, libc::SO_TIMESTAMPING, flags as libc::c_int).is_ok()
+}
+
 /// One `setsockopt(SOL_SOCKET, option, value)`.
 fn set_option(fd: BorrowedFd<'_>, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt with a pointer to a live int and its size.

@@ -18,7 +18,22 @@ use std::path::{Path, PathBuf};
 
 /// ringecho's layers, bottom first.
 const RINGECHO: &[(&str, &[&str])] = &[
-    ("leaves", &["units", "sys", "config", "stats", "ratelimit", "cmsg", "gso", "tstamp", "procfs", "cpu"]),
+    (
+        "leaves",
+        &[
+            "units",
+            "sys",
+            "config",
+            "parthist",
+            "stats",
+            "ratelimit",
+            "cmsg",
+            "gso",
+            "tstamp",
+            "procfs",
+            "cpu",
+        ],
+    ),
     ("plumbing and rules", &["ring", "policy", "error"]),
     ("the backend contract", &["backend::contract"]),
     ("backends", &["backend::uring", "backend::epoll", "backend::tokio_uring", "backend::threads"]),

@@ -2,6 +2,7 @@
 //! needs, from `/proc` (`--server-pid`, the built-in server) or a scrape
 //! (`--server-metrics`); two readings are matched thread by thread.
 
+use ringecho::parthist::Histogram;
 use ringecho::procfs::CpuTime;
 
 /// One server reading: each worker's CPU, the process's, and the counters ringload needs.
@@ -20,6 +21,17 @@ pub struct ServerReading {
     /// The thread ids of `workers`, when they are a process's threads (`--server-pid`):
     /// threads come and go, so two readings are matched by id, not by place.
     pub tids: Vec<i32>,
+    /// The server's timed parts (`ringecho --timestamps`), all workers together.
+    pub timing: Option<TimingReading>,
+}
+
+/// The server's timed parts at one reading: `wake` and `send`, all workers together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimingReading {
+    /// Kernel arrival stamp → the worker takes the receive.
+    pub wake: Histogram,
+    /// The worker queues the echo → the kernel's send stamp.
+    pub send: Histogram,
 }
 
 impl ServerReading {

@@ -5,7 +5,8 @@
 //! 0 or infinity), and two readings are used only when they make sense together
 //! ([`consistent`]).
 
-use super::reading::ServerReading;
+use super::reading::{ServerReading, TimingReading};
+use ringecho::parthist::{BOUNDS_NS, BUCKETS, Histogram};
 use ringecho::procfs::CpuTime;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -112,7 +113,38 @@ pub fn parse_metrics(text: &str) -> Result<ServerReading, ScrapeError> {
     let mut workers: HashMap<usize, CpuTime> = HashMap::new();
     let mut r = ServerReading::default();
     let mut dgrams = [0u64; 3];
+    // Per part (wake, send): the bucket counts and the sum in ns, all workers together.
+    let mut parts: [Option<(Vec<u64>, u64)>; 2] = [None, None];
     for s in &scrape.samples {
+        if let Some((part, sum)) = timed_part(&s.metric) {
+            let worker = s.labels.get("worker").and_then(|w| w.parse::<usize>().ok()).filter(|w| *w < 4096);
+            if worker.is_none() {
+                continue;
+            }
+            let bad = |value| ScrapeError::BadValue { series: format!("{}{}", s.metric, s.labels), value };
+            let (counts, sum_ns) = parts[part].get_or_insert_with(|| (vec![0; BUCKETS], 0));
+            match (&s.value, sum) {
+                (prometheus_parse::Value::Histogram(buckets), false) => {
+                    let these = bucket_counts(buckets).ok_or_else(|| bad(f64::NAN))?;
+                    for (a, b) in counts.iter_mut().zip(these) {
+                        *a = a.saturating_add(b);
+                    }
+                }
+                (
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v),
+                    true,
+                ) => {
+                    if !(v.is_finite() && (0.0..=MAX_COUNT / 1e9).contains(v)) {
+                        return Err(bad(*v));
+                    }
+                    *sum_ns = sum_ns.saturating_add((v * 1e9).round() as u64);
+                }
+                _ => {}
+            }
+            continue;
+        }
         let v = match s.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
@@ -160,7 +192,54 @@ pub fn parse_metrics(text: &str) -> Result<ServerReading, ScrapeError> {
     let n = workers.keys().max().map_or(0, |m| m + 1);
     r.workers = (0..n).map(|i| workers.get(&i).copied()).collect();
     r.dgrams = Some(dgrams);
+    if let [Some((wake, wake_sum)), Some((send, send_sum))] = parts {
+        let wake = Histogram::from_parts(wake, wake_sum);
+        let send = Histogram::from_parts(send, send_sum);
+        // Counts that overflow together are no figures: the parts are left out.
+        r.timing = wake.ok().zip(send.ok()).map(|(wake, send)| TimingReading { wake, send });
+    }
     Ok(r)
+}
+
+/// A series of the server's timed parts (`ringecho --timestamps`): which part (0 wake,
+/// 1 send), and whether it is the histogram's `_sum` (else its buckets, or its `_count`,
+/// which the buckets already hold).
+fn timed_part(metric: &str) -> Option<(usize, bool)> {
+    let (name, sum) = match metric.rsplit_once("_seconds") {
+        Some((name, "")) | Some((name, "_count")) => (name, false),
+        Some((name, "_sum")) => (name, true),
+        _ => return None,
+    };
+    match name {
+        "ringecho_server_wake" => Some((0, sum)),
+        "ringecho_server_send" => Some((1, sum)),
+        _ => None,
+    }
+}
+
+/// A scraped histogram's cumulative buckets as counts per bucket of
+/// [`ringecho::parthist`]: `None` unless its bounds are exactly those (one `le` per
+/// bound, within rounding, and `+Inf`), and its counts whole, finite and never falling.
+fn bucket_counts(buckets: &[prometheus_parse::HistogramCount]) -> Option<Vec<u64>> {
+    if buckets.len() != BUCKETS {
+        return None;
+    }
+    let mut sorted: Vec<(f64, f64)> = buckets.iter().map(|b| (b.less_than, b.count)).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut counts = Vec::with_capacity(BUCKETS);
+    let mut below = 0.0;
+    for (i, (le, cumulative)) in sorted.into_iter().enumerate() {
+        let bound_ok = match BOUNDS_NS.get(i) {
+            Some(&b) => (le * 1e9 - b as f64).abs() <= 0.5 + b as f64 * 1e-9,
+            None => le == f64::INFINITY,
+        };
+        if !bound_ok || !cumulative.is_finite() || cumulative < below || cumulative > MAX_COUNT {
+            return None;
+        }
+        counts.push((cumulative - below) as u64);
+        below = cumulative;
+    }
+    Some(counts)
 }
 
 /// The per-worker counters ringload sums.

@@ -119,6 +119,7 @@ pub fn full_report() -> Report {
                 recv_ops: 20_000,
                 dgrams_in: 0,
                 dgrams: Some(crate::views::ServerDgrams { echoed: 0, dropped: 0, enobufs: 0 }),
+                timing: None,
             }),
             kernel: ringecho::procfs::NetCounters { udp_rcvbuf_errors: 7, ..Default::default() },
             others: vec![crate::views::OtherProcess { pid: 4242, comm: "spinner".into(), cpu: 0.97 }],

@@ -8,11 +8,55 @@ use crate::engine::Breakdown;
 use crate::hist::Hist;
 use crate::plan::{Model, Plan, Timestamps};
 use crate::units::{ns, plural};
+use crate::views::{PartFigures, ServerTiming};
 use std::fmt::Write as _;
 
 /// The breakdown's lines under the latency rows, or the one line that says how replies
-/// were timed when there is none.
-pub fn lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown) {
+/// were timed when there is none; the server's own parts beside them when it timed them
+/// (`ringecho --timestamps`, read through `--server-metrics` or the built-in server).
+pub fn lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown, server: Option<&ServerTiming>) {
+    client_lines(o, plan, latency, b);
+    if let Some(s) = server {
+        server_lines(o, b, s);
+    }
+}
+
+/// The server's parts, and how they sit inside the client's `net+server` (means).
+fn server_lines(o: &mut String, b: &Breakdown, s: &ServerTiming) {
+    let row = |label: &str, p: &PartFigures, what: &str| {
+        if p.count == 0 {
+            return format!("{label:<11} (none timed)");
+        }
+        format!(
+            "{label:<11} {:>10}   p99 {}, mean {}; {} {what}{} (the server's buckets: ±19%)",
+            ns(p.p50_ns),
+            ns(p.p99_ns),
+            ns(p.mean_ns),
+            p.count,
+            plural(p.count)
+        )
+    };
+    let _ = writeln!(o, "{}", row("server wake", &s.wake, "receive"));
+    let _ = writeln!(o, "{}", row("server send", &s.send, "sampled send"));
+    if !b.network_server.is_empty() && s.wake.count > 0 && s.send.count > 0 {
+        let server = s.wake.mean_ns + s.send.mean_ns;
+        let _ = writeln!(
+            o,
+            "            net+server {} = server wake {} + server send {} + the rest {} (loopback both ways; means)",
+            ns(b.network_server.mean()),
+            ns(s.wake.mean_ns),
+            ns(s.send.mean_ns),
+            signed(b.network_server.mean() - server)
+        );
+    }
+}
+
+/// `ns` of a value that may be below zero.
+fn signed(v: f64) -> String {
+    if v < 0.0 { format!("-{}", ns(-v)) } else { ns(v) }
+}
+
+fn client_lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown) {
     let t = &b.tally;
     let replies = t.stamped + t.unstamped + t.implausible;
     if plan.timestamps == Timestamps::User {
@@ -73,9 +117,9 @@ pub fn lines(o: &mut String, plan: &Plan, latency: &Hist, b: &Breakdown) {
     }
 }
 
-/// A saved run's breakdown in one line (`report`): the medians of its parts and how
-/// many replies the kernel stamped.
-pub fn summary(b: &LatencyBreakdown) -> String {
+/// A saved run's breakdown in one line (`report`): the medians of its parts (the
+/// server's too, when it timed them) and how many replies the kernel stamped.
+pub fn summary(b: &LatencyBreakdown, server: Option<&ServerTiming>) -> String {
     let t = &b.stamps;
     let replies = t.stamped + t.unstamped + t.implausible;
     let mut line = String::from("timing (kernel stamps, p50):");
@@ -96,5 +140,11 @@ pub fn summary(b: &LatencyBreakdown) -> String {
         plural(t.split),
         ns(t.bound_ns as f64)
     );
+    if let Some(s) = server.filter(|s| s.wake.count > 0) {
+        let _ = write!(line, "; server wake {}", ns(s.wake.p50_ns));
+        if s.send.count > 0 {
+            let _ = write!(line, ", server send {}", ns(s.send.p50_ns));
+        }
+    }
     line
 }

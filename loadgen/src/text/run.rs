@@ -63,7 +63,8 @@ fn latency(o: &mut String, r: &Report, figures: &Figures) {
         let _ = writeln!(o, "{}", hist_row("send lag", &r.lag));
         let _ = writeln!(o, "            * from the intended send time (coordinated omission corrected)");
     }
-    super::breakdown::lines(o, &r.plan, &r.latency, &r.breakdown);
+    let server = r.views.as_ref().and_then(|v| v.server.as_ref()).and_then(|s| s.timing.as_ref());
+    super::breakdown::lines(o, &r.plan, &r.latency, &r.breakdown, server);
     let _ = writeln!(o);
 }
 

@@ -154,7 +154,8 @@ fn notes(out: &mut String, results: &[&Saved], show: impl Fn(&str) -> String) {
         .iter()
         .flat_map(|r| {
             let repeated = super::repeat::limits(&r.doc.repeats);
-            let timing = r.doc.latency.breakdown.as_ref().map(super::breakdown::summary);
+            let server = r.doc.views.as_ref().and_then(|v| v.server.as_ref()).and_then(|s| s.timing.as_ref());
+            let timing = r.doc.latency.breakdown.as_ref().map(|b| super::breakdown::summary(b, server));
             let limit = r
                 .doc
                 .views

@@ -205,8 +205,15 @@ pub(super) struct SendQueue {
 
 impl SendQueue {
     /// Step 2: queues `len` received bytes in `buf`.
+    #[cfg(test)]
     pub fn push(&mut self, buf: Buf, len: u32) {
-        self.chunks.push_back(Chunk { buf, offset: 0, len });
+        self.push_at(buf, 0, len);
+    }
+
+    /// Step 2: queues `len` received bytes that start `offset` bytes into `buf` (a
+    /// recvmsg's data, after its header and control messages).
+    pub fn push_at(&mut self, buf: Buf, offset: u32, len: u32) {
+        self.chunks.push_back(Chunk { buf, offset, len });
         self.bytes += len;
     }
 

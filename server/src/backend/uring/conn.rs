@@ -57,6 +57,11 @@ pub(super) struct Conn {
     pub close_reason: Option<crate::policy::CloseReason>,
     /// Last time bytes moved either way.
     pub last_active: Option<Instant>,
+    /// `--timestamps` on a TCP connection: its receives are recvmsg, each with the
+    /// kernel's arrival stamp.
+    pub stamped: bool,
+    /// `--timestamps`: a read of the error queue for the sampled send's stamp is in flight.
+    pub errq_in_flight: bool,
 }
 
 /// What the worker should do about the receive after an event.
@@ -97,7 +102,7 @@ impl Conn {
 
     /// Whether nothing of this connection is in the kernel's hands any more.
     pub fn is_quiet(&self) -> bool {
-        !self.recv_armed && !self.send_in_flight() && !self.cancel_pending
+        !self.recv_armed && !self.send_in_flight() && !self.cancel_pending && !self.errq_in_flight
     }
 
     /// Decides what to do about the receive of an open connection.

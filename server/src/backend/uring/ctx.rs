@@ -10,6 +10,7 @@
 //! (or, if it never does, leaks). The parts and the worker depend on this module, never
 //! the reverse.
 
+use super::stamps::Stamps;
 use crate::ring::{Driver, PushError};
 use crate::stats::Counters;
 use io_uring::squeue;
@@ -28,11 +29,13 @@ pub(super) struct Ctx<'r> {
     /// When shutdown began, the instant open connections are forced closed; nothing new
     /// is accepted or received once it is set.
     pub draining: Option<Instant>,
+    /// `--timestamps`: the clocks and where the parts go.
+    pub stamps: Option<Stamps<'r>>,
 }
 
 impl<'r> Ctx<'r> {
-    pub fn new(driver: Driver<'r>, now: Instant) -> Ctx<'r> {
-        Ctx { driver, push_error: None, counters: Counters::default(), now, draining: None }
+    pub fn new(driver: Driver<'r>, now: Instant, stamps: Option<Stamps<'r>>) -> Ctx<'r> {
+        Ctx { driver, push_error: None, counters: Counters::default(), now, draining: None, stamps }
     }
 
     /// Queues `entry` for the kernel. A refusal is kept and stops the loop after this

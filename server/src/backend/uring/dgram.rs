@@ -15,13 +15,14 @@
 use super::buffers::Buffers;
 use super::ctx::Ctx;
 use super::token::{Kind, Token};
-use crate::backend::contract::{Listener, Transport};
+use crate::backend::contract::{Family, Listener, Transport};
 use crate::config::Config;
 use crate::gso::{GRO_CONTROL_LEN, SegmentControl};
 use crate::policy::{Datagrams, Echo, Received, SourceKey, Verdict};
 use crate::ring::{Buf, BufRing};
+use crate::tstamp::{self, SocketKind, Support, TxControl};
 use io_uring::{cqueue, opcode, squeue, types};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Instant;
 
 /// One datagram listener and its receive.
@@ -37,18 +38,36 @@ struct DgramListener<'a> {
     /// The receive failed (or handed over a buffer it could not): re-armed at the next
     /// tick, so a receive that keeps failing cannot spin.
     backoff: bool,
+    /// `--timestamps`: which stamps the socket gives.
+    stamps: Support,
+    /// The sampled send in flight, if any: its key and the turn that queued it.
+    sample: Option<(u32, Instant)>,
 }
 
 impl<'a> DgramListener<'a> {
-    fn new(listener: &'a Listener) -> DgramListener<'a> {
+    fn new(listener: &'a Listener, stamps: bool) -> DgramListener<'a> {
         // SAFETY: msghdr is plain data; all-zero is an empty header (null pointers, zero
         // lengths).
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         msghdr.msg_namelen = listener.source_name_len();
-        if listener.gro {
-            msghdr.msg_controllen = GRO_CONTROL_LEN as _;
-        }
-        DgramListener { listener, msghdr, armed: false, starved: false, backoff: false }
+        msghdr.msg_controllen = control_room(listener, stamps) as _;
+        let stamps = if stamps {
+            let kind = if listener.family == Family::Unix { SocketKind::UnixDgram } else { SocketKind::Udp };
+            tstamp::enable(listener.fd.as_fd(), kind)
+        } else {
+            Support::default()
+        };
+        DgramListener { listener, msghdr, armed: false, starved: false, backoff: false, stamps, sample: None }
+    }
+}
+
+/// Room a listener's receives reserve for control messages: the stamps (with a UDP_GRO
+/// message beside them) under `--timestamps`, else the UDP_GRO message when GRO is on.
+fn control_room(listener: &Listener, stamps: bool) -> u32 {
+    match (stamps, listener.gro) {
+        (true, _) => tstamp::RX_CONTROL_LEN as u32,
+        (false, true) => GRO_CONTROL_LEN as u32,
+        (false, false) => 0,
     }
 }
 
@@ -58,6 +77,9 @@ struct SendSlot {
     msghdr: libc::msghdr,
     iov: libc::iovec,
     control: SegmentControl,
+    /// A sampled send's control messages (`--timestamps`): its stamp request and key,
+    /// and its UDP_SEGMENT size if it is a train.
+    stamp_control: Option<TxControl>,
     datagrams: u32,
 }
 
@@ -98,12 +120,11 @@ impl<'a> DgramListeners<'a> {
     /// A listener that reserves less room (an IPv4 one beside an IPv6 or Unix one, one
     /// without GRO beside one with it) has more than `capacity` bytes for the payload: the
     /// rules, not the buffer, hold every listener to `capacity` exactly.
-    pub fn buffer_size(listeners: &[Listener], capacity: u32) -> u32 {
+    pub fn buffer_size(listeners: &[Listener], capacity: u32, stamps: bool) -> u32 {
         // struct io_uring_recvmsg_out: namelen, controllen, payloadlen, flags.
         let out = 4 * std::mem::size_of::<u32>() as u32;
         let datagram = listeners.iter().filter(|l| l.transport == Transport::Datagram);
-        let room =
-            datagram.map(|l| l.source_name_len() + if l.gro { GRO_CONTROL_LEN as u32 } else { 0 }).max();
+        let room = datagram.map(|l| l.source_name_len() + control_room(l, stamps)).max();
         capacity.saturating_add(out + room.unwrap_or(0))
     }
 
@@ -123,6 +144,7 @@ impl<'a> DgramListeners<'a> {
                 msghdr: unsafe { std::mem::zeroed() },
                 iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
                 control: SegmentControl::new(0),
+                stamp_control: None,
                 datagrams: 0,
             })
             .collect();
@@ -130,7 +152,7 @@ impl<'a> DgramListeners<'a> {
             listeners: listeners
                 .iter()
                 .filter(|l| l.transport == Transport::Datagram)
-                .map(DgramListener::new)
+                .map(|l| DgramListener::new(l, config.timestamps))
                 .collect(),
             buffers: Buffers::new(ring),
             sends,
@@ -267,9 +289,19 @@ impl<'a> DgramListeners<'a> {
     }
 
     fn on_datagram(&mut self, ctx: &mut Ctx<'a>, listener: usize, buf: Buf, len: u32) {
-        let l = &self.listeners[listener];
-        let (received, reply) = read_recvmsg(&l.msghdr, &self.buffers, &buf, len);
+        let l = &mut self.listeners[listener];
+        let (received, reply, rx_stamp) = read_recvmsg(&l.msghdr, &self.buffers, &buf, len);
         let (fd, mode) = (types::Fd(l.listener.fd.as_raw_fd()), l.listener.mode);
+        // The sampled send this reply would be (one in flight per listener).
+        let mut sample = None;
+        if let Some(stamps) = &mut ctx.stamps {
+            if l.stamps.rx {
+                stamps.received(rx_stamp, ctx.now, &mut ctx.counters);
+            }
+            if l.stamps.tx && l.sample.is_none() {
+                sample = stamps.sample(ctx.now);
+            }
+        }
         let c = &mut ctx.counters;
         let echo = match self.rules.judge(mode, received, ctx.now, c) {
             Verdict::Reply(echo) => echo,
@@ -296,24 +328,34 @@ impl<'a> DgramListeners<'a> {
             return;
         };
         slot.datagrams = echo.datagrams;
+        slot.stamp_control = sample.map(|key| TxControl::new(Some(key), echo.segment));
+        if let Some(key) = sample {
+            self.listeners[listener].sample = Some((key, ctx.now));
+        }
         let token = Token { kind: Kind::DgramSend, slot: listener as u32, generation: 0, bid };
         // A reply that cannot go at once (a peer's full queue) is dropped and counted:
         // waiting would hold the buffer and, for a Unix datagram peer that never reads,
         // the listener.
         let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
-        let entry = match echo {
-            Echo { segment: Some(size), bytes, .. } => {
+        let entry = match (echo, &slot.stamp_control) {
+            (Echo { segment, bytes, .. }, stamp_control) if segment.is_some() || stamp_control.is_some() => {
                 slot.iov = libc::iovec { iov_base: r.payload as *mut libc::c_void, iov_len: bytes };
-                slot.control = SegmentControl::new(size);
                 slot.msghdr.msg_name = r.name as *mut libc::c_void;
                 slot.msghdr.msg_namelen = r.namelen;
                 slot.msghdr.msg_iov = &mut slot.iov;
                 slot.msghdr.msg_iovlen = 1;
-                slot.msghdr.msg_control = slot.control.as_bytes().as_ptr() as *mut libc::c_void;
-                slot.msghdr.msg_controllen = SegmentControl::LEN as _;
+                let control = match stamp_control {
+                    Some(stamp_control) => stamp_control.as_bytes(),
+                    None => {
+                        slot.control = SegmentControl::new(segment.unwrap_or(0));
+                        slot.control.as_bytes()
+                    }
+                };
+                slot.msghdr.msg_control = control.as_ptr() as *mut libc::c_void;
+                slot.msghdr.msg_controllen = control.len() as _;
                 opcode::SendMsg::new(fd, &slot.msghdr).flags(flags as u32).build()
             }
-            Echo { segment: None, bytes, .. } => opcode::Send::new(fd, r.payload, bytes as u32)
+            (Echo { bytes, .. }, _) => opcode::Send::new(fd, r.payload, bytes as u32)
                 .dest_addr(r.name)
                 .dest_addr_len(r.namelen)
                 .flags(flags)
@@ -324,6 +366,11 @@ impl<'a> DgramListeners<'a> {
 
     pub fn on_sent(&mut self, ctx: &mut Ctx<'a>, token: Token, res: i32) {
         let sent = if res >= 0 { Ok(res as usize) } else { Err(std::io::Error::from_raw_os_error(-res)) };
+        let sampled =
+            self.sends.get_mut(usize::from(token.bid)).and_then(|s| s.stamp_control.take()).is_some();
+        if sampled {
+            self.take_send_stamp(ctx, token.slot as usize, res >= 0);
+        }
         let c = &mut ctx.counters;
         let datagrams = self.sends.get(usize::from(token.bid)).map_or(1, |s| s.datagrams);
         Datagrams::replied(c, datagrams, sent);
@@ -333,18 +380,40 @@ impl<'a> DgramListeners<'a> {
     }
 }
 
+impl DgramListeners<'_> {
+    /// The sampled send of `listener` completed (`went`: it was sent): reads its stamp
+    /// from the error queue, where the kernel put it before the send returned. Stamps of
+    /// other keys (an earlier sample's that came late) are read and dropped.
+    fn take_send_stamp(&mut self, ctx: &mut Ctx<'_>, listener: usize, went: bool) {
+        /// Error-queue entries read per sampled send at most.
+        const MAX_READ: usize = 4;
+        let Some(l) = self.listeners.get_mut(listener) else { return };
+        let Some((key, queued)) = l.sample.take() else { return };
+        let Some(stamps) = &mut ctx.stamps else { return };
+        let mut stamp = None;
+        tstamp::read_tx_stamps(l.listener.fd.as_fd(), MAX_READ, |k, real| {
+            if k == key {
+                stamp = Some(real);
+            }
+        });
+        if went {
+            stamps.sent(queued, stamp, &mut ctx.counters);
+        }
+    }
+}
+
 /// Reads a datagram (or GRO train) in `buf` (`len` bytes: the recvmsg header, the source
-/// address, the control messages, the payload) as the rules see it, and where a reply
-/// would point.
+/// address, the control messages, the payload) as the rules see it, where a reply would
+/// point, and the kernel's arrival stamp if it carries one.
 fn read_recvmsg(
     msghdr: &libc::msghdr,
     buffers: &Buffers<'_>,
     buf: &Buf,
     len: u32,
-) -> (Received, Option<Reply>) {
+) -> (Received, Option<Reply>, Option<i128>) {
     let Ok(out) = io_uring::types::RecvMsgOut::parse(buffers.bytes(buf, len), msghdr) else {
         // Not even a header: nothing of it can be echoed whole.
-        return (Received::single(1, 0, None), None);
+        return (Received::single(1, 0, None), None, None);
     };
     let payload = out.payload_data();
     let name = out.name_data();
@@ -360,5 +429,5 @@ fn read_recvmsg(
         name: name.as_ptr().cast(),
         namelen: name.len() as u32,
     });
-    (received, reply)
+    (received, reply, tstamp::rx_stamp(out.control_data()))
 }

@@ -14,6 +14,7 @@ mod buffers;
 mod conn;
 mod ctx;
 mod dgram;
+mod stamps;
 mod stream;
 mod token;
 mod worker;

@@ -33,6 +33,8 @@ pub(super) enum Kind {
     DgramSend = 11,
     /// A send of the `source` pattern on a connection.
     SourceSend = 12,
+    /// `--timestamps`: a read of a connection's error queue for its sampled send's stamp.
+    ErrQueue = 13,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             10 => Kind::DgramRecv,
             11 => Kind::DgramSend,
             12 => Kind::SourceSend,
+            13 => Kind::ErrQueue,
             _ => return None,
         })
     }

@@ -16,6 +16,7 @@
 use super::buffers::Buffers;
 use super::ctx::Ctx;
 use super::dgram::DgramListeners;
+use super::stamps::Stamps;
 use super::stream::Streams;
 use super::token::{Kind, Token};
 use crate::backend::contract::{Ready, Started, Transport, WorkerSetup};
@@ -59,7 +60,8 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
             return Vec::new();
         }
     }
-    let dgram_size = DgramListeners::buffer_size(&setup.listeners, setup.shared.dgram_capacity);
+    let dgram_size =
+        DgramListeners::buffer_size(&setup.listeners, setup.shared.dgram_capacity, config.timestamps);
     let options = RingOptions {
         entries: config.ring_entries,
         sqpoll: config.sqpoll,
@@ -86,7 +88,8 @@ pub(super) fn run(setup: WorkerSetup, features: Features, ready: Ready) -> Vec<S
     let streams = Streams::new(&setup.shared, &setup.listeners, Buffers::new(buffers), table, features);
     let capacity = setup.shared.dgram_capacity;
     let dgrams = dgram_buffers.map(|ring| DgramListeners::new(&setup.listeners, ring, config, capacity, now));
-    let mut worker = Worker::new(&setup, Ctx::new(driver, now), streams, dgrams);
+    let stamps = config.timestamps.then(|| Stamps::new(setup.shared.stats.parts_of(setup.index), now));
+    let mut worker = Worker::new(&setup, Ctx::new(driver, now, stamps), streams, dgrams);
     ready.serving(started);
 
     let mut warnings = Vec::new();
@@ -187,6 +190,9 @@ impl<'a> Worker<'a> {
                 self.ctx.driver.wait(1, None)?;
             }
             self.ctx.now = Instant::now();
+            if let Some(stamps) = &mut self.ctx.stamps {
+                stamps.tick(self.ctx.now);
+            }
             while let Some(cqe) = self.ctx.driver.completion() {
                 self.dispatch(cqe);
             }
@@ -271,6 +277,7 @@ impl<'a> Worker<'a> {
             Kind::SendZc if cqueue::notif(flags) => streams.on_zc_notif(ctx, token.bid, res),
             Kind::SendZc => streams.on_send(ctx, token, res, true, more),
             Kind::SourceSend => streams.on_source_sent(ctx, token, res),
+            Kind::ErrQueue => streams.on_errqueue(ctx, token, res),
             Kind::Close => streams.on_close(ctx, token),
             Kind::CloseRefused => streams.on_refused_closed(ctx, token),
             Kind::Cancel => streams.on_cancelled(ctx, token),

@@ -124,6 +124,7 @@ impl<'a> Streams<'a> {
         };
         if admitted {
             conn.open(l.mode, zc, now);
+            conn.stamped = self.listeners[listener].stamped;
             self.open += 1;
             self.progress(ctx, slot);
         } else {

@@ -12,7 +12,9 @@ use crate::backend::uring::conn::Phase;
 use crate::backend::uring::ctx::Ctx;
 use crate::backend::uring::token::Token;
 use crate::policy::{self, CloseReason};
+use crate::tstamp;
 use io_uring::cqueue;
+use io_uring::types::RecvMsgOut;
 
 impl<'a> Streams<'a> {
     pub fn on_cancelled(&mut self, ctx: &mut Ctx<'a>, token: Token) {
@@ -50,15 +52,41 @@ impl<'a> Streams<'a> {
         if !more {
             conn.recv_armed = false;
         }
+        // A stamped connection's read is a recvmsg: header, control messages, then the
+        // bytes; its end of stream is a read holding no bytes.
+        let mut res = res;
+        let mut at = 0;
+        if let (true, true, Some(b)) = (conn.stamped, res > 0, &buf) {
+            match RecvMsgOut::parse(self.buffers.bytes(b, res as u32), &self.recv_msghdr) {
+                Ok(out) => {
+                    let data = out.payload_data();
+                    at = res as u32 - data.len() as u32;
+                    res = data.len() as i32;
+                    // The end of stream carries no stamp: only data is timed.
+                    if let (Some(stamps), false) = (&mut ctx.stamps, data.is_empty()) {
+                        stamps.received(tstamp::rx_stamp(out.control_data()), now, &mut ctx.counters);
+                    }
+                }
+                // Cannot happen for a buffer the kernel filled for this header: the read
+                // cannot be placed: the connection fails (counted as an error).
+                Err(()) => res = -libc::EINVAL,
+            }
+        }
         match (res, buf) {
             (n, Some(buf)) if n > 0 => {
                 let n = n as u32;
                 policy::count_received(&mut ctx.counters, n as usize);
                 conn.last_active = Some(now);
                 if conn.phase == Phase::Open && policy::keeps_received(conn.mode) {
-                    conn.queue.push(buf, n);
+                    conn.queue.push_at(buf, at, n);
                     let queued = u64::from(conn.queue.bytes());
-                    debug_assert!(!self.limits || queued <= u64::from(self.shared.config.max_conn_buffer));
+                    // The kernel's limit holds the bound exactly; a stamped connection's recvmsg
+                    // takes none, and its bound is the cancel's (approximate).
+                    debug_assert!(
+                        !self.limits
+                            || conn.stamped
+                            || queued <= u64::from(self.shared.config.max_conn_buffer)
+                    );
                     let c = &mut ctx.counters;
                     c.queued_bytes += u64::from(n);
                     c.conn_queue_high_water = c.conn_queue_high_water.max(queued);
@@ -99,6 +127,9 @@ impl<'a> Streams<'a> {
     }
 
     pub fn on_send(&mut self, ctx: &mut Ctx<'a>, token: Token, res: i32, zc: bool, more: bool) {
+        if !zc {
+            self.sample_sent(ctx, token, res > 0);
+        }
         if zc && more {
             // A notification will follow; the buffer is the kernel's until then.
             self.buffers.zc_sent(token.bid, &mut ctx.counters);

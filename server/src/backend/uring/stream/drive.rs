@@ -67,13 +67,13 @@ impl<'a> Streams<'a> {
         let kind = if zc { Kind::SendZc } else { Kind::Send };
         let token = Token { kind, slot, generation, bid: chunk.buf.id() }.encode();
         let fd = types::Fixed(slot);
+        let len = chunk.len;
         let entry = if zc {
-            opcode::SendZc::new(fd, ptr, chunk.len)
-                .flags(libc::MSG_NOSIGNAL)
-                .zc_flags(ZC_REPORT_USAGE)
-                .build()
+            opcode::SendZc::new(fd, ptr, len).flags(libc::MSG_NOSIGNAL).zc_flags(ZC_REPORT_USAGE).build()
+        } else if let Some(sampled) = self.sampled_send(ctx, slot, ptr, len) {
+            sampled
         } else {
-            opcode::Send::new(fd, ptr, chunk.len).flags(libc::MSG_NOSIGNAL).build()
+            opcode::Send::new(fd, ptr, len).flags(libc::MSG_NOSIGNAL).build()
         };
         push(ctx, entry.user_data(token));
     }
@@ -98,8 +98,9 @@ impl<'a> Streams<'a> {
     fn steer_recv(&mut self, ctx: &mut Ctx<'a>, slot: u32) {
         let config = self.config();
         let (max, buf_size) = (config.max_conn_buffer, config.buffer_size);
-        let limits = self.limits;
         let conn = &mut self.conns[slot as usize];
+        // A stamped connection receives with recvmsg, which takes no total limit.
+        let limits = self.limits && !conn.stamped;
         let generation = conn.generation;
         let was_paused = conn.paused;
         let action = conn.recv_action(max, buf_size, limits);
@@ -109,7 +110,12 @@ impl<'a> Streams<'a> {
                 conn.recv_armed = true;
                 let token = Token::new(Kind::Recv, slot, generation).encode();
                 let group = self.buffers.group();
-                push(ctx, ring::recv_multishot(types::Fixed(slot), group, limit).user_data(token));
+                let entry = if conn.stamped {
+                    opcode::RecvMsgMulti::new(types::Fixed(slot), &*self.recv_msghdr, group).build()
+                } else {
+                    ring::recv_multishot(types::Fixed(slot), group, limit)
+                };
+                push(ctx, entry.user_data(token));
             }
             RecvAction::Cancel => {
                 conn.cancel_pending = true;

@@ -21,6 +21,7 @@
 mod accept;
 mod complete;
 mod drive;
+mod sample;
 mod state;
 mod tick;
 

@@ -5,7 +5,7 @@
 //! Invariant: every entry the stream part builds goes through [`push`], whose one
 //! `unsafe` block relies on what each of them points to (see there).
 
-use crate::backend::contract::{Listener, Shared, Transport};
+use crate::backend::contract::{Family, Listener, Shared, Transport};
 use crate::backend::uring::buffers::Buffers;
 use crate::backend::uring::conn::{Conn, Phase};
 use crate::backend::uring::ctx::Ctx;
@@ -13,7 +13,10 @@ use crate::backend::uring::token::Token;
 use crate::config::Config;
 use crate::policy::Admission;
 use crate::ring::Features;
+use crate::tstamp::{self, TxControl};
 use io_uring::squeue;
+use std::os::fd::AsFd;
+use std::time::Instant;
 
 /// One stream listener and its accept.
 pub(super) struct StreamListener<'a> {
@@ -24,6 +27,9 @@ pub(super) struct StreamListener<'a> {
     /// The accept failed; re-armed at the next tick, so a failing accept (EMFILE, a full
     /// table) cannot spin.
     pub(super) backoff: bool,
+    /// `--timestamps` on a TCP listener that took receive stamps: its connections
+    /// inherit them.
+    pub(super) stamped: bool,
 }
 
 /// A worker's stream listeners, its table of connections (one per direct-descriptor
@@ -45,13 +51,21 @@ pub(in crate::backend::uring) struct Streams<'a> {
     pub(super) limits: bool,
     /// The kernel has SEND_ZC (`--zc-threshold` is ignored otherwise).
     pub(super) send_zc: bool,
+    /// What a stamped connection's recvmsg reserves (no source address, room for the
+    /// stamps); the kernel reads it when each receive is submitted. Boxed, so its address
+    /// is stable for as long as the worker lives.
+    pub(super) recv_msghdr: Box<libc::msghdr>,
+    /// `--timestamps`: the sampled send in flight, and what it points at.
+    pub(super) sample: Sample,
+    pub(super) sample_slot: Box<SampleSlot>,
 }
 
 /// Queues `entry` on `ctx`.
 ///
 /// Every entry of the stream part (the files of `stream/`) points at nothing, at a buffer
-/// of the ring (held in a connection's queue until the send's last completion) or at the
-/// static source pattern.
+/// of the ring (held in a connection's queue until the send's last completion), at the
+/// static source pattern, or at [`Streams::recv_msghdr`] or [`Streams::sample_slot`],
+/// which live as long as the worker.
 pub(super) fn push(ctx: &mut Ctx<'_>, entry: squeue::Entry) {
     // SAFETY: see above: nothing an entry of the stream part points to can go before its
     // last completion (the ring's buffers outlive its io_uring; a queued buffer leaves the
@@ -78,8 +92,14 @@ impl<'a> Streams<'a> {
                 multishot: false,
                 cancelling: false,
                 backoff: false,
+                stamped: shared.config.timestamps
+                    && listener.family != Family::Unix
+                    && tstamp::enable_receive(listener.fd.as_fd()),
             })
             .collect();
+        // SAFETY: msghdr is plain data; all-zero is an empty header.
+        let mut recv_msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        recv_msghdr.msg_controllen = tstamp::RX_CONTROL_LEN as _;
         Streams {
             shared,
             listeners,
@@ -90,6 +110,9 @@ impl<'a> Streams<'a> {
             open: 0,
             limits: features.recv_total_limit,
             send_zc: features.send_zc,
+            recv_msghdr,
+            sample: Sample::Idle,
+            sample_slot: SampleSlot::new(),
         }
     }
 
@@ -140,4 +163,42 @@ impl<'a> Streams<'a> {
             .get_mut(token.slot as usize)
             .filter(|c| c.generation == token.generation && c.phase != Phase::Free)
     }
+}
+
+/// Room for one error-queue entry's control messages.
+pub(super) const ERR_CONTROL: usize = 256;
+
+/// What the sampled send and its error-queue read point at.
+pub(in crate::backend::uring) struct SampleSlot {
+    pub(super) msghdr: libc::msghdr,
+    pub(super) iov: libc::iovec,
+    pub(super) control: TxControl,
+    pub(super) err_msghdr: libc::msghdr,
+    pub(super) err_control: [u64; ERR_CONTROL / 8],
+}
+
+impl SampleSlot {
+    pub fn new() -> Box<SampleSlot> {
+        Box::new(SampleSlot {
+            // SAFETY: msghdr is plain data; all-zero is an empty header.
+            msghdr: unsafe { std::mem::zeroed() },
+            iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+            control: TxControl::new(None, None),
+            // SAFETY: as above.
+            err_msghdr: unsafe { std::mem::zeroed() },
+            err_control: [0; ERR_CONTROL / 8],
+        })
+    }
+}
+
+/// Where the worker's sampled send is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(in crate::backend::uring) enum Sample {
+    /// None in flight.
+    #[default]
+    Idle,
+    /// The send of connection `slot` (of `generation`) queued in the turn of `queued`.
+    Sending { slot: u32, generation: u8, queued: Instant },
+    /// Its error-queue read.
+    Reading { slot: u32, generation: u8, queued: Instant },
 }
