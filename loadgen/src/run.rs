@@ -342,9 +342,11 @@ fn start_builtin(
             ringecho::Cpus::List(server_cpus.clone())
         },
         workers: Some(1),
-        // The server times its own parts when the client times its own: one run then
-        // says where each microsecond went on both sides.
-        timestamps: plan.timestamps == crate::plan::Timestamps::Kernel,
+        // The echo server times its own parts when the client times its own: one run then
+        // says where each microsecond went on both sides. (Not for the throughput modes'
+        // discard and source listeners: they keep the plain receive path.)
+        timestamps: plan.timestamps == crate::plan::Timestamps::Kernel
+            && plan.throughput.mode.server_mode() == ringecho::Mode::Echo,
         ..ringecho::Config::default()
     };
     let server = ringecho::Server::start(config).map_err(RunError::Builtin)?;

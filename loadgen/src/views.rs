@@ -124,7 +124,8 @@ pub struct ServerView {
 
 /// The server's own parts in the window, from its kernel stamps (`ringecho
 /// --timestamps`): `wake`, a receive's kernel arrival stamp → its worker takes it;
-/// `send`, the worker queues the echo → the kernel's send stamp (sampled; UDP only).
+/// `send`, the worker queues the echo → the kernel's send stamp (sampled; TCP and UDP, UDP
+/// from Linux 6.13).
 /// For an echo sent in the turn that took its request, the two add up to the request's
 /// whole time in the server, kernel stamp to kernel stamp.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

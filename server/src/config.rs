@@ -275,6 +275,11 @@ pub const DEFAULT_MAX_CONN_BUFFER: u32 = 256 * 1024;
 /// `--drain-timeout` says otherwise.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The least `--buffer-size` with `--timestamps`: a TCP receive is then a recvmsg whose
+/// buffer starts with its header and room for the stamps (144 B), and most of each buffer
+/// should still be data.
+pub const MIN_STAMPED_BUFFER: u32 = 1024;
+
 /// The longest duration any setting takes (a day): longer ones are typos, and instants
 /// computed from them must not overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
@@ -331,6 +336,16 @@ impl Config {
         }
         if !(64..=(1 << 30)).contains(&self.buffer_size) {
             return Err(invalid("--buffer-size", "must be between 64 B and 1 GiB"));
+        }
+        if self.timestamps && self.buffer_size < MIN_STAMPED_BUFFER {
+            return Err(invalid(
+                "--buffer-size",
+                format!(
+                    "{} B is too small for --timestamps: each TCP receive buffer then holds a recvmsg \
+                     header and the stamps (144 B) before the data; give at least {MIN_STAMPED_BUFFER} B",
+                    self.buffer_size
+                ),
+            ));
         }
         if self.max_conn_buffer < self.buffer_size {
             return Err(invalid(
@@ -426,6 +441,15 @@ mod tests {
     #[test]
     fn default_is_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn timestamps_need_room_for_a_recvmsg_header() {
+        let c = Config { timestamps: true, buffer_size: MIN_STAMPED_BUFFER - 1, ..Config::default() };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("--buffer-size: ") && e.contains("--timestamps"), "{e}");
+        Config { timestamps: true, buffer_size: MIN_STAMPED_BUFFER, ..Config::default() }.validate().unwrap();
+        Config { buffer_size: 64, max_conn_buffer: 64, ..Config::default() }.validate().unwrap();
     }
 
     #[test]

@@ -61,16 +61,23 @@ impl Bound {
 }
 
 /// Binds every endpoint for `workers` workers, with UDP_GRO on UDP sockets when `gro`
-/// (where the kernel refuses it, the socket goes without). On failure, the socket files
-/// this call created are removed again.
-pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize, gro: bool) -> Result<Bound, StartError> {
+/// (where the kernel refuses it, the socket goes without), and with receive stamps on TCP
+/// listeners when `stamps` (`--timestamps`; set before `listen`, so no connection is
+/// accepted without them). On failure, the socket files this call created are removed
+/// again.
+pub(crate) fn bind_all(
+    endpoints: &[Endpoint],
+    workers: usize,
+    gro: bool,
+    stamps: bool,
+) -> Result<Bound, StartError> {
     let mut bound = Bound {
         per_worker: Vec::new(),
         addrs: Vec::new(),
         largest_datagram: Vec::new(),
         unix_paths: Vec::new(),
     };
-    match bind_into(endpoints, workers, gro, &mut bound) {
+    match bind_into(endpoints, workers, (gro, stamps), &mut bound) {
         Ok(()) => Ok(bound),
         Err(e) => {
             for path in &bound.unix_paths {
@@ -81,7 +88,12 @@ pub(crate) fn bind_all(endpoints: &[Endpoint], workers: usize, gro: bool) -> Res
     }
 }
 
-fn bind_into(endpoints: &[Endpoint], workers: usize, gro: bool, bound: &mut Bound) -> Result<(), StartError> {
+fn bind_into(
+    endpoints: &[Endpoint],
+    workers: usize,
+    (gro, stamps): (bool, bool),
+    bound: &mut Bound,
+) -> Result<(), StartError> {
     *bound = Bound {
         per_worker: (0..workers).map(|_| Vec::new()).collect(),
         addrs: Vec::new(),
@@ -107,13 +119,14 @@ fn bind_into(endpoints: &[Endpoint], workers: usize, gro: bool, bound: &mut Boun
                 for listeners in bound.per_worker.iter_mut() {
                     // Each worker gets its own SO_REUSEPORT socket; after the first, they
                     // bind the port the first one got (port 0 resolved).
-                    let sock = inet_socket(addr, transport).map_err(listen_err)?;
+                    let (sock, stamped) = inet_socket(addr, transport, stamps).map_err(listen_err)?;
                     addr = sock.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
                     // A kernel without UDP_GRO (before 5.0) refuses it: no batching then.
                     let gro = gro
                         && transport == Transport::Datagram
                         && crate::gso::enable_gro(std::os::fd::AsFd::as_fd(&sock)).is_ok();
-                    listeners.push(Listener { fd: Arc::new(sock.into()), transport, family, mode, gro });
+                    let fd = Arc::new(sock.into());
+                    listeners.push(Listener { fd, transport, family, mode, gro, stamps: stamped });
                 }
                 bound.largest_datagram.push(largest);
                 let shown = match transport {
@@ -136,7 +149,14 @@ fn bind_into(endpoints: &[Endpoint], workers: usize, gro: bool, bound: &mut Boun
                 let fd = Arc::new(OwnedFd::from(sock));
                 for listeners in bound.per_worker.iter_mut() {
                     let family = Family::Unix;
-                    listeners.push(Listener { fd: fd.clone(), transport, family, mode, gro: false });
+                    listeners.push(Listener {
+                        fd: fd.clone(),
+                        transport,
+                        family,
+                        mode,
+                        gro: false,
+                        stamps: false,
+                    });
                 }
                 let shown = match transport {
                     Transport::Stream => BoundAddr::Unix(path.clone()),
@@ -189,7 +209,9 @@ fn refuse_if_held(addr: SocketAddr, transport: Transport) -> io::Result<()> {
     }
 }
 
-fn inet_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
+/// A bound (and, for TCP, listening) socket; with `stamps`, a TCP one takes receive stamps
+/// first, and says whether the kernel took them.
+fn inet_socket(addr: SocketAddr, transport: Transport, stamps: bool) -> io::Result<(Socket, bool)> {
     let sock = Socket::new(Domain::for_address(addr), socket_type(transport).cloexec(), None)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
@@ -201,10 +223,13 @@ fn inet_socket(addr: SocketAddr, transport: Transport) -> io::Result<Socket> {
         sock.set_tcp_nodelay(true)?;
     }
     sock.bind(&addr.into())?;
+    let stamped = stamps
+        && transport == Transport::Stream
+        && crate::tstamp::enable_receive(std::os::fd::AsFd::as_fd(&sock));
     if transport == Transport::Stream {
         sock.listen(BACKLOG)?;
     }
-    Ok(sock)
+    Ok((sock, stamped))
 }
 
 /// Binds a Unix socket at `path`, replacing a stale socket file only when nothing is

@@ -34,7 +34,7 @@ impl Server {
         let workers = engine.workers(&config, cpus.len());
         crate::config::check_workers(workers, cpus.len())?;
         let gro = config.gro && config.backend.handles_gro();
-        let bound = listen::bind_all(&config.listen, workers, gro)?;
+        let bound = listen::bind_all(&config.listen, workers, gro, config.timestamps)?;
         let dgram_capacity = match bound.largest_datagram() {
             Some(largest) => config.dgram_buffer_size.unwrap_or(largest),
             None => 0,

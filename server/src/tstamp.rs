@@ -77,10 +77,13 @@ pub fn enable(fd: BorrowedFd<'_>, kind: SocketKind) -> Support {
     }
 }
 
-/// Turns on receive stamps only (software, reported): for a TCP listener, whose accepted
+/// Turns on receive stamps (software, reported), and send stamps without the packet for
+/// the sends that ask (`OPT_TSONLY`), without keys: for a TCP listener, whose accepted
 /// connections inherit them (a listener refuses `OPT_ID`). Whether the kernel took it.
 pub fn enable_receive(fd: BorrowedFd<'_>) -> bool {
-    let flags = libc::SOF_TIMESTAMPING_RX_SOFTWARE | libc::SOF_TIMESTAMPING_SOFTWARE;
+    let flags = libc::SOF_TIMESTAMPING_RX_SOFTWARE
+        | libc::SOF_TIMESTAMPING_SOFTWARE
+        | libc::SOF_TIMESTAMPING_OPT_TSONLY;
     set_option(fd, libc::SO_TIMESTAMPING, flags as libc::c_int).is_ok()
 }
 

@@ -22,12 +22,16 @@ fn timed(listen: Listen) -> Option<TestServer> {
 /// Every receive of data is timed (or counted as missing a stamp: the first packets after
 /// the system turns stamping on may carry none), a few sends are, and every figure is a
 /// plausible time on this machine (below a second).
-fn assert_parts(h: &ringecho::ServerHandle, receives: u64) {
+fn assert_parts(h: &ringecho::ServerHandle, receives: u64, sends_stamped: bool) {
     let s = h.stats();
     let t = s.timing.expect("--timestamps gives timing in the snapshot");
     let missing = s.total.stamps_missing;
     assert!(t.wake.count + missing >= receives, "{t:?}, {missing} missing, {receives} receives");
     assert!(t.wake.count >= receives / 2, "most receives carry a stamp: {t:?}, {missing} missing");
+    if !sends_stamped {
+        assert_eq!(t.send.count, 0, "{t:?}");
+        return;
+    }
     assert!(t.send.count >= 2, "a few sends sampled over {ROUND_TRIPS} round trips: {t:?}");
     for p in [t.wake, t.send] {
         let (p50, mean) = (p.p50_us.unwrap(), p.mean_us.unwrap());
@@ -53,7 +57,7 @@ fn tcp_receives_and_sampled_sends_are_timed_and_echo_exactly() {
     let big = payload(7, 3 << 20);
     assert_eq!(echo_full_duplex(connect(addr), big.clone()).unwrap(), big);
     assert_settled(&h);
-    assert_parts(&h, ROUND_TRIPS as u64);
+    assert_parts(&h, ROUND_TRIPS as u64, true);
 }
 
 #[test]
@@ -69,7 +73,12 @@ fn udp_receives_and_sampled_sends_are_timed_and_echo_exactly() {
     }
     let t = util::dgram::settled_dgrams(&h, ROUND_TRIPS as u64);
     assert_eq!(t.dgrams_echoed, ROUND_TRIPS as u64);
-    assert_parts(&h, ROUND_TRIPS as u64);
+    // A datagram's send stamp needs its own key (SCM_TS_OPT_ID, Linux 6.13): asked of
+    // the kernel the way the server asks.
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let keyed =
+        ringecho::tstamp::enable(std::os::fd::AsFd::as_fd(&probe), ringecho::tstamp::SocketKind::Udp).tx;
+    assert_parts(&h, ROUND_TRIPS as u64, keyed);
 }
 
 #[test]
@@ -112,4 +121,44 @@ fn metrics_carry_the_parts_as_histograms() {
         assert_eq!(text.lines().filter(worker0).count(), ringecho::parthist::BUCKETS, "{name}");
         assert!(text.contains(&format!("{name}_bucket{{le=\"+Inf\",worker=\"0\"}}")), "{text}");
     }
+}
+
+/// A client that stops reading fills the server's send path: a sampled send then finds no
+/// room and goes again plainly (it never waits, holding the worker's one sample), so the
+/// connection neither fails nor loses a byte, and sampling goes on once the client reads.
+#[test]
+fn a_peer_that_stops_reading_costs_no_byte_and_no_sample() {
+    let Some(h) = timed(Listen::Tcp("127.0.0.1:0".parse().unwrap())) else { return };
+    let addr = h.tcp_addr().unwrap();
+    let s = connect(addr);
+    let data = payload(11, 8 << 20);
+    let mut writer = s.try_clone().unwrap();
+    let sent = data.clone();
+    let w = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    // Nothing is read until the server holds data it cannot send.
+    assert!(
+        testkit::eventually(std::time::Duration::from_secs(10), || h.stats().total.paused > 0),
+        "the server never paused: {:?}",
+        h.stats().total
+    );
+    let mut back = Vec::new();
+    let mut reader = s;
+    std::io::Read::read_to_end(&mut reader, &mut back).unwrap();
+    w.join().unwrap();
+    assert!(back == data, "{} of {} bytes back, the same: {}", back.len(), data.len(), back == data);
+    let t = h.stats().total;
+    assert_eq!((t.err_other, t.err_reset, t.err_pipe), (0, 0, 0), "{t:?}");
+    // Sampling goes on: a few more round trips are sampled.
+    let before = h.stats().timing.unwrap().send.count;
+    let mut c = connect(addr);
+    let mut i = 0;
+    while h.stats().timing.unwrap().send.count == before && i < 20_000 {
+        assert_eq!(echo_once(&mut c, b"again").unwrap(), b"again");
+        i += 1;
+    }
+    assert!(h.stats().timing.unwrap().send.count > before, "no send sampled after the stall");
 }

@@ -133,8 +133,14 @@ fn schema_names_exactly_the_fields_written() {
     assert_eq!(keys(&server["properties"]), keys(&fullest["views"]["server"]));
     assert_eq!(
         names(&server["required"]),
-        &keys(&fullest["views"]["server"]) - &["dgrams".to_string()].into()
+        &keys(&fullest["views"]["server"]) - &["dgrams".to_string(), "timing".to_string()].into()
     );
+    let timing = &server["properties"]["timing"];
+    for part in ["wake", "send"] {
+        let node = &timing["properties"][part];
+        assert_eq!(keys(&node["properties"]), keys(&fullest["views"]["server"]["timing"][part]));
+        assert_eq!(names(&node["required"]), keys(&fullest["views"]["server"]["timing"][part]));
+    }
     assert_eq!(keys(&views["properties"]["kernel"]["properties"]), keys(&fullest["views"]["kernel"]));
     let side = &schema["$defs"]["side_cpu"];
     assert_eq!(names(&side["required"]), keys(&fullest["views"]["client"]));

@@ -113,23 +113,27 @@ pub fn parse_metrics(text: &str) -> Result<ServerReading, ScrapeError> {
     let mut workers: HashMap<usize, CpuTime> = HashMap::new();
     let mut r = ServerReading::default();
     let mut dgrams = [0u64; 3];
-    // Per part (wake, send): the bucket counts and the sum in ns, all workers together.
+    // Per part (wake, send): the bucket counts and the sum in ns, all workers together. A
+    // histogram that cannot be read as ours (other bounds: another version) costs the
+    // parts, not the reading.
     let mut parts: [Option<(Vec<u64>, u64)>; 2] = [None, None];
+    let mut unreadable = false;
     for s in &scrape.samples {
         if let Some((part, sum)) = timed_part(&s.metric) {
             let worker = s.labels.get("worker").and_then(|w| w.parse::<usize>().ok()).filter(|w| *w < 4096);
             if worker.is_none() {
                 continue;
             }
-            let bad = |value| ScrapeError::BadValue { series: format!("{}{}", s.metric, s.labels), value };
             let (counts, sum_ns) = parts[part].get_or_insert_with(|| (vec![0; BUCKETS], 0));
             match (&s.value, sum) {
-                (prometheus_parse::Value::Histogram(buckets), false) => {
-                    let these = bucket_counts(buckets).ok_or_else(|| bad(f64::NAN))?;
-                    for (a, b) in counts.iter_mut().zip(these) {
-                        *a = a.saturating_add(b);
+                (prometheus_parse::Value::Histogram(buckets), false) => match bucket_counts(buckets) {
+                    Some(these) => {
+                        for (a, b) in counts.iter_mut().zip(these) {
+                            *a = a.saturating_add(b);
+                        }
                     }
-                }
+                    None => unreadable = true,
+                },
                 (
                     prometheus_parse::Value::Counter(v)
                     | prometheus_parse::Value::Gauge(v)
@@ -137,7 +141,8 @@ pub fn parse_metrics(text: &str) -> Result<ServerReading, ScrapeError> {
                     true,
                 ) => {
                     if !(v.is_finite() && (0.0..=MAX_COUNT / 1e9).contains(v)) {
-                        return Err(bad(*v));
+                        unreadable = true;
+                        continue;
                     }
                     *sum_ns = sum_ns.saturating_add((v * 1e9).round() as u64);
                 }
@@ -192,7 +197,7 @@ pub fn parse_metrics(text: &str) -> Result<ServerReading, ScrapeError> {
     let n = workers.keys().max().map_or(0, |m| m + 1);
     r.workers = (0..n).map(|i| workers.get(&i).copied()).collect();
     r.dgrams = Some(dgrams);
-    if let [Some((wake, wake_sum)), Some((send, send_sum))] = parts {
+    if let ([Some((wake, wake_sum)), Some((send, send_sum))], false) = (parts, unreadable) {
         let wake = Histogram::from_parts(wake, wake_sum);
         let send = Histogram::from_parts(send, send_sum);
         // Counts that overflow together are no figures: the parts are left out.
@@ -300,6 +305,13 @@ pub fn consistent(a: &ServerReading, b: &ServerReading, window_s: f64) -> Result
     if let (Some(x), Some(y)) = (a.process_cpu_s, b.process_cpu_s) {
         if y < x {
             return Err(format!("its process CPU seconds went from {x} to {y}"));
+        }
+    }
+    if let (Some(x), Some(y)) = (&a.timing, &b.timing) {
+        if y.wake.since(&x.wake).is_err() || y.send.since(&x.send).is_err() {
+            return Err(
+                "its timed parts (--timestamps) went back: a server restarted between the readings?".into()
+            );
         }
     }
     Ok(())

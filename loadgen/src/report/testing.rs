@@ -119,7 +119,10 @@ pub fn full_report() -> Report {
                 recv_ops: 20_000,
                 dgrams_in: 0,
                 dgrams: Some(crate::views::ServerDgrams { echoed: 0, dropped: 0, enobufs: 0 }),
-                timing: None,
+                timing: Some(crate::views::ServerTiming {
+                    wake: crate::views::PartFigures { count: 20_000, p50_ns: 25_000.0, p99_ns: 44_000.0, mean_ns: 26_000.0 },
+                    send: crate::views::PartFigures { count: 5_000, p50_ns: 3_900.0, p99_ns: 8_000.0, mean_ns: 4_300.0 },
+                }),
             }),
             kernel: ringecho::procfs::NetCounters { udp_rcvbuf_errors: 7, ..Default::default() },
             others: vec![crate::views::OtherProcess { pid: 4242, comm: "spinner".into(), cpu: 0.97 }],

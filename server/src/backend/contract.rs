@@ -60,6 +60,9 @@ pub(crate) struct Listener {
     /// UDP_GRO is on: a receive may hold several datagrams of one size from one sender
     /// (the last may be shorter), with the size in a control message.
     pub gro: bool,
+    /// `--timestamps` on a TCP listener: receive stamps were turned on before it listened,
+    /// so every connection it accepts inherits them.
+    pub stamps: bool,
 }
 
 impl Listener {

@@ -289,18 +289,11 @@ impl<'a> DgramListeners<'a> {
     }
 
     fn on_datagram(&mut self, ctx: &mut Ctx<'a>, listener: usize, buf: Buf, len: u32) {
-        let l = &mut self.listeners[listener];
+        let l = &self.listeners[listener];
         let (received, reply, rx_stamp) = read_recvmsg(&l.msghdr, &self.buffers, &buf, len);
         let (fd, mode) = (types::Fd(l.listener.fd.as_raw_fd()), l.listener.mode);
-        // The sampled send this reply would be (one in flight per listener).
-        let mut sample = None;
-        if let Some(stamps) = &mut ctx.stamps {
-            if l.stamps.rx {
-                stamps.received(rx_stamp, ctx.now, &mut ctx.counters);
-            }
-            if l.stamps.tx && l.sample.is_none() {
-                sample = stamps.sample(ctx.now);
-            }
+        if let (Some(stamps), true) = (&mut ctx.stamps, l.stamps.rx) {
+            stamps.received(rx_stamp, ctx.now, &mut ctx.counters);
         }
         let c = &mut ctx.counters;
         let echo = match self.rules.judge(mode, received, ctx.now, c) {
@@ -328,9 +321,15 @@ impl<'a> DgramListeners<'a> {
             return;
         };
         slot.datagrams = echo.datagrams;
+        // A reply may be the listener's sampled send (one in flight per listener).
+        let l = &mut self.listeners[listener];
+        let sample = match &mut ctx.stamps {
+            Some(stamps) if l.stamps.tx && l.sample.is_none() => stamps.sample(ctx.now),
+            _ => None,
+        };
         slot.stamp_control = sample.map(|key| TxControl::new(Some(key), echo.segment));
         if let Some(key) = sample {
-            self.listeners[listener].sample = Some((key, ctx.now));
+            l.sample = Some((key, ctx.now));
         }
         let token = Token { kind: Kind::DgramSend, slot: listener as u32, generation: 0, bid };
         // A reply that cannot go at once (a peer's full queue) is dropped and counted:
@@ -382,8 +381,9 @@ impl<'a> DgramListeners<'a> {
 
 impl DgramListeners<'_> {
     /// The sampled send of `listener` completed (`went`: it was sent): reads its stamp
-    /// from the error queue, where the kernel put it before the send returned. Stamps of
-    /// other keys (an earlier sample's that came late) are read and dropped.
+    /// from the error queue, where the kernel puts it as the datagram leaves (before the
+    /// send returns on loopback; a stamp not there yet is a missing one). Stamps of other
+    /// keys (an earlier sample's that came late) are read and dropped.
     fn take_send_stamp(&mut self, ctx: &mut Ctx<'_>, listener: usize, went: bool) {
         /// Error-queue entries read per sampled send at most.
         const MAX_READ: usize = 4;

@@ -6,15 +6,19 @@
 //!   the stamp in their control messages (TCP is then received with `recvmsg`); a read
 //!   holding several segments carries the last one's.
 //! - **send**: the turn in which the worker queues an echo → the kernel's send stamp of
-//!   it. Sampled: at most one send per worker every [`SAMPLE_GAP`], each with its own key,
-//!   read back from the listener's error queue when the send completes (a loopback or
-//!   driver send stamp is taken before the send returns). UDP only.
+//!   it. Sampled: at most one send per worker every [`SAMPLE_GAP`], read back from the
+//!   socket's error queue when the send completes (on loopback, and for a datagram on most
+//!   drivers, the stamp is taken before the send returns; a TCP segment held back by the
+//!   peer's window or congestion control is stamped later, and that sample is counted
+//!   missing). UDP sends carry a key (`SCM_TS_OPT_ID`, Linux 6.13); TCP ones none, so an
+//!   older stamp read back is recognised by its time and skipped.
 //!
 //! For an echo queued in the turn that took its receive, wake + send is the whole time
 //! the request spent in the server, kernel stamp to kernel stamp.
 //!
-//! Invariant: a stamp the clocks cannot place (missing, before the worker started, or a
-//! part longer than [`IMPLAUSIBLE`]) is counted in `stamps_missing`, never recorded.
+//! Invariant: a stamp the clocks cannot place (missing, after the moment it is timed
+//! against, or a part longer than [`IMPLAUSIBLE`]) is counted in `stamps_missing`, never
+//! recorded.
 
 use crate::stats::{Counters, PartStats};
 use crate::tstamp::KernelClock;
@@ -65,7 +69,9 @@ impl<'a> Stamps<'a> {
     /// A receive stamped `real` (ns of `CLOCK_REALTIME`, `None` when it came without one)
     /// taken in the turn of `now`.
     pub fn received(&mut self, real: Option<i128>, now: Instant, c: &mut Counters) {
-        match real.and_then(|real| self.since(real, now)) {
+        // A completion posted during the turn (an inline submission's) is stamped after
+        // the turn began: it is timed against the moment it is taken instead.
+        match real.and_then(|real| self.since(real, now).or_else(|| self.since(real, Instant::now()))) {
             Some(ns) => self.parts.wake.record(ns),
             None => c.stamps_missing += 1,
         }
@@ -88,6 +94,13 @@ impl<'a> Stamps<'a> {
             Some(ns) => self.parts.send.record(ns),
             None => c.stamps_missing += 1,
         }
+    }
+
+    /// Whether a send stamp `real` is older than the send queued in the turn of `queued`
+    /// (beyond the clocks' bound): an earlier sample's, read late.
+    pub fn stale(&self, queued: Instant, real: i128) -> bool {
+        let then = queued.saturating_duration_since(self.origin).as_nanos() as i128;
+        self.clock.since_origin(real) - then < -i128::from(self.clock.bound_ns)
     }
 
     /// `now` − the stamp, ns; `None` when the stamp cannot be placed before `now` (within

@@ -103,7 +103,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(kind in 1u8..=12, slot: u32, generation: u8, bid: u16) {
+        fn round_trip(kind in 1u8..=13, slot: u32, generation: u8, bid: u16) {
             let t = Token { kind: Kind::from_u8(kind).unwrap(), slot, generation, bid };
             prop_assert_eq!(Token::decode(t.encode()), Some(t));
         }

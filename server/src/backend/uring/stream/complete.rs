@@ -127,8 +127,14 @@ impl<'a> Streams<'a> {
     }
 
     pub fn on_send(&mut self, ctx: &mut Ctx<'a>, token: Token, res: i32, zc: bool, more: bool) {
-        if !zc {
-            self.sample_sent(ctx, token, res > 0);
+        let sampled = !zc && self.sample_sent(ctx, token, res > 0);
+        if sampled && res == -libc::EAGAIN {
+            // The sampled send found no room (it does not wait): send it again plainly.
+            if let Some(conn) = self.conn_mut(token).filter(|c| c.queue.in_flight()) {
+                conn.queue.on_send_failed();
+                self.progress(ctx, token.slot);
+            }
+            return;
         }
         if zc && more {
             // A notification will follow; the buffer is the kernel's until then.

@@ -5,7 +5,7 @@
 //! Invariant: every entry the stream part builds goes through [`push`], whose one
 //! `unsafe` block relies on what each of them points to (see there).
 
-use crate::backend::contract::{Family, Listener, Shared, Transport};
+use crate::backend::contract::{Listener, Shared, Transport};
 use crate::backend::uring::buffers::Buffers;
 use crate::backend::uring::conn::{Conn, Phase};
 use crate::backend::uring::ctx::Ctx;
@@ -15,7 +15,6 @@ use crate::policy::Admission;
 use crate::ring::Features;
 use crate::tstamp::{self, TxControl};
 use io_uring::squeue;
-use std::os::fd::AsFd;
 use std::time::Instant;
 
 /// One stream listener and its accept.
@@ -92,9 +91,7 @@ impl<'a> Streams<'a> {
                 multishot: false,
                 cancelling: false,
                 backoff: false,
-                stamped: shared.config.timestamps
-                    && listener.family != Family::Unix
-                    && tstamp::enable_receive(listener.fd.as_fd()),
+                stamped: listener.stamps,
             })
             .collect();
         // SAFETY: msghdr is plain data; all-zero is an empty header.
@@ -199,6 +196,6 @@ pub(in crate::backend::uring) enum Sample {
     Idle,
     /// The send of connection `slot` (of `generation`) queued in the turn of `queued`.
     Sending { slot: u32, generation: u8, queued: Instant },
-    /// Its error-queue read.
-    Reading { slot: u32, generation: u8, queued: Instant },
+    /// Its error-queue read, the `reads`th.
+    Reading { slot: u32, generation: u8, queued: Instant, reads: u8 },
 }
