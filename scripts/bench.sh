@@ -33,7 +33,8 @@
 # msg/s; `ab` gives each figure's median and the spread, so `--only matrix --only ab`
 # puts both side by side.
 #
-# Section `openloop-cost` (issue 25): ringload's open loop (`-r RATE`) against the plain
+# Section `openloop-cost` (issue 25): ringload's open loop (`-r RATE`; also with
+# `--send-window 400us`, and with `--user-timestamps`) against the plain
 # one (benches' epoll-open-loop: one epoll set, one absolute timerfd re-armed to the next
 # due time, each due message its own write) in "tcp 50 connections × 64 B", at each of
 # --rates; per rate --runs pairs interleaved A B, B A, each client against a fresh ringecho

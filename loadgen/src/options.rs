@@ -78,6 +78,7 @@ impl RunArgs {
             seed: self.seed,
             churn: self.churn,
             coalesce: self.coalesce,
+            send_window: self.send_window,
             gso: !self.no_gso,
             intervals: self.hdr_log.is_some(),
             throughput: self.throughput.to_plan(),

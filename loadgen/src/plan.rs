@@ -55,6 +55,12 @@ pub struct Plan {
     /// message is its own send, as wrk2 and tcpkali send requests).
     #[serde(default)]
     pub coalesce: bool,
+    /// Open loop: each turn hands out every message due within this much of now, the early
+    /// ones early (`--send-window`): fewer wake-ups for the client, in bursts of up to
+    /// rate × window messages; an early message's latency counts from when it was sent.
+    /// `None`: each message goes at its due time.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::plan::fields::opt_secs")]
+    pub send_window: Option<Duration>,
     /// UDP: send a flow's datagrams that are due together as one UDP_SEGMENT send and
     /// receive with UDP_GRO (each datagram keeps its own header). Off in documents from
     /// before it existed.
@@ -153,6 +159,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The longest warm-up, drain or timeout: an hour.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 
+/// The widest `--send-window`: beyond it the bursts, not the schedule, shape the load.
+pub const MAX_SEND_WINDOW: Duration = Duration::from_millis(10);
+
 impl Plan {
     /// Checks the plan.
     pub fn validate(&self) -> Result<(), PlanError> {
@@ -241,6 +250,14 @@ impl Plan {
         if self.coalesce && (datagram || !matches!(self.model, Model::Open { .. })) {
             return Err(PlanError::new("--coalesce", "applies to the open loop over a stream target"));
         }
+        if let Some(w) = self.send_window {
+            if !matches!(self.model, Model::Open { .. }) {
+                return Err(PlanError::new("--send-window", "applies to the open loop (--rate)"));
+            }
+            if w.is_zero() || w > MAX_SEND_WINDOW {
+                return Err(PlanError::new("--send-window", "between 1 ns and 10ms"));
+            }
+        }
         for (flag, d) in [
             ("--warmup", self.warmup),
             ("--udp-timeout", self.udp_timeout),
@@ -289,6 +306,7 @@ mod tests {
             seed: u64::MAX,
             churn,
             coalesce: false,
+            send_window: None,
             gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,
@@ -298,6 +316,30 @@ mod tests {
             server_pid: None,
             timestamps: crate::plan::Timestamps::Kernel,
         }
+    }
+
+    #[test]
+    fn a_send_window_is_for_the_open_loop_and_bounded() {
+        let open = Model::Open { rate: 1000.0 };
+        let stop = Stop::Duration(Duration::from_secs(1));
+        let with = |model, w| Plan { send_window: w, ..plan(None, model, stop, None) };
+        with(open, Some(Duration::from_micros(400))).validate().unwrap();
+        with(open, Some(MAX_SEND_WINDOW)).validate().unwrap();
+        for (model, w, says) in [
+            (Model::Closed { depth: 1 }, Duration::from_micros(400), "open loop"),
+            (open, Duration::ZERO, "between"),
+            (open, MAX_SEND_WINDOW + Duration::from_nanos(1), "between"),
+        ] {
+            let e = with(model, Some(w)).validate().unwrap_err().to_string();
+            assert!(e.starts_with("--send-window") && e.contains(says), "{e}");
+        }
+        // Written only when set, read back the same.
+        let p = with(open, Some(Duration::from_micros(400)));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["send_window"], serde_json::json!(0.0004));
+        assert_eq!(serde_json::from_value::<Plan>(json).unwrap().send_window, p.send_window);
+        let json = serde_json::to_value(with(open, None)).unwrap();
+        assert!(json.get("send_window").is_none());
     }
 
     #[test]

@@ -185,3 +185,33 @@ fn user_timestamps_leave_the_builtin_server_untimed() {
     let server = r.views.as_ref().and_then(|v| v.server.as_ref()).expect("the built-in server is read");
     assert_eq!(server.timing, None);
 }
+
+/// `--send-window`: messages due within the window go early, together; an early one is
+/// timed from its actual send, so a server that sleeps 2 ms before each reply still reads
+/// as 2 ms (never less), none goes out late by the window, and the run sends what its
+/// rate and duration say (nothing due after the stop goes early).
+#[test]
+fn a_send_window_sends_early_and_times_from_the_send() {
+    if !uring_available() {
+        return;
+    }
+    let addr = tcp_server(echo_slowly);
+    let r = run(plan(Some(Target::Tcp(addr)), |p| {
+        p.connections = 20;
+        p.model = Model::Open { rate: 2_000.0 };
+        p.send_window = Some(Duration::from_micros(2_000));
+        p.stop = Stop::Duration(Duration::from_millis(1_000));
+    }));
+    assert_eq!(r.counters.failed(), 0, "{:?}", r.counters);
+    // 2,000 msg/s for 1 s, the window's bursts aside.
+    assert!((1_900..=2_000).contains(&r.counters.sent), "sent {}", r.counters.sent);
+    let min = r.latency.value_at_quantile(0.0);
+    assert!(min >= 2 * MS, "an early message timed from its due time reads {min} ns");
+    // Sent at most a window early: none of the lag is the window's.
+    assert!(r.lag.value_at_quantile(0.5) < MS, "send lag p50 {}", r.lag.value_at_quantile(0.5));
+    assert!(
+        ringload::text::run::report(&r).contains("send window 2.00ms"),
+        "{}",
+        ringload::text::run::report(&r)
+    );
+}

@@ -30,6 +30,9 @@ AB_CELL = ("tcp", 50, 64)
 # (benches' epoll-open-loop) in this cell, at each of --rates.
 OPENLOOP_CELL = (50, 64)
 OPENLOOP_RATES = "10k,50k,100k"
+# ringload-window's --send-window: messages go at most this early, a wake-up a quarter of
+# it ahead of the next due time; about 300 µs of the schedule per wake-up.
+OPENLOOP_WINDOW = "400us"
 # A client keeps to its schedule when it achieves this share of the offered rate and its
 # send lag p99 is at most LAG_LIMIT_US (ringload's `capacity::MIN_ACHIEVED` and
 # `slo::LAG_LIMIT`).
@@ -302,9 +305,12 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
             s0, c0 = rb.cpu_seconds(server.pid), rb.child_cpu()
             if client.startswith("ringload"):
                 # ringload: replies timed by the kernel's receive stamps and taken in
-                # batches at the due times; ringload-user: the old loop (--user-timestamps),
-                # which wakes for each reply and each send's completion.
-                user = ["--user-timestamps"] if client == "ringload-user" else []
+                # batches at the due times; ringload-window: the same, handing out at each
+                # wake-up every message due within OPENLOOP_WINDOW (--send-window: early
+                # sends, in bursts); ringload-user: the old loop (--user-timestamps), which
+                # wakes for each reply and each send's completion.
+                user = {"ringload-user": ["--user-timestamps"],
+                        "ringload-window": ["--send-window", OPENLOOP_WINDOW]}.get(client, [])
                 d = rb.ringload(b, f"tcp://{addr}", ["-r", rb.rate_arg(rate), "-c", conns, "-s", size, "-d", f"{secs}s",
                                                      "-w", warmup, "--connect-timeout", "5s", *user],
                                 cpu=client_cpu, timeout=secs + 60)
@@ -335,7 +341,7 @@ def openloop_cost(b, out, secs, runs, server_cpu, client_cpu, rates):
         row["on_schedule"] = on_schedule(row)
         return row
 
-    clients = ("ringload", "ringload-user", "plain")
+    clients = ("ringload", "ringload-window", "ringload-user", "plain")
     print(f"\nopen-loop client cost (issue 25): ringload -r RATE against epoll-open-loop, tcp {conns} x {size} B, "
           f"ringecho uring on CPU {server_cpu}, clients on CPU {client_cpu}, {runs} interleaved pair(s) per rate, "
           f"{secs:g} s + {warmup} warm-up each", flush=True)
@@ -515,7 +521,9 @@ def openloop_summary(doc):
     ratio ringload/plain of CPU per message."""
     md = [f"\n## Open-loop client cost: ringload against the plain open loop, tcp {doc['connections']} × {doc['size']} B\n"]
     md.append(f"Issue 25. At each offered rate, ringload `-r RATE` (replies timed by the kernel's receive stamps and "
-              f"taken in batches at the due times), ringload `--user-timestamps` (**ringload-user**: the loop that "
+              f"taken in batches at the due times), ringload `--send-window {OPENLOOP_WINDOW}` (**ringload-window**: "
+              f"at each wake-up every message due within the window goes, early ones early, in bursts), "
+              f"ringload `--user-timestamps` (**ringload-user**: the loop that "
               f"wakes for each reply and send completion) and benches' `epoll-open-loop` (the plain way: one "
               f"epoll set, one absolute timerfd re-armed to the next due time, every due message its own write, "
               f"replies read on wake), {doc['runs_per_client']} run(s) each interleaved A B, B A, …, each against a "
@@ -530,7 +538,7 @@ def openloop_summary(doc):
     md.append("| offered msg/s | client | achieved msg/s | client µs/msg | × plain | process µs/msg | × plain | "
               "server µs/msg | p50 µs | p99 µs | send lag p99 µs | late sends | failed | on schedule |")
     md.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    clients = ("ringload", "ringload-user", "plain")
+    clients = ("ringload", "ringload-window", "ringload-user", "plain")
     for key, cell in doc["rates"].items():
         for client in clients:
             m = cell.get(client)

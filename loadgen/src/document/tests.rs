@@ -33,6 +33,7 @@ fn fullest() -> ResultDoc {
         p.spin = true;
         p.server_metrics = Some("http://127.0.0.1:9107/metrics".into());
         p.server_pid = Some(4242);
+        p.send_window = Some(std::time::Duration::from_micros(400));
     }
     let mut tally = crate::engine::Tally::default();
     tally.moved(0, 2_000_000_000, 5, 1_000, 900);
@@ -121,7 +122,7 @@ fn schema_names_exactly_the_fields_written() {
     // Nested objects, each written in full.
     // Written only when set: documented, not required.
     let optional_plan: BTreeSet<String> =
-        ["spin", "server_metrics", "server_pid", "timestamps"].map(String::from).into();
+        ["spin", "server_metrics", "server_pid", "timestamps", "send_window"].map(String::from).into();
     let plan_node = &props["plan"];
     assert_eq!(keys(&plan_node["properties"]), keys(&fullest["plan"]));
     assert_eq!(names(&plan_node["required"]), &keys(&fullest["plan"]) - &optional_plan);

@@ -175,6 +175,7 @@ mod tests {
             seed: 1,
             churn: None,
             coalesce: false,
+            send_window: None,
             gso: true,
             max_duration: Duration::from_secs(60),
             intervals: false,

@@ -68,7 +68,8 @@ pub(super) fn run<T: Transport>(args: WorkerArgs<'_>) -> Result<WorkerResult, Ru
     // Replies wait for the next due time only where the kernel stamps their arrival.
     let batch = stamps.on && clock.interval.is_some() && !shared.plan.spin && transport.stamps_arrivals();
     let cx = Ctx { clock, rec, stamps, buf_ring, driver, push_error: None, now: 0, scheduling: true };
-    let mut worker = Worker { cx, transport, next_conn: 0, spin: shared.plan.spin, batch };
+    let window = shared.plan.send_window.map_or(0, |w| w.as_nanos() as u64);
+    let mut worker = Worker { cx, transport, next_conn: 0, spin: shared.plan.spin, batch, window };
     let outcome = worker.turns(shared, T::drain(shared).as_nanos() as u64);
     let Exit { clock, rec, cpu, leaked } = worker.exit(outcome.is_ok());
     if leaked {
@@ -153,6 +154,8 @@ struct Worker<'r, T> {
     /// Open loop with stamped arrivals: a turn waits for the next due time, not for the
     /// first completion (replies and send completions are taken in batches).
     batch: bool,
+    /// `--send-window`, ns: a turn hands out what falls due this much ahead of now.
+    window: u64,
 }
 
 /// Why a worker's turns ended, beyond the planned stop.
@@ -208,7 +211,7 @@ impl<T: Transport> Worker<'_, T> {
                     return Ok(stopped);
                 }
             }
-            let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some());
+            let wait = wait_budget(&self.cx.clock, now, stopping_since.is_some(), self.window / 4);
             // Once stopping, every reply is waited for: the drain ends when none is left.
             let want = if self.batch && stopping_since.is_none() { BATCH } else { 1 };
             let turn = if self.spin { self.cx.driver.spin() } else { self.cx.driver.wait(want, Some(wait)) };
@@ -244,8 +247,11 @@ impl<T: Transport> Worker<'_, T> {
         take_completions(&mut self.cx, &mut self.transport);
     }
 
-    /// Open loop: hands out every message that has fallen due, round robin over the live
-    /// connections; how many.
+    /// Open loop: hands out every message that has fallen due (or falls due within the
+    /// send window), round robin over the live connections; how many. A message sent
+    /// before its due time is timed from its send ([`Recorder::handed_out`] sees no lag).
+    ///
+    /// [`Recorder::handed_out`]: super::recorder::Recorder::handed_out
     fn hand_out_due(&mut self) -> usize {
         let Some(interval) = self.cx.clock.interval else { return 0 };
         let (cx, t) = (&mut self.cx, &mut self.transport);
@@ -254,9 +260,15 @@ impl<T: Transport> Worker<'_, T> {
         cx.now = cx.clock.now();
         let mut joined = false;
         let mut handed = 0;
-        while cx.scheduling && cx.clock.next_due <= cx.now as f64 && cx.clock.budget != Some(0) {
+        let horizon = cx.now.saturating_add(self.window) as f64;
+        while cx.scheduling && cx.clock.next_due <= horizon && cx.clock.budget != Some(0) {
+            // Early messages stay within the run: none due after its stop goes early.
+            if cx.clock.next_due > cx.now as f64 && cx.clock.next_due >= cx.clock.stop_at as f64 {
+                break;
+            }
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
-            let due = cx.clock.next_due as u64;
+            // Due now or before: timed from then; due later (the window): from now.
+            let due = (cx.clock.next_due as u64).min(cx.now);
             cx.clock.next_due += interval;
             if t.queued(i) >= MAX_BACKLOG {
                 cx.rec.counters.backlog_overflow += 1;
@@ -371,13 +383,16 @@ fn take_completions<T: Transport>(cx: &mut Ctx<'_>, t: &mut T) {
     }
 }
 
-fn wait_budget(clock: &Clock, now: u64, stopping: bool) -> Duration {
+/// How long a turn may wait: until the next due time (`ahead` ns before it: half the
+/// send window, so that a window's wake-up, late by the machine's wake latency, still
+/// finds most of its messages not yet due), the stop, or the tick.
+fn wait_budget(clock: &Clock, now: u64, stopping: bool, ahead: u64) -> Duration {
     if stopping {
         return TICK;
     }
     let mut until = now + TICK.as_nanos() as u64;
     if clock.interval.is_some() {
-        until = until.min(clock.next_due.ceil() as u64);
+        until = until.min((clock.next_due.ceil() as u64).saturating_sub(ahead));
     }
     if clock.stop_at != u64::MAX {
         until = until.min(clock.stop_at);
@@ -429,12 +444,17 @@ mod tests {
             s
         };
         let closed = Clock::new(&plan(crate::Model::Closed { depth: 1 }), 0, 1);
-        assert_eq!(wait_budget(&closed, 0, false), TICK);
-        assert_eq!(wait_budget(&closed, 995_000_000, false), Duration::from_millis(5), "the stop");
+        assert_eq!(wait_budget(&closed, 0, false, 0), TICK);
+        assert_eq!(wait_budget(&closed, 995_000_000, false, 0), Duration::from_millis(5), "the stop");
         let mut open = Clock::new(&plan(crate::Model::Open { rate: 1000.0 }), 0, 1);
         open.next_due = 2_500_000.0;
-        assert_eq!(wait_budget(&open, 1_000_000, false), Duration::from_micros(1500), "the next due");
-        assert_eq!(wait_budget(&open, 3_000_000, false), Duration::from_micros(1), "late: no spin at 0");
-        assert_eq!(wait_budget(&open, 3_000_000, true), TICK, "stopping: nothing is due");
+        assert_eq!(wait_budget(&open, 1_000_000, false, 0), Duration::from_micros(1500), "the next due");
+        assert_eq!(
+            wait_budget(&open, 1_000_000, false, 100_000),
+            Duration::from_micros(1400),
+            "half a window ahead"
+        );
+        assert_eq!(wait_budget(&open, 3_000_000, false, 0), Duration::from_micros(1), "late: no spin at 0");
+        assert_eq!(wait_budget(&open, 3_000_000, true, 0), TICK, "stopping: nothing is due");
     }
 }

@@ -29,6 +29,23 @@ pub(super) mod secs {
     }
 }
 
+/// An optional duration as float seconds (written only when set).
+pub(super) mod opt_secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::secs::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// As [`super::secs::deserialize`], for a value that may be absent.
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::secs::deserialize(d).map(Some)
+    }
+}
+
 /// The target as text, `"builtin"` for none. Reading never resolves a name
 /// ([`Target::parse_literal`]).
 pub(super) mod target_text {

@@ -60,6 +60,7 @@ pub fn full_report() -> Report {
             seed: 42,
             churn: None,
             coalesce: false,
+            send_window: None,
             gso: false,
             max_duration: std::time::Duration::from_secs(60),
             intervals: false,

@@ -64,7 +64,16 @@ fn target_line(o: &mut String, target: &str, server_cpus: Option<&[usize]>) {
 pub fn load_words(p: &Plan) -> String {
     let model = match p.model {
         Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
-        Model::Open { rate: r } => format!("open loop at {}, {} connections", rate(r), p.connections),
+        Model::Open { rate: r } => match p.send_window {
+            Some(w) => format!(
+                "open loop at {}, {} connections, send window {} (bursts of up to {})",
+                rate(r),
+                p.connections,
+                crate::units::ns(w.as_nanos() as f64),
+                (r * w.as_secs_f64()).ceil().max(1.0) as u64
+            ),
+            None => format!("open loop at {}, {} connections", rate(r), p.connections),
+        },
     };
     let sizes = if p.size.min == p.size.max {
         size(p.size.min.into())

@@ -56,6 +56,7 @@ pub fn plan(target: Option<Target>, tweak: impl FnOnce(&mut Plan)) -> Plan {
         seed: 1,
         churn: None,
         coalesce: false,
+        send_window: None,
         gso: true,
         max_duration: std::time::Duration::from_secs(60),
         intervals: false,
