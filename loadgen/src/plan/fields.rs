@@ -35,14 +35,14 @@ pub(super) mod opt_secs {
 
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => super::secs::serialize(d, s),
+            Some(d) => crate::plan::fields::secs::serialize(d, s),
             None => s.serialize_none(),
         }
     }
 
-    /// As [`super::secs::deserialize`], for a value that may be absent.
+    /// As `secs::deserialize`, for a value that may be absent.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        super::secs::deserialize(d).map(Some)
+        crate::plan::fields::secs::deserialize(d).map(Some)
     }
 }
 
