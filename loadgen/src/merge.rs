@@ -160,6 +160,7 @@ fn admissible(results: &[Saved], force: bool) -> Result<Vec<MergeWarning>, Merge
         let differs = [
             ("size", a.map(|p| p.size) != b.map(|p| p.size)),
             ("model", a.map(|p| p.model) != b.map(|p| p.model)),
+            ("send_window", a.map(|p| p.send_window) != b.map(|p| p.send_window)),
         ];
         for (field, differs) in differs {
             if differs {

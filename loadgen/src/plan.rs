@@ -338,8 +338,12 @@ mod tests {
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["send_window"], serde_json::json!(0.0004));
         assert_eq!(serde_json::from_value::<Plan>(json).unwrap().send_window, p.send_window);
-        let json = serde_json::to_value(with(open, None)).unwrap();
+        let mut json = serde_json::to_value(with(open, None)).unwrap();
         assert!(json.get("send_window").is_none());
+        json["send_window"] = serde_json::Value::Null;
+        assert_eq!(serde_json::from_value::<Plan>(json.clone()).unwrap().send_window, None);
+        json["send_window"] = serde_json::json!(-1.0);
+        assert!(serde_json::from_value::<Plan>(json).is_err(), "a negative window is refused");
     }
 
     #[test]

@@ -205,8 +205,10 @@ fn a_send_window_sends_early_and_times_from_the_send() {
     assert_eq!(r.counters.failed(), 0, "{:?}", r.counters);
     // 2,000 msg/s for 1 s, the window's bursts aside.
     assert!((1_900..=2_000).contains(&r.counters.sent), "sent {}", r.counters.sent);
+    // Timed from its due time, an early message would read up to the window (2 ms) less;
+    // the tolerance is the stamps' placement on the run's clock (once seen 6 µs under).
     let min = r.latency.value_at_quantile(0.0);
-    assert!(min >= 2 * MS, "an early message timed from its due time reads {min} ns");
+    assert!(min >= 2 * MS - 50_000, "an early message timed from its due time reads {min} ns");
     // Sent at most a window early: none of the lag is the window's.
     assert!(r.lag.value_at_quantile(0.5) < MS, "send lag p50 {}", r.lag.value_at_quantile(0.5));
     assert!(

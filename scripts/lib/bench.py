@@ -522,7 +522,9 @@ def openloop_summary(doc):
     md = [f"\n## Open-loop client cost: ringload against the plain open loop, tcp {doc['connections']} × {doc['size']} B\n"]
     md.append(f"Issue 25. At each offered rate, ringload `-r RATE` (replies timed by the kernel's receive stamps and "
               f"taken in batches at the due times), ringload `--send-window {OPENLOOP_WINDOW}` (**ringload-window**: "
-              f"at each wake-up every message due within the window goes, early ones early, in bursts), "
+              f"at each wake-up every message due within the window goes, early ones early, in bursts; its early "
+              f"messages have no send lag by construction and their latency leaves out the client's wake-up "
+              f"lateness, so its lag and latency columns are not like-for-like with the plain loop's), "
               f"ringload `--user-timestamps` (**ringload-user**: the loop that "
               f"wakes for each reply and send completion) and benches' `epoll-open-loop` (the plain way: one "
               f"epoll set, one absolute timerfd re-armed to the next due time, every due message its own write, "

@@ -89,14 +89,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub coalesce: bool,
 
-    /// Open loop: at each wake-up hand out every message due within DURATION (`100us`,
-    /// `1ms`; at most 10ms), sending the early ones early. The client then wakes about once
-    /// per window instead of once per due time, which is what an open loop costs on a
-    /// machine where a wake-up is dear (a VM); the server sees bursts of up to rate ×
-    /// DURATION messages. An early message's latency counts from when it was sent, a late
-    /// one's from when it was due (no coordinated omission either way). Off by default:
-    /// each message goes at its due time, as wrk2 sends.
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration, requires = "rate")]
+    /// Open loop (--rate, --find-max-rate): at each wake-up hand out every message due
+    /// within DURATION (`100us`, `1ms`; at most 10ms), sending the early ones early. With
+    /// kernel-stamped replies the client then wakes about once per ¾ window instead of once
+    /// per due time, which is what an open loop costs on a machine where a wake-up is dear
+    /// (a VM); the server sees bursts of about rate × ¾ DURATION messages. An early
+    /// message's latency counts from when it was handed out, a late one's from when it was
+    /// due (no coordinated omission either way); no message goes early across the end of
+    /// the warm-up or the stop. Off by default: each message goes at its due time, as wrk2
+    /// sends.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub send_window: Option<Duration>,
 
     /// UDP: send each datagram with its own send and receive them one by one. By default

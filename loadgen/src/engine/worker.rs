@@ -260,10 +260,13 @@ impl<T: Transport> Worker<'_, T> {
         cx.now = cx.clock.now();
         let mut joined = false;
         let mut handed = 0;
-        let horizon = cx.now.saturating_add(self.window) as f64;
-        while cx.scheduling && cx.clock.next_due <= horizon && cx.clock.budget != Some(0) {
-            // Early messages stay within the run: none due after its stop goes early.
-            if cx.clock.next_due > cx.now as f64 && cx.clock.next_due >= cx.clock.stop_at as f64 {
+        while cx.scheduling
+            && cx.clock.next_due <= cx.now.saturating_add(self.window) as f64
+            && cx.clock.budget != Some(0)
+        {
+            // Early messages stay on their side of the warm-up's end and of the stop: a
+            // message is counted (warm-up, window, budget) by when it is timed from.
+            if cx.clock.next_due > cx.now as f64 && crosses(&cx.clock, cx.now) {
                 break;
             }
             let Some(i) = next_live(t.conns(), |i| t.is_dead(i), &mut self.next_conn) else { break };
@@ -383,15 +386,25 @@ fn take_completions<T: Transport>(cx: &mut Ctx<'_>, t: &mut T) {
     }
 }
 
-/// How long a turn may wait: until the next due time (`ahead` ns before it: half the
-/// send window, so that a window's wake-up, late by the machine's wake latency, still
-/// finds most of its messages not yet due), the stop, or the tick.
+/// Whether the next due message, sent at `now`, would cross the end of the warm-up or
+/// the stop: it must wait for its due time (`--send-window` sends no message early across
+/// either).
+fn crosses(clock: &Clock, now: u64) -> bool {
+    let due = clock.next_due;
+    due >= clock.stop_at as f64 || (now < clock.warm_end && due >= clock.warm_end as f64)
+}
+
+/// How long a turn may wait: until the next due time (`ahead` ns before it: a quarter of
+/// the send window, so that a window's wake-up, late by the machine's wake latency, still
+/// finds most of its messages not yet due; at the due time itself when that message may
+/// not go early), the stop, or the tick.
 fn wait_budget(clock: &Clock, now: u64, stopping: bool, ahead: u64) -> Duration {
     if stopping {
         return TICK;
     }
     let mut until = now + TICK.as_nanos() as u64;
     if clock.interval.is_some() {
+        let ahead = if crosses(clock, now) { 0 } else { ahead };
         until = until.min((clock.next_due.ceil() as u64).saturating_sub(ahead));
     }
     if clock.stop_at != u64::MAX {
@@ -452,9 +465,12 @@ mod tests {
         assert_eq!(
             wait_budget(&open, 1_000_000, false, 100_000),
             Duration::from_micros(1400),
-            "half a window ahead"
+            "a quarter window ahead"
         );
         assert_eq!(wait_budget(&open, 3_000_000, false, 0), Duration::from_micros(1), "late: no spin at 0");
         assert_eq!(wait_budget(&open, 3_000_000, true, 0), TICK, "stopping: nothing is due");
+        // Not ahead across the stop (nor the warm-up's end): that message waits for its time.
+        open.next_due = 1_000_000_000.0;
+        assert_eq!(wait_budget(&open, 999_000_000, false, 500_000), Duration::from_millis(1), "the stop");
     }
 }

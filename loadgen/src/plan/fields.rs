@@ -40,9 +40,13 @@ pub(super) mod opt_secs {
         }
     }
 
-    /// As `secs::deserialize`, for a value that may be absent.
+    /// As `secs::deserialize`, for a value that may be absent or `null`.
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::plan::fields::secs::deserialize(d).map(Some)
+        use serde::Deserialize;
+        let Some(secs) = Option::<f64>::deserialize(d)? else { return Ok(None) };
+        Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
+            serde::de::Error::invalid_value(serde::de::Unexpected::Float(secs), &"seconds, at least 0")
+        })
     }
 }
 

@@ -66,11 +66,11 @@ pub fn load_words(p: &Plan) -> String {
         Model::Closed { depth } => format!("closed loop, {} connections × depth {depth}", p.connections),
         Model::Open { rate: r } => match p.send_window {
             Some(w) => format!(
-                "open loop at {}, {} connections, send window {} (bursts of up to {})",
+                "open loop at {}, {} connections, send window {} (bursts of about {})",
                 rate(r),
                 p.connections,
                 crate::units::ns(w.as_nanos() as f64),
-                (r * w.as_secs_f64()).ceil().max(1.0) as u64
+                (r * w.as_secs_f64() * 0.75).ceil().max(1.0) as u64
             ),
             None => format!("open loop at {}, {} connections", rate(r), p.connections),
         },
