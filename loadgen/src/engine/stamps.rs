@@ -153,11 +153,9 @@ impl Stamps {
         });
         let _ = other; // not a send stamp at all: stray too
         self.tally.stray += (read - usize::from(found.is_some())) as u64;
-        let placed = found.and_then(|real| self.place(real, now));
-        if found.is_some() && placed.is_none() {
-            self.tally.implausible = self.tally.implausible.saturating_add(1);
-        }
-        placed
+        // A stamp that cannot be placed leaves the probe without a send stamp (counted in
+        // `probes_missing` when it is split); `implausible` counts replies only.
+        found.and_then(|real| self.place(real, now))
     }
 }
 

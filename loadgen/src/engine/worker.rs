@@ -228,6 +228,12 @@ impl<T: Transport> Worker<'_, T> {
                     if let Err(e) = self.cx.driver.spin() {
                         self.cx.push_error.get_or_insert(PushError::Submit(e));
                     }
+                    // That enter sent what was due and ran the kernel's pending work:
+                    // completions stamped after the hand-out's clock read are about to be
+                    // taken, and a stamp is placed against the time it is taken (else a
+                    // reply looked "from the future" and was timed early, a probe's send
+                    // stamp refused).
+                    self.cx.now = self.cx.clock.now();
                 }
             }
             self.reap();
