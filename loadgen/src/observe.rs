@@ -183,12 +183,8 @@ fn read_server(source: &ServerSource, warning: &mut Option<String>) -> Option<(I
             let snapshot = stats.snapshot();
             let total = snapshot.total;
             let timing = snapshot.timing.map(|_| {
-                let mut t = TimingReading::default();
-                for p in &snapshot.parts {
-                    t.wake.merge(&p.wake);
-                    t.send.merge(&p.send);
-                }
-                t
+                let all = ringecho::stats::Parts::sum(&snapshot.parts);
+                TimingReading { wake: all.wake, send: all.send }
             });
             let dropped = total.dgram_drop_truncated
                 + total.dgram_drop_rate_limited

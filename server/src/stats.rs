@@ -307,14 +307,22 @@ impl PartSummary {
     }
 }
 
+impl Parts {
+    /// Every worker's parts together.
+    pub fn sum(parts: &[Parts]) -> Parts {
+        let mut all = Parts::default();
+        for p in parts {
+            all.wake.merge(&p.wake);
+            all.send.merge(&p.send);
+        }
+        all
+    }
+}
+
 impl Timing {
     fn of(parts: &[Parts]) -> Timing {
-        let (mut wake, mut send) = (Histogram::default(), Histogram::default());
-        for p in parts {
-            wake.merge(&p.wake);
-            send.merge(&p.send);
-        }
-        Timing { wake: PartSummary::of(&wake), send: PartSummary::of(&send) }
+        let all = Parts::sum(parts);
+        Timing { wake: PartSummary::of(&all.wake), send: PartSummary::of(&all.send) }
     }
 }
 

@@ -222,18 +222,13 @@ impl<T: Transport> Worker<'_, T> {
                 // The turn woke at a due time: what is due goes to the kernel first, so
                 // its send lag is not the time taken to process the batch of replies that
                 // waited for it (their arrival is stamped by the kernel, so taking them
-                // later changes no figure). The enter submits; the completions it posts
-                // are taken by the reap below.
+                // later changes no figure). The flush's enter also runs the kernel's
+                // pending work, so it reads the clock again before taking completions:
+                // a stamp is placed against the time it is taken (placed against the
+                // hand-out's reading, a reply looked "from the future" and was timed
+                // early, and a probe's send stamp was refused).
                 if self.hand_out_due() > 0 {
-                    if let Err(e) = self.cx.driver.spin() {
-                        self.cx.push_error.get_or_insert(PushError::Submit(e));
-                    }
-                    // That enter sent what was due and ran the kernel's pending work:
-                    // completions stamped after the hand-out's clock read are about to be
-                    // taken, and a stamp is placed against the time it is taken (else a
-                    // reply looked "from the future" and was timed early, a probe's send
-                    // stamp refused).
-                    self.cx.now = self.cx.clock.now();
+                    flush(&mut self.cx, &mut self.transport);
                 }
             }
             self.reap();
